@@ -7,7 +7,8 @@ use prometheus::{Encoder, Registry, TextEncoder};
 /// The process-wide registry.
 pub fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(|| Registry::new_custom(Some("portcullis".into()), None).unwrap_or_default())
+    REGISTRY
+        .get_or_init(|| Registry::new_custom(Some("portcullis".into()), None).unwrap_or_default())
 }
 
 /// Registers a collector, tolerating a second registration of the same family (tests

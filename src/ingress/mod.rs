@@ -1,1 +1,6 @@
-//! TODO(owner): filled by its module owner.
+//! The ingress data plane: Ingress objects compiled into an immutable snapshot, a router
+//! over it, and the proxy that forwards matched requests to ready endpoints.
+pub mod policy;
+pub mod problem;
+pub mod router;
+pub mod snapshot;

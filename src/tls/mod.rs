@@ -1,1 +1,62 @@
-//! TODO(owner): filled by its module owner.
+//! TLS: the ring provider, PEM loading, development certificates, SNI resolution and
+//! hot reload of certificate files.
+//!
+//! Failure behaviour: nothing here panics on bad input; a certificate that does not load
+//! is an error value, and a reload that fails keeps the last good certificate in force.
+pub mod resolver;
+
+use std::sync::Arc;
+
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+
+/// What can go wrong turning PEM into a usable certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("no certificate found in PEM data")]
+    NoCertificate,
+    #[error("certificate PEM does not parse: {0}")]
+    BadCertificate(String),
+    #[error("private key PEM does not parse: {0}")]
+    BadKey(String),
+    #[error("key does not fit the certificate or is unsupported: {0}")]
+    Mismatch(String),
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("certificate generation failed: {0}")]
+    Generate(String),
+}
+
+/// Installs ring as the process-wide rustls provider. Idempotent: tests call it from
+/// every helper, and a second install is not an error worth reporting.
+pub fn install_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The ring provider, for builders that take one explicitly.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Parses a PEM certificate chain and private key into a key rustls can serve, checking
+/// that the key belongs to the leaf.
+pub fn certified_key_from_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::BadCertificate(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate);
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::BadKey(e.to_string()))?;
+    let ck = CertifiedKey::from_der(chain, key, &provider())
+        .map_err(|e| TlsError::Mismatch(e.to_string()))?;
+    Ok(Arc::new(ck))
+}

@@ -1,0 +1,65 @@
+//! Per-Ingress behaviour parsed from annotations (`portcullis.io/*` or the
+//! `nginx.ingress.kubernetes.io/*` spelling). CONTRACT: `compile` fills it, the proxy
+//! reads it. Parsing is structural: no annotation value is ever handed to an interpreter.
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// Load-balancing algorithm chosen per Ingress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// Power of two random choices by peak-EWMA latency × (in-flight + 1).
+    #[default]
+    Ewma,
+    RoundRobin,
+}
+
+/// A canary: a second backend that takes a share of the traffic or the requests that
+/// carry a header.
+#[derive(Debug)]
+pub struct Canary {
+    pub backend: std::sync::Arc<crate::ingress::snapshot::Backend>,
+    /// 0..=100 percent of requests.
+    pub weight: u32,
+    /// Requests with this header set to `always` (or to `header_value` when given) go to
+    /// the canary; `never` keeps them on the main backend.
+    pub header: Option<http::HeaderName>,
+    pub header_value: Option<String>,
+}
+
+/// Everything the annotations of one Ingress ask of the data plane.
+#[derive(Debug, Default)]
+pub struct Policy {
+    /// `rewrite-target`, with `$1`…`$9` referring to the path regex's capture groups.
+    pub rewrite_target: Option<String>,
+    /// The path is a regex (`use-regex`, or implied by `rewrite-target` with captures).
+    pub use_regex: bool,
+    /// `app-root`: requests for `/` get a 302 to this path.
+    pub app_root: Option<String>,
+    /// HTTP requests for a TLS host are redirected to HTTPS (default true when TLS exists).
+    pub ssl_redirect: bool,
+    /// Redirect to HTTPS even when the host has no TLS section.
+    pub force_ssl_redirect: bool,
+    /// Overrides the protocol from the Service port's appProtocol.
+    pub backend_protocol: Option<crate::ingress::snapshot::UpstreamProtocol>,
+    /// Only these client networks may use the Ingress (403 otherwise); empty = all.
+    pub allow_source: Vec<IpNet>,
+    /// These client networks get 403.
+    pub deny_source: Vec<IpNet>,
+    /// Largest request body accepted (413 above it); None = unlimited.
+    pub max_body_bytes: Option<u64>,
+    pub connect_timeout: Option<Duration>,
+    /// Time to wait for response headers (`proxy-read-timeout`).
+    pub read_timeout: Option<Duration>,
+    pub send_timeout: Option<Duration>,
+    pub balance: Balance,
+    /// `upstream-vhost`: the Host header sent to the backend.
+    pub upstream_vhost: Option<String>,
+    /// `x-forwarded-prefix`: value of the X-Forwarded-Prefix header sent upstream.
+    pub x_forwarded_prefix: Option<String>,
+    /// Extra request headers set before proxying.
+    pub request_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Extra response headers set on the way back.
+    pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub canary: Option<Canary>,
+}

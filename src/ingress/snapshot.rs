@@ -1,0 +1,91 @@
+//! The immutable, compiled view of the ingress configuration that every request reads.
+//!
+//! CONTRACT between `compile` (which builds a `Snapshot` from the object store) and the
+//! proxy (which reads it). Built once per configuration change, swapped atomically, never
+//! mutated: a request loads one `Arc<Snapshot>` and uses it from start to end.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Kubernetes path types as they appear in `spec.rules[].http.paths[].pathType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PathType {
+    Exact,
+    Prefix,
+    ImplementationSpecific,
+}
+
+/// How the proxy talks to a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 over plain TCP (the default).
+    Http1,
+    /// HTTP/2 with prior knowledge over plain TCP (gRPC, `kubernetes.io/h2c`).
+    H2c,
+    /// HTTP/1.1 or HTTP/2 over TLS to the pod.
+    Https,
+    /// gRPC over TLS.
+    Grpcs,
+}
+
+/// One pod address of a backend with its EndpointSlice conditions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+}
+
+/// A Service port as a set of endpoints, resolved when the snapshot is built.
+#[derive(Debug)]
+pub struct Backend {
+    /// `namespace/service:port` for logs, metrics and error pages.
+    pub name: Arc<str>,
+    pub protocol: UpstreamProtocol,
+    /// Every known endpoint, for `routes` output and gauges.
+    pub endpoints: Vec<Endpoint>,
+    /// Addresses that may take new requests: the ready ones, else serving+terminating
+    /// (kube-proxy's fallback), else none (503).
+    pub eligible: Vec<SocketAddr>,
+    /// ExternalName services: proxied to this DNS name and port instead of endpoints.
+    pub external: Option<(String, u16)>,
+}
+
+/// What a matched request is sent to, with everything its Ingress's annotations asked for.
+#[derive(Debug)]
+pub struct Route {
+    /// `namespace/name` of the Ingress that owns this path.
+    pub ingress: Arc<str>,
+    pub host: Option<Arc<str>>,
+    pub path: Arc<str>,
+    pub path_type: PathType,
+    pub backend: Arc<Backend>,
+    pub policy: Arc<crate::ingress::policy::Policy>,
+}
+
+/// The outcome of a lookup.
+#[derive(Debug)]
+pub enum Lookup<'a> {
+    /// A rule matched; regex captures (for rewrite-target) are in `captures`, `$1` first.
+    Matched {
+        route: &'a Route,
+        captures: Vec<String>,
+    },
+    /// Nothing matched and no default backend exists: 404.
+    NotFound,
+}
+
+/// The compiled configuration.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Increases with every rebuild; shown in logs and `routes`.
+    pub generation: u64,
+    pub router: crate::ingress::router::Router,
+    /// SNI map built from the TLS Secrets named by served Ingresses.
+    pub certs: crate::tls::resolver::CertMap,
+    /// Hosts that have TLS configured (for the HTTP→HTTPS redirect).
+    pub tls_hosts: HashMap<String, ()>,
+    /// Everything wrong with the current objects, each naming its source.
+    pub problems: Vec<crate::ingress::problem::Problem>,
+}
