@@ -1,0 +1,102 @@
+//! What a rule gets to look at: one object, how it is being changed, and where its pod
+//! template is.
+use serde_json::{Map, Value};
+
+use super::settings::AdmissionSettings;
+use super::template::{self, PodTemplate};
+
+/// The admission operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+}
+
+/// One object under review.
+#[derive(Debug)]
+pub struct Context<'a> {
+    pub group: &'a str,
+    pub kind: &'a str,
+    pub operation: Operation,
+    /// The request namespace (a pod template has none of its own).
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub object: &'a Value,
+    pub old_object: Option<&'a Value>,
+    pub dry_run: bool,
+    pub template: Option<PodTemplate>,
+    pub settings: &'a AdmissionSettings,
+}
+
+impl<'a> Context<'a> {
+    /// Builds a context; the name falls back to `metadata.name`/`generateName` because
+    /// `request.name` is empty for generated names.
+    pub fn new(
+        group: &'a str,
+        kind: &'a str,
+        operation: Operation,
+        namespace: &'a str,
+        name: &'a str,
+        object: &'a Value,
+        settings: &'a AdmissionSettings,
+    ) -> Self {
+        let name = if name.is_empty() {
+            object
+                .pointer("/metadata/name")
+                .or_else(|| object.pointer("/metadata/generateName"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        } else {
+            name
+        };
+        Context {
+            group,
+            kind,
+            operation,
+            namespace,
+            name,
+            object,
+            old_object: None,
+            dry_run: false,
+            template: template::find(group, kind, object),
+            settings,
+        }
+    }
+
+    /// The object's own labels.
+    pub fn labels(&self) -> Option<&'a Map<String, Value>> {
+        self.object
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+    }
+
+    /// The object's own annotations.
+    pub fn annotations(&self) -> Option<&'a Map<String, Value>> {
+        self.object
+            .pointer("/metadata/annotations")
+            .and_then(Value::as_object)
+    }
+
+    /// `Kind namespace/name` for messages.
+    pub fn describe(&self) -> String {
+        if self.namespace.is_empty() {
+            format!("{} {}", self.kind, self.name)
+        } else {
+            format!("{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}

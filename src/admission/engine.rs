@@ -1,0 +1,255 @@
+//! Runs the rule catalogue over one object: picks each rule's action from the settings,
+//! applies exemptions, and gathers findings and patch operations.
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::context::{Context, Operation};
+use super::patch::{PatchBuilder, PatchOp, Pointer};
+use super::rules::{self, Rule};
+use super::settings::{Action, AdmissionSettings};
+
+/// Annotation keys users put on objects.
+pub const ANNOTATION_VALIDATE: &str = "portcullis.io/validate";
+pub const ANNOTATION_MUTATE: &str = "portcullis.io/mutate";
+pub const ANNOTATION_EXEMPT: &str = "portcullis.io/exempt";
+pub const ANNOTATION_MUTATED: &str = "portcullis.io/mutated";
+
+/// Something a rule reported, with the action configured for it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub action: Action,
+    pub message: String,
+    /// JSON Pointer of the field concerned.
+    pub path: String,
+}
+
+/// The outcome of validating one object.
+#[derive(Debug, Default)]
+pub struct Decision {
+    pub findings: Vec<Finding>,
+}
+
+impl Decision {
+    pub fn denied(&self) -> bool {
+        self.findings.iter().any(|f| f.action == Action::Deny)
+    }
+}
+
+/// The settings name a rule that does not exist: caught at start-up, not per request.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown rule id {0:?} in the admission settings (known: {1})")]
+pub struct UnknownRule(pub String, pub String);
+
+/// Why an object was left alone without running rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    Namespace,
+    Annotation,
+    Operation,
+    Deleting,
+}
+
+/// Which endpoint is asking, for the opt-out annotations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Validate,
+    Mutate,
+}
+
+/// The rule engine, built once from settings and shared by every request.
+pub struct Engine {
+    rules: Vec<Box<dyn Rule>>,
+    settings: AdmissionSettings,
+    only: Option<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("rules", &self.rule_ids())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// An engine over the built-in catalogue.
+    pub fn new(settings: AdmissionSettings) -> Result<Self, UnknownRule> {
+        Self::with_rules(settings, rules::catalogue())
+    }
+
+    /// An engine over a given rule set (tests, and the catalogue).
+    pub fn with_rules(
+        settings: AdmissionSettings,
+        rules: Vec<Box<dyn Rule>>,
+    ) -> Result<Self, UnknownRule> {
+        let known: HashSet<&str> = rules.iter().map(|r| r.id()).collect();
+        for id in settings.rules.keys() {
+            if !known.contains(id.as_str()) {
+                let mut all: Vec<&str> = known.iter().copied().collect();
+                all.sort_unstable();
+                return Err(UnknownRule(id.clone(), all.join(", ")));
+            }
+        }
+        Ok(Engine {
+            rules,
+            settings,
+            only: None,
+        })
+    }
+
+    /// Restricts the engine to the named rules (`portcullis check --rule ID`).
+    pub fn restrict_to(&mut self, ids: &[String]) -> Result<(), UnknownRule> {
+        let known: HashSet<&str> = self.rules.iter().map(|r| r.id()).collect();
+        for id in ids {
+            if !known.contains(id.as_str()) {
+                return Err(UnknownRule(id.clone(), self.rule_ids().join(", ")));
+            }
+        }
+        self.only = Some(ids.iter().cloned().collect());
+        Ok(())
+    }
+
+    pub fn settings(&self) -> &AdmissionSettings {
+        &self.settings
+    }
+
+    pub fn rule_ids(&self) -> Vec<&'static str> {
+        self.rules.iter().map(|r| r.id()).collect()
+    }
+
+    /// The action in force for a rule.
+    pub fn action(&self, rule: &dyn Rule) -> Action {
+        if self.only.as_ref().is_some_and(|o| !o.contains(rule.id())) {
+            return Action::Off;
+        }
+        self.settings
+            .rules
+            .get(rule.id())
+            .and_then(|s| s.action)
+            .unwrap_or_else(|| rule.default_action())
+    }
+
+    fn mutation_on(&self, rule: &dyn Rule) -> bool {
+        let Some(default) = rule.mutation() else {
+            return false;
+        };
+        if self.only.as_ref().is_some_and(|o| !o.contains(rule.id())) {
+            return false;
+        }
+        self.settings
+            .rules
+            .get(rule.id())
+            .and_then(|s| s.mutate)
+            .unwrap_or(default)
+    }
+
+    /// Whether the object is left alone entirely, and why.
+    pub fn skip(&self, ctx: &Context<'_>, mode: Mode) -> Option<Skip> {
+        if matches!(ctx.operation, Operation::Delete | Operation::Connect) {
+            return Some(Skip::Operation);
+        }
+        // An object being deleted only loses finalizers; blocking that would make it
+        // undeletable.
+        if ctx
+            .object
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null())
+        {
+            return Some(Skip::Deleting);
+        }
+        if self
+            .settings
+            .skip_namespaces
+            .iter()
+            .any(|n| n == ctx.namespace)
+        {
+            return Some(Skip::Namespace);
+        }
+        if self.settings.annotation_exemptions {
+            let key = match mode {
+                Mode::Validate => ANNOTATION_VALIDATE,
+                Mode::Mutate => ANNOTATION_MUTATE,
+            };
+            let opted_out = ctx
+                .annotations()
+                .and_then(|a| a.get(key))
+                .and_then(Value::as_str)
+                .is_some_and(|v| {
+                    matches!(
+                        v.to_ascii_lowercase().as_str(),
+                        "false" | "n" | "no" | "off"
+                    )
+                });
+            if opted_out {
+                return Some(Skip::Annotation);
+            }
+        }
+        None
+    }
+
+    fn exempt(&self, rule: &dyn Rule, ctx: &Context<'_>) -> bool {
+        let labels = ctx.labels();
+        let rule_ex = self
+            .settings
+            .rules
+            .get(rule.id())
+            .map(|s| s.exemptions.as_slice())
+            .unwrap_or(&[]);
+        if rule_ex
+            .iter()
+            .chain(&self.settings.exemptions)
+            .any(|e| e.applies(ctx.namespace, ctx.name, labels))
+        {
+            return true;
+        }
+        self.settings.annotation_exemptions
+            && ctx
+                .annotations()
+                .and_then(|a| a.get(ANNOTATION_EXEMPT))
+                .and_then(Value::as_str)
+                .is_some_and(|list| list.split(',').any(|id| id.trim() == rule.id()))
+    }
+
+    /// Runs every active check.
+    pub fn validate(&self, ctx: &Context<'_>) -> Decision {
+        let mut findings = Vec::new();
+        if self.skip(ctx, Mode::Validate).is_some() {
+            return Decision { findings };
+        }
+        for rule in &self.rules {
+            let action = self.action(rule.as_ref());
+            if action == Action::Off || self.exempt(rule.as_ref(), ctx) {
+                continue;
+            }
+            for v in rule.check(ctx) {
+                findings.push(Finding {
+                    rule: rule.id(),
+                    action,
+                    message: v.message,
+                    path: v.path.render(),
+                });
+            }
+        }
+        Decision { findings }
+    }
+
+    /// Runs every enabled mutation and returns the operations (empty when nothing changes).
+    pub fn mutate(&self, ctx: &Context<'_>) -> Vec<PatchOp> {
+        if self.skip(ctx, Mode::Mutate).is_some() || !ctx.object.is_object() {
+            return Vec::new();
+        }
+        let mut patch = PatchBuilder::new(ctx.object.clone());
+        for rule in &self.rules {
+            if self.mutation_on(rule.as_ref()) && !self.exempt(rule.as_ref(), ctx) {
+                rule.mutate(ctx, &mut patch);
+            }
+        }
+        if !patch.is_empty() && self.settings.defaults.mark_mutated {
+            let ptr = Pointer::from_tokens(["metadata", "annotations", ANNOTATION_MUTATED]);
+            patch.add_if_absent(&ptr, Value::String("true".into()));
+        }
+        patch.into_ops()
+    }
+}

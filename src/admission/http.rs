@@ -1,0 +1,179 @@
+//! `POST /validate` and `POST /mutate`: HTTP checks, a bounded body read, then the pure
+//! `answer_review` that decodes, runs the engine and encodes.
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::context::Context;
+use super::engine::{Engine, Mode};
+use super::metrics;
+use super::patch;
+use super::review::{self, Answer, DecodeError};
+use crate::body::{self, Body};
+use crate::server::{ConnInfo, Handler};
+
+/// A request that is not a review we can answer, with the HTTP status it deserves.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// Decodes one review body, decides it and encodes the response review.
+pub fn answer_review(engine: &Engine, mode: Mode, body: &[u8]) -> Result<Vec<u8>, ReviewError> {
+    let started = Instant::now();
+    let review = review::decode(body)?;
+    let req = &review.request;
+    let dry_run = req.dry_run.unwrap_or(false);
+    let endpoint = match mode {
+        Mode::Validate => "validate",
+        Mode::Mutate => "mutate",
+    };
+    let mut answer = Answer {
+        allowed: true,
+        ..Default::default()
+    };
+    // Subresources (status, scale, exec, ...) carry other objects or none; rules are about
+    // the main resource, and denying a status write would fight the controllers.
+    let subresource = req.sub_resource.as_deref().is_some_and(|s| !s.is_empty());
+    if let (Some(object), false) = (req.object.as_ref(), subresource) {
+        let mut ctx = Context::new(
+            &req.kind.group,
+            &req.kind.kind,
+            req.operation,
+            req.namespace.as_deref().unwrap_or(""),
+            req.name.as_deref().unwrap_or(""),
+            object,
+            engine.settings(),
+        );
+        ctx.old_object = req.old_object.as_ref();
+        ctx.dry_run = dry_run;
+        match mode {
+            Mode::Validate => {
+                let decision = engine.validate(&ctx);
+                if !dry_run {
+                    for f in &decision.findings {
+                        metrics::FINDINGS
+                            .with_label_values(&[f.rule, f.action.as_str()])
+                            .inc();
+                    }
+                }
+                answer.warnings = review::warnings(&decision.findings);
+                if decision.denied() {
+                    answer.allowed = false;
+                    answer.message =
+                        Some(review::denial_message(&ctx.describe(), &decision.findings));
+                }
+            }
+            Mode::Mutate => {
+                let ops = engine.mutate(&ctx);
+                if !ops.is_empty() {
+                    metrics::PATCHES.with_label_values(&[ctx.kind]).inc();
+                    answer.patch = Some(patch::render(&ops));
+                }
+            }
+        }
+    }
+    let out = review::encode(review.api_version, &req.uid, &answer);
+    metrics::REVIEWS
+        .with_label_values(&[
+            endpoint,
+            &req.kind.kind,
+            req.operation.as_str(),
+            bool_str(answer.allowed),
+            bool_str(dry_run),
+        ])
+        .inc();
+    metrics::DURATION
+        .with_label_values(&[endpoint])
+        .observe(started.elapsed().as_secs_f64());
+    Ok(out)
+}
+
+fn bool_str(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
+}
+
+/// The webhook listener's handler: `/validate`, `/mutate` and `/healthz`.
+pub fn handler(engine: Arc<Engine>) -> Handler {
+    Arc::new(move |req: Request<Incoming>, _conn: Arc<ConnInfo>| {
+        let engine = engine.clone();
+        Box::pin(async move { handle(&engine, req).await })
+    })
+}
+
+fn bad(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
+    metrics::BAD_REQUESTS
+        .with_label_values(&[status.as_str()])
+        .inc();
+    body::text(status, msg)
+}
+
+async fn handle(engine: &Engine, req: Request<Incoming>) -> Response<Body> {
+    let mode = match req.uri().path() {
+        "/validate" => Mode::Validate,
+        "/mutate" => Mode::Mutate,
+        "/healthz" if req.method() == Method::GET => return body::text(StatusCode::OK, "ok"),
+        _ => {
+            return bad(
+                StatusCode::NOT_FOUND,
+                "not found: portcullis serves POST /validate and POST /mutate",
+            );
+        }
+    };
+    if req.method() != Method::POST {
+        let mut r = bad(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: use POST with an AdmissionReview",
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return r;
+    }
+    let ctype = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ctype.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return bad(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Type {ctype:?}: send application/json"),
+        );
+    }
+    let limit = engine.settings().max_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return bad(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over the {limit}-byte limit"),
+        );
+    }
+    let bytes = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return bad(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body over the {limit}-byte limit"),
+            );
+        }
+        Err(e) => {
+            return bad(
+                StatusCode::BAD_REQUEST,
+                format!("reading request body: {e}"),
+            );
+        }
+    };
+    match answer_review(engine, mode, &bytes) {
+        Ok(out) => body::json(StatusCode::OK, out),
+        Err(e) => bad(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}

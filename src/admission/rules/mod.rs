@@ -1,0 +1,73 @@
+//! The rule catalogue. A rule is one small unit with an id, a default action, and a
+//! `check` and/or a `mutate`; it knows nothing about HTTP or AdmissionReview.
+//!
+//! Ids follow Polaris' check ids where the meaning is the same, so a Polaris
+//! configuration carries over; new rules use the same lowerCamelCase style.
+use super::context::Context;
+use super::patch::{PatchBuilder, Pointer};
+use super::settings::Action;
+
+pub mod images;
+pub mod labels;
+pub mod lifecycle;
+pub mod probes;
+pub mod resources;
+pub mod security;
+pub mod storage;
+pub mod workloads;
+
+/// One problem a rule found: what to change and where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    /// Says what is wrong and how to fix it, in one line.
+    pub message: String,
+    /// The field it is about.
+    pub path: Pointer,
+}
+
+impl Violation {
+    pub fn new(message: impl Into<String>, path: Pointer) -> Self {
+        Violation {
+            message: message.into(),
+            path,
+        }
+    }
+}
+
+/// A validation and/or mutation rule.
+pub trait Rule: Send + Sync {
+    /// Stable id used in configuration, messages and metrics.
+    fn id(&self) -> &'static str;
+
+    /// The action when the configuration does not name one.
+    fn default_action(&self) -> Action;
+
+    /// `Some(on_by_default)` for rules that can mutate.
+    fn mutation(&self) -> Option<bool> {
+        None
+    }
+
+    /// Findings for the object (empty when it is fine).
+    fn check(&self, _ctx: &Context<'_>) -> Vec<Violation> {
+        Vec::new()
+    }
+
+    /// Adds operations that fix what `check` complains about, reading the object as
+    /// `patch.doc()` (earlier mutations already applied). Must be idempotent: on its own
+    /// output it adds nothing.
+    fn mutate(&self, _ctx: &Context<'_>, _patch: &mut PatchBuilder) {}
+}
+
+/// Every built-in rule, in the order they run.
+pub fn catalogue() -> Vec<Box<dyn Rule>> {
+    let mut rules: Vec<Box<dyn Rule>> = Vec::new();
+    rules.extend(resources::rules());
+    rules.extend(probes::rules());
+    rules.extend(images::rules());
+    rules.extend(storage::rules());
+    rules.extend(lifecycle::rules());
+    rules.extend(workloads::rules());
+    rules.extend(labels::rules());
+    rules.extend(security::rules());
+    rules
+}

@@ -1,0 +1,7 @@
+//! storage rules.
+use super::Rule;
+
+/// The storage rules.
+pub fn rules() -> Vec<Box<dyn Rule>> {
+    Vec::new()
+}
