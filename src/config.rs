@@ -1,1 +1,143 @@
-//! TODO(owner): filled by its module owner.
+//! The settings file (`--config FILE`, YAML or JSON) and its defaults. Every field is
+//! optional; an unknown field is an error so a typo is caught at start-up rather than
+//! silently ignored.
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::admission::AdmissionSettings;
+
+/// Why the settings file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+}
+
+/// Everything `portcullis serve` and `portcullis check` can be configured with.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Settings {
+    pub admission: AdmissionSettings,
+    pub ingress: IngressSettings,
+    pub shutdown: ShutdownSettings,
+}
+
+/// Data-plane settings that are not per-Ingress.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct IngressSettings {
+    /// IngressClass `spec.controller` value that marks our classes.
+    pub controller: String,
+    /// Serve Ingresses that name no class at all.
+    pub watch_without_class: bool,
+    /// Client networks whose X-Forwarded-For is kept (default none).
+    pub trusted_cidrs: Vec<String>,
+    /// One JSON access-log line per request.
+    pub access_log: bool,
+}
+
+impl Default for IngressSettings {
+    fn default() -> Self {
+        IngressSettings {
+            controller: "portcullis.io/ingress-controller".into(),
+            watch_without_class: false,
+            trusted_cidrs: Vec::new(),
+            access_log: true,
+        }
+    }
+}
+
+/// How SIGTERM is handled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ShutdownSettings {
+    /// Keep accepting this long after /readyz turns 503, so load balancers notice.
+    pub drain_delay_seconds: u64,
+    /// Longest time in-flight requests get to finish after accepting stops.
+    pub grace_period_seconds: u64,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        ShutdownSettings {
+            drain_delay_seconds: 0,
+            grace_period_seconds: 25,
+        }
+    }
+}
+
+impl ShutdownSettings {
+    pub fn drain_delay(&self) -> Duration {
+        Duration::from_secs(self.drain_delay_seconds)
+    }
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.grace_period_seconds)
+    }
+}
+
+impl Settings {
+    /// Reads a settings file; YAML is a superset of JSON, so one parser serves both.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    pub fn parse(name: &str, text: &str) -> Result<Settings, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Settings::default());
+        }
+        serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+            path: name.to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::Action;
+
+    #[test]
+    fn parses_a_full_file() {
+        let s = Settings::parse(
+            "t",
+            r#"
+admission:
+  skipNamespaces: [kube-system]
+  rules:
+    tagNotSpecified: danger
+    memoryLimitsMissing: {action: deny, exemptions: [{namespaces: ["legacy-*"]}]}
+  defaults: {memoryLimit: 1Gi}
+ingress: {watchWithoutClass: true}
+shutdown: {drainDelaySeconds: 5}
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.admission.rules["tagNotSpecified"].action,
+            Some(Action::Deny)
+        );
+        assert_eq!(s.admission.defaults.memory_limit, "1Gi");
+        assert_eq!(s.admission.defaults.cpu_request, "100m");
+        assert!(s.ingress.watch_without_class);
+        assert_eq!(s.shutdown.drain_delay(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let e = Settings::parse("t", "admision: {}\n").unwrap_err();
+        assert!(e.to_string().contains("admision"), "{e}");
+    }
+}

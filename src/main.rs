@@ -1,5 +1,113 @@
-//! The `portcullis` binary: parses the command line and hands off to the library.
-fn main() -> anyhow::Result<()> {
+//! The `portcullis` binary: parses the command line, sets up logging and the TLS
+//! provider, and hands off to the library. Errors end here as `anyhow` reports.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod cli;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Kubernetes admission webhook and ingress data plane"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PORTCULLIS_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the webhook, the ingress gateway and the admin listener.
+    Serve(cli::serve::ServeArgs),
+    /// Run the admission rules over manifests offline; exit 1 when anything is denied.
+    Check {
+        /// Manifest files (YAML or JSON, multi-document); `-` reads standard input.
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Settings file (the same one `serve` takes).
+        #[arg(long, env = "PORTCULLIS_CONFIG")]
+        config: Option<PathBuf>,
+        /// Only run these rules (repeatable).
+        #[arg(long = "rule")]
+        rules: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = cli::check::Output::Table)]
+        output: cli::check::Output,
+    },
+    /// Write a development CA and serving certificate for a webhook Service.
+    Certs {
+        #[arg(long, default_value = "portcullis")]
+        service: String,
+        #[arg(long, default_value = "portcullis")]
+        namespace: String,
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+    },
+    /// Print the compiled route table of a manifests directory.
+    Routes {
+        #[arg(long)]
+        manifests: PathBuf,
+        #[arg(long, env = "PORTCULLIS_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// A small echo backend that answers with what it received (for demos and tests).
+    Echo {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        addr: std::net::SocketAddr,
+        #[arg(long, default_value = "echo")]
+        name: String,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
     portcullis::tls::install_provider();
-    Ok(())
+    let result = match cli.command {
+        Command::Serve(args) => cli::serve::run(args),
+        Command::Check {
+            files,
+            config,
+            rules,
+            output,
+        } => cli::check::run(&files, config.as_deref(), &rules, output),
+        Command::Certs {
+            service,
+            namespace,
+            out,
+        } => cli::certs::run(&service, &namespace, &out),
+        Command::Routes { manifests, config } => cli::routes::run(&manifests, config.as_deref()),
+        Command::Echo { addr, name } => cli::echo::run(addr, name),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("portcullis: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }

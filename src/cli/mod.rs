@@ -1,0 +1,6 @@
+//! Subcommand entry points: argument handling and output only; the work is in the library.
+pub mod certs;
+pub mod check;
+pub mod echo;
+pub mod routes;
+pub mod serve;
