@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use portcullis::admission::check::parse_manifests;
-use portcullis::admission::settings::{Action, RuleSettings};
+use portcullis::admission::settings::Action;
 use portcullis::admission::{AdmissionSettings, Context, Engine, Operation};
 use serde_json::Value;
 
@@ -40,10 +40,7 @@ fn engine_for(rule: &str, dir: &Path) -> Engine {
             probe.rule_ids()
         )
     });
-    let entry = settings
-        .rules
-        .entry(rule.to_string())
-        .or_insert_with(RuleSettings::default);
+    let entry = settings.rules.entry(rule.to_string()).or_default();
     if entry.action.is_none() && rule_ref.default_action() == Action::Off {
         entry.action = Some(Action::Warn);
     }
