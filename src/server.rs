@@ -254,24 +254,31 @@ impl Conn {
             return;
         };
         self.metrics.handshakes.inc();
-        let stream =
-            match tokio::time::timeout(self.handshake_timeout, acceptor.accept(self.stream)).await
-            {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    self.metrics.handshake_failures.inc();
-                    // Scanners and clients that distrust the certificate do this all day:
-                    // not worth a warning each.
-                    tracing::debug!(listener = self.name, remote = %self.remote, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    self.metrics.handshake_failures.inc();
-                    tracing::debug!(listener = self.name, remote = %self.remote, "TLS handshake timed out");
-                    return;
-                }
-            };
-        let sni = stream.get_ref().1.server_name().map(str::to_ascii_lowercase);
+        let stream = match tokio::time::timeout(
+            self.handshake_timeout,
+            acceptor.accept(self.stream),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                self.metrics.handshake_failures.inc();
+                // Scanners and clients that distrust the certificate do this all day:
+                // not worth a warning each.
+                tracing::debug!(listener = self.name, remote = %self.remote, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                self.metrics.handshake_failures.inc();
+                tracing::debug!(listener = self.name, remote = %self.remote, "TLS handshake timed out");
+                return;
+            }
+        };
+        let sni = stream
+            .get_ref()
+            .1
+            .server_name()
+            .map(str::to_ascii_lowercase);
         let info = ConnInfo {
             remote: self.remote,
             local: self.local,
@@ -367,7 +374,10 @@ fn families() -> &'static Families {
         ),
         open: metrics::register(
             IntGaugeVec::new(
-                Opts::new("connections_open", "Connections currently open, by listener."),
+                Opts::new(
+                    "connections_open",
+                    "Connections currently open, by listener.",
+                ),
                 &["listener"],
             )
             .expect("valid metric definition"),

@@ -15,9 +15,7 @@ use super::{TlsError, provider};
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// A server configuration taking certificates from `resolver`.
-pub fn server_config(
-    resolver: Arc<dyn ResolvesServerCert>,
-) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Config(e.to_string()))?

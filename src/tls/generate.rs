@@ -63,7 +63,9 @@ impl DevCerts {
         // rcgen takes any IA5 string as a DNS name; a typo would only show up as a
         // handshake failure much later.
         if let Some(bad) = names.iter().find(|n| !valid_san(n)) {
-            return Err(TlsError::Generate(format!("{bad:?} is not a DNS name or IP address")));
+            return Err(TlsError::Generate(format!(
+                "{bad:?} is not a DNS name or IP address"
+            )));
         }
         let (not_before, ca_until, leaf_until) = validity();
 
@@ -98,9 +100,7 @@ impl DevCerts {
         leaf_params.use_authority_key_identifier_extension = true;
         set_validity(&mut leaf_params, not_before, leaf_until)?;
         let leaf_key = KeyPair::generate().map_err(gen_err)?;
-        let leaf_cert = leaf_params
-            .signed_by(&leaf_key, &issuer)
-            .map_err(gen_err)?;
+        let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer).map_err(gen_err)?;
 
         Ok(DevCerts {
             ca_pem: ca_cert.pem(),
@@ -281,7 +281,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(out.join("tls.key")).unwrap().permissions().mode();
+            let mode = fs::metadata(out.join("tls.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }
