@@ -157,7 +157,15 @@ pub async fn serve(
             biased;
             () = &mut stop => break,
             // Reap finished connection tasks so the set does not grow without bound.
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = done
+                    && e.is_panic()
+                {
+                    // A handler bug: this connection is lost, the listener carries on.
+                    tracing::error!(listener = opts.name, error = %e, "connection task panicked");
+                }
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {

@@ -154,3 +154,22 @@ async fn drain_delay_keeps_accepting() {
     assert!(started.elapsed() >= Duration::from_millis(500));
     assert!(refused(server.addr).await);
 }
+
+#[tokio::test]
+async fn panicking_handler_loses_only_its_connection() {
+    common::init();
+    let handler = common::handler(|req, _conn| async move {
+        if req.uri().path() == "/panic" {
+            panic!("handler bug");
+        }
+        common::ok("fine")
+    });
+    let server = common::start(handler, None).await;
+    for proto in [Proto::H1, Proto::H2] {
+        let mut client = Client::plain(server.addr, proto).await.unwrap();
+        assert!(client.get("p.test", "/panic").await.is_err(), "{proto:?}");
+        let mut next = Client::plain(server.addr, proto).await.unwrap();
+        assert_eq!(next.get("p.test", "/").await.unwrap().text(), "fine\n");
+    }
+    server.stop().await;
+}
