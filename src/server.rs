@@ -213,7 +213,8 @@ pub async fn serve(
             "grace period over; closing remaining connections"
         );
     }
-    // Dropping the set aborts whatever is left, so no connection outlives `serve`.
+    // Whatever is left is cut off, so no connection outlives `serve`. (Upgraded streams
+    // and h2 stream tasks already left hyper and are not tracked here.)
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     tracing::info!(listener = opts.name, "stopped");
