@@ -1,1 +1,76 @@
-//! TODO(owner): filled by its module owner.
+//! The plain-HTTP admin listener's handler: `/metrics`, `/healthz`, `/readyz`, `/problems`.
+//!
+//! Failure behaviour: every request gets an answer; unknown paths are 404, methods other
+//! than GET/HEAD are 405. Readiness turns 503 as soon as shutdown is triggered, so the
+//! endpoints controller removes the pod while the listeners still drain.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::{HeaderValue, Method, Response, StatusCode, header};
+
+use crate::body::{self, Body};
+use crate::metrics;
+use crate::server::{Handler, Shutdown};
+
+/// The content type of the Prometheus text exposition format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+/// What the admin endpoints report on.
+#[derive(Clone)]
+pub struct AdminState {
+    /// Set once the process can serve (configuration loaded, listeners bound).
+    pub ready: Arc<AtomicBool>,
+    /// Draining makes `/readyz` fail.
+    pub shutdown: Shutdown,
+    /// The current configuration problems, as JSON.
+    pub problems: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
+}
+
+/// The admin handler.
+pub fn handler(state: AdminState) -> Handler {
+    let state = Arc::new(state);
+    Arc::new(move |req, _conn| {
+        let state = state.clone();
+        Box::pin(async move { answer(&state, req.method(), req.uri().path()) })
+    })
+}
+
+fn answer(state: &AdminState, method: &Method, path: &str) -> Response<Body> {
+    if !matches!(path, "/metrics" | "/healthz" | "/readyz" | "/problems") {
+        return body::text(StatusCode::NOT_FOUND, "not found");
+    }
+    if method != Method::GET && method != Method::HEAD {
+        let mut resp = body::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
+    }
+    match path {
+        "/metrics" => {
+            let mut resp = Response::new(body::full(metrics::encode()));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(METRICS_CONTENT_TYPE),
+            );
+            resp
+        }
+        "/readyz" => {
+            if state.shutdown.is_draining() {
+                body::text(StatusCode::SERVICE_UNAVAILABLE, "not ready: draining")
+            } else if !state.ready.load(Ordering::Acquire) {
+                body::text(StatusCode::SERVICE_UNAVAILABLE, "not ready: starting")
+            } else {
+                body::text(StatusCode::OK, "ok")
+            }
+        }
+        "/problems" => match serde_json::to_vec(&(state.problems)()) {
+            Ok(bytes) => body::json(StatusCode::OK, bytes),
+            Err(e) => body::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("encoding problems: {e}"),
+            ),
+        },
+        // "/healthz": answering at all is the liveness signal.
+        _ => body::text(StatusCode::OK, "ok"),
+    }
+}

@@ -3,7 +3,17 @@
 //!
 //! Failure behaviour: nothing here panics on bad input; a certificate that does not load
 //! is an error value, and a reload that fails keeps the last good certificate in force.
+pub mod client;
+pub mod config;
+pub mod generate;
+pub mod reload;
 pub mod resolver;
+
+pub use client::client_config;
+pub use config::server_config;
+pub use generate::{DevCerts, run_certs};
+pub use reload::CertReloader;
+pub use resolver::{CertMap, SniResolver};
 
 use std::sync::Arc;
 
@@ -29,6 +39,10 @@ pub enum TlsError {
     },
     #[error("certificate generation failed: {0}")]
     Generate(String),
+    #[error("TLS configuration rejected: {0}")]
+    Config(String),
+    #[error("watching {path}: {reason}")]
+    Watch { path: String, reason: String },
 }
 
 /// Installs ring as the process-wide rustls provider. Idempotent: tests call it from
