@@ -24,7 +24,10 @@ use tokio_rustls::TlsConnector;
 const REVIEW: &[u8] = include_bytes!("data/deployment-review.json");
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 type Sender = http1::SendRequest<Full<Bytes>>;
@@ -88,15 +91,28 @@ fn main() -> anyhow::Result<()> {
     let resolver = Arc::new(SniResolver::new(certs.certified_key()?));
     let tls = server_config(resolver)?;
     let engine = Arc::new(Engine::new(AdmissionSettings::default())?);
-    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     let listener = server_rt.block_on(TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
     let shutdown = Shutdown::new();
     let handler = portcullis::admission::http::handler(engine);
-    server_rt.spawn(serve(listener, Some(tls), handler, shutdown.clone(), ServeOptions::new("webhook")));
+    server_rt.spawn(serve(
+        listener,
+        Some(tls),
+        handler,
+        shutdown.clone(),
+        ServeOptions::new("webhook"),
+    ));
 
-    let client_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let client_cfg = portcullis::tls::client::client_config(certs.ca_pem.as_bytes(), &[b"http/1.1"])?;
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let client_cfg =
+        portcullis::tls::client::client_config(certs.ca_pem.as_bytes(), &[b"http/1.1"])?;
     let connector = TlsConnector::from(client_cfg);
     client_rt.block_on(async move {
         let mut senders = Vec::new();
@@ -141,7 +157,12 @@ fn main() -> anyhow::Result<()> {
             lat.extend(l);
             errors += e;
         }
-        report(&format!("open loop at {rate}/s, {conns} TLS connections"), lat, errors, start.elapsed());
+        report(
+            &format!("open loop at {rate}/s, {conns} TLS connections"),
+            lat,
+            errors,
+            start.elapsed(),
+        );
 
         // 2. Closed loop: every connection back to back.
         let stop_at = Instant::now() + Duration::from_secs(seconds);
@@ -168,7 +189,12 @@ fn main() -> anyhow::Result<()> {
             lat.extend(l);
             errors += e;
         }
-        report(&format!("saturation, {conns} TLS connections"), lat, errors, begin.elapsed());
+        report(
+            &format!("saturation, {conns} TLS connections"),
+            lat,
+            errors,
+            begin.elapsed(),
+        );
         anyhow::Ok(())
     })?;
     shutdown.trigger();

@@ -47,14 +47,7 @@ enum Command {
         output: cli::check::Output,
     },
     /// Write a development CA and serving certificate for a webhook Service.
-    Certs {
-        #[arg(long, default_value = "portcullis")]
-        service: String,
-        #[arg(long, default_value = "portcullis")]
-        namespace: String,
-        #[arg(long, default_value = "certs")]
-        out: PathBuf,
-    },
+    Certs(cli::certs::CertsArgs),
     /// Print the compiled route table of a manifests directory.
     Routes {
         #[arg(long)]
@@ -95,11 +88,7 @@ fn main() -> ExitCode {
             rules,
             output,
         } => cli::check::run(&files, config.as_deref(), &rules, output),
-        Command::Certs {
-            service,
-            namespace,
-            out,
-        } => cli::certs::run(&service, &namespace, &out),
+        Command::Certs(args) => cli::certs::run(&args),
         Command::Routes { manifests, config } => cli::routes::run(&manifests, config.as_deref()),
         Command::Echo { addr, name } => cli::echo::run(addr, name),
     };

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the example: four echo "pods" on 127.0.0.2-5, a TLS Secret for shop.example.test
+# generated on the spot, and portcullis serving the gateway, the webhook and the admin
+# listener from examples/manifests (copied to a scratch directory so edits stay local).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --quiet
+bin=target/debug/portcullis
+work=$(mktemp -d "${TMPDIR:-/tmp}/portcullis-example.XXXXXX")
+cp examples/manifests/*.yaml "$work/"
+"$bin" certs --host shop.example.test --secret shop-tls --secret-namespace demo --out "$work/tls" >/dev/null
+cp "$work/tls/secret.yaml" "$work/40-shop-tls.yaml"
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
+trap cleanup EXIT
+for i in 2 3 4 5; do
+  "$bin" echo --addr "127.0.0.$i:8080" --name "pod-$i" &
+  pids+=($!)
+done
+echo "manifests: $work (edit them: changes apply live)"
+echo "try: curl -s http://127.0.0.1:9080/ -H 'Host: shop.example.test' -i"
+"$bin" serve --manifests "$work" --webhook-addr 127.0.0.1:8443 --admin-addr 127.0.0.1:9090 \
+  --http-addr 127.0.0.1:9080 --https-addr 127.0.0.1:9443 --cert-dir "$work/webhook-certs" "$@"
