@@ -217,7 +217,7 @@ impl Missing {
                 "has no CPU request: set resources.requests.cpu; without one HPA cannot scale on CPU utilisation and the scheduler packs blindly"
             }
             Field::MemoryRequest => {
-                "has no memory request: set resources.requests.memory; without one the scheduler packs blindly and the pod is evicted first under memory pressure"
+                "has no memory request: set resources.requests.memory; without one the scheduler overcommits the node and this pod is evicted first"
             }
             Field::MemoryLimit => {
                 "has no memory limit: set resources.limits.memory; without one a leak OOM-kills or starves other pods on the node"
