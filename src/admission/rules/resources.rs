@@ -605,4 +605,51 @@ mod tests {
             "/spec/containers/0/resources/requests/cpu"
         );
     }
+
+    #[test]
+    fn whole_catalogue_mutation_is_valid_and_idempotent() {
+        use crate::admission::engine::Engine;
+        use crate::admission::patch::render;
+        let engine = Engine::new(AdmissionSettings::default()).unwrap();
+        let obj = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"template": {"spec": {
+                "containers": [{"name": "a", "image": "app:1"},
+                               {"name": "b", "image": "app:1", "resources": {"requests": {"memory": "2Gi"}}}],
+                "volumes": [{"name": "v", "emptyDir": {}}]}}}});
+        let run = |o: &Value| {
+            let ctx = Context::new(
+                "apps",
+                "Deployment",
+                Operation::Create,
+                "ns",
+                "",
+                o,
+                engine.settings(),
+            );
+            engine.mutate(&ctx)
+        };
+        let ops = run(&obj);
+        let patch: json_patch::Patch = serde_json::from_slice(&render(&ops)).unwrap();
+        let mut out = obj.clone();
+        json_patch::patch(&mut out, &patch).unwrap();
+        assert!(run(&out).is_empty(), "second pass: {:?}", run(&out));
+        assert_eq!(
+            out.pointer("/spec/template/spec/containers/1/resources/limits/memory"),
+            Some(&json!("2Gi"))
+        );
+        assert_eq!(
+            out.pointer("/spec/template/metadata/annotations/portcullis.io~1qos-class"),
+            Some(&json!("Burstable"))
+        );
+        let ctx = Context::new(
+            "apps",
+            "Deployment",
+            Operation::Create,
+            "ns",
+            "",
+            &out,
+            engine.settings(),
+        );
+        assert!(RequestAboveLimit.check(&ctx).is_empty());
+    }
 }
