@@ -217,21 +217,8 @@ impl PatchBuilder {
         let first_missing = Pointer(tokens[..depth].to_vec());
         let parent = Pointer(tokens[..depth - 1].to_vec());
         let key = tokens[depth - 1].clone();
-        let parent_is_null = matches!(parent.get(&self.doc), Some(Value::Null));
-        if parent_is_null {
-            // `"labels": null` exists: replacing the null keeps the patch applicable.
-            let mut m = Map::new();
-            m.insert(key, nested.clone());
-            let v = Value::Object(m);
-            if let Some(slot) = parent.get_mut(&mut self.doc) {
-                *slot = v.clone();
-            }
-            self.ops.push(PatchOp::Replace {
-                path: parent,
-                value: v,
-            });
-            return true;
-        }
+        // A null member (`labels: null`) is overwritten by this add: RFC 6902 `add` on an
+        // existing member replaces it, so the patch stays applicable.
         if let Some(Value::Object(m)) = parent.get_mut(&mut self.doc) {
             m.insert(key, nested.clone());
             self.ops.push(PatchOp::Add {
@@ -314,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    fn null_parent_is_replaced_not_added_under() {
+    fn null_parent_is_overwritten_by_add() {
         let mut b = PatchBuilder::new(json!({"metadata": {"labels": null}}));
         assert!(b.add_if_absent(
             &Pointer::from_tokens(["metadata", "labels", "x"]),
@@ -322,7 +309,7 @@ mod tests {
         ));
         assert_eq!(
             b.ops()[0].to_json(),
-            json!({"op":"replace","path":"/metadata/labels","value":{"x":"y"}})
+            json!({"op":"add","path":"/metadata/labels","value":{"x":"y"}})
         );
     }
 
