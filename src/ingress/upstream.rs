@@ -1,0 +1,325 @@
+//! Connections to pods: pooled hyper-util legacy clients (one keep-alive pool entry per
+//! endpoint, since requests carry the absolute URI `http://ip:port/…`), a TCP connector
+//! with its own connect timeout that reports *why* a connect failed, and the request body
+//! wrapper that lets a request be retried when its connection failed before any byte of
+//! the body was sent.
+//!
+//! Failure behaviour: connect errors are typed (`ConnectError`) so the proxy can eject
+//! the endpoint and retry elsewhere; everything else surfaces as hyper-util's error.
+//! Gap: HTTPS/GRPCS upstreams (TLS to the pod) are not implemented; such backends get a
+//! 502 saying so.
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Uri;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::body::BoxError;
+use crate::ingress::cow_map::CowMap;
+
+/// Why a TCP connect to an upstream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connection refused by {0}")]
+    Refused(String),
+    #[error("connect to {0} timed out after {1:?}")]
+    Timeout(String, Duration),
+    #[error("connect to {0} failed: {1}")]
+    Io(String, #[source] io::Error),
+    #[error("upstream URI has no host: {0}")]
+    NoHost(String),
+}
+
+/// Why a request body stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body is over the limit of {0} bytes")]
+    TooLarge(u64),
+    #[error("request body was already handed to an earlier attempt")]
+    AlreadyClaimed,
+}
+
+/// A TCP connector whose timeout and error kinds the proxy controls.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    timeout: Duration,
+}
+
+impl tower::Service<Uri> for Connector {
+    type Response = TokioIo<TcpStream>;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let target = uri
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_default();
+            let host = uri
+                .host()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+                .ok_or_else(|| ConnectError::NoHost(uri.to_string()))?;
+            let port = uri.port_u16().unwrap_or(80);
+            let connect = async {
+                match host.parse::<IpAddr>() {
+                    Ok(ip) => TcpStream::connect(SocketAddr::new(ip, port)).await,
+                    // ExternalName backends: resolved by the system resolver.
+                    Err(_) => TcpStream::connect((host.as_str(), port)).await,
+                }
+            };
+            let stream = match tokio::time::timeout(timeout, connect).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    return Err(ConnectError::Refused(target));
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(ConnectError::Timeout(target, timeout));
+                }
+                Ok(Err(e)) => return Err(ConnectError::Io(target, e)),
+                Err(_) => return Err(ConnectError::Timeout(target, timeout)),
+            };
+            // Proxied traffic is latency-bound; Nagle only adds delay to small writes.
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "set_nodelay failed");
+            }
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
+/// The pooled client type used for every upstream request.
+pub type UpstreamClient = Client<Connector, UpstreamBody>;
+
+/// Wire protocol of a client (its pool is separate per protocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wire {
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c, gRPC).
+    H2c,
+}
+
+/// Pool and timing settings for upstream clients.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// Idle pooled connections are closed after this; kept below common backend
+    /// keep-alives (Node 5 s) so we never reuse a socket the pod is closing.
+    pub idle_timeout: Duration,
+    /// HTTP/2 PING interval for h2c connections, so a dead pod's connection is noticed.
+    pub h2_keep_alive_interval: Duration,
+    pub h2_keep_alive_timeout: Duration,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(4),
+            h2_keep_alive_interval: Duration::from_secs(20),
+            h2_keep_alive_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The clients, one per (wire protocol, connect timeout). Connect timeouts are a
+/// connector setting in hyper-util, so an Ingress with its own `proxy-connect-timeout`
+/// gets its own pool; there are only ever a handful of distinct values.
+#[derive(Debug)]
+pub struct Upstreams {
+    settings: UpstreamSettings,
+    clients: CowMap<(Wire, Duration), UpstreamClient>,
+}
+
+impl Upstreams {
+    pub fn new(settings: UpstreamSettings) -> Self {
+        Self {
+            settings,
+            clients: CowMap::new(),
+        }
+    }
+
+    /// The client for `wire` with `connect_timeout`, built on first use.
+    pub fn client(&self, wire: Wire, connect_timeout: Duration) -> Arc<UpstreamClient> {
+        self.clients
+            .get_or_insert_with(&(wire, connect_timeout), || {
+                self.build(wire, connect_timeout)
+            })
+    }
+
+    fn build(&self, wire: Wire, connect_timeout: Duration) -> UpstreamClient {
+        let mut b = Client::builder(TokioExecutor::new());
+        // Without pool_timer no reaper runs and idle sockets to vanished pods linger.
+        b.pool_timer(TokioTimer::new())
+            .pool_idle_timeout(self.settings.idle_timeout)
+            .timer(TokioTimer::new());
+        if wire == Wire::H2c {
+            b.http2_only(true)
+                .http2_keep_alive_interval(Some(self.settings.h2_keep_alive_interval))
+                .http2_keep_alive_timeout(self.settings.h2_keep_alive_timeout);
+        }
+        b.build(Connector {
+            timeout: connect_timeout,
+        })
+    }
+}
+
+/// The client's request body, shared between attempts. The body stays in the slot until
+/// the first attempt's connection polls it, so a connect failure leaves it in place for
+/// a retry; once polled, `claimed()` is true and the request must not be retried.
+#[derive(Debug)]
+pub struct BodySlot {
+    body: Mutex<Option<Incoming>>,
+    claimed: AtomicBool,
+    bytes: AtomicU64,
+    limit: Option<u64>,
+    over_limit: AtomicBool,
+    hint: SizeHint,
+}
+
+impl BodySlot {
+    pub fn new(body: Incoming, limit: Option<u64>) -> Arc<Self> {
+        let hint = body.size_hint();
+        Arc::new(Self {
+            body: Mutex::new(Some(body)),
+            claimed: AtomicBool::new(false),
+            bytes: AtomicU64::new(0),
+            limit,
+            over_limit: AtomicBool::new(false),
+            hint,
+        })
+    }
+
+    /// Some attempt started sending the body: no retry past this point.
+    pub fn claimed(&self) -> bool {
+        self.claimed.load(Ordering::Relaxed)
+    }
+
+    /// Body bytes read from the client so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The body ran over `limit` while streaming.
+    pub fn over_limit(&self) -> bool {
+        self.over_limit.load(Ordering::Relaxed)
+    }
+
+    /// A body for one attempt.
+    pub fn attempt(self: &Arc<Self>) -> UpstreamBody {
+        UpstreamBody::Stream {
+            slot: self.clone(),
+            inner: None,
+        }
+    }
+}
+
+/// What an upstream request carries: nothing, or the client's body streamed through.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    Empty,
+    Stream {
+        slot: Arc<BodySlot>,
+        inner: Option<Incoming>,
+    },
+}
+
+impl HttpBody for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let (slot, inner) = match self.get_mut() {
+            UpstreamBody::Empty => return Poll::Ready(None),
+            UpstreamBody::Stream { slot, inner } => (slot, inner),
+        };
+        if inner.is_none() {
+            let taken = slot.body.lock().ok().and_then(|mut g| g.take());
+            match taken {
+                Some(b) => {
+                    slot.claimed.store(true, Ordering::Relaxed);
+                    *inner = Some(b);
+                }
+                None => return Poll::Ready(Some(Err(Box::new(BodyError::AlreadyClaimed)))),
+            }
+        }
+        let Some(body) = inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let total = slot.bytes.fetch_add(data.len() as u64, Ordering::Relaxed)
+                        + data.len() as u64;
+                    if let Some(limit) = slot.limit
+                        && total > limit
+                    {
+                        slot.over_limit.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(Box::new(BodyError::TooLarge(limit)))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Empty => true,
+            UpstreamBody::Stream { inner: Some(b), .. } => b.is_end_stream(),
+            UpstreamBody::Stream { slot, .. } => slot.hint.upper() == Some(0),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Empty => SizeHint::with_exact(0),
+            UpstreamBody::Stream { inner: Some(b), .. } => b.size_hint(),
+            UpstreamBody::Stream { slot, .. } => slot.hint.clone(),
+        }
+    }
+}
+
+/// The connect failure behind a client error, if that is what it was.
+pub fn connect_error(err: &hyper_util::client::legacy::Error) -> Option<&ConnectError> {
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(ce) = e.downcast_ref::<ConnectError>() {
+            return Some(ce);
+        }
+        source = e.source();
+    }
+    None
+}
+
+/// True when a body error (ours) stopped the request, e.g. the streaming size limit.
+pub fn body_error(err: &hyper_util::client::legacy::Error) -> Option<&BodyError> {
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(be) = e.downcast_ref::<BodyError>() {
+            return Some(be);
+        }
+        source = e.source();
+    }
+    None
+}
