@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use crate::ingress::cow_map::CowMap;
 use crate::ingress::health::{Health, monotonic_us};
 use crate::ingress::policy::Balance;
-use crate::ingress::snapshot::Backend;
+use crate::ingress::snapshot::{Backend, Endpoint};
 
 /// Decay time constant of the latency estimate (linkerd and ingress-nginx use 10 s).
 const DECAY_US: f64 = 10_000_000.0;
@@ -260,6 +260,26 @@ impl Balancer {
     }
 }
 
+/// The addresses that may take new requests, as `Backend.eligible` expects them: the
+/// ready endpoints; if there are none, the serving and terminating ones (kube-proxy's
+/// fallback, so a rollout's last pods still answer); de-duplicated, order kept.
+pub fn eligible_from(endpoints: &[Endpoint]) -> Vec<SocketAddr> {
+    fn take(endpoints: &[Endpoint], f: impl Fn(&Endpoint) -> bool) -> Vec<SocketAddr> {
+        let mut out: Vec<SocketAddr> = Vec::new();
+        for e in endpoints.iter().filter(|e| f(e)) {
+            if !out.contains(&e.addr) {
+                out.push(e.addr);
+            }
+        }
+        out
+    }
+    let ready = take(endpoints, |e| e.ready);
+    if !ready.is_empty() {
+        return ready;
+    }
+    take(endpoints, |e| e.serving && e.terminating)
+}
+
 /// The first usable address at or after index `start` (wrapping), with its index.
 fn first_usable_from(
     eligible: &[SocketAddr],
@@ -287,6 +307,32 @@ mod tests {
             eligible,
             external: None,
         }
+    }
+
+    #[test]
+    fn eligible_ready_then_serving_terminating() {
+        let ep = |a: &str, ready, serving, terminating| Endpoint {
+            addr: a.parse().unwrap(),
+            ready,
+            serving,
+            terminating,
+        };
+        let all = [
+            ep("10.0.0.1:80", false, true, true),
+            ep("10.0.0.2:80", true, true, false),
+            ep("10.0.0.2:80", true, true, false),
+            ep("10.0.0.3:80", false, false, false),
+        ];
+        let got: Vec<String> = eligible_from(&all).iter().map(|a| a.to_string()).collect();
+        assert_eq!(got, ["10.0.0.2:80"]);
+        let got: Vec<String> = eligible_from(&[all[0].clone(), all[3].clone()])
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(got, ["10.0.0.1:80"]);
+        assert!(eligible_from(&[all[3].clone()]).is_empty());
+        // Serving but not terminating and not ready is a pod that is simply not ready.
+        assert!(eligible_from(&[ep("10.0.0.4:80", false, true, false)]).is_empty());
     }
 
     #[test]
