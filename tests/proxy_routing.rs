@@ -257,7 +257,7 @@ async fn post_body_survives_a_retry() {
     let c = client();
     for _ in 0..4 {
         // The body is a stream (no Content-Length known to the body type) of 3 chunks.
-        let (tx, body) = http_body_util_channel();
+        let (tx, body) = channel_body();
         let req = http::Request::post(proxy.url("/upload"))
             .body(body)
             .unwrap();
@@ -282,39 +282,20 @@ async fn post_body_survives_a_retry() {
     let _ = c;
     // The first attempt went to the dead pod (round robin starts there), so the streamed
     // body was carried over to the retry.
-    assert!(proxy.gateway.balancer().stats(dead).unwrap().health.consecutive_failures() >= 1);
+    assert!(
+        proxy
+            .gateway
+            .balancer()
+            .stats(dead)
+            .unwrap()
+            .health
+            .consecutive_failures()
+            >= 1
+    );
     let metrics = String::from_utf8(portcullis::metrics::encode()).unwrap();
     assert!(metrics.contains(
         "portcullis_ingress_upstream_retries_total{ingress=\"default/web\",service=\"default/retry-post:80\"} 1"
     ));
-}
-
-/// A request body fed through a channel, so the proxy sees a chunked stream.
-fn http_body_util_channel() -> (tokio::sync::mpsc::Sender<bytes::Bytes>, ChannelBody) {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    (tx, ChannelBody(rx))
-}
-
-pub struct ChannelBody(tokio::sync::mpsc::Receiver<bytes::Bytes>);
-
-impl http_body::Body for ChannelBody {
-    type Data = bytes::Bytes;
-    type Error = std::convert::Infallible;
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|o| o.map(|b| Ok(http_body::Frame::data(b))))
-    }
-}
-
-fn streaming_client() -> hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    ChannelBody,
-> {
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
 }
 
 #[tokio::test]

@@ -287,3 +287,28 @@ pub async fn get(client: &TestClient, url: &str) -> Answer {
 pub fn echo_name(addr: SocketAddr) -> String {
     format!("echo-{addr}")
 }
+
+/// A request body fed through a channel, so the proxy sees a chunked stream.
+pub fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, ChannelBody) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    (tx, ChannelBody(rx))
+}
+
+pub struct ChannelBody(pub tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|o| o.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+pub fn streaming_client() -> Client<HttpConnector, ChannelBody> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
