@@ -173,3 +173,50 @@ async fn response_streams_back_with_content_length() {
     assert_eq!(r.body.len(), 8 * MIB);
     assert!(r.body.iter().all(|b| *b == 7));
 }
+
+#[tokio::test]
+async fn slow_upload_is_not_a_read_timeout_but_a_stall_is() {
+    let pod = pod("127.0.0.63").await;
+    let policy = Policy {
+        read_timeout: Some(Duration::from_millis(300)),
+        send_timeout: Some(Duration::from_millis(300)),
+        ..Policy::default()
+    };
+    let proxy = start_proxy(
+        route(backend("default/slowup:80", &[pod]), policy),
+        ProxyConfig::default(),
+    )
+    .await;
+
+    // 10 chunks, 100 ms apart: the upload takes ~1 s, three read timeouts long.
+    let (tx, body) = channel_body();
+    let request = Request::post(proxy.url("/slow")).body(body).unwrap();
+    let c = streaming_client();
+    let pending = tokio::spawn(async move { c.request(request).await });
+    for _ in 0..10 {
+        tx.send(Bytes::from_static(b"0123456789")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(tx);
+    let resp = pending.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["body_length"], 100);
+
+    // A client that stops sending mid-body is cut after the send timeout.
+    let (tx, body) = channel_body();
+    let request = Request::post(proxy.url("/stall")).body(body).unwrap();
+    let c = streaming_client();
+    let pending = tokio::spawn(async move { c.request(request).await });
+    tx.send(Bytes::from_static(b"start")).await.unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), pending)
+        .await
+        .expect("stalled upload was not cut")
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 504);
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&text).contains("no progress"));
+    drop(tx);
+}

@@ -69,8 +69,11 @@ pub struct ProxyConfig {
     pub access_log: bool,
     /// Default TCP connect timeout (`proxy-connect-timeout` overrides per Ingress).
     pub connect_timeout: Duration,
-    /// Default wait for response headers (`proxy-read-timeout` overrides per Ingress).
+    /// Default wait for response headers after the request body was sent
+    /// (`proxy-read-timeout` overrides per Ingress).
     pub read_timeout: Duration,
+    /// Longest pause while streaming a request body upstream (`proxy-send-timeout`).
+    pub send_timeout: Duration,
     /// Requests allowed in flight to one endpoint address; more wait up to the connect
     /// timeout, then get 503.
     pub max_concurrency_per_endpoint: usize,
@@ -84,6 +87,7 @@ impl Default for ProxyConfig {
             access_log: true,
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             max_concurrency_per_endpoint: 1024,
             upstream: UpstreamSettings::default(),
         }
@@ -323,6 +327,7 @@ impl Proxy {
                 .connect_timeout
                 .unwrap_or(self.config.connect_timeout),
             read_timeout: policy.read_timeout.unwrap_or(self.config.read_timeout),
+            send_timeout: policy.send_timeout.unwrap_or(self.config.send_timeout),
             upgrade,
         };
         let (mut resp, guards) = match self.exchange(route, backend, &exchange, tail).await {
@@ -352,6 +357,52 @@ impl Proxy {
             resp.headers_mut().insert(name.clone(), value.clone());
         }
         Outcome::Streamed(resp, guards)
+    }
+
+    /// Waits for the response head. The read timeout counts from the end of the request
+    /// body (a long upload is not a slow backend); while the body is still streaming,
+    /// only a stall longer than the send timeout ends the wait.
+    async fn await_head<F, T>(
+        &self,
+        fut: F,
+        ex: &Exchange,
+        started: Instant,
+    ) -> Result<T, HeadTimeout>
+    where
+        F: std::future::Future<Output = T>,
+    {
+        tokio::pin!(fut);
+        let started_us = monotonic_us();
+        let mut deadline = tokio::time::Instant::from_std(started) + ex.read_timeout;
+        let mut last_bytes = 0;
+        loop {
+            match tokio::time::timeout_at(deadline, &mut fut).await {
+                Ok(out) => return Ok(out),
+                Err(_) => {
+                    let Some(slot) = ex.slot.as_ref().filter(|s| s.claimed()) else {
+                        return Err(HeadTimeout::Read);
+                    };
+                    let now = tokio::time::Instant::now();
+                    if let Some(done_us) = slot.finished_at_us() {
+                        let done = tokio::time::Instant::from_std(started)
+                            + Duration::from_micros(done_us.saturating_sub(started_us));
+                        if done + ex.read_timeout <= now {
+                            return Err(HeadTimeout::Read);
+                        }
+                        deadline = done + ex.read_timeout;
+                        continue;
+                    }
+                    // Still streaming the body: fine while it moves, a stall once it
+                    // has not moved for a whole window.
+                    let bytes = slot.bytes();
+                    if bytes == last_bytes {
+                        return Err(HeadTimeout::BodyStalled);
+                    }
+                    last_bytes = bytes;
+                    deadline = now + ex.send_timeout;
+                }
+            }
+        }
     }
 
     /// Sends the request to an endpoint, retrying once on another endpoint when the
@@ -431,7 +482,7 @@ impl Proxy {
             *up.headers_mut() = ex.headers.clone();
 
             let started = Instant::now();
-            let result = tokio::time::timeout(ex.read_timeout, client.request(up)).await;
+            let result = self.await_head(client.request(up), ex, started).await;
             let elapsed = started.elapsed();
             tail.entry.upstream_duration = Some(elapsed);
             metrics::record_upstream(&route.ingress, &backend.name, elapsed);
@@ -447,7 +498,7 @@ impl Proxy {
                     }
                     return Ok((resp, guards));
                 }
-                Err(_) => {
+                Err(HeadTimeout::Read) => {
                     if let Some(s) = stats {
                         // A timeout is the worst latency we know of: let the balancer see it.
                         s.observe(elapsed);
@@ -458,6 +509,16 @@ impl Proxy {
                         format!(
                             "upstream {authority} sent no response headers within {:?}",
                             ex.read_timeout
+                        ),
+                    ));
+                }
+                Err(HeadTimeout::BodyStalled) => {
+                    metrics::record_upstream_error(&backend.name, "send_timeout");
+                    return Err(generated(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!(
+                            "request body made no progress for {:?} while sending to {authority}",
+                            ex.send_timeout
                         ),
                     ));
                 }
@@ -516,6 +577,12 @@ enum Outcome {
     Streamed(Response<Incoming>, Guards),
 }
 
+/// Why no response head arrived.
+enum HeadTimeout {
+    Read,
+    BodyStalled,
+}
+
 /// Everything needed to (re)send one request upstream.
 struct Exchange {
     method: Method,
@@ -526,6 +593,7 @@ struct Exchange {
     wire: Wire,
     connect_timeout: Duration,
     read_timeout: Duration,
+    send_timeout: Duration,
     upgrade: bool,
 }
 
@@ -599,6 +667,10 @@ impl Tail {
         }
         self.done = true;
         let e = &mut self.entry;
+        if e.status == 0 {
+            // No answer was produced: the client went away first (nginx's 499).
+            e.status = 499;
+        }
         e.duration = self.start.elapsed();
         e.response_bytes = response_bytes;
         e.request_bytes = self.slot.as_ref().map_or(0, |s| s.bytes());

@@ -27,6 +27,7 @@ use tokio::net::TcpStream;
 
 use crate::body::BoxError;
 use crate::ingress::cow_map::CowMap;
+use crate::ingress::health::monotonic_us;
 
 /// Why a TCP connect to an upstream failed.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +189,8 @@ pub struct BodySlot {
     bytes: AtomicU64,
     limit: Option<u64>,
     over_limit: AtomicBool,
+    /// `monotonic_us()` when the last byte was read from the client; 0 = not yet.
+    finished_us: AtomicU64,
     hint: SizeHint,
 }
 
@@ -200,6 +203,7 @@ impl BodySlot {
             bytes: AtomicU64::new(0),
             limit,
             over_limit: AtomicBool::new(false),
+            finished_us: AtomicU64::new(0),
             hint,
         })
     }
@@ -217,6 +221,14 @@ impl BodySlot {
     /// The body ran over `limit` while streaming.
     pub fn over_limit(&self) -> bool {
         self.over_limit.load(Ordering::Relaxed)
+    }
+
+    /// When the whole body had been read from the client (`monotonic_us()`), if it has.
+    pub fn finished_at_us(&self) -> Option<u64> {
+        match self.finished_us.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
     }
 
     /// A body for one attempt.
@@ -278,7 +290,11 @@ impl HttpBody for UpstreamBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                slot.finished_us
+                    .store(monotonic_us().max(1), Ordering::Relaxed);
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -295,7 +311,7 @@ impl HttpBody for UpstreamBody {
         match self {
             UpstreamBody::Empty => SizeHint::with_exact(0),
             UpstreamBody::Stream { inner: Some(b), .. } => b.size_hint(),
-            UpstreamBody::Stream { slot, .. } => slot.hint.clone(),
+            UpstreamBody::Stream { slot, .. } => slot.hint,
         }
     }
 }
