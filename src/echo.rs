@@ -85,6 +85,35 @@ pub async fn spawn_echo_with(
 
 /// Accepts connections on `listener` forever.
 pub async fn serve(listener: TcpListener, options: EchoOptions) -> std::io::Result<()> {
+    accept_loop(listener, options, None).await
+}
+
+/// Like [`spawn_echo_with`] but over TLS (a stand-in for an HTTPS or GRPCS pod). The
+/// configuration's ALPN list decides whether HTTP/2 is offered.
+pub async fn spawn_echo_tls(
+    addr: SocketAddr,
+    mut options: EchoOptions,
+    config: Arc<rustls::ServerConfig>,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    if options.name.is_empty() {
+        options.name = format!("echo-{bound}");
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let handle = tokio::spawn(async move {
+        if let Err(e) = accept_loop(listener, options, Some(acceptor)).await {
+            tracing::warn!(error = %e, "echo TLS server stopped");
+        }
+    });
+    Ok((bound, handle))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    options: EchoOptions,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> std::io::Result<()> {
     let options = Arc::new(options);
     loop {
         let (stream, remote) = match listener.accept().await {
@@ -96,19 +125,39 @@ pub async fn serve(listener: TcpListener, options: EchoOptions) -> std::io::Resu
         };
         let _ = stream.set_nodelay(true);
         let options = options.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let options = options.clone();
-                async move { Ok::<_, Infallible>(answer(req, remote, &options).await) }
-            });
-            let builder = auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, %remote, "echo connection ended");
+            match tls {
+                None => serve_conn(stream, remote, options, false).await,
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(Duration::from_secs(10), handshake).await {
+                        Ok(Ok(s)) => serve_conn(s, remote, options, true).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %remote, "echo TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%remote, "echo TLS handshake timed out"),
+                    }
+                }
             }
         });
+    }
+}
+
+async fn serve_conn<IO>(io: IO, remote: SocketAddr, options: Arc<EchoOptions>, tls: bool)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let options = options.clone();
+        async move { Ok::<_, Infallible>(answer(req, remote, &options, tls).await) }
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .await
+    {
+        tracing::debug!(error = %e, %remote, "echo connection ended");
     }
 }
 
@@ -125,6 +174,7 @@ async fn answer(
     mut req: Request<Incoming>,
     remote: SocketAddr,
     options: &EchoOptions,
+    tls: bool,
 ) -> Response<Body> {
     if !options.delay.is_zero() {
         tokio::time::sleep(options.delay).await;
@@ -187,6 +237,7 @@ async fn answer(
         "body_length": length,
         "body_error": body_error,
         "remote": remote.to_string(),
+        "tls": tls,
     });
     let mut resp = body::json(StatusCode::OK, json.to_string().into_bytes());
     resp.headers_mut().insert(

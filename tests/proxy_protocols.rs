@@ -196,3 +196,100 @@ async fn grpc_over_h2c_with_trailers() {
     let r = get(&c, &proxy.url("/plain")).await;
     assert_eq!(r.json()["version"], "HTTP/2.0");
 }
+
+/// A TLS configuration for a pod with a self-signed certificate, offering `alpn`.
+fn pod_tls(alpn: &[&[u8]]) -> std::sync::Arc<rustls::ServerConfig> {
+    portcullis::tls::install_provider();
+    let ck = rcgen::generate_simple_self_signed(vec!["pod.local".to_string()]).unwrap();
+    let chain = vec![ck.cert.der().clone()];
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+    let mut config = rustls::ServerConfig::builder_with_provider(portcullis::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    std::sync::Arc::new(config)
+}
+
+#[tokio::test]
+async fn https_backend_over_tls() {
+    let opts = portcullis::echo::EchoOptions {
+        name: "tls-pod".into(),
+        delay: Duration::ZERO,
+    };
+    let (pod, _task) = portcullis::echo::spawn_echo_tls(
+        "127.0.0.53:0".parse().unwrap(),
+        opts,
+        pod_tls(&[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    let be = backend_proto("default/secure:443", &[pod], UpstreamProtocol::Https);
+    let proxy = start_proxy(route(be, Policy::default()), ProxyConfig::default()).await;
+    let c = client();
+    for _ in 0..3 {
+        let r = send(
+            &c,
+            Request::get(proxy.url("/s?x=1"))
+                .header("host", "secure.example")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["name"], "tls-pod");
+        assert_eq!(v["tls"], true);
+        assert_eq!(v["version"], "HTTP/1.1");
+        assert_eq!(v["host"], "secure.example");
+        assert_eq!(v["path"], "/s?x=1");
+    }
+    // A plain-HTTP pod behind an HTTPS backend fails the handshake: 502, not a hang.
+    let plain = proxy_common::pod("127.0.0.54").await;
+    let be = backend_proto("default/mismatch:443", &[plain], UpstreamProtocol::Https);
+    proxy.set_route(route(be, Policy::default()));
+    let r = get(&c, &proxy.url("/")).await;
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("TLS handshake"), "{}", r.text());
+}
+
+#[tokio::test]
+async fn grpcs_backend_with_trailers() {
+    let opts = portcullis::echo::EchoOptions {
+        name: "grpcs-pod".into(),
+        delay: Duration::ZERO,
+    };
+    let (pod, _task) =
+        portcullis::echo::spawn_echo_tls("127.0.0.55:0".parse().unwrap(), opts, pod_tls(&[b"h2"]))
+            .await
+            .unwrap();
+    let be = backend_proto("default/grpcs:443", &[pod], UpstreamProtocol::Grpcs);
+    let proxy = start_proxy(route(be, Policy::default()), ProxyConfig::default()).await;
+    // An HTTP/1.1 client: the proxy still speaks h2 over TLS to the pod.
+    let r = get(&client(), &proxy.url("/plain")).await;
+    let v = r.json();
+    assert_eq!(v["version"], "HTTP/2.0");
+    assert_eq!(v["tls"], true);
+
+    let stream = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let frame = Bytes::from_static(b"\x00\x00\x00\x00\x02hi");
+    let request = Request::post("http://grpc.example/echo.Echo/Say")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(frame.clone()))
+        .unwrap();
+    let resp = sender.send_request(request).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let collected = resp.into_body().collect().await.unwrap();
+    assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
+    assert_eq!(collected.to_bytes(), frame);
+}

@@ -17,3 +17,4 @@ pub mod rewrite;
 pub mod router;
 pub mod snapshot;
 pub mod upstream;
+pub mod upstream_tls;

@@ -259,16 +259,11 @@ impl Proxy {
         let wire = match protocol {
             UpstreamProtocol::Http1 => Wire::Http1,
             UpstreamProtocol::H2c => Wire::H2c,
-            UpstreamProtocol::Https | UpstreamProtocol::Grpcs => {
-                return Outcome::Answer(generated(
-                    StatusCode::BAD_GATEWAY,
-                    format!("TLS to backends is not supported yet ({})", backend.name),
-                ));
-            }
+            UpstreamProtocol::Https => Wire::Https,
+            UpstreamProtocol::Grpcs => Wire::Grpcs,
         };
 
-        let upgrade =
-            wire == Wire::Http1 && forwarded::is_upgrade_request(req.version(), req.headers());
+        let upgrade = !wire.is_h2() && forwarded::is_upgrade_request(req.version(), req.headers());
         let client_upgrade: Option<OnUpgrade> = upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let upstream_pq = match &policy.rewrite_target {
@@ -317,9 +312,10 @@ impl Proxy {
             method,
             headers,
             upstream_pq,
-            version: match wire {
-                Wire::Http1 => Version::HTTP_11,
-                Wire::H2c => Version::HTTP_2,
+            version: if wire.is_h2() {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
             },
             slot,
             wire,
@@ -463,7 +459,11 @@ impl Proxy {
                 },
             };
             let authority = target.authority();
-            let uri = match Uri::try_from(format!("http://{authority}{}", ex.upstream_pq)) {
+            let uri = match Uri::try_from(format!(
+                "{}://{authority}{}",
+                ex.wire.scheme(),
+                ex.upstream_pq
+            )) {
                 Ok(u) => u,
                 Err(_) => {
                     return Err(generated(
@@ -539,10 +539,11 @@ impl Proxy {
                     let kind = match ce {
                         ConnectError::Refused(_) => "refused",
                         ConnectError::Timeout(..) => "connect_timeout",
+                        ConnectError::Tls(..) | ConnectError::NoTlsConfig(_) => "tls",
                         _ => "connect",
                     };
                     metrics::record_upstream_error(&backend.name, kind);
-                    if let Some(s) = stats {
+                    if let Some(s) = stats.filter(|_| ce.ejects()) {
                         let backoff = s.health.record_connect_failure(monotonic_us());
                         tracing::debug!(endpoint = %authority, ?backoff, error = %ce, "endpoint ejected");
                     }

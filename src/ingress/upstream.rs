@@ -6,8 +6,7 @@
 //!
 //! Failure behaviour: connect errors are typed (`ConnectError`) so the proxy can eject
 //! the endpoint and retry elsewhere; everything else surfaces as hyper-util's error.
-//! Gap: HTTPS/GRPCS upstreams (TLS to the pod) are not implemented; such backends get a
-//! 502 saying so.
+//! TLS upstreams (HTTPS, GRPCS) go through the same connector; see `upstream_tls`.
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +27,8 @@ use tokio::net::TcpStream;
 use crate::body::BoxError;
 use crate::ingress::cow_map::CowMap;
 use crate::ingress::health::monotonic_us;
+use crate::ingress::upstream_tls::{self, UpstreamIo};
+use rustls::pki_types::ServerName;
 
 /// Why a TCP connect to an upstream failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +39,23 @@ pub enum ConnectError {
     Timeout(String, Duration),
     #[error("connect to {0} failed: {1}")]
     Io(String, #[source] io::Error),
+    #[error("TLS handshake with {0} failed: {1}")]
+    Tls(String, #[source] io::Error),
+    #[error("no TLS client configuration for {0}")]
+    NoTlsConfig(String),
     #[error("upstream URI has no host: {0}")]
     NoHost(String),
+}
+
+impl ConnectError {
+    /// The address itself looks unusable (refused, silent, unreachable): skip it for a
+    /// while. A failed TLS handshake is a configuration problem, not a dead pod.
+    pub fn ejects(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::Refused(_) | ConnectError::Timeout(..) | ConnectError::Io(..)
+        )
+    }
 }
 
 /// Why a request body stopped before its end.
@@ -51,14 +67,17 @@ pub enum BodyError {
     AlreadyClaimed,
 }
 
-/// A TCP connector whose timeout and error kinds the proxy controls.
+/// A TCP (and optionally TLS) connector whose timeout and error kinds the proxy controls.
 #[derive(Debug, Clone)]
 pub struct Connector {
     timeout: Duration,
+    /// TLS wires only; `None` there means the configuration could not be built.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    wants_tls: bool,
 }
 
 impl tower::Service<Uri> for Connector {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<UpstreamIo>;
     type Error = ConnectError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
 
@@ -68,6 +87,8 @@ impl tower::Service<Uri> for Connector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let timeout = self.timeout;
+        let tls = self.tls.clone();
+        let wants_tls = self.wants_tls;
         Box::pin(async move {
             let target = uri
                 .authority()
@@ -77,30 +98,54 @@ impl tower::Service<Uri> for Connector {
                 .host()
                 .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
                 .ok_or_else(|| ConnectError::NoHost(uri.to_string()))?;
-            let port = uri.port_u16().unwrap_or(80);
+            let port = uri.port_u16().unwrap_or(if wants_tls { 443 } else { 80 });
+            let ip = host.parse::<IpAddr>().ok();
             let connect = async {
-                match host.parse::<IpAddr>() {
-                    Ok(ip) => TcpStream::connect(SocketAddr::new(ip, port)).await,
+                match ip {
+                    Some(ip) => TcpStream::connect(SocketAddr::new(ip, port)).await,
                     // ExternalName backends: resolved by the system resolver.
-                    Err(_) => TcpStream::connect((host.as_str(), port)).await,
+                    None => TcpStream::connect((host.as_str(), port)).await,
                 }
             };
-            let stream = match tokio::time::timeout(timeout, connect).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    return Err(ConnectError::Refused(target));
+            let handshake = async {
+                let stream = match connect.await {
+                    Ok(s) => s,
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        return Err(ConnectError::Refused(target.clone()));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                        return Err(ConnectError::Timeout(target.clone(), timeout));
+                    }
+                    Err(e) => return Err(ConnectError::Io(target.clone(), e)),
+                };
+                // Proxied traffic is latency-bound; Nagle only adds delay to small writes.
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "set_nodelay failed");
                 }
-                Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
-                    return Err(ConnectError::Timeout(target, timeout));
+                if !wants_tls {
+                    return Ok(UpstreamIo::Plain(stream));
                 }
-                Ok(Err(e)) => return Err(ConnectError::Io(target, e)),
-                Err(_) => return Err(ConnectError::Timeout(target, timeout)),
+                let Some(tls) = tls else {
+                    return Err(ConnectError::NoTlsConfig(target.clone()));
+                };
+                let name = match ip {
+                    Some(ip) => ServerName::IpAddress(ip.into()),
+                    None => ServerName::try_from(host.clone())
+                        .map_err(|e| ConnectError::Tls(target.clone(), io::Error::other(e)))?,
+                };
+                tokio_rustls::TlsConnector::from(tls)
+                    .connect(name, stream)
+                    .await
+                    .map(|s| UpstreamIo::Tls(Box::new(s)))
+                    .map_err(|e| ConnectError::Tls(target.clone(), e))
             };
-            // Proxied traffic is latency-bound; Nagle only adds delay to small writes.
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "set_nodelay failed");
+            // The timeout covers the TLS handshake too: a pod that accepts and then says
+            // nothing is as unusable as one that never accepts.
+            match tokio::time::timeout(timeout, handshake).await {
+                Ok(Ok(io)) => Ok(TokioIo::new(io)),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(ConnectError::Timeout(target, timeout)),
             }
-            Ok(TokioIo::new(stream))
         })
     }
 }
@@ -114,6 +159,25 @@ pub enum Wire {
     Http1,
     /// HTTP/2 with prior knowledge (h2c, gRPC).
     H2c,
+    /// HTTP/1.1 over TLS.
+    Https,
+    /// HTTP/2 over TLS (ALPN h2), for gRPC.
+    Grpcs,
+}
+
+impl Wire {
+    pub fn is_tls(self) -> bool {
+        matches!(self, Wire::Https | Wire::Grpcs)
+    }
+
+    pub fn is_h2(self) -> bool {
+        matches!(self, Wire::H2c | Wire::Grpcs)
+    }
+
+    /// URI scheme of requests on this wire (HTTP/2 sends it as `:scheme`).
+    pub fn scheme(self) -> &'static str {
+        if self.is_tls() { "https" } else { "http" }
+    }
 }
 
 /// Pool and timing settings for upstream clients.
@@ -144,13 +208,24 @@ impl Default for UpstreamSettings {
 pub struct Upstreams {
     settings: UpstreamSettings,
     clients: CowMap<(Wire, Duration), UpstreamClient>,
+    tls_http1: Option<Arc<rustls::ClientConfig>>,
+    tls_h2: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Upstreams {
     pub fn new(settings: UpstreamSettings) -> Self {
+        let tls = |alpn: &[&[u8]]| match upstream_tls::client_config(alpn) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(error = %e, "TLS to backends unavailable");
+                None
+            }
+        };
         Self {
             settings,
             clients: CowMap::new(),
+            tls_http1: tls(&[b"http/1.1"]),
+            tls_h2: tls(&[b"h2"]),
         }
     }
 
@@ -168,13 +243,19 @@ impl Upstreams {
         b.pool_timer(TokioTimer::new())
             .pool_idle_timeout(self.settings.idle_timeout)
             .timer(TokioTimer::new());
-        if wire == Wire::H2c {
+        if wire.is_h2() {
             b.http2_only(true)
                 .http2_keep_alive_interval(Some(self.settings.h2_keep_alive_interval))
                 .http2_keep_alive_timeout(self.settings.h2_keep_alive_timeout);
         }
         b.build(Connector {
             timeout: connect_timeout,
+            tls: match wire {
+                Wire::Https => self.tls_http1.clone(),
+                Wire::Grpcs => self.tls_h2.clone(),
+                Wire::Http1 | Wire::H2c => None,
+            },
+            wants_tls: wire.is_tls(),
         })
     }
 }
