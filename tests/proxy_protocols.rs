@@ -191,10 +191,24 @@ async fn grpc_over_h2c_with_trailers() {
     assert_eq!(trailers["grpc-status"], "0");
     assert_eq!(collected.to_bytes(), Bytes::from(frame));
 
-    // The upstream leg really is HTTP/2 (the echo reports the version it saw).
+    // The upstream leg really is HTTP/2 (the echo reports the version it saw), and the
+    // pod sees the client's host as :authority with no conflicting Host header.
     let c = client();
-    let r = get(&c, &proxy.url("/plain")).await;
-    assert_eq!(r.json()["version"], "HTTP/2.0");
+    let r = send(
+        &c,
+        Request::get(proxy.url("/plain"))
+            .header("host", "grpc.example:8080")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    let v = r.json();
+    assert_eq!(v["version"], "HTTP/2.0");
+    assert_eq!(v["host"], "grpc.example:8080");
+    assert!(v["headers"].get("host").is_none(), "{v}");
+    // Requests share one connection to the pod: the remote port stays the same.
+    let again = get(&c, &proxy.url("/plain")).await.json();
+    assert_eq!(again["remote"], v["remote"]);
 }
 
 /// A TLS configuration for a pod with a self-signed certificate, offering `alpn`.

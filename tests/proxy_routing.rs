@@ -412,3 +412,36 @@ async fn balancer_state_survives_a_snapshot_swap() {
     // The new pod has no history, so it is cheap and gets traffic at once.
     assert_eq!(seen[0], echo_name(b), "{seen:?}");
 }
+
+#[tokio::test]
+async fn upstream_connections_are_reused_then_reaped_when_idle() {
+    use portcullis::ingress::upstream::UpstreamSettings;
+    let h1 = pod("127.0.0.24").await;
+    let h2 = pod("127.0.0.25").await;
+    let config = ProxyConfig {
+        upstream: UpstreamSettings {
+            idle_timeout: Duration::from_millis(200),
+            h2_idle_timeout: Duration::from_millis(200),
+            ..UpstreamSettings::default()
+        },
+        ..ProxyConfig::default()
+    };
+    for be in [
+        backend("default/h1:80", &[h1]),
+        portcullis_backend_h2c("default/h2:80", h2),
+    ] {
+        let proxy = start_proxy(route(be, Policy::default()), config.clone()).await;
+        let c = client();
+        let remote = |a: Answer| a.json()["remote"].as_str().unwrap().to_string();
+        let first = remote(get(&c, &proxy.url("/")).await);
+        let second = remote(get(&c, &proxy.url("/")).await);
+        assert_eq!(first, second, "keep-alive connection reused");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let third = remote(get(&c, &proxy.url("/")).await);
+        assert_ne!(first, third, "idle connection was closed and replaced");
+    }
+}
+
+fn portcullis_backend_h2c(name: &str, addr: std::net::SocketAddr) -> Arc<Backend> {
+    backend_proto(name, &[addr], UpstreamProtocol::H2c)
+}

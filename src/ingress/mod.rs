@@ -17,4 +17,5 @@ pub mod rewrite;
 pub mod router;
 pub mod snapshot;
 pub mod upstream;
+pub mod upstream_h2;
 pub mod upstream_tls;

@@ -32,8 +32,9 @@ use crate::ingress::ingress_metrics as metrics;
 use crate::ingress::respond::generated;
 use crate::ingress::snapshot::{Backend, Route, UpstreamProtocol};
 use crate::ingress::upstream::{
-    self, BodySlot, ConnectError, UpstreamBody, UpstreamSettings, Upstreams, Wire,
+    self, BodySlot, UpstreamBody, UpstreamError, UpstreamSettings, Upstreams, Wire,
 };
+use crate::ingress::upstream_h2::H2Lease;
 use crate::ingress::{canary, filters, rewrite};
 use crate::server::ConnInfo;
 
@@ -287,7 +288,15 @@ impl Proxy {
             forwarded::apply_forwarded(&mut headers, &down, policy.x_forwarded_prefix.as_deref());
         tail.entry.request_id = Some(request_id);
         let host_value = policy.upstream_vhost.as_deref().unwrap_or(&host_raw);
-        if !host_value.is_empty() {
+        // HTTP/2 carries the host as `:authority` (set from the URI); a Host header
+        // alongside it would be redundant at best.
+        let h2_authority = match wire.is_h2() {
+            true => host_value.parse::<http::uri::Authority>().ok(),
+            false => None,
+        };
+        if wire.is_h2() {
+            headers.remove(header::HOST);
+        } else if !host_value.is_empty() {
             match HeaderValue::from_str(host_value) {
                 Ok(v) => {
                     headers.insert(header::HOST, v);
@@ -319,6 +328,7 @@ impl Proxy {
             },
             slot,
             wire,
+            h2_authority,
             connect_timeout: policy
                 .connect_timeout
                 .unwrap_or(self.config.connect_timeout),
@@ -355,52 +365,6 @@ impl Proxy {
         Outcome::Streamed(resp, guards)
     }
 
-    /// Waits for the response head. The read timeout counts from the end of the request
-    /// body (a long upload is not a slow backend); while the body is still streaming,
-    /// only a stall longer than the send timeout ends the wait.
-    async fn await_head<F, T>(
-        &self,
-        fut: F,
-        ex: &Exchange,
-        started: Instant,
-    ) -> Result<T, HeadTimeout>
-    where
-        F: std::future::Future<Output = T>,
-    {
-        tokio::pin!(fut);
-        let started_us = monotonic_us();
-        let mut deadline = tokio::time::Instant::from_std(started) + ex.read_timeout;
-        let mut last_bytes = 0;
-        loop {
-            match tokio::time::timeout_at(deadline, &mut fut).await {
-                Ok(out) => return Ok(out),
-                Err(_) => {
-                    let Some(slot) = ex.slot.as_ref().filter(|s| s.claimed()) else {
-                        return Err(HeadTimeout::Read);
-                    };
-                    let now = tokio::time::Instant::now();
-                    if let Some(done_us) = slot.finished_at_us() {
-                        let done = tokio::time::Instant::from_std(started)
-                            + Duration::from_micros(done_us.saturating_sub(started_us));
-                        if done + ex.read_timeout <= now {
-                            return Err(HeadTimeout::Read);
-                        }
-                        deadline = done + ex.read_timeout;
-                        continue;
-                    }
-                    // Still streaming the body: fine while it moves, a stall once it
-                    // has not moved for a whole window.
-                    let bytes = slot.bytes();
-                    if bytes == last_bytes {
-                        return Err(HeadTimeout::BodyStalled);
-                    }
-                    last_bytes = bytes;
-                    deadline = now + ex.send_timeout;
-                }
-            }
-        }
-    }
-
     /// Sends the request to an endpoint, retrying once on another endpoint when the
     /// first connection failed before anything was sent (or, for idempotent requests
     /// whose body was not started, when the connection broke before an answer).
@@ -411,7 +375,6 @@ impl Proxy {
         ex: &Exchange,
         tail: &mut Tail,
     ) -> Result<(Response<Incoming>, Guards), Response<Body>> {
-        let client = self.upstreams.client(ex.wire, ex.connect_timeout);
         let mut exclude: Option<SocketAddr> = None;
         let mut last_failure: Option<Response<Body>> = None;
         for attempt in 0..2u8 {
@@ -451,16 +414,22 @@ impl Proxy {
                     Guards {
                         _in_flight: Some(pick.stats.start()),
                         _permit: Some(permit),
+                        _lease: None,
                     }
                 }
                 Target::External(..) => Guards {
                     _in_flight: None,
                     _permit: None,
+                    _lease: None,
                 },
             };
             let authority = target.authority();
+            let uri_authority = match &ex.h2_authority {
+                Some(a) => a.as_str(),
+                None => authority.as_str(),
+            };
             let uri = match Uri::try_from(format!(
-                "{}://{authority}{}",
+                "{}://{uri_authority}{}",
                 ex.wire.scheme(),
                 ex.upstream_pq
             )) {
@@ -482,7 +451,10 @@ impl Proxy {
             *up.headers_mut() = ex.headers.clone();
 
             let started = Instant::now();
-            let result = self.await_head(client.request(up), ex, started).await;
+            let sending = self
+                .upstreams
+                .send(ex.wire, ex.connect_timeout, &authority, up);
+            let result = await_head(sending, ex, started).await;
             let elapsed = started.elapsed();
             tail.entry.upstream_duration = Some(elapsed);
             metrics::record_upstream(&route.ingress, &backend.name, elapsed);
@@ -491,11 +463,13 @@ impl Proxy {
                 Target::External(..) => None,
             };
             let err = match result {
-                Ok(Ok(resp)) => {
+                Ok(Ok((resp, lease))) => {
                     if let Some(s) = stats {
                         s.observe(elapsed);
                         s.health.record_success();
                     }
+                    let mut guards = guards;
+                    guards._lease = lease;
                     return Ok((resp, guards));
                 }
                 Err(HeadTimeout::Read) => {
@@ -525,8 +499,7 @@ impl Proxy {
                 Ok(Err(err)) => err,
             };
             if ex.slot.as_ref().is_some_and(|s| s.over_limit())
-                || upstream::body_error(&err)
-                    .is_some_and(|e| matches!(e, upstream::BodyError::TooLarge(_)))
+                || matches!(err.body_error(), Some(upstream::BodyError::TooLarge(_)))
             {
                 return Err(generated(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -534,26 +507,20 @@ impl Proxy {
                 ));
             }
             let body_started = ex.slot.as_ref().is_some_and(|s| s.claimed());
-            let retryable = match upstream::connect_error(&err) {
-                Some(ce) => {
-                    let kind = match ce {
-                        ConnectError::Refused(_) => "refused",
-                        ConnectError::Timeout(..) => "connect_timeout",
-                        ConnectError::Tls(..) | ConnectError::NoTlsConfig(_) => "tls",
-                        _ => "connect",
-                    };
-                    metrics::record_upstream_error(&backend.name, kind);
-                    if let Some(s) = stats.filter(|_| ce.ejects()) {
+            let retryable = match err {
+                UpstreamError::Connect { kind, message } => {
+                    metrics::record_upstream_error(&backend.name, kind.metric());
+                    if let Some(s) = stats.filter(|_| kind.ejects()) {
                         let backoff = s.health.record_connect_failure(monotonic_us());
-                        tracing::debug!(endpoint = %authority, ?backoff, error = %ce, "endpoint ejected");
+                        tracing::debug!(endpoint = %authority, ?backoff, error = %message, "endpoint ejected");
                     }
                     exclude = target.addr();
-                    last_failure = Some(generated(StatusCode::BAD_GATEWAY, ce.to_string()));
+                    last_failure = Some(generated(StatusCode::BAD_GATEWAY, message));
                     !body_started
                 }
-                None => {
+                UpstreamError::Failed(e) => {
                     metrics::record_upstream_error(&backend.name, "send");
-                    let reason = error_chain(&err);
+                    let reason = error_chain(e.as_ref());
                     tracing::debug!(endpoint = %authority, error = %reason, "upstream request failed");
                     last_failure = Some(generated(
                         StatusCode::BAD_GATEWAY,
@@ -578,6 +545,47 @@ enum Outcome {
     Streamed(Response<Incoming>, Guards),
 }
 
+/// Waits for the response head. The read timeout counts from the end of the request
+/// body (a long upload is not a slow backend); while the body is still streaming,
+/// only a stall longer than the send timeout ends the wait.
+async fn await_head<F, T>(fut: F, ex: &Exchange, started: Instant) -> Result<T, HeadTimeout>
+where
+    F: std::future::Future<Output = T>,
+{
+    tokio::pin!(fut);
+    let started_us = monotonic_us();
+    let mut deadline = tokio::time::Instant::from_std(started) + ex.read_timeout;
+    let mut last_bytes = 0;
+    loop {
+        match tokio::time::timeout_at(deadline, &mut fut).await {
+            Ok(out) => return Ok(out),
+            Err(_) => {
+                let Some(slot) = ex.slot.as_ref().filter(|s| s.claimed()) else {
+                    return Err(HeadTimeout::Read);
+                };
+                let now = tokio::time::Instant::now();
+                if let Some(done_us) = slot.finished_at_us() {
+                    let done = tokio::time::Instant::from_std(started)
+                        + Duration::from_micros(done_us.saturating_sub(started_us));
+                    if done + ex.read_timeout <= now {
+                        return Err(HeadTimeout::Read);
+                    }
+                    deadline = done + ex.read_timeout;
+                    continue;
+                }
+                // Still streaming the body: fine while it moves, a stall once it
+                // has not moved for a whole window.
+                let bytes = slot.bytes();
+                if bytes == last_bytes {
+                    return Err(HeadTimeout::BodyStalled);
+                }
+                last_bytes = bytes;
+                deadline = now + ex.send_timeout;
+            }
+        }
+    }
+}
+
 /// Why no response head arrived.
 enum HeadTimeout {
     Read,
@@ -592,6 +600,8 @@ struct Exchange {
     version: Version,
     slot: Option<Arc<BodySlot>>,
     wire: Wire,
+    /// For HTTP/2 wires: the host to send as `:authority`.
+    h2_authority: Option<http::uri::Authority>,
     connect_timeout: Duration,
     read_timeout: Duration,
     send_timeout: Duration,
@@ -603,6 +613,7 @@ struct Exchange {
 struct Guards {
     _in_flight: Option<InFlight>,
     _permit: Option<OwnedSemaphorePermit>,
+    _lease: Option<H2Lease>,
 }
 
 fn is_idempotent(m: &Method) -> bool {

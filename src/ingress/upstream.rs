@@ -1,5 +1,6 @@
-//! Connections to pods: pooled hyper-util legacy clients (one keep-alive pool entry per
-//! endpoint, since requests carry the absolute URI `http://ip:port/…`), a TCP connector
+//! Connections to pods: for HTTP/1.1, pooled hyper-util legacy clients (one keep-alive
+//! pool entry per endpoint, since requests carry the absolute URI `http://ip:port/…`);
+//! for HTTP/2, the per-endpoint connections of `upstream_h2`; a TCP connector
 //! with its own connect timeout that reports *why* a connect failed, and the request body
 //! wrapper that lets a request be retried when its connection failed before any byte of
 //! the body was sent.
@@ -17,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Uri;
+use http::{Request, Response, Uri};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -27,6 +28,7 @@ use tokio::net::TcpStream;
 use crate::body::BoxError;
 use crate::ingress::cow_map::CowMap;
 use crate::ingress::health::monotonic_us;
+use crate::ingress::upstream_h2::{H2Lease, H2Pool};
 use crate::ingress::upstream_tls::{self, UpstreamIo};
 use rustls::pki_types::ServerName;
 
@@ -47,14 +49,91 @@ pub enum ConnectError {
     NoHost(String),
 }
 
-impl ConnectError {
+/// The class of a connect failure, for ejection and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectKind {
+    Refused,
+    Timeout,
+    Unreachable,
+    Tls,
+    Other,
+}
+
+impl ConnectKind {
     /// The address itself looks unusable (refused, silent, unreachable): skip it for a
     /// while. A failed TLS handshake is a configuration problem, not a dead pod.
-    pub fn ejects(&self) -> bool {
+    pub fn ejects(self) -> bool {
         matches!(
             self,
-            ConnectError::Refused(_) | ConnectError::Timeout(..) | ConnectError::Io(..)
+            ConnectKind::Refused | ConnectKind::Timeout | ConnectKind::Unreachable
         )
+    }
+
+    /// Label value for `ingress_upstream_errors_total`.
+    pub fn metric(self) -> &'static str {
+        match self {
+            ConnectKind::Refused => "refused",
+            ConnectKind::Timeout => "connect_timeout",
+            ConnectKind::Unreachable => "connect",
+            ConnectKind::Tls => "tls",
+            ConnectKind::Other => "connect",
+        }
+    }
+}
+
+impl ConnectError {
+    pub fn kind(&self) -> ConnectKind {
+        match self {
+            ConnectError::Refused(_) => ConnectKind::Refused,
+            ConnectError::Timeout(..) => ConnectKind::Timeout,
+            ConnectError::Io(..) => ConnectKind::Unreachable,
+            ConnectError::Tls(..) | ConnectError::NoTlsConfig(_) => ConnectKind::Tls,
+            ConnectError::NoHost(_) => ConnectKind::Other,
+        }
+    }
+}
+
+/// Why an upstream exchange produced no response.
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// No connection could be made: nothing of the request was sent.
+    Connect { kind: ConnectKind, message: String },
+    /// The exchange failed on an established connection (the request may have been
+    /// partly or wholly sent).
+    Failed(BoxError),
+}
+
+impl UpstreamError {
+    pub fn from_connect(e: ConnectError) -> Self {
+        UpstreamError::Connect {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+
+    fn from_client(e: hyper_util::client::legacy::Error) -> Self {
+        match connect_error(&e) {
+            Some(ce) => UpstreamError::Connect {
+                kind: ce.kind(),
+                message: ce.to_string(),
+            },
+            None => UpstreamError::Failed(Box::new(e)),
+        }
+    }
+
+    /// Our own body error behind a failure (e.g. the streaming size limit), if any.
+    pub fn body_error(&self) -> Option<&BodyError> {
+        let UpstreamError::Failed(e) = self else {
+            return None;
+        };
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+        while let Some(err) = cur {
+            if let Some(be) = err.downcast_ref::<BodyError>() {
+                return Some(be);
+            }
+            cur = err.source();
+        }
+        None
     }
 }
 
@@ -186,9 +265,12 @@ pub struct UpstreamSettings {
     /// Idle pooled connections are closed after this; kept below common backend
     /// keep-alives (Node 5 s) so we never reuse a socket the pod is closing.
     pub idle_timeout: Duration,
-    /// HTTP/2 PING interval for h2c connections, so a dead pod's connection is noticed.
+    /// HTTP/2 PING interval, so a dead pod's connection is noticed.
     pub h2_keep_alive_interval: Duration,
     pub h2_keep_alive_timeout: Duration,
+    /// HTTP/2 connections without streams close after this. Longer than for HTTP/1.1:
+    /// HTTP/2 announces a server-side close with GOAWAY, so reuse races are not an issue.
+    pub h2_idle_timeout: Duration,
 }
 
 impl Default for UpstreamSettings {
@@ -197,6 +279,7 @@ impl Default for UpstreamSettings {
             idle_timeout: Duration::from_secs(4),
             h2_keep_alive_interval: Duration::from_secs(20),
             h2_keep_alive_timeout: Duration::from_secs(10),
+            h2_idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -207,7 +290,10 @@ impl Default for UpstreamSettings {
 #[derive(Debug)]
 pub struct Upstreams {
     settings: UpstreamSettings,
+    /// HTTP/1.1 wires: hyper-util's pooled client, one pool entry per endpoint.
     clients: CowMap<(Wire, Duration), UpstreamClient>,
+    /// HTTP/2 wires: one multiplexed connection per endpoint.
+    h2: H2Pool,
     tls_http1: Option<Arc<rustls::ClientConfig>>,
     tls_h2: Option<Arc<rustls::ClientConfig>>,
 }
@@ -222,6 +308,7 @@ impl Upstreams {
             }
         };
         Self {
+            h2: H2Pool::new(settings.clone()),
             settings,
             clients: CowMap::new(),
             tls_http1: tls(&[b"http/1.1"]),
@@ -229,26 +316,34 @@ impl Upstreams {
         }
     }
 
-    /// The client for `wire` with `connect_timeout`, built on first use.
-    pub fn client(&self, wire: Wire, connect_timeout: Duration) -> Arc<UpstreamClient> {
-        self.clients
+    /// Sends `req` to the pod at `target` (`ip:port`, or `name:port` for ExternalName).
+    /// For HTTP/1.1 wires the request URI must be absolute and name `target`; for HTTP/2
+    /// wires it names the host the client asked for, which becomes `:authority`.
+    pub async fn send(
+        &self,
+        wire: Wire,
+        connect_timeout: Duration,
+        target: &str,
+        req: Request<UpstreamBody>,
+    ) -> Result<(Response<Incoming>, Option<H2Lease>), UpstreamError> {
+        if wire.is_h2() {
+            let connector = self.connector(wire, connect_timeout);
+            let (resp, lease) = self.h2.send(&connector, wire, target, req).await?;
+            return Ok((resp, Some(lease)));
+        }
+        let client = self
+            .clients
             .get_or_insert_with(&(wire, connect_timeout), || {
                 self.build(wire, connect_timeout)
-            })
+            });
+        match client.request(req).await {
+            Ok(resp) => Ok((resp, None)),
+            Err(e) => Err(UpstreamError::from_client(e)),
+        }
     }
 
-    fn build(&self, wire: Wire, connect_timeout: Duration) -> UpstreamClient {
-        let mut b = Client::builder(TokioExecutor::new());
-        // Without pool_timer no reaper runs and idle sockets to vanished pods linger.
-        b.pool_timer(TokioTimer::new())
-            .pool_idle_timeout(self.settings.idle_timeout)
-            .timer(TokioTimer::new());
-        if wire.is_h2() {
-            b.http2_only(true)
-                .http2_keep_alive_interval(Some(self.settings.h2_keep_alive_interval))
-                .http2_keep_alive_timeout(self.settings.h2_keep_alive_timeout);
-        }
-        b.build(Connector {
+    fn connector(&self, wire: Wire, connect_timeout: Duration) -> Connector {
+        Connector {
             timeout: connect_timeout,
             tls: match wire {
                 Wire::Https => self.tls_http1.clone(),
@@ -256,7 +351,15 @@ impl Upstreams {
                 Wire::Http1 | Wire::H2c => None,
             },
             wants_tls: wire.is_tls(),
-        })
+        }
+    }
+
+    fn build(&self, wire: Wire, connect_timeout: Duration) -> UpstreamClient {
+        let mut b = Client::builder(TokioExecutor::new());
+        // Without pool_timer no reaper runs and idle sockets to vanished pods linger.
+        b.pool_timer(TokioTimer::new())
+            .pool_idle_timeout(self.settings.idle_timeout);
+        b.build(self.connector(wire, connect_timeout))
     }
 }
 
@@ -398,23 +501,11 @@ impl HttpBody for UpstreamBody {
 }
 
 /// The connect failure behind a client error, if that is what it was.
-pub fn connect_error(err: &hyper_util::client::legacy::Error) -> Option<&ConnectError> {
+fn connect_error(err: &hyper_util::client::legacy::Error) -> Option<&ConnectError> {
     let mut source = std::error::Error::source(err);
     while let Some(e) = source {
         if let Some(ce) = e.downcast_ref::<ConnectError>() {
             return Some(ce);
-        }
-        source = e.source();
-    }
-    None
-}
-
-/// True when a body error (ours) stopped the request, e.g. the streaming size limit.
-pub fn body_error(err: &hyper_util::client::legacy::Error) -> Option<&BodyError> {
-    let mut source = std::error::Error::source(err);
-    while let Some(e) = source {
-        if let Some(be) = e.downcast_ref::<BodyError>() {
-            return Some(be);
         }
         source = e.source();
     }
