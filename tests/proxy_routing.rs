@@ -130,9 +130,9 @@ async fn unmatched_request_through_handler_is_404() {
 #[tokio::test]
 async fn ewma_spreads_concurrent_load() {
     let pods = [
-        slow_pod("127.0.0.7", Duration::from_millis(20)).await,
-        slow_pod("127.0.0.8", Duration::from_millis(20)).await,
-        slow_pod("127.0.0.9", Duration::from_millis(20)).await,
+        slow_pod("127.0.0.7", Duration::from_millis(100)).await,
+        slow_pod("127.0.0.8", Duration::from_millis(100)).await,
+        slow_pod("127.0.0.9", Duration::from_millis(100)).await,
     ];
     let proxy = start_proxy(
         route(backend("default/web:80", &pods), Policy::default()),
@@ -141,7 +141,9 @@ async fn ewma_spreads_concurrent_load() {
     .await;
     let c = client();
     let mut seen = Vec::new();
-    // 6 waves of 12 concurrent requests: in-flight counts make P2C spread them.
+    // 6 waves of 12 concurrent requests: in-flight counts make P2C spread them. The
+    // 100 ms service time keeps scheduler hiccups (which peak-EWMA remembers) small
+    // against the in-flight term, so the bound below holds on a loaded machine.
     for _ in 0..6 {
         let wave: Vec<_> = (0..12)
             .map(|_| {
@@ -159,14 +161,14 @@ async fn ewma_spreads_concurrent_load() {
     let counts = counts(&seen);
     for p in pods {
         let n = counts.get(&echo_name(p)).copied().unwrap_or(0);
-        assert!(n >= 6, "pod {p} got {n} of 72: {counts:?}");
+        assert!(n >= 4, "pod {p} got {n} of 72: {counts:?}");
     }
 }
 
 #[tokio::test]
 async fn ewma_prefers_the_fast_endpoint() {
     let fast = pod("127.0.0.10").await;
-    let slow = slow_pod("127.0.0.11", Duration::from_millis(60)).await;
+    let slow = slow_pod("127.0.0.11", Duration::from_millis(300)).await;
     let proxy = start_proxy(
         route(backend("default/web:80", &[fast, slow]), Policy::default()),
         ProxyConfig::default(),
@@ -174,14 +176,15 @@ async fn ewma_prefers_the_fast_endpoint() {
     .await;
     let c = client();
     let mut seen = Vec::new();
-    for _ in 0..40 {
+    for _ in 0..30 {
         seen.push(get(&c, &proxy.url("/")).await.pod());
     }
     let fast_n = counts(&seen).get(&echo_name(fast)).copied().unwrap_or(0);
-    // The slow pod can win only before its first sample (at most once or twice).
-    assert!(fast_n >= 37, "fast pod got {fast_n} of 40");
+    // The slow pod wins only while it has no sample (once); a hiccup on the fast pod
+    // would have to exceed 300 ms to make it look slower.
+    assert!(fast_n >= 27, "fast pod got {fast_n} of 30");
     let stats = proxy.gateway.balancer().stats(slow).unwrap();
-    assert!(stats.estimate() >= Duration::from_millis(60));
+    assert!(stats.estimate() >= Duration::from_millis(300));
 }
 
 #[tokio::test]

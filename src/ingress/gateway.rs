@@ -63,7 +63,7 @@ impl Gateway {
                 let inbound = Inbound {
                     conn,
                     scheme,
-                    host_tls: snapshot.tls_hosts.contains_key(&host),
+                    host_tls: host_has_tls(&snapshot, &host),
                 };
                 self.proxy.forward(route, &captures, req, &inbound).await
             }
@@ -87,10 +87,42 @@ impl Gateway {
     }
 }
 
+/// True when `host` (lower case, no port) is covered by a TLS section, exactly or by a
+/// `*.parent` wildcard entry.
+pub fn host_has_tls(snapshot: &Snapshot, host: &str) -> bool {
+    if snapshot.tls_hosts.contains_key(host) {
+        return true;
+    }
+    match host.split_once('.') {
+        Some((_, parent)) if !parent.is_empty() => {
+            snapshot.tls_hosts.contains_key(&format!("*.{parent}"))
+        }
+        _ => false,
+    }
+}
+
 /// The listener handler for the ingress HTTP (`Scheme::Http`) or HTTPS listener.
 pub fn handler(gateway: Arc<Gateway>, scheme: Scheme) -> Handler {
     Arc::new(move |req, conn| {
         let gateway = gateway.clone();
         Box::pin(async move { gateway.handle(req, &conn, scheme).await })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_hosts_exact_and_wildcard() {
+        let mut snap = Snapshot::default();
+        snap.tls_hosts.insert("shop.example.com".into(), ());
+        snap.tls_hosts.insert("*.apps.example.com".into(), ());
+        assert!(host_has_tls(&snap, "shop.example.com"));
+        assert!(host_has_tls(&snap, "a.apps.example.com"));
+        assert!(!host_has_tls(&snap, "a.b.apps.example.com"));
+        assert!(!host_has_tls(&snap, "apps.example.com"));
+        assert!(!host_has_tls(&snap, "other.example.com"));
+        assert!(!host_has_tls(&snap, "localhost"));
+    }
 }
