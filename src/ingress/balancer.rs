@@ -1,5 +1,7 @@
 //! Endpoint choice for a backend: power of two random choices by peak-EWMA latency ×
-//! (in-flight + 1), or round robin when the Ingress asks for it.
+//! (in-flight + 1), or round robin when the Ingress asks for it. An endpoint with no
+//! latency history is as cheap as the rival it is compared with and wins ties, so a new
+//! pod gets traffic at once, limited by its in-flight count until it has answered.
 //!
 //! What is learned about an endpoint (latency estimate, in-flight count, passive health)
 //! lives here, keyed by address and outside the snapshot, so a configuration change keeps
@@ -21,8 +23,8 @@ use crate::ingress::snapshot::{Backend, Endpoint};
 
 /// Decay time constant of the latency estimate (linkerd and ingress-nginx use 10 s).
 const DECAY_US: f64 = 10_000_000.0;
-/// Added to every latency estimate so an endpoint with no history (estimate 0) still
-/// pays for its in-flight requests: new pods are cheapest, yet not flooded without limit.
+/// Added to every latency estimate so in-flight counts still matter when estimates are
+/// zero (no endpoint has history yet).
 const FLOOR_US: f64 = 1.0;
 /// Stats of addresses unused for this long are forgotten (pods that went away).
 const FORGET_AFTER_US: u64 = 10 * 60 * 1_000_000;
@@ -56,21 +58,22 @@ impl EndpointStats {
         }
     }
 
-    /// Latency estimate in µs decayed to `now_us`: idle endpoints drift back to cheap.
-    fn decayed_estimate_us(&self, now_us: u64) -> f64 {
+    /// Latency estimate in µs decayed to `now_us` (idle endpoints drift back to cheap);
+    /// `None` before the first sample.
+    fn estimate_us(&self, now_us: u64) -> Option<f64> {
         let est = f64::from_bits(self.ewma_bits.load(Ordering::Relaxed));
         if est == 0.0 {
-            return 0.0;
+            return None;
         }
         let last = self.last_sample_us.load(Ordering::Relaxed);
         let elapsed = now_us.saturating_sub(last) as f64;
-        est * (-elapsed / DECAY_US).exp()
+        Some(est * (-elapsed / DECAY_US).exp())
     }
 
     /// The P2C load figure: latency estimate × (in-flight + 1).
-    pub fn cost(&self, now_us: u64) -> f64 {
+    fn cost(&self, estimate_us: f64) -> f64 {
         let in_flight = self.in_flight.load(Ordering::Relaxed) as f64;
-        (self.decayed_estimate_us(now_us) + FLOOR_US) * (in_flight + 1.0)
+        (estimate_us + FLOOR_US) * (in_flight + 1.0)
     }
 
     /// Feeds one observed latency (time to response headers). A sample above the estimate
@@ -208,10 +211,13 @@ impl Balancer {
                     None
                 };
                 match (first, second) {
-                    (Some((_, a)), Some((_, b))) if a != b => {
-                        let cost = |addr: &SocketAddr| map.get(addr).map_or(0.0, |s| s.cost(now));
-                        Some(if cost(&b) < cost(&a) { b } else { a })
-                    }
+                    (Some((_, a)), Some((_, b))) if a != b => Some(cheaper(
+                        map.get(&a).map(|s| &**s),
+                        a,
+                        map.get(&b).map(|s| &**s),
+                        b,
+                        now,
+                    )),
                     (Some((_, a)), _) => Some(a),
                     (None, _) => None,
                 }
@@ -257,6 +263,37 @@ impl Balancer {
     /// Number of addresses with kept state.
     pub fn tracked(&self) -> usize {
         self.stats.len()
+    }
+}
+
+/// The P2C comparison. An endpoint without latency history borrows its rival's estimate
+/// (slow start, like ingress-nginx seeding new endpoints with known scores): it wins
+/// while it has no more requests in flight than the rival, so a new pod gets traffic at
+/// once without being flooded before its first answer. Ties go to the newcomer.
+fn cheaper(
+    sa: Option<&EndpointStats>,
+    a: SocketAddr,
+    sb: Option<&EndpointStats>,
+    b: SocketAddr,
+    now: u64,
+) -> SocketAddr {
+    let ea = sa.and_then(|s| s.estimate_us(now));
+    let eb = sb.and_then(|s| s.estimate_us(now));
+    let (xa, xb) = match (ea, eb) {
+        (Some(x), Some(y)) => (x, y),
+        (Some(x), None) => (x, x),
+        (None, Some(y)) => (y, y),
+        (None, None) => (0.0, 0.0),
+    };
+    let cost = |s: Option<&EndpointStats>, est: f64| match s {
+        Some(s) => s.cost(est),
+        None => est + FLOOR_US,
+    };
+    let (ca, cb) = (cost(sa, xa), cost(sb, xb));
+    if cb < ca || (cb == ca && eb.is_none() && ea.is_some()) {
+        b
+    } else {
+        a
     }
 }
 
@@ -380,6 +417,23 @@ mod tests {
             let p = b.pick(&be, Balance::Ewma, None).unwrap();
             assert_eq!(p.addr.to_string(), "10.0.0.2:80");
         }
+    }
+
+    #[test]
+    fn new_endpoint_gets_traffic_but_is_not_flooded() {
+        let b = Balancer::new(10);
+        let be = backend(&["10.0.0.1:80", "10.0.0.2:80"]);
+        let old = b.stats_for("10.0.0.1:80".parse().unwrap());
+        old.observe(Duration::from_millis(5));
+        // Equal in-flight: the newcomer wins.
+        let first = b.pick(&be, Balance::Ewma, None).unwrap();
+        assert_eq!(first.addr.to_string(), "10.0.0.2:80");
+        // It now has a request in flight and still no answer: the known pod is cheaper.
+        let _pending = first.stats.start();
+        assert_eq!(
+            b.pick(&be, Balance::Ewma, None).unwrap().addr.to_string(),
+            "10.0.0.1:80"
+        );
     }
 
     #[test]
