@@ -1,0 +1,189 @@
+//! One access-log event per request, emitted through `tracing` with target `access_log`
+//! when the response is finished (last body byte sent, or the client went away), so bytes
+//! and duration are the real ones. [`layer`] renders these events as one JSON object per
+//! line; the binary installs it next to its normal log layer. Logging never fails a
+//! request.
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderValue, Method};
+
+/// The `tracing` target of access-log events.
+pub const TARGET: &str = "access_log";
+
+/// What is known about a request when it finishes.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub time: SystemTime,
+    pub client: IpAddr,
+    pub method: Method,
+    pub host: String,
+    /// Path and query as the client sent them.
+    pub path: String,
+    pub status: u16,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    pub duration: Duration,
+    pub upstream_addr: Option<SocketAddr>,
+    pub upstream_duration: Option<Duration>,
+    pub ingress: Option<Arc<str>>,
+    pub service: Option<Arc<str>>,
+    pub request_id: Option<HeaderValue>,
+    pub retries: u8,
+}
+
+/// Emits `entry` as an `access_log` event.
+pub fn emit(entry: &Entry) {
+    let request_id = entry
+        .request_id
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info!(
+        target: TARGET,
+        time = %rfc3339(entry.time),
+        client = %entry.client,
+        method = %entry.method,
+        host = %entry.host,
+        path = %entry.path,
+        status = entry.status,
+        bytes = entry.response_bytes,
+        request_bytes = entry.request_bytes,
+        duration_ms = ms(entry.duration),
+        upstream_addr = entry.upstream_addr.map(|a| a.to_string()).unwrap_or_default(),
+        upstream_duration_ms = entry.upstream_duration.map(ms).unwrap_or(-1.0),
+        ingress = entry.ingress.as_deref().unwrap_or(""),
+        service = entry.service.as_deref().unwrap_or(""),
+        request_id = request_id,
+        retries = entry.retries,
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// A tracing layer that writes access-log events (and only those) to stdout as one
+/// flat JSON object per line.
+pub fn layer<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::Layer as _;
+    tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false)
+        .with_level(false)
+        .without_time()
+        .with_writer(std::io::stdout)
+        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+            m.target() == TARGET
+        }))
+}
+
+/// UTC timestamp with milliseconds, e.g. `2026-11-22T10:04:05.123Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's
+/// algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::Mutex;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(951_782_400_123); // 2000-02-29
+        assert_eq!(rfc3339(t), "2000-02-29T00:00:00.123Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_798_761_599); // 2026-12-31T23:59:59
+        assert_eq!(rfc3339(t), "2026-12-31T23:59:59.000Z");
+    }
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn one_json_line_per_entry() {
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .without_time()
+            .with_writer(move || writer.clone());
+        let subscriber = tracing_subscriber::registry().with(layer);
+        let entry = Entry {
+            time: UNIX_EPOCH,
+            client: "10.1.2.3".parse().unwrap(),
+            method: Method::POST,
+            host: "example.com".into(),
+            path: "/a?b=1".into(),
+            status: 201,
+            request_bytes: 5,
+            response_bytes: 7,
+            duration: Duration::from_micros(1500),
+            upstream_addr: Some("10.0.0.1:8080".parse().unwrap()),
+            upstream_duration: Some(Duration::from_millis(1)),
+            ingress: Some("default/web".into()),
+            service: Some("default/web:80".into()),
+            request_id: Some(HeaderValue::from_static("abc")),
+            retries: 1,
+        };
+        tracing::subscriber::with_default(subscriber, || emit(&entry));
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(out.lines().count(), 1);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["target"], "access_log");
+        assert_eq!(v["status"], 201);
+        assert_eq!(v["method"], "POST");
+        assert_eq!(v["path"], "/a?b=1");
+        assert_eq!(v["bytes"], 7);
+        assert_eq!(v["duration_ms"], 1.5);
+        assert_eq!(v["upstream_addr"], "10.0.0.1:8080");
+        assert_eq!(v["ingress"], "default/web");
+        assert_eq!(v["request_id"], "abc");
+        assert_eq!(v["time"], "1970-01-01T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,303 @@
+//! One upstream exchange for a routed request: pick an endpoint, hold its concurrency
+//! permit, send, and wait for the response head under the read and send timeouts; retry
+//! once on another endpoint when the connection failed before anything was sent (or,
+//! for an idempotent request whose body was not started, when the exchange broke before
+//! an answer). Failures come back as the proxy-generated answer to send
+//! (502/503/504/413).
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::HeaderMap;
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::ingress::balancer::Pick;
+use crate::ingress::health::monotonic_us;
+use crate::ingress::ingress_metrics as metrics;
+use crate::ingress::proxy::Proxy;
+use crate::ingress::respond::generated;
+use crate::ingress::snapshot::{Backend, Route};
+use crate::ingress::tail::{Guards, Tail};
+use crate::ingress::upstream::{self, BodySlot, UpstreamBody, UpstreamError, Wire};
+
+/// Everything needed to (re)send one request upstream.
+pub(crate) struct Exchange {
+    pub(crate) method: Method,
+    pub(crate) headers: HeaderMap,
+    pub(crate) upstream_pq: String,
+    pub(crate) version: Version,
+    pub(crate) slot: Option<Arc<BodySlot>>,
+    pub(crate) wire: Wire,
+    /// For HTTP/2 wires: the host to send as `:authority`.
+    pub(crate) h2_authority: Option<http::uri::Authority>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) read_timeout: Duration,
+    pub(crate) send_timeout: Duration,
+    pub(crate) upgrade: bool,
+}
+
+/// Waits for the response head. The read timeout counts from the end of the request
+/// body (a long upload is not a slow backend); while the body is still streaming,
+/// only a stall longer than the send timeout ends the wait.
+async fn await_head<F, T>(fut: F, ex: &Exchange, started: Instant) -> Result<T, HeadTimeout>
+where
+    F: std::future::Future<Output = T>,
+{
+    tokio::pin!(fut);
+    let started_us = monotonic_us();
+    let mut deadline = tokio::time::Instant::from_std(started) + ex.read_timeout;
+    let mut last_bytes = 0;
+    loop {
+        match tokio::time::timeout_at(deadline, &mut fut).await {
+            Ok(out) => return Ok(out),
+            Err(_) => {
+                let Some(slot) = ex.slot.as_ref().filter(|s| s.claimed()) else {
+                    return Err(HeadTimeout::Read);
+                };
+                let now = tokio::time::Instant::now();
+                if let Some(done_us) = slot.finished_at_us() {
+                    let done = tokio::time::Instant::from_std(started)
+                        + Duration::from_micros(done_us.saturating_sub(started_us));
+                    if done + ex.read_timeout <= now {
+                        return Err(HeadTimeout::Read);
+                    }
+                    deadline = done + ex.read_timeout;
+                    continue;
+                }
+                // Still streaming the body: fine while it moves, a stall once it
+                // has not moved for a whole window.
+                let bytes = slot.bytes();
+                if bytes == last_bytes {
+                    return Err(HeadTimeout::BodyStalled);
+                }
+                last_bytes = bytes;
+                deadline = now + ex.send_timeout;
+            }
+        }
+    }
+}
+
+/// Why no response head arrived.
+enum HeadTimeout {
+    Read,
+    BodyStalled,
+}
+
+/// Where one attempt goes.
+enum Target {
+    Endpoint(Pick),
+    /// ExternalName service: a DNS name, no balancer state.
+    External(String, u16),
+}
+
+impl Target {
+    fn authority(&self) -> String {
+        match self {
+            Target::Endpoint(p) => p.addr.to_string(),
+            Target::External(h, p) => format!("{h}:{p}"),
+        }
+    }
+
+    fn addr(&self) -> Option<SocketAddr> {
+        match self {
+            Target::Endpoint(p) => Some(p.addr),
+            Target::External(..) => None,
+        }
+    }
+}
+
+impl Proxy {
+    /// Sends the request to an endpoint, retrying once on another endpoint when the
+    /// first connection failed before anything was sent (or, for idempotent requests
+    /// whose body was not started, when the connection broke before an answer).
+    pub(crate) async fn exchange(
+        &self,
+        route: &Route,
+        backend: &Backend,
+        ex: &Exchange,
+        tail: &mut Tail,
+    ) -> Result<(Response<Incoming>, Guards), Response<Body>> {
+        let mut exclude: Option<SocketAddr> = None;
+        let mut last_failure: Option<Response<Body>> = None;
+        for attempt in 0..2u8 {
+            let target = match (&backend.external, backend.eligible.is_empty()) {
+                (Some((host, port)), true) => Target::External(host.clone(), *port),
+                _ => match self.balancer.pick(backend, route.policy.balance, exclude) {
+                    Some(p) => Target::Endpoint(p),
+                    None => {
+                        return Err(last_failure.unwrap_or_else(|| {
+                            generated(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                format!("no ready endpoints for {}", backend.name),
+                            )
+                        }));
+                    }
+                },
+            };
+            tail.entry.upstream_addr = target.addr();
+            tail.entry.retries = attempt;
+            let guards = match &target {
+                Target::Endpoint(pick) => {
+                    let permit = match pick.stats.permits.clone().try_acquire_owned() {
+                        Ok(p) => p,
+                        Err(_) => {
+                            let wait = pick.stats.permits.clone().acquire_owned();
+                            match tokio::time::timeout(ex.connect_timeout, wait).await {
+                                Ok(Ok(p)) => p,
+                                _ => {
+                                    return Err(generated(
+                                        StatusCode::SERVICE_UNAVAILABLE,
+                                        format!("too many requests in flight to {}", pick.addr),
+                                    ));
+                                }
+                            }
+                        }
+                    };
+                    Guards {
+                        _in_flight: Some(pick.stats.start()),
+                        _permit: Some(permit),
+                        _lease: None,
+                    }
+                }
+                Target::External(..) => Guards {
+                    _in_flight: None,
+                    _permit: None,
+                    _lease: None,
+                },
+            };
+            let authority = target.authority();
+            let uri_authority = match &ex.h2_authority {
+                Some(a) => a.as_str(),
+                None => authority.as_str(),
+            };
+            let uri = match Uri::try_from(format!(
+                "{}://{uri_authority}{}",
+                ex.wire.scheme(),
+                ex.upstream_pq
+            )) {
+                Ok(u) => u,
+                Err(_) => {
+                    return Err(generated(
+                        StatusCode::BAD_REQUEST,
+                        "the rewritten request path is not a valid URI",
+                    ));
+                }
+            };
+            let mut up = Request::new(match &ex.slot {
+                Some(slot) => slot.attempt(),
+                None => UpstreamBody::Empty,
+            });
+            *up.method_mut() = ex.method.clone();
+            *up.uri_mut() = uri;
+            *up.version_mut() = ex.version;
+            *up.headers_mut() = ex.headers.clone();
+
+            let started = Instant::now();
+            let sending = self
+                .upstreams
+                .send(ex.wire, ex.connect_timeout, &authority, up);
+            let result = await_head(sending, ex, started).await;
+            let elapsed = started.elapsed();
+            tail.entry.upstream_duration = Some(elapsed);
+            metrics::record_upstream(&route.ingress, &backend.name, elapsed);
+            let stats = match &target {
+                Target::Endpoint(p) => Some(&p.stats),
+                Target::External(..) => None,
+            };
+            let err = match result {
+                Ok(Ok((resp, lease))) => {
+                    if let Some(s) = stats {
+                        s.observe(elapsed);
+                        s.health.record_success();
+                    }
+                    let mut guards = guards;
+                    guards._lease = lease;
+                    return Ok((resp, guards));
+                }
+                Err(HeadTimeout::Read) => {
+                    if let Some(s) = stats {
+                        // A timeout is the worst latency we know of: let the balancer see it.
+                        s.observe(elapsed);
+                    }
+                    metrics::record_upstream_error(&backend.name, "read_timeout");
+                    return Err(generated(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!(
+                            "upstream {authority} sent no response headers within {:?}",
+                            ex.read_timeout
+                        ),
+                    ));
+                }
+                Err(HeadTimeout::BodyStalled) => {
+                    metrics::record_upstream_error(&backend.name, "send_timeout");
+                    return Err(generated(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!(
+                            "request body made no progress for {:?} while sending to {authority}",
+                            ex.send_timeout
+                        ),
+                    ));
+                }
+                Ok(Err(err)) => err,
+            };
+            if ex.slot.as_ref().is_some_and(|s| s.over_limit())
+                || matches!(err.body_error(), Some(upstream::BodyError::TooLarge(_)))
+            {
+                return Err(generated(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body is over the limit",
+                ));
+            }
+            let body_started = ex.slot.as_ref().is_some_and(|s| s.claimed());
+            let retryable = match err {
+                UpstreamError::Connect { kind, message } => {
+                    metrics::record_upstream_error(&backend.name, kind.metric());
+                    if let Some(s) = stats.filter(|_| kind.ejects()) {
+                        let backoff = s.health.record_connect_failure(monotonic_us());
+                        tracing::debug!(endpoint = %authority, ?backoff, error = %message, "endpoint ejected");
+                    }
+                    exclude = target.addr();
+                    last_failure = Some(generated(StatusCode::BAD_GATEWAY, message));
+                    !body_started
+                }
+                UpstreamError::Failed(e) => {
+                    metrics::record_upstream_error(&backend.name, "send");
+                    let reason = error_chain(e.as_ref());
+                    tracing::debug!(endpoint = %authority, error = %reason, "upstream request failed");
+                    last_failure = Some(generated(
+                        StatusCode::BAD_GATEWAY,
+                        format!("upstream {authority} failed: {reason}"),
+                    ));
+                    is_idempotent(&ex.method) && !body_started && !ex.upgrade
+                }
+            };
+            drop(guards);
+            if !retryable || attempt == 1 {
+                break;
+            }
+            metrics::record_retry(&route.ingress, &backend.name);
+        }
+        Err(last_failure.unwrap_or_else(|| generated(StatusCode::BAD_GATEWAY, "upstream failed")))
+    }
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// `err: cause: cause` in one line, for the short error body.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}

@@ -1,0 +1,387 @@
+//! Headers a proxy owns: hop-by-hop removal (RFC 9110 §7.6.1) and the forwarded family
+//! (`X-Forwarded-*`, `X-Real-IP`, `X-Request-ID`). Incoming forwarded values are believed
+//! only when the connecting peer is in the trusted CIDRs (default: none), so a client
+//! cannot spoof its address past an allowlist. Never fails: unparsable values are
+//! treated as absent.
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// httpoxy: a `Proxy` request header must never reach CGI-style backends.
+static PROXY: HeaderName = HeaderName::from_static("proxy");
+
+/// True when `headers` carry the token `token` in any `Connection` value.
+pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// An HTTP/1.1 protocol switch request (`Connection: upgrade` + `Upgrade: …`).
+pub fn is_upgrade_request(version: http::Version, headers: &HeaderMap) -> bool {
+    version == http::Version::HTTP_11
+        && headers.contains_key(header::UPGRADE)
+        && connection_has(headers, "upgrade")
+}
+
+/// Removes hop-by-hop headers. With `upgrade`, `Upgrade` survives and `Connection` is
+/// reduced to `upgrade` so the next hop switches protocols too.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Headers named by Connection are hop-by-hop too; collect before removing.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !(upgrade && n == header::UPGRADE))
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    let te_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("trailers")
+        });
+    for name in [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRANSFER_ENCODING,
+        &header::TRAILER,
+        &header::PROXY_AUTHORIZATION,
+        &header::PROXY_AUTHENTICATE,
+        &PROXY,
+    ] {
+        headers.remove(name);
+    }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// True when `ip` is inside one of `nets`.
+pub fn is_trusted(ip: IpAddr, nets: &[IpNet]) -> bool {
+    nets.iter().any(|n| n.contains(&ip))
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy, in which case the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn real_client(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    if !is_trusted(peer, trusted) {
+        return peer;
+    }
+    let mut client = peer;
+    let entries: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    for entry in entries.iter().rev() {
+        let Some(ip) = parse_forwarded_ip(entry) else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(ip, trusted) {
+            break;
+        }
+    }
+    client
+}
+
+/// Parses an `X-Forwarded-For` entry: `1.2.3.4`, `2001:db8::1`, `[2001:db8::1]:80` or
+/// `1.2.3.4:80`.
+fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
+    let s = entry.trim();
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+        return Some(sa.ip().to_canonical());
+    }
+    None
+}
+
+/// The host the client asked for, as sent: the URI authority (HTTP/2 `:authority`, or
+/// an absolute-form HTTP/1 target) first, else the `Host` header.
+pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> &'a str {
+    if let Some(a) = uri.authority() {
+        return a.as_str();
+    }
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Splits `host[:port]` (IPv6 literals in brackets) into the lower-case host name and the
+/// explicit port, if any. Allocates only when the name has upper-case letters.
+pub fn split_host(raw: &str) -> (std::borrow::Cow<'_, str>, Option<u16>) {
+    let raw = raw.trim();
+    let (name, port) = if raw.starts_with('[') {
+        match raw.find(']') {
+            Some(end) => (&raw[..=end], raw[end + 1..].strip_prefix(':')),
+            None => (raw, None),
+        }
+    } else {
+        match raw.rsplit_once(':') {
+            Some((n, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (n, Some(p)),
+            _ => (raw, None),
+        }
+    };
+    // A trailing dot names the same host (`example.com.`); routes never carry one.
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    };
+    (name, port.and_then(|p| p.parse().ok()))
+}
+
+/// What the proxy knows about the downstream side of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Downstream<'a> {
+    /// The connecting peer (a client or a trusted proxy).
+    pub peer: IpAddr,
+    /// The client address after trusted-proxy processing.
+    pub client: IpAddr,
+    pub peer_trusted: bool,
+    /// `http` or `https`, as the client connected.
+    pub scheme: &'a str,
+    /// The host as the client sent it (Host header or :authority, port included).
+    pub host: &'a str,
+    /// Port the client connected to, as it sees it.
+    pub port: u16,
+}
+
+/// Sets the forwarded family on an upstream request's headers. Returns the request id.
+pub fn apply_forwarded(
+    headers: &mut HeaderMap,
+    down: &Downstream<'_>,
+    prefix: Option<&str>,
+) -> HeaderValue {
+    let peer = down.peer.to_string();
+    let xff = match down.peer_trusted {
+        true => {
+            let prior: Vec<&str> = headers
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            if prior.is_empty() {
+                peer
+            } else {
+                format!("{}, {peer}", prior.join(", "))
+            }
+        }
+        false => peer,
+    };
+    set(headers, &X_FORWARDED_FOR, &xff);
+    if !(down.peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        set(headers, &X_FORWARDED_PROTO, down.scheme);
+    }
+    if !(down.peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        set(headers, &X_FORWARDED_HOST, down.host);
+    }
+    if !(down.peer_trusted && headers.contains_key(&X_FORWARDED_PORT)) {
+        headers.insert(&X_FORWARDED_PORT, HeaderValue::from(down.port));
+    }
+    set(headers, &X_REAL_IP, &down.client.to_string());
+    match prefix {
+        Some(p) => set(headers, &X_FORWARDED_PREFIX, p),
+        None if !down.peer_trusted => {
+            headers.remove(&X_FORWARDED_PREFIX);
+        }
+        None => {}
+    }
+    let id = headers
+        .get(&X_REQUEST_ID)
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .cloned()
+        .unwrap_or_else(new_request_id);
+    headers.insert(&X_REQUEST_ID, id.clone());
+    id
+}
+
+/// A fresh request id: 32 lower-case hex characters (128 random bits).
+pub fn new_request_id() -> HeaderValue {
+    let id = format!("{:032x}", fastrand::u128(..));
+    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    // Values come from the client's own header bytes or our formatting; if one is not a
+    // valid header value anyway, leave the header out rather than fail the request.
+    match HeaderValue::from_str(value) {
+        Ok(v) => {
+            headers.insert(name, v);
+        }
+        Err(_) => {
+            headers.remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn host_forms() {
+        assert_eq!(
+            split_host("Example.COM:8080"),
+            ("example.com".into(), Some(8080))
+        );
+        assert_eq!(split_host("example.com"), ("example.com".into(), None));
+        assert_eq!(split_host("example.com."), ("example.com".into(), None));
+        assert_eq!(split_host("[::1]:443"), ("[::1]".into(), Some(443)));
+        assert_eq!(split_host("[::1]"), ("[::1]".into(), None));
+        assert_eq!(split_host(""), ("".into(), None));
+        let uri: http::Uri = "http://h2.example:9/x".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("other"));
+        assert_eq!(request_host(&uri, &h), "h2.example:9");
+        let uri: http::Uri = "/x".parse().unwrap();
+        assert_eq!(request_host(&uri, &h), "other");
+    }
+
+    #[test]
+    fn hop_by_hop_removed_and_connection_named_too() {
+        let mut h = hm(&[
+            ("connection", "keep-alive, x-secret"),
+            ("connection", "X-Other"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("x-other", "1"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "gzip, trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("trailer", "x-t"),
+            ("proxy-authorization", "Basic x"),
+            ("proxy", "http://evil"),
+            ("user-agent", "ua"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        let mut names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["te", "user-agent"]);
+        assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn upgrade_kept_when_upgrading() {
+        let mut h = hm(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("te", "gzip"),
+        ]);
+        assert!(is_upgrade_request(http::Version::HTTP_11, &h));
+        assert!(!is_upgrade_request(http::Version::HTTP_2, &h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+        assert!(!h.contains_key("te"));
+    }
+
+    #[test]
+    fn real_client_only_through_trusted_peers() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let h = hm(&[
+            ("x-forwarded-for", "6.6.6.6, 1.2.3.4"),
+            ("x-forwarded-for", "10.1.1.1"),
+        ]);
+        let untrusted_peer: IpAddr = "5.5.5.5".parse().unwrap();
+        assert_eq!(real_client(untrusted_peer, &h, &trusted), untrusted_peer);
+        let proxy: IpAddr = "10.0.0.7".parse().unwrap();
+        assert_eq!(
+            real_client(proxy, &h, &trusted),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+        let junk = hm(&[("x-forwarded-for", "not-an-ip")]);
+        assert_eq!(real_client(proxy, &junk, &trusted), proxy);
+        assert_eq!(
+            parse_forwarded_ip("[2001:db8::1]:80"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn forwarded_family_untrusted_vs_trusted() {
+        let down = |trusted| Downstream {
+            peer: "10.0.0.7".parse().unwrap(),
+            client: "10.0.0.7".parse().unwrap(),
+            peer_trusted: trusted,
+            scheme: "http",
+            host: "example.com:8080",
+            port: 8080,
+        };
+        let incoming = &[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-prefix", "/evil"),
+            ("x-request-id", "abc"),
+        ];
+        let mut h = hm(incoming);
+        let id = apply_forwarded(&mut h, &down(false), None);
+        assert_eq!(id, "abc");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "example.com:8080");
+        assert_eq!(h["x-forwarded-port"], "8080");
+        assert_eq!(h["x-real-ip"], "10.0.0.7");
+        assert!(!h.contains_key("x-forwarded-prefix"));
+
+        let mut h = hm(incoming);
+        apply_forwarded(&mut h, &down(true), Some("/app"));
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.0.0.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-prefix"], "/app");
+
+        let mut h = HeaderMap::new();
+        let id = apply_forwarded(&mut h, &down(false), None);
+        assert_eq!(id.len(), 32);
+        assert!(id.to_str().unwrap().chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(h["x-request-id"], id);
+    }
+}

@@ -1,0 +1,128 @@
+//! The ingress listeners' entry point: load the current snapshot, find the route for the
+//! request's host and path, and hand it to the proxy; 404 when nothing matches. The
+//! snapshot is loaded once per request and held until the response head is ready, so a
+//! request never sees two configurations.
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::ingress::balancer::Balancer;
+use crate::ingress::forwarded;
+use crate::ingress::respond::generated;
+use crate::ingress::snapshot::{Lookup, Route, Snapshot};
+use crate::server::{ConnInfo, Handler};
+
+pub use crate::ingress::proxy::{Inbound, Proxy, ProxyConfig, Scheme};
+
+/// The routing front of the data plane, shared by the HTTP and HTTPS listeners.
+#[derive(Debug)]
+pub struct Gateway {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    proxy: Proxy,
+}
+
+impl Gateway {
+    /// `snapshot` is the same `ArcSwap` the compile step stores new snapshots into.
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, config: ProxyConfig) -> Self {
+        Self {
+            snapshot,
+            proxy: Proxy::new(config),
+        }
+    }
+
+    pub fn snapshot(&self) -> &Arc<ArcSwap<Snapshot>> {
+        &self.snapshot
+    }
+
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
+    }
+
+    /// Endpoint state, kept across snapshot swaps.
+    pub fn balancer(&self) -> &Balancer {
+        self.proxy.balancer()
+    }
+
+    /// Routes and proxies one request.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        scheme: Scheme,
+    ) -> Response<Body> {
+        let snapshot = self.snapshot.load_full();
+        let raw_host = forwarded::request_host(req.uri(), req.headers());
+        let (host, _) = forwarded::split_host(raw_host);
+        let host = host.into_owned();
+        let lookup = snapshot.router.lookup(&host, req.uri().path());
+        match lookup {
+            Lookup::Matched { route, captures } => {
+                let inbound = Inbound {
+                    conn,
+                    scheme,
+                    host_tls: host_has_tls(&snapshot, &host),
+                };
+                self.proxy.forward(route, &captures, req, &inbound).await
+            }
+            Lookup::NotFound => {
+                let msg = format!("no route for {host}{}", req.uri().path());
+                let tail = self.proxy.begin(&req, conn);
+                tail.attach(generated(StatusCode::NOT_FOUND, msg))
+            }
+        }
+    }
+
+    /// Proxies a request for an already-chosen route (what `handle` does after lookup).
+    pub async fn forward(
+        &self,
+        route: &Route,
+        captures: &[String],
+        req: Request<Incoming>,
+        inbound: &Inbound<'_>,
+    ) -> Response<Body> {
+        self.proxy.forward(route, captures, req, inbound).await
+    }
+}
+
+/// True when `host` (lower case, no port) is covered by a TLS section, exactly or by a
+/// `*.parent` wildcard entry.
+pub fn host_has_tls(snapshot: &Snapshot, host: &str) -> bool {
+    if snapshot.tls_hosts.contains_key(host) {
+        return true;
+    }
+    match host.split_once('.') {
+        Some((_, parent)) if !parent.is_empty() => {
+            snapshot.tls_hosts.contains_key(&format!("*.{parent}"))
+        }
+        _ => false,
+    }
+}
+
+/// The listener handler for the ingress HTTP (`Scheme::Http`) or HTTPS listener.
+pub fn handler(gateway: Arc<Gateway>, scheme: Scheme) -> Handler {
+    Arc::new(move |req, conn| {
+        let gateway = gateway.clone();
+        Box::pin(async move { gateway.handle(req, &conn, scheme).await })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_hosts_exact_and_wildcard() {
+        let mut snap = Snapshot::default();
+        snap.tls_hosts.insert("shop.example.com".into(), ());
+        snap.tls_hosts.insert("*.apps.example.com".into(), ());
+        assert!(host_has_tls(&snap, "shop.example.com"));
+        assert!(host_has_tls(&snap, "a.apps.example.com"));
+        assert!(!host_has_tls(&snap, "a.b.apps.example.com"));
+        assert!(!host_has_tls(&snap, "apps.example.com"));
+        assert!(!host_has_tls(&snap, "other.example.com"));
+        assert!(!host_has_tls(&snap, "localhost"));
+    }
+}

@@ -1,0 +1,245 @@
+//! Prometheus families of the ingress data plane. Labels are bounded by configuration
+//! (Ingress and backend names), never by request data. Registered once in the process
+//! registry; if a family cannot be built (a programming error) metrics are skipped, the
+//! proxy keeps serving.
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
+
+use crate::ingress::snapshot::Backend;
+
+/// All ingress metric families.
+#[derive(Debug, Clone)]
+pub struct IngressMetrics {
+    /// `ingress`, `service`, `status` (`2xx`…`5xx`).
+    pub requests: IntCounterVec,
+    /// Whole request, first byte in to last byte out; `ingress`.
+    pub request_duration: HistogramVec,
+    /// Time to upstream response headers; `ingress`, `service`.
+    pub upstream_duration: HistogramVec,
+    /// Request body bytes received from clients; `ingress`.
+    pub request_bytes: IntCounterVec,
+    /// Response body bytes sent to clients; `ingress`.
+    pub response_bytes: IntCounterVec,
+    /// Second attempts on another endpoint; `ingress`, `service`.
+    pub retries: IntCounterVec,
+    /// Upstream failures by kind (`refused`, `connect_timeout`, `connect`, `read_timeout`,
+    /// `send`); `service`, `kind`.
+    pub upstream_errors: IntCounterVec,
+    /// Endpoints per backend by `state` (`ready`, `serving`, `terminating`, `eligible`,
+    /// `total`); `backend`.
+    pub endpoints: IntGaugeVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+impl IngressMetrics {
+    fn new() -> Result<Self, prometheus::Error> {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).map(crate::metrics::register)
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )
+            .map(crate::metrics::register)
+        };
+        Ok(Self {
+            requests: counter(
+                "ingress_requests_total",
+                "Requests answered by the ingress listeners.",
+                &["ingress", "service", "status"],
+            )?,
+            request_duration: histogram(
+                "ingress_request_duration_seconds",
+                "Time from request to the last response byte.",
+                &["ingress"],
+            )?,
+            upstream_duration: histogram(
+                "ingress_upstream_duration_seconds",
+                "Time from sending upstream to receiving response headers.",
+                &["ingress", "service"],
+            )?,
+            request_bytes: counter(
+                "ingress_request_bytes_total",
+                "Request body bytes received from clients.",
+                &["ingress"],
+            )?,
+            response_bytes: counter(
+                "ingress_response_bytes_total",
+                "Response body bytes sent to clients.",
+                &["ingress"],
+            )?,
+            retries: counter(
+                "ingress_upstream_retries_total",
+                "Requests retried on another endpoint after a failure before sending.",
+                &["ingress", "service"],
+            )?,
+            upstream_errors: counter(
+                "ingress_upstream_errors_total",
+                "Upstream failures by kind.",
+                &["service", "kind"],
+            )?,
+            endpoints: IntGaugeVec::new(
+                Opts::new(
+                    "ingress_backend_endpoints",
+                    "Endpoints of a backend by state.",
+                ),
+                &["backend", "state"],
+            )
+            .map(crate::metrics::register)?,
+        })
+    }
+}
+
+/// The process-wide families, or `None` if they could not be built.
+pub fn metrics() -> Option<&'static IngressMetrics> {
+    static METRICS: OnceLock<Option<IngressMetrics>> = OnceLock::new();
+    METRICS
+        .get_or_init(|| match IngressMetrics::new() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::error!(error = %e, "ingress metrics unavailable");
+                None
+            }
+        })
+        .as_ref()
+}
+
+/// `2xx`-style class of a status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Sets the endpoint gauges of one backend; the compile step calls this for every
+/// backend of a new snapshot.
+pub fn set_backend_gauges(backend: &Backend) {
+    let Some(m) = metrics() else { return };
+    let count = |f: fn(&crate::ingress::snapshot::Endpoint) -> bool| {
+        backend.endpoints.iter().filter(|e| f(e)).count() as i64
+    };
+    let name = &*backend.name;
+    let set = |state: &str, v: i64| m.endpoints.with_label_values(&[name, state]).set(v);
+    set("ready", count(|e| e.ready));
+    set("serving", count(|e| e.serving));
+    set("terminating", count(|e| e.terminating));
+    set("eligible", backend.eligible.len() as i64);
+    set("total", backend.endpoints.len() as i64);
+}
+
+/// Drops the gauges of a backend that is no longer in the snapshot.
+pub fn remove_backend_gauges(backend_name: &str) {
+    let Some(m) = metrics() else { return };
+    for state in ["ready", "serving", "terminating", "eligible", "total"] {
+        let _ = m.endpoints.remove_label_values(&[backend_name, state]);
+    }
+}
+
+/// Records one finished request.
+pub fn record_request(
+    ingress: &str,
+    service: &str,
+    status: u16,
+    duration: Duration,
+    request_bytes: u64,
+    response_bytes: u64,
+) {
+    let Some(m) = metrics() else { return };
+    m.requests
+        .with_label_values(&[ingress, service, status_class(status)])
+        .inc();
+    m.request_duration
+        .with_label_values(&[ingress])
+        .observe(duration.as_secs_f64());
+    if request_bytes > 0 {
+        m.request_bytes
+            .with_label_values(&[ingress])
+            .inc_by(request_bytes);
+    }
+    if response_bytes > 0 {
+        m.response_bytes
+            .with_label_values(&[ingress])
+            .inc_by(response_bytes);
+    }
+}
+
+pub fn record_upstream(ingress: &str, service: &str, duration: Duration) {
+    if let Some(m) = metrics() {
+        m.upstream_duration
+            .with_label_values(&[ingress, service])
+            .observe(duration.as_secs_f64());
+    }
+}
+
+pub fn record_retry(ingress: &str, service: &str) {
+    if let Some(m) = metrics() {
+        m.retries.with_label_values(&[ingress, service]).inc();
+    }
+}
+
+pub fn record_upstream_error(service: &str, kind: &str) {
+    if let Some(m) = metrics() {
+        m.upstream_errors.with_label_values(&[service, kind]).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingress::snapshot::{Endpoint, UpstreamProtocol};
+
+    #[test]
+    fn gauges_follow_backend() {
+        let ep = |a: &str, ready, serving, terminating| Endpoint {
+            addr: a.parse().unwrap(),
+            ready,
+            serving,
+            terminating,
+        };
+        let b = Backend {
+            name: "metrics-test/web:80".into(),
+            protocol: UpstreamProtocol::Http1,
+            endpoints: vec![
+                ep("10.0.0.1:80", true, true, false),
+                ep("10.0.0.2:80", false, true, true),
+                ep("10.0.0.3:80", false, false, true),
+            ],
+            eligible: vec!["10.0.0.1:80".parse().unwrap()],
+            external: None,
+        };
+        set_backend_gauges(&b);
+        let m = metrics().unwrap();
+        let get = |s: &str| {
+            m.endpoints
+                .with_label_values(&["metrics-test/web:80", s])
+                .get()
+        };
+        assert_eq!(
+            (
+                get("ready"),
+                get("serving"),
+                get("terminating"),
+                get("eligible"),
+                get("total")
+            ),
+            (1, 2, 2, 1, 3)
+        );
+        let text = String::from_utf8(crate::metrics::encode()).unwrap();
+        assert!(text.contains("portcullis_ingress_backend_endpoints{backend=\"metrics-test/web:80\",state=\"total\"} 3"));
+        remove_backend_gauges("metrics-test/web:80");
+        let text = String::from_utf8(crate::metrics::encode()).unwrap();
+        assert!(!text.contains("metrics-test/web:80"));
+        assert_eq!(status_class(101), "1xx");
+        assert_eq!(status_class(503), "5xx");
+    }
+}

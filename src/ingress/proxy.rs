@@ -1,0 +1,348 @@
+//! The request path after routing: policy checks, canary, rewrite, forwarded headers,
+//! endpoint choice, the upstream exchange (with one retry when nothing was sent),
+//! protocol upgrades, and the streaming response that finishes the access log.
+//!
+//! Failure behaviour: every failure becomes a proxy-generated answer with `Server:
+//! portcullis` and a one-line reason — 503 when no endpoint can take the request, 502
+//! when the upstream refused, failed or broke, 504 when response headers did not arrive
+//! in time, 413 for oversized bodies. Nothing here panics on request data.
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use ipnet::IpNet;
+
+use crate::body::{self, Body};
+use crate::ingress::access_log::Entry;
+use crate::ingress::balancer::Balancer;
+use crate::ingress::exchange::Exchange;
+use crate::ingress::forwarded::{self, Downstream};
+use crate::ingress::respond::generated;
+use crate::ingress::snapshot::{Route, UpstreamProtocol};
+use crate::ingress::tail::{Guards, ProxiedBody, Tail};
+use crate::ingress::upstream::{BodySlot, UpstreamSettings, Upstreams, Wire};
+use crate::ingress::{canary, filters, rewrite};
+use crate::server::ConnInfo;
+
+/// How the client reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+/// Settings of the request path that are not per-Ingress.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Peers whose `X-Forwarded-*` headers are believed. Default: none.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Emit one `access_log` event per request.
+    pub access_log: bool,
+    /// Default TCP connect timeout (`proxy-connect-timeout` overrides per Ingress).
+    pub connect_timeout: Duration,
+    /// Default wait for response headers after the request body was sent
+    /// (`proxy-read-timeout` overrides per Ingress).
+    pub read_timeout: Duration,
+    /// Longest pause while streaming a request body upstream (`proxy-send-timeout`).
+    pub send_timeout: Duration,
+    /// Requests allowed in flight to one endpoint address; more wait up to the connect
+    /// timeout, then get 503.
+    pub max_concurrency_per_endpoint: usize,
+    pub upstream: UpstreamSettings,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            access_log: true,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            max_concurrency_per_endpoint: 1024,
+            upstream: UpstreamSettings::default(),
+        }
+    }
+}
+
+/// What the listener and the snapshot know about a request besides the request itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Inbound<'a> {
+    pub conn: &'a ConnInfo,
+    pub scheme: Scheme,
+    /// The request's host has a TLS section (`snapshot.tls_hosts`), for the redirect.
+    pub host_tls: bool,
+}
+
+/// The forwarding engine: balancer state and upstream pools, shared by all snapshots.
+#[derive(Debug)]
+pub struct Proxy {
+    pub(crate) config: ProxyConfig,
+    pub(crate) balancer: Balancer,
+    pub(crate) upstreams: Upstreams,
+}
+
+impl Proxy {
+    pub fn new(config: ProxyConfig) -> Self {
+        Self {
+            balancer: Balancer::new(config.max_concurrency_per_endpoint),
+            upstreams: Upstreams::new(config.upstream.clone()),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &ProxyConfig {
+        &self.config
+    }
+
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
+    }
+
+    /// Starts the bookkeeping of a request that will be answered somehow.
+    pub(crate) fn begin(&self, req: &Request<Incoming>, conn: &ConnInfo) -> Tail {
+        let peer = conn.remote.ip().to_canonical();
+        let client = forwarded::real_client(peer, req.headers(), &self.config.trusted_proxies);
+        let entry = Entry {
+            time: SystemTime::now(),
+            client,
+            method: req.method().clone(),
+            host: forwarded::request_host(req.uri(), req.headers()).to_string(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_string(),
+            status: 0,
+            request_bytes: 0,
+            response_bytes: 0,
+            duration: Duration::ZERO,
+            upstream_addr: None,
+            upstream_duration: None,
+            ingress: None,
+            service: None,
+            request_id: None,
+            retries: 0,
+        };
+        Tail::new(entry, self.config.access_log)
+    }
+
+    /// Forwards a routed request. `captures` are the route regex's groups (`$1` first).
+    pub async fn forward(
+        &self,
+        route: &Route,
+        captures: &[String],
+        req: Request<Incoming>,
+        inbound: &Inbound<'_>,
+    ) -> Response<Body> {
+        let mut tail = self.begin(&req, inbound.conn);
+        tail.entry.ingress = Some(route.ingress.clone());
+        tail.entry.service = Some(route.backend.name.clone());
+        match self
+            .forward_inner(route, captures, req, inbound, &mut tail)
+            .await
+        {
+            Outcome::Answer(resp) => tail.attach(resp),
+            Outcome::Streamed(resp, guards) => {
+                tail.entry.status = resp.status().as_u16();
+                let (parts, incoming) = resp.into_parts();
+                Response::from_parts(parts, ProxiedBody::new(incoming, tail, guards).boxed())
+            }
+        }
+    }
+
+    async fn forward_inner(
+        &self,
+        route: &Route,
+        captures: &[String],
+        mut req: Request<Incoming>,
+        inbound: &Inbound<'_>,
+        tail: &mut Tail,
+    ) -> Outcome {
+        let policy = &*route.policy;
+        let peer = inbound.conn.remote.ip().to_canonical();
+        let peer_trusted = forwarded::is_trusted(peer, &self.config.trusted_proxies);
+        let host_raw = forwarded::request_host(req.uri(), req.headers()).to_string();
+        let (hostname, explicit_port) = forwarded::split_host(&host_raw);
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_string();
+        let content_length = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+
+        let head = filters::Head {
+            client: tail.entry.client,
+            scheme: inbound.scheme.as_str(),
+            host: &host_raw,
+            hostname: &hostname,
+            path: req.uri().path(),
+            path_and_query: &path_and_query,
+            host_tls: inbound.host_tls,
+            content_length,
+        };
+        if let Some(answer) = filters::check(policy, &head) {
+            return Outcome::Answer(answer);
+        }
+
+        let (backend, _is_canary) =
+            canary::choose(&route.backend, policy.canary.as_ref(), req.headers());
+        tail.entry.service = Some(backend.name.clone());
+        let protocol = policy.backend_protocol.unwrap_or(backend.protocol);
+        let wire = match protocol {
+            UpstreamProtocol::Http1 => Wire::Http1,
+            UpstreamProtocol::H2c => Wire::H2c,
+            UpstreamProtocol::Https => Wire::Https,
+            UpstreamProtocol::Grpcs => Wire::Grpcs,
+        };
+
+        let upgrade = !wire.is_h2() && forwarded::is_upgrade_request(req.version(), req.headers());
+        let client_upgrade: Option<OnUpgrade> = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+        let upstream_pq = match &policy.rewrite_target {
+            Some(target) => rewrite::rewrite_path_and_query(target, captures, req.uri().query()),
+            None => path_and_query.clone(),
+        };
+
+        let (parts, body) = req.into_parts();
+        let method = parts.method;
+        let mut headers = parts.headers;
+        forwarded::strip_hop_by_hop(&mut headers, upgrade);
+        let down = Downstream {
+            peer,
+            client: tail.entry.client,
+            peer_trusted,
+            scheme: inbound.scheme.as_str(),
+            host: &host_raw,
+            port: explicit_port.unwrap_or(inbound.scheme.default_port()),
+        };
+        let request_id =
+            forwarded::apply_forwarded(&mut headers, &down, policy.x_forwarded_prefix.as_deref());
+        tail.entry.request_id = Some(request_id);
+        let host_value = policy.upstream_vhost.as_deref().unwrap_or(&host_raw);
+        // HTTP/2 carries the host as `:authority` (set from the URI); a Host header
+        // alongside it would be redundant at best.
+        let h2_authority = match wire.is_h2() {
+            true => host_value.parse::<http::uri::Authority>().ok(),
+            false => None,
+        };
+        if wire.is_h2() {
+            headers.remove(header::HOST);
+        } else if !host_value.is_empty() {
+            match HeaderValue::from_str(host_value) {
+                Ok(v) => {
+                    headers.insert(header::HOST, v);
+                }
+                Err(_) => {
+                    return Outcome::Answer(generated(StatusCode::BAD_REQUEST, "invalid host"));
+                }
+            }
+        }
+        for (name, value) in &policy.request_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+
+        let slot = if body.is_end_stream() {
+            None
+        } else {
+            Some(BodySlot::new(body, policy.max_body_bytes))
+        };
+        tail.slot = slot.clone();
+
+        let exchange = Exchange {
+            method,
+            headers,
+            upstream_pq,
+            version: if wire.is_h2() {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            },
+            slot,
+            wire,
+            h2_authority,
+            connect_timeout: policy
+                .connect_timeout
+                .unwrap_or(self.config.connect_timeout),
+            read_timeout: policy.read_timeout.unwrap_or(self.config.read_timeout),
+            send_timeout: policy.send_timeout.unwrap_or(self.config.send_timeout),
+            upgrade,
+        };
+        let (mut resp, guards) = match self.exchange(route, backend, &exchange, tail).await {
+            Ok(ok) => ok,
+            Err(answer) => return Outcome::Answer(answer),
+        };
+
+        *resp.version_mut() = parts.version;
+        if let Some(client_upgrade) = client_upgrade
+            && resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            forwarded::strip_hop_by_hop(resp.headers_mut(), true);
+            tokio::spawn(tunnel(
+                client_upgrade,
+                upstream_upgrade,
+                tail.entry.upstream_addr,
+            ));
+            // A tunnel is not a request in flight: releasing the count keeps long-lived
+            // WebSockets from making their pod look permanently busy to the balancer.
+            drop(guards);
+            let (parts, _) = resp.into_parts();
+            return Outcome::Answer(Response::from_parts(parts, body::empty()));
+        }
+        forwarded::strip_hop_by_hop(resp.headers_mut(), false);
+        for (name, value) in &policy.response_headers {
+            resp.headers_mut().insert(name.clone(), value.clone());
+        }
+        Outcome::Streamed(resp, guards)
+    }
+}
+
+/// How `forward_inner` ended: an answer of our own, or an upstream response to stream.
+enum Outcome {
+    Answer(Response<Body>),
+    Streamed(Response<Incoming>, Guards),
+}
+
+/// Copies bytes both ways between the client and the pod after a 101.
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, pod: Option<SocketAddr>) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, ?pod, "upgrade did not complete");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        Ok((up, down)) => tracing::debug!(?pod, up, down, "upgraded connection closed"),
+        Err(e) => tracing::debug!(?pod, error = %e, "upgraded connection failed"),
+    }
+}

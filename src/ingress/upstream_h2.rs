@@ -1,0 +1,204 @@
+//! HTTP/2 connections to pods (h2c and gRPC over TLS): one multiplexed connection per
+//! endpoint, created on first use and shared by all requests to it.
+//!
+//! Why not hyper-util's pooled client, as for HTTP/1.1: its pool is keyed by the request
+//! URI's authority, so the URI must name the pod, and HTTP/2 sends that authority as
+//! `:authority`. A pod would then see its own IP instead of the host the client asked
+//! for, and a `Host` header that disagrees with `:authority` (RFC 9113 §8.3.1 lets
+//! servers reject that). Here the connection is chosen by endpoint and the request
+//! keeps the client's host as `:authority`, as ingress-nginx's `grpc_pass` does.
+//!
+//! Failure behaviour: a closed connection is replaced on the next request; a request
+//! the connection refused before sending is retried once on a fresh connection; idle
+//! connections close after `idle_timeout` without streams.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::http2::{self, SendRequest};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower::Service;
+
+use crate::ingress::cow_map::CowMap;
+use crate::ingress::health::monotonic_us;
+use crate::ingress::upstream::{Connector, UpstreamBody, UpstreamError, UpstreamSettings, Wire};
+
+/// One live HTTP/2 connection.
+struct H2Conn {
+    sender: SendRequest<UpstreamBody>,
+    /// Streams whose response is still being read.
+    active: AtomicUsize,
+    last_used_us: AtomicU64,
+    /// Set by the idle reaper just before it closes the connection.
+    retired: AtomicBool,
+}
+
+impl H2Conn {
+    fn usable(&self) -> bool {
+        !self.retired.load(Ordering::Relaxed) && !self.sender.is_closed()
+    }
+}
+
+/// Keeps a connection's stream count up while a response streams; the idle reaper does
+/// not close connections with streams.
+pub struct H2Lease(Arc<H2Conn>);
+
+impl Drop for H2Lease {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+        self.0.last_used_us.store(monotonic_us(), Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for H2Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("H2Lease")
+    }
+}
+
+#[derive(Default)]
+struct Entry {
+    current: ArcSwapOption<H2Conn>,
+    /// Serialises connection setup so a burst opens one connection, not one per request.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+/// HTTP/2 connections by (wire, endpoint authority).
+pub struct H2Pool {
+    settings: UpstreamSettings,
+    entries: CowMap<(Wire, String), Entry>,
+}
+
+impl std::fmt::Debug for H2Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H2Pool")
+            .field("endpoints", &self.entries.len())
+            .finish()
+    }
+}
+
+impl H2Pool {
+    pub fn new(settings: UpstreamSettings) -> Self {
+        Self {
+            settings,
+            entries: CowMap::new(),
+        }
+    }
+
+    /// Sends `req` (whose URI carries the client's host) to the pod at `target`.
+    pub async fn send(
+        &self,
+        connector: &Connector,
+        wire: Wire,
+        target: &str,
+        req: Request<UpstreamBody>,
+    ) -> Result<(Response<Incoming>, H2Lease), UpstreamError> {
+        let entry = self
+            .entries
+            .get_or_insert_with(&(wire, target.to_string()), Entry::default);
+        let mut req = req;
+        // A connection that closes between our check and the send hands the request
+        // back untouched: one more try on a fresh connection is always safe.
+        for _ in 0..2 {
+            let conn = self.connection(&entry, connector, wire, target).await?;
+            conn.active.fetch_add(1, Ordering::Relaxed);
+            conn.last_used_us.store(monotonic_us(), Ordering::Relaxed);
+            let lease = H2Lease(conn.clone());
+            let mut sender = conn.sender.clone();
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, lease)),
+                Err(mut e) => match e.take_message() {
+                    Some(back) => {
+                        conn.retired.store(true, Ordering::Relaxed);
+                        req = back;
+                    }
+                    None => return Err(UpstreamError::Failed(Box::new(e.into_error()))),
+                },
+            }
+        }
+        Err(UpstreamError::Failed(
+            "HTTP/2 connection closed before the request was sent".into(),
+        ))
+    }
+
+    async fn connection(
+        &self,
+        entry: &Entry,
+        connector: &Connector,
+        wire: Wire,
+        target: &str,
+    ) -> Result<Arc<H2Conn>, UpstreamError> {
+        if let Some(c) = entry.current.load_full().filter(|c| c.usable()) {
+            return Ok(c);
+        }
+        let _setup = entry.connecting.lock().await;
+        if let Some(c) = entry.current.load_full().filter(|c| c.usable()) {
+            return Ok(c);
+        }
+        let uri: Uri = format!("{}://{target}/", wire.scheme())
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| UpstreamError::Failed(Box::new(e)))?;
+        let io = connector
+            .clone()
+            .call(uri)
+            .await
+            .map_err(UpstreamError::from_connect)?;
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive_interval(self.settings.h2_keep_alive_interval)
+            .keep_alive_timeout(self.settings.h2_keep_alive_timeout);
+        let (sender, conn) = builder
+            .handshake(io)
+            .await
+            .map_err(|e| UpstreamError::Failed(Box::new(e)))?;
+        let h2 = Arc::new(H2Conn {
+            sender,
+            active: AtomicUsize::new(0),
+            last_used_us: AtomicU64::new(monotonic_us()),
+            retired: AtomicBool::new(false),
+        });
+        tokio::spawn(drive(
+            conn,
+            Arc::downgrade(&h2),
+            self.settings.h2_idle_timeout,
+            target.to_string(),
+        ));
+        entry.current.store(Some(h2.clone()));
+        Ok(h2)
+    }
+}
+
+/// Runs the connection until it fails, is idle too long, or nobody can use it anymore.
+async fn drive<C>(conn: C, handle: std::sync::Weak<H2Conn>, idle: Duration, target: String)
+where
+    C: std::future::Future<Output = hyper::Result<()>>,
+{
+    tokio::pin!(conn);
+    let mut tick = tokio::time::interval((idle / 2).max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let idle_us = u64::try_from(idle.as_micros()).unwrap_or(u64::MAX);
+    loop {
+        tokio::select! {
+            res = &mut conn => {
+                if let Err(e) = res {
+                    tracing::debug!(%target, error = %e, "HTTP/2 upstream connection failed");
+                }
+                return;
+            }
+            _ = tick.tick() => {
+                let Some(c) = handle.upgrade() else { return };
+                let quiet = monotonic_us().saturating_sub(c.last_used_us.load(Ordering::Relaxed));
+                if c.active.load(Ordering::Relaxed) == 0 && quiet > idle_us {
+                    c.retired.store(true, Ordering::Relaxed);
+                    tracing::debug!(%target, "closing idle HTTP/2 upstream connection");
+                    // Dropping the connection future closes the socket.
+                    return;
+                }
+            }
+        }
+    }
+}
