@@ -1,6 +1,8 @@
-//! `portcullis echo`
+//! `portcullis echo`: a stand-in pod for demos and tests.
 use std::process::ExitCode;
 
-pub fn run(_addr: std::net::SocketAddr, _name: String) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("echo is not wired yet")
+pub fn run(addr: std::net::SocketAddr, name: String) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    rt.block_on(portcullis::echo::run_echo(addr, name))?;
+    Ok(ExitCode::SUCCESS)
 }
