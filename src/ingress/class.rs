@@ -127,7 +127,8 @@ mod tests {
     #[test]
     fn every_branch() {
         // (our class is default, watch-without-class, field, legacy annotation, served)
-        let table: &[(bool, bool, Option<&str>, Option<&str>, bool)] = &[
+        type Row<'a> = (bool, bool, Option<&'a str>, Option<&'a str>, bool);
+        let table: &[Row] = &[
             (false, false, Some("portcullis"), None, true),
             (false, false, Some("nginx"), None, false),
             (false, false, Some("missing"), None, false),

@@ -121,7 +121,7 @@ pub fn compile(
     };
     let selector = ClassSelector::new(store, &opts.controller, opts.watch_without_class);
     let mut plans = c.plans(&selector);
-    plans.sort_by(|a, b| age(a).cmp(&age(b)));
+    plans.sort_by_key(age);
 
     let mut builder = RouterBuilder::new();
     let mut claims: HashMap<Claim, (Arc<str>, usize)> = HashMap::new();
@@ -158,13 +158,15 @@ fn age(p: &Plan) -> (bool, Option<k8s_openapi::jiff::Timestamp>, Arc<str>) {
     (p.created.is_none(), p.created, p.key.clone())
 }
 
+/// namespace, Service, port, protocol override: one resolved backend per distinct key.
+type BackendKey = (String, String, PortRef, Option<UpstreamProtocol>);
+
 struct Compiler<'a> {
     store: &'a ObjectStore,
     prev: Option<&'a Memory>,
     memory: Memory,
     problems: Vec<Problem>,
-    backends:
-        HashMap<(String, String, PortRef, Option<UpstreamProtocol>), (Arc<Backend>, Vec<String>)>,
+    backends: HashMap<BackendKey, (Arc<Backend>, Vec<String>)>,
     /// (Ingress, backend) pairs already reported.
     reported: HashSet<(Arc<str>, Arc<str>)>,
 }

@@ -319,7 +319,7 @@ impl RouterBuilder {
             }
             let mut regexes = vb.regexes;
             // Stable: equal lengths keep insertion (age) order.
-            regexes.sort_by(|a, b| b.0.cmp(&a.0));
+            regexes.sort_by_key(|r| std::cmp::Reverse(r.0));
             vh.regexes = regexes.into_iter().map(|(_, r)| r).collect();
             match key {
                 HostKey::Exact(h) => {

@@ -6,10 +6,14 @@ use std::fmt::Write;
 use super::router::RouteRole;
 use super::snapshot::{Backend, PathType, Snapshot};
 
+type Row = [String; 6];
+/// host, role order, path
+type GroupKey = (String, u8, String);
+
 /// Renders `snapshot` for people.
 pub fn render_routes(snapshot: &Snapshot) -> String {
     // One group per route (its row, then its canary's), sorted by host, role and path.
-    let mut groups: Vec<((String, u8, String), Vec<[String; 6]>)> = Vec::new();
+    let mut groups: Vec<(GroupKey, Vec<Row>)> = Vec::new();
     for (role, route) in snapshot.router.entries() {
         let mut rows = Vec::new();
         let host = route.host.as_deref().unwrap_or("*").to_string();
@@ -55,7 +59,7 @@ pub fn render_routes(snapshot: &Snapshot) -> String {
         groups.push(((host, order, route.path.to_string()), rows));
     }
     groups.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut rows: Vec<[String; 6]> = vec![[
+    let mut rows: Vec<Row> = vec![[
         "HOST".into(),
         "PATH".into(),
         "TYPE".into(),
@@ -148,7 +152,7 @@ fn endpoints(b: &Backend) -> String {
     s
 }
 
-fn table(out: &mut String, rows: &[[String; 6]]) {
+fn table(out: &mut String, rows: &[Row]) {
     let mut widths = [0usize; 6];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

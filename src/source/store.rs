@@ -46,6 +46,8 @@ impl Kind {
 }
 
 /// One object of a kind the store holds.
+// Objects are moved once, into an `Arc` in the store; boxing each variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Object {
     IngressClass(IngressClass),
