@@ -536,12 +536,13 @@ fn plan(key: &str, origin: Option<&str>, ingress: &Ingress) -> Result<Plan, Vec<
     let mut warnings = parsed.warnings;
     let policy = parsed.policy;
     let namespace = ingress.metadata.namespace.clone().unwrap_or_default();
-    let spec = ingress.spec.clone().unwrap_or_default();
-    let rules = spec.rules.unwrap_or_default();
+    let spec = ingress.spec.as_ref();
+    let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or(&[]);
+    let spec_default = spec.and_then(|s| s.default_backend.as_ref());
 
     let mut paths = Vec::new();
     let mut hosts = BTreeSet::new();
-    for rule in &rules {
+    for rule in rules {
         let host = rule.host.as_deref().filter(|h| !h.is_empty());
         if let Some(h) = host
             && let Err(e) = validate::host(h)
@@ -591,7 +592,7 @@ fn plan(key: &str, origin: Option<&str>, ingress: &Ingress) -> Result<Plan, Vec<
             }
         }
     }
-    let default_backend = match spec.default_backend.as_ref().map(backend_plan) {
+    let default_backend = match spec_default.map(backend_plan) {
         None => None,
         Some(Ok(b)) => b,
         Some(Err(e)) => {
@@ -599,11 +600,11 @@ fn plan(key: &str, origin: Option<&str>, ingress: &Ingress) -> Result<Plan, Vec<
             None
         }
     };
-    if rules.is_empty() && spec.default_backend.is_none() {
+    if rules.is_empty() && spec_default.is_none() {
         errors.push("neither rules nor defaultBackend".into());
     }
     let mut tls = Vec::new();
-    for entry in spec.tls.iter().flatten() {
+    for entry in spec.and_then(|s| s.tls.as_deref()).unwrap_or(&[]) {
         let entry_hosts: Vec<String> = entry.hosts.clone().unwrap_or_default();
         if entry_hosts.is_empty() {
             warnings.push("a tls entry without hosts is ignored".into());

@@ -14,6 +14,9 @@
 //!    capturing `rewrite-target`): case-insensitive, anchored at the start, tried in
 //!    descending pattern length (oldest first on ties), first match wins — ingress-nginx's
 //!    `location ~*` order; as in nginx, a matching regex beats any prefix;
+//!    Unlike ingress-nginx, `use-regex` never turns Exact or Prefix paths, nor the paths of
+//!    other Ingresses on the same host, into regexes: only the annotated Ingress's
+//!    ImplementationSpecific paths, so one Ingress cannot change how another one matches.
 //! 3. the longest Prefix rule (ImplementationSpecific without regex is Prefix), by
 //!    elements, then by raw length (`/foo/` beats `/foo`).
 //!
