@@ -15,7 +15,7 @@
 //! - timeouts: seconds (`60`), or with a unit: `60s`, `500ms`, `2m`;
 //! - `portcullis.io/request-headers` / `portcullis.io/response-headers`: one `Name: value`
 //!   per line (blank lines ignored); framing and hop-by-hop headers cannot be set.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -103,8 +103,17 @@ impl ParsedAnnotations {
 pub fn parse_annotations(annotations: &BTreeMap<String, String>) -> ParsedAnnotations {
     let mut p = Parser {
         map: annotations,
+        own: HashMap::new(),
+        nginx: HashMap::new(),
         out: ParsedAnnotations::default(),
     };
+    for (key, value) in annotations {
+        if let Some(short) = key.strip_prefix(PORTCULLIS_PREFIX) {
+            p.own.insert(short, (key.as_str(), value.as_str()));
+        } else if let Some(short) = key.strip_prefix(NGINX_PREFIX) {
+            p.nginx.insert(short, (key.as_str(), value.as_str()));
+        }
+    }
     p.check_keys();
     p.parse_values();
     p.out
@@ -112,6 +121,10 @@ pub fn parse_annotations(annotations: &BTreeMap<String, String>) -> ParsedAnnota
 
 struct Parser<'a> {
     map: &'a BTreeMap<String, String>,
+    /// Short name → (full key, value), per prefix; built in one pass so lookups allocate
+    /// nothing (compile parses every Ingress on every rebuild).
+    own: HashMap<&'a str, (&'a str, &'a str)>,
+    nginx: HashMap<&'a str, (&'a str, &'a str)>,
     out: ParsedAnnotations,
 }
 
@@ -137,8 +150,8 @@ impl<'a> Parser<'a> {
                     self.out
                         .warnings
                         .push(format!("{key}: not supported by portcullis; ignored"));
-                } else if let Some(own) = self.map.get(&format!("{PORTCULLIS_PREFIX}{short}"))
-                    && own != value
+                } else if let Some((_, own)) = self.own.get(short)
+                    && *own != value.as_str()
                 {
                     self.out
                         .warnings
@@ -155,16 +168,14 @@ impl<'a> Parser<'a> {
     }
 
     /// The value of `short` under the preferred prefix, with the full key for messages.
-    fn get(&self, short: &str) -> Option<(String, &'a str)> {
-        let own = format!("{PORTCULLIS_PREFIX}{short}");
-        if let Some(v) = self.map.get(&own) {
-            return Some((own, v.as_str()));
+    fn get(&self, short: &str) -> Option<(&'a str, &'a str)> {
+        if let Some(found) = self.own.get(short) {
+            return Some(*found);
         }
         if OWN.contains(&short) {
             return None;
         }
-        let nginx = format!("{NGINX_PREFIX}{short}");
-        self.map.get(&nginx).map(|v| (nginx, v.as_str()))
+        self.nginx.get(short).copied()
     }
 
     /// Parses `short` with `f`; a parse error is recorded and yields `None`.

@@ -220,57 +220,54 @@ impl RouterBuilder {
     /// ImplementationSpecific path without one is a Prefix. `Err(Taken)` when an earlier
     /// rule has the same host, matcher and path.
     pub fn add(&mut self, route: Route, regex: Option<Regex>) -> Result<usize, RouteError> {
-        let key = HostKey::of(route.host.as_deref());
+        // The index the route will get; nothing is recorded unless it is accepted.
+        let i = u32::try_from(self.routes.len()).map_err(|_| RouteError::Full)?;
+        let vh = self
+            .hosts
+            .entry(HostKey::of(route.host.as_deref()))
+            .or_default();
         if let Some(re) = regex {
-            let pattern_len = route.path.len();
-            let vh = self.hosts.entry(key.clone()).or_default();
             if vh.regexes.iter().any(|(_, r)| r.re.as_str() == re.as_str()) {
                 return Err(RouteError::Taken);
             }
-            let i = self.push(route, RouteRole::Rule)?;
-            let vh = self.hosts.entry(key).or_default();
-            vh.regexes.push((pattern_len, RegexRoute { re, route: i }));
-            return Ok(i as usize);
-        }
-        let raw_len = route.path.len();
-        let exact = route.path_type == PathType::Exact;
-        let keys = if exact {
-            vec![escape(&route.path)]
+            vh.regexes
+                .push((route.path.len(), RegexRoute { re, route: i }));
         } else {
-            prefix_keys(&route.path)
-        };
-        let routes = &self.routes;
-        let vh = self.hosts.entry(key.clone()).or_default();
-        let holder = |k: &String| {
-            let slot = vh.slots.get(k)?;
-            let held = if exact { slot.exact } else { slot.prefix };
-            routes.get(held? as usize)
-        };
-        // `/foo` and `/foo/` share nodes without conflicting; only the same raw path does.
-        if keys
-            .iter()
-            .any(|k| holder(k).is_some_and(|r| r.path == route.path))
-        {
-            return Err(RouteError::Taken);
-        }
-        let i = self.push(route, RouteRole::Rule)?;
-        let vh = self.hosts.entry(key).or_default();
-        for k in keys {
-            let slot = vh.slots.entry(k).or_default();
-            if exact {
-                slot.exact = Some(i);
-                continue;
+            let exact = route.path_type == PathType::Exact;
+            let keys = if exact {
+                vec![escape(&route.path)]
+            } else {
+                prefix_keys(&route.path)
+            };
+            let routes = &self.routes;
+            let holder = |slot: &Slot| {
+                let held = if exact { slot.exact } else { slot.prefix };
+                routes.get(held? as usize)
+            };
+            // `/foo` and `/foo/` share nodes without conflicting; only the same raw path
+            // does.
+            let taken = keys.iter().any(|k| {
+                vh.slots
+                    .get(k)
+                    .and_then(holder)
+                    .is_some_and(|r| r.path == route.path)
+            });
+            if taken {
+                return Err(RouteError::Taken);
             }
-            // The longer raw path (`/foo/` over `/foo`) holds the nodes; a shorter one
-            // stays listed but unreachable.
-            let longer = slot
-                .prefix
-                .and_then(|h| self.routes.get(h as usize))
-                .is_none_or(|r| r.path.len() < raw_len);
-            if longer {
-                slot.prefix = Some(i);
+            for k in keys {
+                let slot = vh.slots.entry(k).or_default();
+                if exact {
+                    slot.exact = Some(i);
+                } else if holder(slot).is_none_or(|r| r.path.len() < route.path.len()) {
+                    // The longer raw path (`/foo/` over `/foo`) holds the nodes; a shorter
+                    // one stays listed but unreachable.
+                    slot.prefix = Some(i);
+                }
             }
         }
+        self.routes.push(route);
+        self.roles.push(RouteRole::Rule);
         Ok(i as usize)
     }
 
@@ -340,6 +337,9 @@ impl RouterBuilder {
 
 /// matchit treats `{` and `}` as parameter syntax; Ingress paths are literal.
 fn escape(path: &str) -> String {
+    if !path.contains(['{', '}']) {
+        return path.to_string();
+    }
     path.replace('{', "{{").replace('}', "}}")
 }
 

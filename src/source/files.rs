@@ -424,6 +424,31 @@ mod tests {
     }
 
     #[test]
+    fn our_own_reads_raise_no_events() {
+        // inotify reports opens and reads too; reacting to those would rescan forever.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("svc.yaml"), SVC).unwrap();
+        let mut source = FileSource::new(dir.path());
+        let (_watcher, mut rx) = source.watch().unwrap();
+        let mut store = ObjectStore::new();
+        for _ in 0..3 {
+            source.files.clear(); // force a full re-read
+            source.scan(&mut store).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(rx.try_recv().is_err(), "reading files raised an event");
+        std::fs::write(dir.path().join("svc.yaml"), SVC).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while rx.try_recv().is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a write raised no event"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
     fn missing_directory_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
