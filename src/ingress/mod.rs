@@ -1,8 +1,13 @@
 //! The ingress data plane: Ingress objects compiled into an immutable snapshot, a router
 //! over it, and the proxy that forwards matched requests to ready endpoints.
 pub mod access_log;
+pub mod annotations;
+pub mod backends;
 pub mod balancer;
 pub mod canary;
+pub mod class;
+pub mod compile;
+pub mod config;
 pub mod cow_map;
 mod exchange;
 pub mod filters;
@@ -16,8 +21,10 @@ pub mod proxy;
 pub mod respond;
 pub mod rewrite;
 pub mod router;
+pub mod routes;
 pub mod snapshot;
 mod tail;
 pub mod upstream;
 pub mod upstream_h2;
 pub mod upstream_tls;
+pub mod validate;

@@ -16,7 +16,7 @@ pub enum Balance {
 
 /// A canary: a second backend that takes a share of the traffic or the requests that
 /// carry a header.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Canary {
     pub backend: std::sync::Arc<crate::ingress::snapshot::Backend>,
     /// 0..=100 percent of requests.
@@ -28,7 +28,7 @@ pub struct Canary {
 }
 
 /// Everything the annotations of one Ingress ask of the data plane.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Policy {
     /// `rewrite-target`, with `$1`…`$9` referring to the path regex's capture groups.
     pub rewrite_target: Option<String>,

@@ -1,0 +1,673 @@
+//! compile: the object store → an immutable `Snapshot` (router, certificates, TLS hosts,
+//! problems). Pure: no I/O, no clock; the same store and previous snapshot always give the
+//! same result.
+//!
+//! Failure behaviour: every problem is reported in the snapshot, naming its Ingress (and
+//! file). An Ingress that is invalid as a whole (bad host, path, regex, annotation value)
+//! keeps the routes of its last good version from `previous`, or is not served at all if it
+//! never had one. Smaller problems (a missing Service, a missing TLS Secret, a path claimed
+//! by an older Ingress) leave the rest of the Ingress serving. A TLS Secret whose PEM stops
+//! parsing keeps its previously parsed certificate.
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use regex::Regex;
+use rustls::sign::CertifiedKey;
+
+use super::annotations::{CanarySpec, parse_annotations};
+use super::backends::{self, PortRef};
+use super::class::{ClassSelector, DEFAULT_CONTROLLER};
+use super::policy::{Canary, Policy};
+use super::problem::Problem;
+use super::router::{RouteError, RouterBuilder, compile_path_regex};
+use super::snapshot::{Backend, PathType, Route, Snapshot, UpstreamProtocol};
+use super::validate;
+use crate::source::ObjectStore;
+
+/// What compile needs to know besides the objects.
+#[derive(Debug, Clone)]
+pub struct CompileOptions {
+    /// `spec.controller` of the IngressClasses that are ours.
+    pub controller: String,
+    /// Serve Ingresses that name no class at all, even without a default class.
+    pub watch_without_class: bool,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            controller: DEFAULT_CONTROLLER.to_string(),
+            watch_without_class: false,
+        }
+    }
+}
+
+/// What one compile hands to the next: the last good version of every served Ingress and
+/// the certificates already parsed (so unchanged Secrets are not parsed again).
+#[derive(Debug, Default)]
+pub(crate) struct Memory {
+    good: HashMap<String, Arc<Ingress>>,
+    certs: HashMap<String, CachedCert>,
+}
+
+#[derive(Debug)]
+struct CachedCert {
+    crt: Vec<u8>,
+    key: Vec<u8>,
+    certified: Arc<CertifiedKey>,
+}
+
+/// One Ingress, checked and ready to become routes.
+struct Plan {
+    key: Arc<str>,
+    namespace: String,
+    origin: Option<String>,
+    created: Option<k8s_openapi::jiff::Timestamp>,
+    policy: Arc<Policy>,
+    canary: Option<CanarySpec>,
+    paths: Vec<PathPlan>,
+    rule_less: bool,
+    default_backend: Option<BackendPlan>,
+    /// Hosts of the rules (None = hostless), for the defaultBackend fallback.
+    hosts: BTreeSet<Option<String>>,
+    tls: Vec<(Vec<String>, Option<String>)>,
+    warnings: Vec<String>,
+}
+
+struct PathPlan {
+    host: Option<String>,
+    path: String,
+    path_type: PathType,
+    regex: Option<Regex>,
+    backend: BackendPlan,
+}
+
+#[derive(Clone)]
+struct BackendPlan {
+    service: String,
+    port: PortRef,
+}
+
+/// What a route claims: host, matcher kind, raw path. Two Ingresses claiming one conflict.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Claim {
+    host: Option<String>,
+    kind: MatchKind,
+    path: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum MatchKind {
+    Exact,
+    Prefix,
+    Regex,
+}
+
+/// Builds the snapshot for `store`. `previous` supplies the generation, the last good
+/// Ingresses and the parsed certificates.
+pub fn compile(
+    store: &ObjectStore,
+    opts: &CompileOptions,
+    previous: Option<&Snapshot>,
+) -> Snapshot {
+    let mut c = Compiler {
+        store,
+        prev: previous.map(|s| &s.router.memory),
+        memory: Memory::default(),
+        problems: store.problems(),
+        backends: HashMap::new(),
+        reported: HashSet::new(),
+    };
+    let selector = ClassSelector::new(store, &opts.controller, opts.watch_without_class);
+    let mut plans = c.plans(&selector);
+    plans.sort_by_key(age);
+
+    let mut builder = RouterBuilder::new();
+    let mut claims: HashMap<Claim, (Arc<str>, usize)> = HashMap::new();
+    for plan in plans.iter().filter(|p| p.canary.is_none()) {
+        c.add_routes(plan, &mut builder, &mut claims);
+    }
+    for plan in plans.iter().filter(|p| p.canary.is_some()) {
+        c.attach_canary(plan, &mut builder, &claims);
+    }
+    let mut snapshot = Snapshot {
+        generation: previous.map_or(1, |p| p.generation + 1),
+        ..Snapshot::default()
+    };
+    for plan in plans.iter().filter(|p| p.canary.is_none()) {
+        c.add_tls(plan, &mut snapshot);
+    }
+    let (mut router, build_problems) = builder.build();
+    for message in build_problems {
+        c.problems.push(Problem {
+            file: None,
+            object: None,
+            message,
+        });
+    }
+    router.memory = c.memory;
+    snapshot.router = router;
+    snapshot.problems = c.problems;
+    snapshot
+}
+
+/// Oldest first: creation time (objects without one, as in most manifest files, after
+/// those with one), then namespace/name.
+fn age(p: &Plan) -> (bool, Option<k8s_openapi::jiff::Timestamp>, Arc<str>) {
+    (p.created.is_none(), p.created, p.key.clone())
+}
+
+/// namespace, Service, port, protocol override: one resolved backend per distinct key.
+type BackendKey = (String, String, PortRef, Option<UpstreamProtocol>);
+
+struct Compiler<'a> {
+    store: &'a ObjectStore,
+    prev: Option<&'a Memory>,
+    memory: Memory,
+    problems: Vec<Problem>,
+    backends: HashMap<BackendKey, (Arc<Backend>, Vec<String>)>,
+    /// (Ingress, backend) pairs already reported.
+    reported: HashSet<(Arc<str>, Arc<str>)>,
+}
+
+impl Compiler<'_> {
+    fn problem(&mut self, origin: Option<&str>, ingress: &str, message: String) {
+        self.problems.push(Problem {
+            file: origin.map(str::to_string),
+            object: Some(format!("Ingress {ingress}")),
+            message,
+        });
+    }
+
+    fn plans(&mut self, selector: &ClassSelector) -> Vec<Plan> {
+        let mut plans = Vec::new();
+        let store = self.store;
+        for (key, origin, ingress) in store.ingresses() {
+            if !selector.serves(ingress) {
+                continue;
+            }
+            match plan(key, Some(origin), ingress) {
+                Ok(p) => {
+                    for w in &p.warnings {
+                        self.problem(Some(origin), key, w.clone());
+                    }
+                    self.memory.good.insert(key.to_string(), ingress.clone());
+                    plans.push(p);
+                }
+                Err(errors) => {
+                    for e in errors {
+                        self.problem(Some(origin), key, e);
+                    }
+                    let last = self.prev.and_then(|m| m.good.get(key)).cloned();
+                    match last.map(|old| (plan(key, Some(origin), &old), old)) {
+                        Some((Ok(p), old)) => {
+                            self.problem(
+                                Some(origin),
+                                key,
+                                "not applied; its last good version keeps serving".into(),
+                            );
+                            self.memory.good.insert(key.to_string(), old);
+                            plans.push(p);
+                        }
+                        _ => self.problem(Some(origin), key, "not applied; not served".into()),
+                    }
+                }
+            }
+        }
+        plans
+    }
+
+    fn backend(&mut self, plan: &Plan, b: &BackendPlan) -> Arc<Backend> {
+        let proto = plan.policy.backend_protocol;
+        let cache_key = (
+            plan.namespace.clone(),
+            b.service.clone(),
+            b.port.clone(),
+            proto,
+        );
+        let store = self.store;
+        let (backend, messages) = self
+            .backends
+            .entry(cache_key)
+            .or_insert_with(|| {
+                let (backend, messages) =
+                    backends::resolve(store, &plan.namespace, &b.service, &b.port, proto);
+                (Arc::new(backend), messages)
+            })
+            .clone();
+        if !messages.is_empty()
+            && self
+                .reported
+                .insert((plan.key.clone(), backend.name.clone()))
+        {
+            for m in messages {
+                self.problem(plan.origin.as_deref(), &plan.key, m);
+            }
+        }
+        backend
+    }
+
+    fn route(
+        &mut self,
+        plan: &Plan,
+        host: Option<&str>,
+        path: &str,
+        path_type: PathType,
+        b: &BackendPlan,
+    ) -> Route {
+        Route {
+            ingress: plan.key.clone(),
+            host: host.map(Arc::from),
+            path: Arc::from(path),
+            path_type,
+            backend: self.backend(plan, b),
+            policy: plan.policy.clone(),
+        }
+    }
+
+    fn add_routes(
+        &mut self,
+        plan: &Plan,
+        builder: &mut RouterBuilder,
+        claims: &mut HashMap<Claim, (Arc<str>, usize)>,
+    ) {
+        for p in &plan.paths {
+            let claim = claim_of(p);
+            let route = self.route(plan, p.host.as_deref(), &p.path, p.path_type, &p.backend);
+            match builder.add(route, p.regex.clone()) {
+                Ok(i) => {
+                    claims.entry(claim).or_insert((plan.key.clone(), i));
+                }
+                Err(RouteError::Taken) => {
+                    let owner = claims.get(&claim).map_or("an earlier rule", |(k, _)| &**k);
+                    let message = if owner == &*plan.key {
+                        format!(
+                            "{} is declared twice; the first one is used",
+                            describe(&claim)
+                        )
+                    } else {
+                        format!(
+                            "{} is already served by the older Ingress {owner}; ignored here",
+                            describe(&claim)
+                        )
+                    };
+                    self.problem(plan.origin.as_deref(), &plan.key, message);
+                }
+                Err(e) => self.problem(plan.origin.as_deref(), &plan.key, e.to_string()),
+            }
+        }
+        let Some(db) = &plan.default_backend else {
+            return;
+        };
+        if plan.rule_less {
+            let route = self.route(plan, None, "/", PathType::Prefix, db);
+            if builder.set_catch_all(route).is_err() {
+                self.problem(
+                    plan.origin.as_deref(),
+                    &plan.key,
+                    "an older rule-less Ingress already provides the catch-all defaultBackend; ignored".into(),
+                );
+            }
+            return;
+        }
+        for host in &plan.hosts {
+            let route = self.route(plan, host.as_deref(), "/", PathType::Prefix, db);
+            if builder.add_host_fallback(route).is_err() {
+                let h = host.as_deref().unwrap_or("*");
+                self.problem(
+                    plan.origin.as_deref(),
+                    &plan.key,
+                    format!("host {h} already has a defaultBackend from an older Ingress; ignored"),
+                );
+            }
+        }
+    }
+
+    fn attach_canary(
+        &mut self,
+        plan: &Plan,
+        builder: &mut RouterBuilder,
+        claims: &HashMap<Claim, (Arc<str>, usize)>,
+    ) {
+        let Some(spec) = &plan.canary else {
+            return;
+        };
+        for p in &plan.paths {
+            let own = claim_of(p);
+            // The main rule normally has the same path type; accept any if it does not.
+            let main = [
+                own.kind,
+                MatchKind::Prefix,
+                MatchKind::Exact,
+                MatchKind::Regex,
+            ]
+            .into_iter()
+            .find_map(|kind| {
+                claims.get(&Claim {
+                    kind,
+                    ..own.clone()
+                })
+            });
+            let Some((owner, index)) = main.cloned() else {
+                self.problem(
+                    plan.origin.as_deref(),
+                    &plan.key,
+                    format!("canary: no Ingress serves {}; ignored", describe(&own)),
+                );
+                continue;
+            };
+            let backend = self.backend(plan, &p.backend);
+            let Some(route) = builder.route_mut(index) else {
+                continue;
+            };
+            if let Some(existing) = &route.policy.canary {
+                let name = existing.backend.name.clone();
+                self.problem(
+                    plan.origin.as_deref(),
+                    &plan.key,
+                    format!(
+                        "canary: {} of Ingress {owner} already has the canary {name}; ignored",
+                        describe(&own)
+                    ),
+                );
+                continue;
+            }
+            let mut policy = (*route.policy).clone();
+            policy.canary = Some(Canary {
+                backend,
+                weight: spec.weight,
+                header: spec.header.clone(),
+                header_value: spec.header_value.clone(),
+            });
+            route.policy = Arc::new(policy);
+        }
+    }
+
+    fn add_tls(&mut self, plan: &Plan, snapshot: &mut Snapshot) {
+        for (hosts, secret) in &plan.tls {
+            for h in hosts {
+                snapshot.tls_hosts.insert(h.clone(), ());
+            }
+            let Some(secret) = secret else {
+                continue;
+            };
+            let Some(key) = self.certificate(plan, secret) else {
+                continue;
+            };
+            for h in hosts {
+                let (map, name) = match h.strip_prefix("*.") {
+                    Some(parent) => (&mut snapshot.certs.wildcard, parent),
+                    None => (&mut snapshot.certs.exact, h.as_str()),
+                };
+                match map.get(name) {
+                    Some(existing) if Arc::ptr_eq(existing, &key) => {}
+                    Some(_) => {
+                        let m = format!(
+                            "TLS host {h} already has a certificate from an older Ingress; Secret {secret} ignored for it"
+                        );
+                        self.problem(plan.origin.as_deref(), &plan.key, m);
+                    }
+                    None => {
+                        map.insert(name.to_string(), key.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The parsed certificate of Secret `name` in the plan's namespace.
+    fn certificate(&mut self, plan: &Plan, name: &str) -> Option<Arc<CertifiedKey>> {
+        let key = format!("{}/{name}", plan.namespace);
+        if let Some(c) = self.memory.certs.get(&key) {
+            return Some(c.certified.clone());
+        }
+        let Some(secret) = self.store.secret(&plan.namespace, name) else {
+            let m = format!(
+                "TLS Secret {key} does not exist (or is not of type kubernetes.io/tls); the default certificate is served"
+            );
+            self.problem(plan.origin.as_deref(), &plan.key, m);
+            return None;
+        };
+        let field = |k: &str| -> Option<Vec<u8>> {
+            if let Some(s) = secret.string_data.as_ref().and_then(|d| d.get(k)) {
+                return Some(s.as_bytes().to_vec());
+            }
+            secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(k))
+                .map(|b| b.0.clone())
+        };
+        let (Some(crt), Some(pem_key)) = (field("tls.crt"), field("tls.key")) else {
+            let m = format!(
+                "TLS Secret {key} lacks tls.crt or tls.key; the default certificate is served"
+            );
+            self.problem(plan.origin.as_deref(), &plan.key, m);
+            return None;
+        };
+        let previous = self.prev.and_then(|m| m.certs.get(&key));
+        if let Some(p) = previous
+            && p.crt == crt
+            && p.key == pem_key
+        {
+            let certified = p.certified.clone();
+            self.memory.certs.insert(
+                key,
+                CachedCert {
+                    crt,
+                    key: pem_key,
+                    certified: certified.clone(),
+                },
+            );
+            return Some(certified);
+        }
+        match crate::tls::certified_key_from_pem(&crt, &pem_key) {
+            Ok(certified) => {
+                self.memory.certs.insert(
+                    key,
+                    CachedCert {
+                        crt,
+                        key: pem_key,
+                        certified: certified.clone(),
+                    },
+                );
+                Some(certified)
+            }
+            Err(e) => match previous {
+                Some(p) => {
+                    let m =
+                        format!("TLS Secret {key}: {e}; the previous certificate keeps serving");
+                    self.problem(plan.origin.as_deref(), &plan.key, m);
+                    let certified = p.certified.clone();
+                    // Remember the good bytes, so the bad ones are tried again next time.
+                    self.memory.certs.insert(
+                        key,
+                        CachedCert {
+                            crt: p.crt.clone(),
+                            key: p.key.clone(),
+                            certified: certified.clone(),
+                        },
+                    );
+                    Some(certified)
+                }
+                None => {
+                    let m = format!("TLS Secret {key}: {e}; the default certificate is served");
+                    self.problem(plan.origin.as_deref(), &plan.key, m);
+                    None
+                }
+            },
+        }
+    }
+}
+
+fn claim_of(p: &PathPlan) -> Claim {
+    let kind = match (p.path_type, &p.regex) {
+        (_, Some(_)) => MatchKind::Regex,
+        (PathType::Exact, None) => MatchKind::Exact,
+        _ => MatchKind::Prefix,
+    };
+    Claim {
+        host: p.host.clone(),
+        kind,
+        path: p.path.clone(),
+    }
+}
+
+fn describe(c: &Claim) -> String {
+    let kind = match c.kind {
+        MatchKind::Exact => "Exact",
+        MatchKind::Prefix => "Prefix",
+        MatchKind::Regex => "regex",
+    };
+    format!(
+        "host {} path {} ({kind})",
+        c.host.as_deref().unwrap_or("*"),
+        c.path
+    )
+}
+
+/// Checks one Ingress and turns it into a plan; `Err` lists why it cannot be served.
+fn plan(key: &str, origin: Option<&str>, ingress: &Ingress) -> Result<Plan, Vec<String>> {
+    let empty = Default::default();
+    let annotations = ingress.metadata.annotations.as_ref().unwrap_or(&empty);
+    let parsed = parse_annotations(annotations);
+    let mut errors = parsed.errors;
+    let mut warnings = parsed.warnings;
+    let policy = parsed.policy;
+    let namespace = ingress.metadata.namespace.clone().unwrap_or_default();
+    let spec = ingress.spec.as_ref();
+    let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or(&[]);
+    let spec_default = spec.and_then(|s| s.default_backend.as_ref());
+
+    let mut paths = Vec::new();
+    let mut hosts = BTreeSet::new();
+    for rule in rules {
+        let host = rule.host.as_deref().filter(|h| !h.is_empty());
+        if let Some(h) = host
+            && let Err(e) = validate::host(h)
+        {
+            errors.push(e);
+            continue;
+        }
+        hosts.insert(host.map(str::to_string));
+        for p in rule.http.iter().flat_map(|h| h.paths.iter()) {
+            let path_type = match validate::path_type(&p.path_type) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let path = match validate::path(path_type, p.path.as_deref()) {
+                Ok(path) => path,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let regex = if path_type == PathType::ImplementationSpecific && policy.use_regex {
+                match compile_path_regex(&path) {
+                    Ok(re) => Some(re),
+                    Err(e) => {
+                        errors.push(format!("path {path:?} is not a valid regex: {e}"));
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            match backend_plan(&p.backend) {
+                Ok(Some(backend)) => paths.push(PathPlan {
+                    host: host.map(str::to_string),
+                    path,
+                    path_type,
+                    regex,
+                    backend,
+                }),
+                Ok(None) => warnings.push(format!(
+                    "path {path}: resource backends cannot be proxied; path skipped"
+                )),
+                Err(e) => errors.push(format!("path {path}: {e}")),
+            }
+        }
+    }
+    let default_backend = match spec_default.map(backend_plan) {
+        None => None,
+        Some(Ok(b)) => b,
+        Some(Err(e)) => {
+            errors.push(format!("defaultBackend: {e}"));
+            None
+        }
+    };
+    if rules.is_empty() && spec_default.is_none() {
+        errors.push("neither rules nor defaultBackend".into());
+    }
+    let mut tls = Vec::new();
+    for entry in spec.and_then(|s| s.tls.as_deref()).unwrap_or(&[]) {
+        let entry_hosts: Vec<String> = entry.hosts.clone().unwrap_or_default();
+        if entry_hosts.is_empty() {
+            warnings.push("a tls entry without hosts is ignored".into());
+            continue;
+        }
+        for h in &entry_hosts {
+            if let Err(e) = validate::host(h) {
+                errors.push(format!("tls: {e}"));
+            }
+        }
+        let secret = entry.secret_name.clone().filter(|s| !s.is_empty());
+        if let Some(s) = &secret
+            && !validate::is_dns_subdomain(s)
+        {
+            errors.push(format!("tls: secretName {s:?} is not a valid Secret name"));
+        }
+        tls.push((entry_hosts, secret));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Plan {
+        key: Arc::from(key),
+        namespace,
+        origin: origin.map(str::to_string),
+        created: ingress.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        policy: Arc::new(policy),
+        canary: parsed.canary,
+        paths,
+        rule_less: rules.is_empty(),
+        default_backend,
+        hosts,
+        tls,
+        warnings,
+    })
+}
+
+/// `Ok(None)` for a resource backend (skipped, not an error).
+fn backend_plan(b: &IngressBackend) -> Result<Option<BackendPlan>, String> {
+    match (&b.service, &b.resource) {
+        (Some(s), None) => {
+            if s.name.is_empty() {
+                return Err("backend service name is empty".into());
+            }
+            let port = s.port.as_ref();
+            let port = match (
+                port.and_then(|p| p.number),
+                port.and_then(|p| p.name.clone()),
+            ) {
+                (Some(n), None) if (1..=65535).contains(&n) => PortRef::Number(n),
+                (None, Some(name)) if !name.is_empty() => PortRef::Name(name),
+                _ => {
+                    return Err(
+                        "backend port needs exactly one of a number (1-65535) or a name".into(),
+                    );
+                }
+            };
+            Ok(Some(BackendPlan {
+                service: s.name.clone(),
+                port,
+            }))
+        }
+        (None, Some(_)) => Ok(None),
+        _ => Err("backend needs exactly one of service or resource".into()),
+    }
+}
