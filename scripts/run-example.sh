@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet
-bin=target/debug/portcullis
+bin="${CARGO_TARGET_DIR:-target}/debug/portcullis"
 work=$(mktemp -d "${TMPDIR:-/tmp}/portcullis-example.XXXXXX")
 cp examples/manifests/*.yaml "$work/"
 "$bin" certs --host shop.example.test --secret shop-tls --secret-namespace demo --out "$work/tls" >/dev/null

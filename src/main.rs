@@ -64,16 +64,26 @@ enum Command {
     },
 }
 
+/// Operational logs go to stderr; access-log lines (one JSON object per request) go to
+/// stdout through their own layer, so they can be collected apart from the rest.
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{EnvFilter, filter};
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let not_access = filter::filter_fn(|m| m.target() != portcullis::ingress::access_log::TARGET);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let ops = match format {
+        LogFormat::Text => fmt.with_filter(not_access).boxed(),
+        LogFormat::Json => fmt.json().with_filter(not_access).boxed(),
+    };
+    let access = portcullis::ingress::access_log::layer().with_filter(filter::filter_fn(|m| {
+        m.target() == portcullis::ingress::access_log::TARGET
+    }));
+    tracing_subscriber::registry()
+        .with(env)
+        .with(ops)
+        .with(access)
+        .init();
 }
 
 fn main() -> ExitCode {

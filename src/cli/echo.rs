@@ -2,7 +2,10 @@
 use std::process::ExitCode;
 
 pub fn run(addr: std::net::SocketAddr, name: String) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     rt.block_on(portcullis::echo::run_echo(addr, name))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,22 @@
-//! `portcullis routes`
+//! `portcullis routes --manifests DIR`: the compiled route table, for debugging.
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(_manifests: &Path, _config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("routes is not wired yet")
+use portcullis::config::Settings;
+use portcullis::ingress::compile::{CompileOptions, compile};
+use portcullis::ingress::routes::render_routes;
+use portcullis::source::files::load_all;
+
+pub fn run(manifests: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let settings = match config {
+        Some(p) => Settings::load(p)?,
+        None => Settings::default(),
+    };
+    let opts = CompileOptions {
+        controller: settings.ingress.controller,
+        watch_without_class: settings.ingress.watch_without_class,
+    };
+    let (store, _problems) = load_all(manifests)?;
+    print!("{}", render_routes(&compile(&store, &opts, None)));
+    Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,12 @@ use anyhow::Context as _;
 use portcullis::admin::{self, AdminState};
 use portcullis::admission::Engine;
 use portcullis::config::Settings;
+use portcullis::ingress::compile::{CompileOptions, compile};
+use portcullis::ingress::config::{ConfigHandle, FilesDriver, start_files};
+use portcullis::ingress::gateway::{Gateway, ProxyConfig, Scheme, handler as gateway_handler};
 use portcullis::server::{ServeOptions, Shutdown, serve};
+use portcullis::source::ObjectStore;
+use portcullis::tls::SniResolver;
 use portcullis::tls::{CertReloader, DevCerts, server_config};
 use tokio::net::TcpListener;
 
@@ -36,6 +41,23 @@ pub struct ServeArgs {
     /// Where generated development certificates are written.
     #[arg(long, default_value = "dev-certs", env = "PORTCULLIS_CERT_DIR")]
     cert_dir: PathBuf,
+    /// Ingress HTTP listener.
+    #[arg(long, default_value = "0.0.0.0:9080", env = "PORTCULLIS_HTTP_ADDR")]
+    http_addr: SocketAddr,
+    /// Ingress HTTPS listener (certificates chosen by SNI from the Ingresses' TLS Secrets).
+    #[arg(long, default_value = "0.0.0.0:9443", env = "PORTCULLIS_HTTPS_ADDR")]
+    https_addr: SocketAddr,
+    /// Directory of Kubernetes manifests (Ingress, IngressClass, Service, EndpointSlice,
+    /// Endpoints, TLS Secrets), watched for changes. Without it the gateway serves an
+    /// empty route table (every request gets 404).
+    #[arg(long, env = "PORTCULLIS_MANIFESTS")]
+    manifests: Option<PathBuf>,
+    /// Ingress default certificate (PEM), for clients whose SNI matches no Ingress.
+    /// Without it one is generated.
+    #[arg(long, requires = "default_key")]
+    default_cert: Option<PathBuf>,
+    #[arg(long, requires = "default_cert")]
+    default_key: Option<PathBuf>,
     /// Seconds to keep accepting after SIGTERM (overrides the settings file).
     #[arg(long)]
     drain_delay: Option<u64>,
@@ -72,6 +94,79 @@ fn webhook_tls(args: &ServeArgs) -> anyhow::Result<(CertReloader, Arc<rustls::Se
     Ok((reloader, server_config(resolver)?))
 }
 
+/// The gateway's configuration: the watched manifests directory, or an empty table.
+fn ingress_config(
+    args: &ServeArgs,
+    settings: &Settings,
+) -> anyhow::Result<(ConfigHandle, Option<FilesDriver>)> {
+    let opts = CompileOptions {
+        controller: settings.ingress.controller.clone(),
+        watch_without_class: settings.ingress.watch_without_class,
+    };
+    match &args.manifests {
+        Some(dir) => {
+            let driver = start_files(dir.clone(), opts)
+                .with_context(|| format!("loading manifests from {}", dir.display()))?;
+            Ok((driver.handle(), Some(driver)))
+        }
+        None => Ok((
+            ConfigHandle::new(compile(&ObjectStore::new(), &opts, None)),
+            None,
+        )),
+    }
+}
+
+/// The resolver for the ingress HTTPS listener: Ingress certificates by SNI over a
+/// default certificate (configured, else generated like ingress-nginx's fake one).
+fn ingress_resolver(args: &ServeArgs) -> anyhow::Result<(Arc<SniResolver>, Option<CertReloader>)> {
+    match (&args.default_cert, &args.default_key) {
+        (Some(c), Some(k)) => {
+            let (reloader, resolver) = CertReloader::with_new_resolver(c.clone(), k.clone())
+                .with_context(|| format!("loading default certificate {}", c.display()))?;
+            Ok((resolver, Some(reloader)))
+        }
+        _ => {
+            let certs = DevCerts::generate_for_names(&["portcullis-default.invalid".to_string()])?;
+            Ok((Arc::new(SniResolver::new(certs.certified_key()?)), None))
+        }
+    }
+}
+
+/// Keeps the SNI map and the endpoint gauges in step with every new snapshot.
+fn follow_snapshots(
+    handle: ConfigHandle,
+    driver: Option<&FilesDriver>,
+    resolver: Arc<SniResolver>,
+) {
+    let apply = {
+        let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
+        move |handle: &ConfigHandle| {
+            let snap = handle.load_full();
+            resolver.set_map(snap.certs.clone());
+            let mut now = std::collections::HashSet::new();
+            for (_, route) in snap.router.entries() {
+                if now.insert(route.backend.name.to_string()) {
+                    portcullis::ingress::ingress_metrics::set_backend_gauges(&route.backend);
+                }
+            }
+            for gone in known.difference(&now) {
+                portcullis::ingress::ingress_metrics::remove_backend_gauges(gone);
+            }
+            known = now;
+        }
+    };
+    let mut apply = apply;
+    apply(&handle);
+    if let Some(driver) = driver {
+        let mut generations = driver.subscribe();
+        tokio::spawn(async move {
+            while generations.changed().await.is_ok() {
+                apply(&handle);
+            }
+        });
+    }
+}
+
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
@@ -91,6 +186,19 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     }
     let engine = Arc::new(Engine::new(settings.admission.clone())?);
     let (_reloader, webhook_tls) = webhook_tls(&args)?;
+    let (config, driver) = ingress_config(&args, &settings)?;
+    let (resolver, _default_reloader) = ingress_resolver(&args)?;
+    follow_snapshots(config.clone(), driver.as_ref(), resolver.clone());
+    let mut trusted = Vec::new();
+    for cidr in &settings.ingress.trusted_cidrs {
+        trusted.push(parse_cidr(cidr)?);
+    }
+    let proxy = ProxyConfig {
+        trusted_proxies: trusted,
+        access_log: settings.ingress.access_log,
+        ..Default::default()
+    };
+    let gateway = Arc::new(Gateway::new(config.shared(), proxy));
 
     // The admin listener has its own shutdown, stopped last, so probes keep answering
     // (503 on /readyz) while the others drain.
@@ -100,7 +208,10 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     let admin_state = AdminState {
         ready: ready.clone(),
         shutdown: shutdown.clone(),
-        problems: Arc::new(|| serde_json::json!([])),
+        problems: {
+            let config = config.clone();
+            Arc::new(move || serde_json::to_value(&config.load().problems).unwrap_or_default())
+        },
     };
 
     let opts = |name: &'static str| {
@@ -115,6 +226,20 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         portcullis::admission::http::handler(engine),
         shutdown.clone(),
         opts("webhook"),
+    ));
+    let http = tokio::spawn(serve(
+        bind(args.http_addr, "ingress HTTP").await?,
+        None,
+        gateway_handler(gateway.clone(), Scheme::Http),
+        shutdown.clone(),
+        opts("http"),
+    ));
+    let https = tokio::spawn(serve(
+        bind(args.https_addr, "ingress HTTPS").await?,
+        Some(server_config(resolver)?),
+        gateway_handler(gateway, Scheme::Https),
+        shutdown.clone(),
+        opts("https"),
     ));
     let admin = tokio::spawn(serve(
         bind(args.admin_addr, "admin").await?,
@@ -133,7 +258,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         "shutting down: /readyz now answers 503"
     );
     shutdown.trigger();
-    for (name, task) in [("webhook", webhook)] {
+    for (name, task) in [("webhook", webhook), ("http", http), ("https", https)] {
         match task.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -144,8 +269,20 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     }
     admin_shutdown.trigger();
     let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;
+    drop(driver);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A CIDR or a single address (`10.0.0.1` means `/32`).
+fn parse_cidr(s: &str) -> anyhow::Result<ipnet::IpNet> {
+    if let Ok(net) = s.parse::<ipnet::IpNet>() {
+        return Ok(net);
+    }
+    let ip: std::net::IpAddr = s
+        .parse()
+        .with_context(|| format!("trustedCidrs: {s:?} is not a CIDR or an IP address"))?;
+    Ok(ipnet::IpNet::from(ip))
 }
 
 async fn wait_for_signal() {

@@ -39,6 +39,11 @@ impl ConfigHandle {
         self.0.load_full()
     }
 
+    /// The shared cell itself, for the gateway, which loads it per request.
+    pub fn shared(&self) -> Arc<ArcSwap<Snapshot>> {
+        self.0.clone()
+    }
+
     /// Publishes a new snapshot.
     pub fn store(&self, snapshot: Arc<Snapshot>) {
         self.0.store(snapshot);
