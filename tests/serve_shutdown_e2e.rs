@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 
 const HOST: &str = "drain.e2e.test";
 const DRAIN: Duration = Duration::from_secs(1);
+const GRACE: Duration = Duration::from_secs(5);
 
 async fn get_ok(mut c: Client, path: &str, want_pod: &str) -> Duration {
     let start = Instant::now();
@@ -68,6 +69,28 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         conns.push(Client::plain(http, proto).await.unwrap());
     }
     let late = Client::plain(http, Proto::H1).await.unwrap();
+    // Idle connections held open by clients through the whole shutdown, on every
+    // listener: they must be closed by the server, not waited for until the grace ends.
+    let idle = vec![
+        Client::plain(http, Proto::H1).await.unwrap(),
+        Client::plain(http, Proto::H2).await.unwrap(),
+        Client::tls(
+            gw.webhook,
+            "portcullis.portcullis.svc",
+            &gw.webhook_ca(),
+            Proto::H2,
+        )
+        .await
+        .unwrap(),
+        Client::tls(
+            gw.webhook,
+            "portcullis.portcullis.svc",
+            &gw.webhook_ca(),
+            Proto::H1,
+        )
+        .await
+        .unwrap(),
+    ];
     let in_flight: Vec<_> = conns
         .into_iter()
         .map(|c| tokio::spawn(get_ok(c, "/slow/x", "slow-1")))
@@ -126,6 +149,16 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         "exited {exit_after:?} after SIGTERM, before the {DRAIN:?} drain delay"
     );
     assert!(
+        exit_after < DRAIN + GRACE / 2,
+        "exit took {exit_after:?}: idle connections were waited for instead of closed"
+    );
+    for (i, c) in idle.into_iter().enumerate() {
+        assert!(
+            c.is_closed() || c.closed().await.is_ok(),
+            "idle connection {i} left open"
+        );
+    }
+    assert!(
         TcpStream::connect(http).await.is_err(),
         "the HTTP listener still accepts after exit"
     );
@@ -137,4 +170,30 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     eprintln!(
         "shutdown: /readyz 503 after {readyz_after:?}; exit 0 after {exit_after:?} (drain delay {DRAIN:?})"
     );
+}
+
+/// Connections that never send a byte (a TCP health check, a client that stalls before
+/// its TLS ClientHello or its first request) must not hold the process past the drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_do_not_delay_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    write_atomic(dir.path(), "00-class.yaml", &yaml(&[ingress_class()]));
+    let mut gw = Portcullis::start(dir.path(), &["--grace-period", "20"]).await;
+    let mut silent = Vec::new();
+    for addr in [gw.http, gw.https, gw.webhook] {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // Let the server accept them.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let term = Instant::now();
+    gw.terminate();
+    let status = gw.wait_exit(Duration::from_secs(25)).await.unwrap();
+    let took = term.elapsed();
+    assert!(status.success(), "exit status {status}");
+    eprintln!("silent connections: exit after {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "exit took {took:?} with silent connections open"
+    );
+    drop(silent);
 }
