@@ -144,6 +144,8 @@ pub async fn serve(
     let builder = Arc::new(http_builder(&opts));
     let graceful = GracefulShutdown::new();
     let mut tasks = JoinSet::new();
+    // Flips when accepting stops; connections that have not yet sent a byte give up then.
+    let (stopped_tx, stopped) = watch::channel(false);
     tracing::info!(listener = opts.name, addr = %local, tls = acceptor.is_some(), "listening");
 
     let stop = async {
@@ -189,6 +191,7 @@ pub async fn serve(
             metrics: metrics.clone(),
             name: opts.name,
             handshake_timeout: opts.handshake_timeout,
+            stopped: stopped.clone(),
         };
         // The watcher is taken here, not in the task, so a connection still in its TLS
         // handshake when shutdown starts is drained like the others.
@@ -196,6 +199,7 @@ pub async fn serve(
         tasks.spawn(conn.run(watcher));
     }
     drop(listener);
+    stopped_tx.send_replace(true);
 
     tracing::info!(
         listener = opts.name,
@@ -246,6 +250,8 @@ struct Conn {
     metrics: ListenerMetrics,
     name: &'static str,
     handshake_timeout: Duration,
+    /// True once the listener stopped accepting.
+    stopped: watch::Receiver<bool>,
 }
 
 impl Conn {
@@ -263,12 +269,25 @@ impl Conn {
             return;
         };
         self.metrics.handshakes.inc();
-        let stream = match tokio::time::timeout(
-            self.handshake_timeout,
-            acceptor.accept(self.stream),
-        )
-        .await
-        {
+        let deadline = tokio::time::Instant::now() + self.handshake_timeout;
+        // A client that has not started its handshake when accepting stops is idle, like a
+        // keep-alive connection between requests: close it rather than hold the shutdown
+        // until the handshake timeout. One that has started is drained like the others.
+        let mut stopped = self.stopped.clone();
+        let mut first = [0u8; 1];
+        let started = tokio::select! {
+            biased;
+            peeked = tokio::time::timeout_at(deadline, self.stream.peek(&mut first)) => {
+                matches!(peeked, Ok(Ok(n)) if n > 0)
+            }
+            _ = stopped.wait_for(|s| *s) => false,
+        };
+        if !started {
+            self.metrics.handshake_failures.inc();
+            tracing::debug!(listener = self.name, remote = %self.remote, "no TLS handshake started");
+            return;
+        }
+        let stream = match tokio::time::timeout_at(deadline, acceptor.accept(self.stream)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 self.metrics.handshake_failures.inc();
