@@ -55,6 +55,20 @@ async fn call(sender: &mut Sender, path: &'static str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// tokio's timer has millisecond granularity, which would add up to a millisecond to every
+/// open-loop latency; sleep to just before the due time, then yield until it arrives.
+async fn wait_until(due: Instant) {
+    let early = Duration::from_micros(1500);
+    if let Some(coarse) = due.checked_sub(early)
+        && coarse > Instant::now()
+    {
+        tokio::time::sleep_until(coarse.into()).await;
+    }
+    while Instant::now() < due {
+        tokio::task::yield_now().await;
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -139,7 +153,7 @@ fn main() -> anyhow::Result<()> {
                 let mut i = ci as u64;
                 while i < total {
                     let due = start + interval * i as u32;
-                    tokio::time::sleep_until(due.into()).await;
+                    wait_until(due).await;
                     match call(&mut s, "/validate").await {
                         Ok(()) => lat.push(due.elapsed()),
                         Err(_) => errors += 1,
