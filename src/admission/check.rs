@@ -39,7 +39,15 @@ pub fn parse_manifests(source_name: &str, text: &str) -> Result<Vec<Value>, Chec
     Ok(out)
 }
 
-fn flatten(v: Value, out: &mut Vec<Value>) {
+fn flatten(mut v: Value, out: &mut Vec<Value>) {
+    // A saved AdmissionReview is checked as the object it carries, so a review captured
+    // from a cluster can be replayed offline.
+    if v.get("kind").and_then(Value::as_str) == Some("AdmissionReview") {
+        if let Some(obj) = v.pointer_mut("/request/object").map(Value::take) {
+            flatten(obj, out);
+        }
+        return;
+    }
     let is_list = v
         .get("kind")
         .and_then(Value::as_str)
@@ -127,4 +135,36 @@ pub fn render_table(reports: &[Report]) -> String {
         line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_and_reviews_are_unwrapped() {
+        let text = r#"
+apiVersion: v1
+kind: List
+items:
+  - {apiVersion: v1, kind: Service, metadata: {name: a}}
+  - {apiVersion: v1, kind: ConfigMapList, items: [{apiVersion: v1, kind: ConfigMap, metadata: {name: b}}]}
+---
+{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "c"}}}}
+---
+# a comment-only document
+"#;
+        let objs = parse_manifests("t", text).unwrap();
+        let names: Vec<&str> = objs
+            .iter()
+            .filter_map(|o| o.pointer("/metadata/name")?.as_str())
+            .collect();
+        assert_eq!(names, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn parse_errors_name_the_source() {
+        let e = parse_manifests("bad.yaml", "a: [1, 2\n").unwrap_err();
+        assert!(e.to_string().starts_with("bad.yaml: "), "{e}");
+    }
 }
