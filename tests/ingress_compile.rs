@@ -244,6 +244,9 @@ spec: {controller: k8s.io/ingress-nginx}
         problems_about(&s, "theirs").is_empty(),
         "others are ignored silently"
     );
+    // Only our Ingresses are served, so only they get a published status.
+    let served: Vec<&str> = s.served.iter().map(|k| &**k).collect();
+    assert_eq!(served, ["ns/legacy", "ns/ours"]);
 
     let opts = CompileOptions {
         watch_without_class: true,
@@ -298,6 +301,7 @@ fn malformed_annotation_refuses_a_new_ingress_and_keeps_a_known_one() {
     // Never seen good: not served at all (a broken allowlist must not open the backend).
     let s = build(&format!("{bad}{other}"));
     assert!(route(&s, "x.com", "/").is_none());
+    assert_eq!(s.served, [Arc::from("ns/b")]);
     assert!(
         route(&s, "y.com", "/").is_some(),
         "other Ingresses unaffected"
@@ -315,6 +319,7 @@ fn malformed_annotation_refuses_a_new_ingress_and_keeps_a_known_one() {
     let second = compile(&store(&format!("{bad}{other}")), &opts, Some(&first));
     assert_eq!(second.generation, 2);
     let r = route(&second, "x.com", "/").expect("last good keeps serving");
+    assert_eq!(second.served, [Arc::from("ns/a"), Arc::from("ns/b")]);
     assert_eq!(r.policy.allow_source[0].to_string(), "10.0.0.0/8");
     assert!(
         problems_about(&second, "Ingress ns/a")
@@ -643,6 +648,9 @@ fn default_backends_catch_all_and_host_fallback() {
     assert_eq!(backend("y.com", "/other").as_deref(), Some("ns/older:80"));
     assert_eq!(backend("unknown.com", "/").as_deref(), Some("ns/older:80"));
     assert_eq!(problems_about(&s, "catch-all").len(), 1);
+    // Rule-less Ingresses are served too, even the one whose catch-all lost to an older one.
+    let served: Vec<&str> = s.served.iter().map(|k| &**k).collect();
+    assert_eq!(served, ["ns/newer", "ns/older", "ns/site", "ns/yy"]);
     let rendered = render_routes(&s);
     assert!(rendered.contains("catch-all"), "{rendered}");
 }
@@ -684,6 +692,7 @@ fn canary_attaches_to_the_main_route() {
     );
     assert_eq!(owner(&s, "x.com", "/nomain").as_deref(), Some("ns/main"));
     assert_eq!(problems_about(&s, "no Ingress serves").len(), 1);
+    assert_eq!(s.served, [Arc::from("ns/canary"), Arc::from("ns/main")]);
     assert!(render_routes(&s).contains("canary (weight 25%, header x-canary)"));
 }
 

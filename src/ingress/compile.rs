@@ -149,6 +149,8 @@ pub fn compile(
     router.memory = c.memory;
     snapshot.router = router;
     snapshot.problems = c.problems;
+    snapshot.served = plans.iter().map(|p| p.key.clone()).collect();
+    snapshot.served.sort();
     snapshot
 }
 

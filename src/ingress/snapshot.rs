@@ -88,4 +88,7 @@ pub struct Snapshot {
     pub tls_hosts: HashMap<String, ()>,
     /// Everything wrong with the current objects, each naming its source.
     pub problems: Vec<crate::ingress::problem::Problem>,
+    /// `namespace/name` of every Ingress this snapshot serves (ours by class, and valid now
+    /// or through its last good version), sorted: the set whose status we publish.
+    pub served: Vec<Arc<str>>,
 }
