@@ -14,4 +14,5 @@ pub mod ingress;
 pub mod metrics;
 pub mod server;
 pub mod source;
+pub mod status;
 pub mod tls;
