@@ -13,12 +13,14 @@ use portcullis::admission::Engine;
 use portcullis::config::Settings;
 use portcullis::ingress::compile::{CompileOptions, compile};
 use portcullis::ingress::config::{ConfigHandle, FilesDriver, start_files};
+use portcullis::source::kube::{KubeDriver, KubeOptions, start_kube};
 use portcullis::ingress::gateway::{Gateway, ProxyConfig, Scheme, handler as gateway_handler};
 use portcullis::server::{ServeOptions, Shutdown, serve};
 use portcullis::source::ObjectStore;
 use portcullis::tls::SniResolver;
 use portcullis::tls::{CertReloader, DevCerts, server_config};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -47,9 +49,19 @@ pub struct ServeArgs {
     /// Ingress HTTPS listener (certificates chosen by SNI from the Ingresses' TLS Secrets).
     #[arg(long, default_value = "0.0.0.0:9443", env = "PORTCULLIS_HTTPS_ADDR")]
     https_addr: SocketAddr,
+    /// Where the ingress configuration comes from: `kube` (watch the API server; in-cluster
+    /// service account, else the kubeconfig that KUBECONFIG or ~/.kube/config names) or
+    /// `files` (--manifests). Default: kube when KUBERNETES_SERVICE_HOST is set and no
+    /// --manifests is given, else files.
+    #[arg(long, value_enum, env = "PORTCULLIS_SOURCE")]
+    source: Option<SourceKind>,
+    /// With --source kube: also watch v1 Endpoints (needs list/watch on endpoints; the
+    /// EndpointSlices, always watched, already mirror custom Endpoints).
+    #[arg(long)]
+    watch_endpoints: bool,
     /// Directory of Kubernetes manifests (Ingress, IngressClass, Service, EndpointSlice,
-    /// Endpoints, TLS Secrets), watched for changes. Without it the gateway serves an
-    /// empty route table (every request gets 404).
+    /// Endpoints, TLS Secrets), watched for changes (--source files). Without it the
+    /// gateway serves an empty route table (every request gets 404).
     #[arg(long, env = "PORTCULLIS_MANIFESTS")]
     manifests: Option<PathBuf>,
     /// Ingress default certificate (PEM), for clients whose SNI matches no Ingress.
@@ -64,6 +76,13 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get after accepting stops (overrides the settings file).
     #[arg(long)]
     grace_period: Option<u64>,
+}
+
+/// Where the ingress configuration comes from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    Kube,
+    Files,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -94,25 +113,75 @@ fn webhook_tls(args: &ServeArgs) -> anyhow::Result<(CertReloader, Arc<rustls::Se
     Ok((reloader, server_config(resolver)?))
 }
 
-/// The gateway's configuration: the watched manifests directory, or an empty table.
-fn ingress_config(
-    args: &ServeArgs,
-    settings: &Settings,
-) -> anyhow::Result<(ConfigHandle, Option<FilesDriver>)> {
+/// The running configuration source; dropping it stops the watches.
+#[expect(dead_code, reason = "held only so that dropping it stops the watches")]
+enum Driver {
+    Files(FilesDriver),
+    Kube(KubeDriver),
+    None,
+}
+
+/// The gateway's configuration and how to follow it.
+struct ConfigSource {
+    handle: ConfigHandle,
+    /// Changes with every published snapshot (None: the configuration never changes).
+    generations: Option<watch::Receiver<u64>>,
+    /// True once the configuration is complete (the kube source's first lists are in).
+    ready: watch::Receiver<bool>,
+    driver: Driver,
+}
+
+/// The gateway's configuration: the Kubernetes API, the watched manifests directory, or
+/// an empty table.
+async fn config_source(args: &ServeArgs, settings: &Settings) -> anyhow::Result<ConfigSource> {
     let opts = CompileOptions {
         controller: settings.ingress.controller.clone(),
         watch_without_class: settings.ingress.watch_without_class,
     };
-    match &args.manifests {
-        Some(dir) => {
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    let kind = args.source.unwrap_or(if in_cluster && args.manifests.is_none() {
+        SourceKind::Kube
+    } else {
+        SourceKind::Files
+    });
+    let (_, always_ready) = watch::channel(true);
+    match (kind, &args.manifests) {
+        (SourceKind::Kube, Some(_)) => {
+            anyhow::bail!("--manifests only applies to --source files")
+        }
+        (SourceKind::Kube, None) => {
+            let client = kube::Client::try_default()
+                .await
+                .context("configuring the Kubernetes client (in-cluster or kubeconfig)")?;
+            let kube_opts = KubeOptions {
+                endpoints: args.watch_endpoints,
+                ..KubeOptions::default()
+            };
+            let driver = start_kube(client, opts, kube_opts)?;
+            tracing::info!("watching the Kubernetes API for ingress configuration");
+            Ok(ConfigSource {
+                handle: driver.handle(),
+                generations: Some(driver.subscribe()),
+                ready: driver.ready(),
+                driver: Driver::Kube(driver),
+            })
+        }
+        (SourceKind::Files, Some(dir)) => {
             let driver = start_files(dir.clone(), opts)
                 .with_context(|| format!("loading manifests from {}", dir.display()))?;
-            Ok((driver.handle(), Some(driver)))
+            Ok(ConfigSource {
+                handle: driver.handle(),
+                generations: Some(driver.subscribe()),
+                ready: always_ready,
+                driver: Driver::Files(driver),
+            })
         }
-        None => Ok((
-            ConfigHandle::new(compile(&ObjectStore::new(), &opts, None)),
-            None,
-        )),
+        (SourceKind::Files, None) => Ok(ConfigSource {
+            handle: ConfigHandle::new(compile(&ObjectStore::new(), &opts, None)),
+            generations: None,
+            ready: always_ready,
+            driver: Driver::None,
+        }),
     }
 }
 
@@ -135,7 +204,7 @@ fn ingress_resolver(args: &ServeArgs) -> anyhow::Result<(Arc<SniResolver>, Optio
 /// Keeps the SNI map and the endpoint gauges in step with every new snapshot.
 fn follow_snapshots(
     handle: ConfigHandle,
-    driver: Option<&FilesDriver>,
+    generations: Option<watch::Receiver<u64>>,
     resolver: Arc<SniResolver>,
 ) {
     let apply = {
@@ -157,8 +226,7 @@ fn follow_snapshots(
     };
     let mut apply = apply;
     apply(&handle);
-    if let Some(driver) = driver {
-        let mut generations = driver.subscribe();
+    if let Some(mut generations) = generations {
         tokio::spawn(async move {
             while generations.changed().await.is_ok() {
                 apply(&handle);
@@ -186,9 +254,10 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     }
     let engine = Arc::new(Engine::new(settings.admission.clone())?);
     let (_reloader, webhook_tls) = webhook_tls(&args)?;
-    let (config, driver) = ingress_config(&args, &settings)?;
+    let source = config_source(&args, &settings).await?;
+    let config = source.handle.clone();
     let (resolver, _default_reloader) = ingress_resolver(&args)?;
-    follow_snapshots(config.clone(), driver.as_ref(), resolver.clone());
+    follow_snapshots(config.clone(), source.generations.clone(), resolver.clone());
     let mut trusted = Vec::new();
     for cidr in &settings.ingress.trusted_cidrs {
         trusted.push(parse_cidr(cidr)?);
@@ -248,8 +317,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         admin_shutdown.clone(),
         ServeOptions::new("admin"),
     ));
-    ready.store(true, Ordering::SeqCst);
-    tracing::info!("portcullis is ready");
+    set_ready_when_complete(source.ready.clone(), ready);
 
     wait_for_signal().await;
     tracing::info!(
@@ -269,9 +337,20 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     }
     admin_shutdown.trigger();
     let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;
-    drop(driver);
+    drop(source.driver);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Turns `/readyz` to 200 once the listeners are up (they are when this is called) and the
+/// configuration is complete, so a new replica never takes traffic with a partial table.
+fn set_ready_when_complete(mut complete: watch::Receiver<bool>, ready: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        if complete.wait_for(|c| *c).await.is_ok() {
+            ready.store(true, Ordering::SeqCst);
+            tracing::info!("portcullis is ready");
+        }
+    });
 }
 
 /// A CIDR or a single address (`10.0.0.1` means `/32`).

@@ -101,51 +101,25 @@ pub fn start_files(
     let first = compile(&store, &opts, None);
     report(&first, &[], started);
     let handle = ConfigHandle::new(first);
-    let (tx, generations) = watch::channel(handle.load().generation);
 
-    let reader = handle.clone();
+    let (publisher, generations) = Publisher::new(handle.clone(), opts);
     let task = runtime.spawn(async move {
         // Owned by the task: dropping the watcher would end the events.
         let _watcher = watcher;
-        let mut state = Some((source, store));
+        let mut state = (source, store);
         while events.recv().await.is_some() {
             tokio::time::sleep(DEBOUNCE).await;
             while events.try_recv().is_ok() {}
-            let Some((mut source, mut store)) = state.take() else {
-                break;
-            };
-            let previous = reader.load_full();
-            let opts = opts.clone();
-            // Parsing and compiling are CPU work; keep them off the async workers.
-            let joined = tokio::task::spawn_blocking(move || {
-                let started = Instant::now();
-                let outcome = match source.scan(&mut store) {
-                    Ok(true) => Ok(Some(compile(&store, &opts, Some(&previous)))),
-                    Ok(false) => Ok(None),
-                    Err(e) => Err(e),
-                };
-                (source, store, outcome, previous, started)
-            })
-            .await;
-            let Ok((source, store, outcome, previous, started)) = joined else {
+            let Some((next, outcome)) = publisher.rebuild(state, rescan).await else {
                 tracing::error!("manifests reload task failed; configuration is frozen");
                 break;
             };
-            state = Some((source, store));
-            match outcome {
-                Ok(Some(snapshot)) => {
-                    report(&snapshot, &previous.problems, started);
-                    let generation = snapshot.generation;
-                    reader.store(Arc::new(snapshot));
-                    let _ = tx.send(generation);
+            state = next;
+            if let Err(e) = outcome {
+                if let Some(m) = metrics() {
+                    m.reloads.with_label_values(&["error"]).inc();
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    if let Some(m) = metrics() {
-                        m.reloads.with_label_values(&["error"]).inc();
-                    }
-                    tracing::warn!(error = %e, "manifests reload failed; current configuration kept");
-                }
+                tracing::warn!(error = %e, "manifests reload failed; current configuration kept");
             }
         }
     });
@@ -154,6 +128,74 @@ pub fn start_files(
         generations,
         task,
     })
+}
+
+/// Rescans the directory; the store is worth compiling only if some file changed.
+fn rescan(
+    (source, store): &mut (FileSource, ObjectStore),
+) -> Result<Option<&ObjectStore>, FilesError> {
+    Ok(source.scan(store)?.then_some(&*store))
+}
+
+/// The recompile-and-swap step every source shares: compile the store on a blocking
+/// thread against the snapshot in force, publish the result, announce its generation.
+#[derive(Debug)]
+pub(crate) struct Publisher {
+    handle: ConfigHandle,
+    opts: CompileOptions,
+    generations: watch::Sender<u64>,
+}
+
+impl Publisher {
+    /// A publisher into `handle`; the receiver sees every generation it publishes.
+    pub(crate) fn new(handle: ConfigHandle, opts: CompileOptions) -> (Self, watch::Receiver<u64>) {
+        let (generations, rx) = watch::channel(handle.load().generation);
+        (
+            Publisher {
+                handle,
+                opts,
+                generations,
+            },
+            rx,
+        )
+    }
+
+    /// Runs `prepare` on `state` and compiles the store it returns, both on a blocking
+    /// thread (parsing and compiling are CPU work; the async workers keep serving), then
+    /// publishes the snapshot. `prepare` returns `Ok(None)` when nothing changed. Gives the
+    /// state back with `Ok(true)` if a snapshot was published; `None` only if the blocking
+    /// task died, in which case the state is lost.
+    pub(crate) async fn rebuild<S, E>(
+        &self,
+        mut state: S,
+        prepare: fn(&mut S) -> Result<Option<&ObjectStore>, E>,
+    ) -> Option<(S, Result<bool, E>)>
+    where
+        S: Send + 'static,
+        E: Send + 'static,
+    {
+        let previous = self.handle.load_full();
+        let opts = self.opts.clone();
+        let (state, outcome, previous, started) = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let outcome = prepare(&mut state)
+                .map(|store| store.map(|store| compile(store, &opts, Some(&previous))));
+            (state, outcome, previous, started)
+        })
+        .await
+        .ok()?;
+        let outcome = outcome.map(|snapshot| match snapshot {
+            Some(snapshot) => {
+                report(&snapshot, &previous.problems, started);
+                let generation = snapshot.generation;
+                self.handle.store(Arc::new(snapshot));
+                let _ = self.generations.send(generation);
+                true
+            }
+            None => false,
+        });
+        Some((state, outcome))
+    }
 }
 
 struct Metrics {

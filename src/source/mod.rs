@@ -1,7 +1,8 @@
-//! Configuration sources: they turn the outside world (a manifests directory today, a
-//! Kubernetes watch later) into objects in the `ObjectStore`; everything past the store is
-//! source-agnostic.
+//! Configuration sources: they turn the outside world (a manifests directory, or the
+//! Kubernetes API's watches) into objects in the `ObjectStore`; everything past the store
+//! is source-agnostic.
 pub mod files;
+pub mod kube;
 pub mod store;
 
 pub use store::{Kind, Object, ObjectStore};

@@ -316,6 +316,27 @@ impl ObjectStore {
         self.remove_versions(kind, key, origin);
     }
 
+    /// Whether `origin` already holds exactly `obj`, so storing it again would change
+    /// nothing (watch sources skip a rebuild for such no-op updates).
+    pub fn holds(&self, origin: &str, obj: &Object) -> bool {
+        fn same<T: PartialEq>(table: &Table<T>, key: &str, origin: &str, obj: &T) -> bool {
+            table
+                .by_key
+                .get(key)
+                .and_then(|versions| versions.get(origin))
+                .is_some_and(|held| **held == *obj)
+        }
+        let key = obj.key();
+        match obj {
+            Object::IngressClass(o) => same(&self.classes, &key, origin, o),
+            Object::Ingress(o) => same(&self.ingresses, &key, origin, o),
+            Object::Service(o) => same(&self.services, &key, origin, o),
+            Object::EndpointSlice(o) => same(&self.slices, &key, origin, o),
+            Object::Endpoints(o) => same(&self.endpoints, &key, origin, o),
+            Object::Secret(o) => same(&self.secrets, &key, origin, o),
+        }
+    }
+
     fn insert_arc(&mut self, origin: &Arc<str>, obj: Object) {
         let key = obj.key();
         let kind = obj.kind();
@@ -553,6 +574,18 @@ mod tests {
         assert_eq!(store.endpoint_slices("ns", "api").count(), 1);
         store.remove("a.yaml", Kind::EndpointSlice, "ns/s2");
         assert_eq!(store.endpoint_slices("ns", "api").count(), 0);
+    }
+
+    #[test]
+    fn holds_compares_with_the_origins_own_version() {
+        let mut store = ObjectStore::new();
+        store.insert("watch", slice("s1", "web"));
+        assert!(store.holds("watch", &slice("s1", "web")));
+        assert!(!store.holds("watch", &slice("s1", "api")), "relabelled");
+        assert!(!store.holds("other", &slice("s1", "web")), "another origin");
+        assert!(!store.holds("watch", &slice("s2", "web")), "another key");
+        store.remove("watch", Kind::EndpointSlice, "ns/s1");
+        assert!(!store.holds("watch", &slice("s1", "web")));
     }
 
     #[test]

@@ -1,0 +1,276 @@
+//! The Kubernetes source: one cluster-wide watch per kind (IngressClass, Ingress, Service,
+//! EndpointSlice, TLS Secrets, optionally v1 Endpoints) feeding the `ObjectStore`, and the
+//! driver that recompiles and publishes a snapshot when they change, exactly as the
+//! manifests driver does (`ingress::config::Publisher`).
+//!
+//! Failure behaviour: nothing here ends on an API error; the watches retry with backoff
+//! (see `watch`). Until every watch has completed its first list nothing is published and
+//! `ready()` stays false, so a new replica never serves a partial route table. After a
+//! relist (a 410 Gone, a lost watch) the kind's objects are replaced by the listed ones, so
+//! deletions missed meanwhile take effect. If a compile task dies the configuration freezes
+//! at the last snapshot and an error is logged.
+mod trim;
+mod watch;
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use prometheus::{IntGaugeVec, Opts};
+use tokio::sync::{mpsc, watch as signal};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+pub use self::trim::LAST_APPLIED;
+pub use self::watch::{Change, Watched};
+use super::store::{Kind, ObjectStore};
+use crate::ingress::compile::{CompileOptions, compile};
+use crate::ingress::config::{ConfigHandle, Publisher};
+
+/// Rebuilds are at least this far apart: the first change after a quiet spell is compiled
+/// at once, a burst (a rollout moving many slices) is coalesced into one rebuild per
+/// interval.
+pub const MIN_REBUILD_INTERVAL: Duration = Duration::from_millis(25);
+/// Changes queued between the watches and the driver; a full queue holds the watches back
+/// (their events wait in the socket) instead of growing memory.
+const CHANGE_QUEUE: usize = 1024;
+
+/// How the Kubernetes source runs.
+#[derive(Debug, Clone)]
+pub struct KubeOptions {
+    /// Also watch v1 Endpoints (needs list/watch on `endpoints`). Off by default: the
+    /// EndpointSlice mirroring controller copies custom Endpoints into slices, and the
+    /// least-privilege ClusterRole does not grant them (a forbidden watch would keep the
+    /// replica unready forever).
+    pub endpoints: bool,
+    /// See [`MIN_REBUILD_INTERVAL`].
+    pub min_rebuild_interval: Duration,
+}
+
+impl Default for KubeOptions {
+    fn default() -> Self {
+        KubeOptions {
+            endpoints: false,
+            min_rebuild_interval: MIN_REBUILD_INTERVAL,
+        }
+    }
+}
+
+/// What can stop the source from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("the Kubernetes source needs a tokio runtime")]
+    NoRuntime,
+}
+
+/// The store origin of a kind's watched objects (problems name it as their source).
+pub fn origin(kind: Kind) -> &'static str {
+    match kind {
+        Kind::IngressClass => "kubernetes:ingressclasses",
+        Kind::Ingress => "kubernetes:ingresses",
+        Kind::Service => "kubernetes:services",
+        Kind::EndpointSlice => "kubernetes:endpointslices",
+        Kind::Endpoints => "kubernetes:endpoints",
+        Kind::Secret => "kubernetes:secrets",
+    }
+}
+
+/// A running Kubernetes source. Dropping it stops the watches; the handle keeps serving
+/// the last snapshot.
+#[derive(Debug)]
+pub struct KubeDriver {
+    handle: ConfigHandle,
+    generations: signal::Receiver<u64>,
+    ready: signal::Receiver<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl KubeDriver {
+    pub fn handle(&self) -> ConfigHandle {
+        self.handle.clone()
+    }
+
+    /// Changes whenever a new snapshot is published (value: its generation).
+    pub fn subscribe(&self) -> signal::Receiver<u64> {
+        self.generations.clone()
+    }
+
+    /// Turns true (once, for good) when every watch has completed its first list and the
+    /// snapshot built from those lists is published.
+    pub fn ready(&self) -> signal::Receiver<bool> {
+        self.ready.clone()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+}
+
+impl Drop for KubeDriver {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the watches and the driver. The handle serves an empty table until the first
+/// lists are in. Must be called inside a tokio runtime.
+pub fn start_kube(
+    client: kube::Client,
+    opts: CompileOptions,
+    kube: KubeOptions,
+) -> Result<KubeDriver, KubeError> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| KubeError::NoRuntime)?;
+    let handle = ConfigHandle::new(compile(&ObjectStore::new(), &opts, None));
+    let (publisher, generations) = Publisher::new(handle.clone(), opts);
+    let (ready_tx, ready) = signal::channel(false);
+    let (tx, rx) = mpsc::channel(CHANGE_QUEUE);
+
+    let mut kinds = BTreeSet::new();
+    let mut tasks = Vec::new();
+    let mut spawn = |kind: Kind, task: JoinHandle<()>| {
+        kinds.insert(kind);
+        tasks.push(task);
+    };
+    spawn(
+        Kind::IngressClass,
+        runtime.spawn(watch::run::<IngressClass>(client.clone(), tx.clone())),
+    );
+    spawn(
+        Kind::Ingress,
+        runtime.spawn(watch::run::<Ingress>(client.clone(), tx.clone())),
+    );
+    spawn(
+        Kind::Service,
+        runtime.spawn(watch::run::<Service>(client.clone(), tx.clone())),
+    );
+    spawn(
+        Kind::EndpointSlice,
+        runtime.spawn(watch::run::<EndpointSlice>(client.clone(), tx.clone())),
+    );
+    spawn(
+        Kind::Secret,
+        runtime.spawn(watch::run::<Secret>(client.clone(), tx.clone())),
+    );
+    if kube.endpoints {
+        spawn(
+            Kind::Endpoints,
+            runtime.spawn(watch::run::<Endpoints>(client, tx)),
+        );
+    }
+    let driver = Driver {
+        changes: rx,
+        publisher,
+        ready: ready_tx,
+        unlisted: kinds,
+        min_interval: kube.min_rebuild_interval,
+    };
+    tasks.push(runtime.spawn(driver.run()));
+    Ok(KubeDriver {
+        handle,
+        generations,
+        ready,
+        tasks,
+    })
+}
+
+struct Driver {
+    changes: mpsc::Receiver<Change>,
+    publisher: Publisher,
+    ready: signal::Sender<bool>,
+    /// Kinds whose first list has not completed yet.
+    unlisted: BTreeSet<Kind>,
+    min_interval: Duration,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let mut store = ObjectStore::new();
+        let mut last_rebuild: Option<Instant> = None;
+        while let Some(change) = self.changes.recv().await {
+            let mut dirty = self.apply(&mut store, change);
+            dirty |= self.drain(&mut store);
+            if !dirty || !self.unlisted.is_empty() {
+                continue;
+            }
+            if let Some(at) = last_rebuild
+                && at + self.min_interval > Instant::now()
+            {
+                tokio::time::sleep_until(at + self.min_interval).await;
+                self.drain(&mut store);
+            }
+            last_rebuild = Some(Instant::now());
+            let Some((back, outcome)) = self.publisher.rebuild(store, whole).await else {
+                tracing::error!("Kubernetes source compile task failed; configuration is frozen");
+                return;
+            };
+            store = back;
+            let Ok(_) = outcome;
+            set_object_gauges(&store);
+            if !*self.ready.borrow() {
+                tracing::info!(objects = ?store.counts(), "every watch has listed; configuration is complete");
+                self.ready.send_replace(true);
+            }
+        }
+    }
+
+    /// Applies whatever is already queued; true if any of it changed the store.
+    fn drain(&mut self, store: &mut ObjectStore) -> bool {
+        let mut dirty = false;
+        while let Ok(change) = self.changes.try_recv() {
+            dirty |= self.apply(store, change);
+        }
+        dirty
+    }
+
+    /// Applies one change; false when it changed nothing compile could see.
+    fn apply(&mut self, store: &mut ObjectStore, change: Change) -> bool {
+        match change {
+            Change::Apply(object) => {
+                let origin = origin(object.kind());
+                if store.holds(origin, &object) {
+                    return false;
+                }
+                store.insert(origin, object);
+            }
+            Change::Delete(kind, key) => store.remove(origin(kind), kind, &key),
+            Change::Relisted(kind, objects) => {
+                self.unlisted.remove(&kind);
+                store.replace_origin(origin(kind), objects, Vec::new());
+            }
+        }
+        true
+    }
+}
+
+/// The kube source compiles its store as it stands.
+fn whole(store: &mut ObjectStore) -> Result<Option<&ObjectStore>, Infallible> {
+    Ok(Some(store))
+}
+
+fn set_object_gauges(store: &ObjectStore) {
+    static GAUGE: OnceLock<Option<IntGaugeVec>> = OnceLock::new();
+    let gauge = GAUGE.get_or_init(|| {
+        let g = IntGaugeVec::new(
+            Opts::new(
+                "kube_objects",
+                "Objects held from the Kubernetes watches, by kind (after trimming).",
+            ),
+            &["kind"],
+        )
+        .ok()?;
+        Some(crate::metrics::register(g))
+    });
+    if let Some(gauge) = gauge {
+        for (kind, n) in store.counts() {
+            gauge
+                .with_label_values(&[kind.as_str()])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+}
