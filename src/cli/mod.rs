@@ -4,3 +4,4 @@ pub mod check;
 pub mod echo;
 pub mod routes;
 pub mod serve;
+pub mod status;

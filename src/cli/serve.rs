@@ -13,10 +13,10 @@ use portcullis::admission::Engine;
 use portcullis::config::Settings;
 use portcullis::ingress::compile::{CompileOptions, compile};
 use portcullis::ingress::config::{ConfigHandle, FilesDriver, start_files};
-use portcullis::source::kube::{KubeDriver, KubeOptions, start_kube};
 use portcullis::ingress::gateway::{Gateway, ProxyConfig, Scheme, handler as gateway_handler};
 use portcullis::server::{ServeOptions, Shutdown, serve};
 use portcullis::source::ObjectStore;
+use portcullis::source::kube::{KubeDriver, KubeOptions, start_kube};
 use portcullis::tls::SniResolver;
 use portcullis::tls::{CertReloader, DevCerts, server_config};
 use tokio::net::TcpListener;
@@ -76,6 +76,8 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get after accepting stops (overrides the settings file).
     #[arg(long)]
     grace_period: Option<u64>,
+    #[command(flatten)]
+    status: super::status::StatusArgs,
 }
 
 /// Where the ingress configuration comes from.
@@ -128,6 +130,8 @@ struct ConfigSource {
     generations: Option<watch::Receiver<u64>>,
     /// True once the configuration is complete (the kube source's first lists are in).
     ready: watch::Receiver<bool>,
+    /// The API client, with --source kube (Ingress status is written through it).
+    client: Option<kube::Client>,
     driver: Driver,
 }
 
@@ -139,11 +143,13 @@ async fn config_source(args: &ServeArgs, settings: &Settings) -> anyhow::Result<
         watch_without_class: settings.ingress.watch_without_class,
     };
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-    let kind = args.source.unwrap_or(if in_cluster && args.manifests.is_none() {
-        SourceKind::Kube
-    } else {
-        SourceKind::Files
-    });
+    let kind = args
+        .source
+        .unwrap_or(if in_cluster && args.manifests.is_none() {
+            SourceKind::Kube
+        } else {
+            SourceKind::Files
+        });
     let (_, always_ready) = watch::channel(true);
     match (kind, &args.manifests) {
         (SourceKind::Kube, Some(_)) => {
@@ -157,12 +163,13 @@ async fn config_source(args: &ServeArgs, settings: &Settings) -> anyhow::Result<
                 endpoints: args.watch_endpoints,
                 ..KubeOptions::default()
             };
-            let driver = start_kube(client, opts, kube_opts)?;
+            let driver = start_kube(client.clone(), opts, kube_opts)?;
             tracing::info!("watching the Kubernetes API for ingress configuration");
             Ok(ConfigSource {
                 handle: driver.handle(),
                 generations: Some(driver.subscribe()),
                 ready: driver.ready(),
+                client: Some(client),
                 driver: Driver::Kube(driver),
             })
         }
@@ -173,6 +180,7 @@ async fn config_source(args: &ServeArgs, settings: &Settings) -> anyhow::Result<
                 handle: driver.handle(),
                 generations: Some(driver.subscribe()),
                 ready: always_ready,
+                client: None,
                 driver: Driver::Files(driver),
             })
         }
@@ -180,6 +188,7 @@ async fn config_source(args: &ServeArgs, settings: &Settings) -> anyhow::Result<
             handle: ConfigHandle::new(compile(&ObjectStore::new(), &opts, None)),
             generations: None,
             ready: always_ready,
+            client: None,
             driver: Driver::None,
         }),
     }
@@ -258,6 +267,13 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     let config = source.handle.clone();
     let (resolver, _default_reloader) = ingress_resolver(&args)?;
     follow_snapshots(config.clone(), source.generations.clone(), resolver.clone());
+    let status = super::status::start_status(
+        &args.status,
+        source.client.clone(),
+        &config,
+        source.generations.clone(),
+        source.ready.clone(),
+    )?;
     let mut trusted = Vec::new();
     for cidr in &settings.ingress.trusted_cidrs {
         trusted.push(parse_cidr(cidr)?);
@@ -326,6 +342,10 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         "shutting down: /readyz now answers 503"
     );
     shutdown.trigger();
+    if let Some(status) = status {
+        // Hand the Lease over now rather than let it expire while we drain.
+        status.shutdown().await;
+    }
     for (name, task) in [("webhook", webhook), ("http", http), ("https", https)] {
         match task.await {
             Ok(Ok(())) => {}

@@ -53,12 +53,13 @@ impl StatusTask {
     }
 }
 
-/// Starts leader election and, under it, status publishing from `config`, re-run on every
-/// new generation. Must be called inside a tokio runtime.
+/// Starts leader election and, under it, status publishing from `config` (once `complete`
+/// turns true), re-run on every new generation. Must be called inside a tokio runtime.
 pub fn start_status(
     client: kube::Client,
     config: ConfigHandle,
     generations: watch::Receiver<u64>,
+    complete: watch::Receiver<bool>,
     opts: StatusOptions,
 ) -> StatusTask {
     tracing::info!(
@@ -71,6 +72,7 @@ pub fn start_status(
         client,
         config,
         generations,
+        complete,
         election.subscribe(),
         opts.publisher,
     );

@@ -155,11 +155,14 @@ impl Book {
     }
 }
 
-/// Publishes from `config` while `leader` says so, until `generations` closes.
+/// Publishes from `config` while `leader` says so, until `generations` closes. Nothing is
+/// written before `complete` turns true: a partial snapshot must not look like Ingresses
+/// that stopped being served.
 pub fn start_publisher(
     client: kube::Client,
     config: ConfigHandle,
     generations: watch::Receiver<u64>,
+    complete: watch::Receiver<bool>,
     leader: watch::Receiver<bool>,
     opts: PublisherOptions,
 ) -> tokio::task::JoinHandle<()> {
@@ -170,7 +173,12 @@ pub fn start_publisher(
         book: Book::default(),
         listed_at: None,
     };
-    tokio::spawn(publisher.run(generations, leader))
+    tokio::spawn(async move {
+        let mut complete = complete;
+        if complete.wait_for(|c| *c).await.is_ok() {
+            publisher.run(generations, leader).await;
+        }
+    })
 }
 
 struct Publisher {
