@@ -30,7 +30,7 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the webhook, the ingress gateway and the admin listener.
-    Serve(cli::serve::ServeArgs),
+    Serve(Box<cli::serve::ServeArgs>),
     /// Run the admission rules over manifests offline; exit 1 when anything is denied.
     Check {
         /// Manifest files (YAML or JSON, multi-document); `-` reads standard input.
@@ -91,7 +91,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     portcullis::tls::install_provider();
     let result = match cli.command {
-        Command::Serve(args) => cli::serve::run(args),
+        Command::Serve(args) => cli::serve::run(*args),
         Command::Check {
             files,
             config,
