@@ -1,0 +1,413 @@
+//! Ingress status end to end: the real Kubernetes source and the real status publisher
+//! (leader election over a Lease, status PATCHes) against the in-process fake API server.
+//! Short lease timings (1 s lease, 200 ms renewals) keep takeovers quick.
+#[path = "common/apiserver.rs"]
+mod apiserver;
+
+use std::time::Duration;
+
+use apiserver::ApiServer;
+use http::Method;
+use portcullis::ingress::compile::CompileOptions;
+use portcullis::source::kube::{KubeDriver, KubeOptions, start_kube};
+use portcullis::status::{
+    AddressSource, LeaseOptions, PublisherOptions, StatusOptions, StatusTask,
+    parse_status_addresses, start_status,
+};
+use serde_json::{Value, json};
+
+const LEASE_NS: &str = "portcullis-system";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn class(name: &str, controller: &str) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": name},
+        "spec": {"controller": controller},
+    })
+}
+
+fn ingress(name: &str, class: &str, host: &str) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": name, "namespace": "apps"},
+        "spec": {
+            "ingressClassName": class,
+            "rules": [{"host": host, "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "web", "port": {"number": 80}}},
+            }]}}],
+        },
+    })
+}
+
+/// A rule-less Ingress: only a defaultBackend.
+fn default_only(name: &str) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": name, "namespace": "apps"},
+        "spec": {
+            "ingressClassName": "portcullis",
+            "defaultBackend": {"service": {"name": "web", "port": {"number": 80}}},
+        },
+    })
+}
+
+fn lb_service(entries: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "portcullis", "namespace": LEASE_NS},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+        "status": {"loadBalancer": {"ingress": entries}},
+    })
+}
+
+fn seed(api: &ApiServer) {
+    api.apply_all([
+        class("portcullis", "portcullis.io/ingress-controller"),
+        class("nginx", "k8s.io/ingress-nginx"),
+        ingress("ours", "portcullis", "ours.example"),
+        default_only("fallback"),
+        ingress("theirs", "nginx", "theirs.example"),
+    ]);
+}
+
+fn lease_options(identity: &str) -> LeaseOptions {
+    LeaseOptions {
+        lease_duration: Duration::from_secs(1),
+        renew_period: Duration::from_millis(200),
+        renew_deadline: Duration::from_millis(700),
+        ..LeaseOptions::new(LEASE_NS, identity)
+    }
+}
+
+fn publisher_options(source: AddressSource) -> PublisherOptions {
+    PublisherOptions {
+        resync: Duration::from_millis(500),
+        retry: Duration::from_millis(200),
+        min_interval: Duration::from_millis(20),
+        request_timeout: Duration::from_secs(2),
+        ..PublisherOptions::new(source)
+    }
+}
+
+fn fixed(addresses: &str) -> AddressSource {
+    AddressSource::Static(parse_status_addresses(addresses).unwrap())
+}
+
+/// One portcullis replica: its own watches of the fake server and its status publisher.
+struct Replica {
+    _driver: KubeDriver,
+    status: StatusTask,
+}
+
+fn replica(api: &ApiServer, identity: &str, source: AddressSource) -> Replica {
+    let driver = start_kube(
+        api.client(),
+        CompileOptions::default(),
+        KubeOptions::default(),
+    )
+    .unwrap();
+    let opts = StatusOptions {
+        lease: lease_options(identity),
+        publisher: publisher_options(source),
+    };
+    let status = start_status(
+        api.client(),
+        driver.handle(),
+        driver.subscribe(),
+        driver.ready(),
+        opts,
+    );
+    Replica {
+        _driver: driver,
+        status,
+    }
+}
+
+/// `status.loadBalancer.ingress` of Ingress apps/`name` as stored by the server.
+fn status_of(api: &ApiServer, name: &str) -> Value {
+    api.get("Ingress", "apps", name)
+        .map(|o| o["status"]["loadBalancer"]["ingress"].clone())
+        .unwrap_or(Value::Null)
+}
+
+fn lease_holder(api: &ApiServer) -> Option<String> {
+    api.get("Lease", LEASE_NS, "portcullis-leader")
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+}
+
+/// Status writes to Ingress apps/`name`, as the bodies that were sent.
+fn writes_to(api: &ApiServer, name: &str) -> Vec<Value> {
+    api.status_writes()
+        .into_iter()
+        .filter(|w| w.kind == "Ingress" && w.name == name)
+        .map(|w| w.body)
+        .collect()
+}
+
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_leader_publishes_on_served_ingresses_only_and_clears_those_it_stops_serving() {
+    let api = ApiServer::start().await;
+    seed(&api);
+    let r = replica(&api, "replica-a", fixed("10.0.0.1,lb.example.com"));
+    let published = json!([{"hostname": "lb.example.com"}, {"ip": "10.0.0.1"}]);
+
+    eventually("status on the served Ingresses", || {
+        status_of(&api, "ours") == published && status_of(&api, "fallback") == published
+    })
+    .await;
+    assert!(r.status.is_leader());
+    assert_eq!(lease_holder(&api).as_deref(), Some("replica-a"));
+    for w in api.status_writes() {
+        assert_eq!(w.method, Method::PATCH);
+        assert!(
+            w.content_type.starts_with("application/merge-patch+json"),
+            "{}",
+            w.content_type
+        );
+        assert_eq!(w.code, 200);
+    }
+
+    // Steady state: resyncs re-read every status and find nothing to write.
+    let lists = || {
+        api.requests_for("ingresses")
+            .into_iter()
+            .filter(|r| r.method == Method::GET && !r.is_watch())
+            .count()
+    };
+    let (writes_before, lists_before) = (api.status_writes().len(), lists());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        api.status_writes().len(),
+        writes_before,
+        "nothing to change"
+    );
+    assert!(lists() >= lists_before + 2, "resyncs re-read the statuses");
+    // Another class's Ingress is never written.
+    assert!(writes_to(&api, "theirs").is_empty());
+    assert_eq!(status_of(&api, "theirs"), Value::Null);
+
+    // `ours` moves to the other class (its status kept, as a spec update does): cleared.
+    let mut moved = api.get("Ingress", "apps", "ours").unwrap();
+    moved["spec"]["ingressClassName"] = json!("nginx");
+    api.apply(moved);
+    eventually("the status of the moved Ingress cleared", || {
+        status_of(&api, "ours") == json!([])
+    })
+    .await;
+    let clears = writes_to(&api, "ours");
+    assert_eq!(
+        clears.last().unwrap(),
+        &json!({"status": {"loadBalancer": {"ingress": []}}})
+    );
+    assert_eq!(status_of(&api, "fallback"), published, "others untouched");
+
+    // Cleared once: later cycles leave it alone.
+    let n = writes_to(&api, "ours").len();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(writes_to(&api, "ours").len(), n);
+    assert!(writes_to(&api, "theirs").is_empty());
+
+    // `theirs` becomes ours: published.
+    let mut adopted = api.get("Ingress", "apps", "theirs").unwrap();
+    adopted["spec"]["ingressClassName"] = json!("portcullis");
+    api.apply(adopted);
+    eventually("status on the newly served Ingress", || {
+        status_of(&api, "theirs") == published
+    })
+    .await;
+
+    r.status.shutdown().await;
+    assert_eq!(lease_holder(&api), None, "released on shutdown");
+}
+
+#[tokio::test]
+async fn drift_is_repaired_by_the_resync() {
+    let api = ApiServer::start().await;
+    seed(&api);
+    let r = replica(&api, "replica-a", fixed("10.0.0.1"));
+    eventually("first publish", || {
+        status_of(&api, "ours") == json!([{"ip": "10.0.0.1"}])
+    })
+    .await;
+
+    // Someone overwrites the status behind our back (no snapshot change follows: the
+    // source does not keep Ingress status).
+    let mut tampered = api.get("Ingress", "apps", "ours").unwrap();
+    tampered["status"] = json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.66"}]}});
+    api.apply(tampered);
+    eventually("the status repaired", || {
+        status_of(&api, "ours") == json!([{"ip": "10.0.0.1"}])
+    })
+    .await;
+    drop(r);
+}
+
+#[tokio::test]
+async fn publish_service_addresses_are_used_and_followed() {
+    let api = ApiServer::start().await;
+    seed(&api);
+    api.apply(lb_service(
+        json!([{"ip": "203.0.113.7"}, {"hostname": "lb.example.net"}]),
+    ));
+    let source = AddressSource::Service {
+        namespace: LEASE_NS.into(),
+        name: "portcullis".into(),
+    };
+    let r = replica(&api, "replica-a", source);
+    let first = json!([{"hostname": "lb.example.net"}, {"ip": "203.0.113.7"}]);
+    eventually("the Service's addresses published", || {
+        status_of(&api, "ours") == first && status_of(&api, "fallback") == first
+    })
+    .await;
+    let gets = api
+        .requests_for("portcullis")
+        .into_iter()
+        .filter(|r| r.method == Method::GET && r.path.contains("/services/"))
+        .count();
+    assert!(gets >= 1);
+
+    // The load balancer gets a new address: every served Ingress follows.
+    api.apply(lb_service(json!([{"ip": "203.0.113.8"}])));
+    eventually("the new address published", || {
+        status_of(&api, "ours") == json!([{"ip": "203.0.113.8"}])
+            && status_of(&api, "fallback") == json!([{"ip": "203.0.113.8"}])
+    })
+    .await;
+    assert!(writes_to(&api, "theirs").is_empty());
+    drop(r);
+}
+
+#[tokio::test]
+async fn a_missing_publish_service_is_retried_not_fatal() {
+    let api = ApiServer::start().await;
+    seed(&api);
+    let source = AddressSource::Service {
+        namespace: LEASE_NS.into(),
+        name: "portcullis".into(),
+    };
+    let r = replica(&api, "replica-a", source);
+    eventually("leadership", || r.status.is_leader()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        api.status_writes().is_empty(),
+        "nothing known, nothing written"
+    );
+    api.apply(lb_service(json!([{"ip": "203.0.113.9"}])));
+    eventually("publish once the Service exists", || {
+        status_of(&api, "ours") == json!([{"ip": "203.0.113.9"}])
+    })
+    .await;
+    drop(r);
+}
+
+/// Each replica publishes its own address, so the statuses show which one wrote.
+#[tokio::test]
+async fn only_the_lease_holder_writes_and_the_other_takes_over_after_expiry() {
+    let api = ApiServer::start().await;
+    seed(&api);
+    let a = replica(&api, "replica-a", fixed("10.0.0.1"));
+    let b = replica(&api, "replica-b", fixed("10.0.0.2"));
+    eventually("a leader", || lease_holder(&api).is_some()).await;
+    eventually("the leader's status", || {
+        let s = status_of(&api, "ours");
+        s == json!([{"ip": "10.0.0.1"}]) || s == json!([{"ip": "10.0.0.2"}])
+    })
+    .await;
+    // Several renewals and resyncs: leadership stays put and the follower never writes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        a.status.is_leader() != b.status.is_leader(),
+        "exactly one leader"
+    );
+    let (leader, follower, leader_ip, follower_ip, follower_id) = if a.status.is_leader() {
+        (a, b, "10.0.0.1", "10.0.0.2", "replica-b")
+    } else {
+        (b, a, "10.0.0.2", "10.0.0.1", "replica-a")
+    };
+    let bodies: Vec<String> = api
+        .status_writes()
+        .iter()
+        .map(|w| w.body.to_string())
+        .collect();
+    assert!(!bodies.is_empty());
+    assert!(
+        bodies.iter().all(|b| b.contains(leader_ip)),
+        "only the leader wrote: {bodies:?}"
+    );
+
+    // The leader dies without releasing (no step-down): the follower waits for the
+    // Lease to expire, then takes over and publishes its own address.
+    drop(leader);
+    eventually("the follower leading", || follower.status.is_leader()).await;
+    assert_eq!(lease_holder(&api).as_deref(), Some(follower_id));
+    eventually("the new leader's status", || {
+        status_of(&api, "ours") == json!([{"ip": follower_ip}])
+            && status_of(&api, "fallback") == json!([{"ip": follower_ip}])
+    })
+    .await;
+    assert!(writes_to(&api, "theirs").is_empty());
+    let lease = api.get("Lease", LEASE_NS, "portcullis-leader").unwrap();
+    assert!(lease["spec"]["leaseTransitions"].as_i64().unwrap() >= 1);
+    drop(follower);
+}
+
+#[tokio::test]
+async fn a_clean_shutdown_hands_the_lease_over_without_waiting_for_expiry() {
+    let api = ApiServer::start().await;
+    seed(&api);
+    // A long lease: a takeover within the test's wait means the lease was released.
+    let long = |id: &str| StatusOptions {
+        lease: LeaseOptions {
+            lease_duration: Duration::from_secs(60),
+            renew_deadline: Duration::from_secs(40),
+            ..lease_options(id)
+        },
+        publisher: publisher_options(fixed("10.0.0.1")),
+    };
+    let start = |id: &str| {
+        let driver = start_kube(
+            api.client(),
+            CompileOptions::default(),
+            KubeOptions::default(),
+        )
+        .unwrap();
+        let status = start_status(
+            api.client(),
+            driver.handle(),
+            driver.subscribe(),
+            driver.ready(),
+            long(id),
+        );
+        Replica {
+            _driver: driver,
+            status,
+        }
+    };
+    let a = start("replica-a");
+    eventually("a leads", || a.status.is_leader()).await;
+    let b = start("replica-b");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!b.status.is_leader());
+
+    let mut leadership = b.status.subscribe();
+    a.status.shutdown().await;
+    tokio::time::timeout(Duration::from_secs(5), leadership.wait_for(|l| *l))
+        .await
+        .expect("b takes over long before the 60 s lease would expire")
+        .unwrap();
+    assert_eq!(lease_holder(&api).as_deref(), Some("replica-b"));
+    drop(b);
+}
