@@ -146,6 +146,13 @@ fn writes_to(api: &ApiServer, name: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The value of one sample in the Prometheus text output (0 if absent).
+fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !done() {
@@ -229,6 +236,12 @@ async fn the_leader_publishes_on_served_ingresses_only_and_clears_those_it_stops
     })
     .await;
 
+    let metrics = String::from_utf8(portcullis::metrics::encode()).unwrap();
+    assert!(
+        metric(&metrics, "portcullis_ingress_status_writes_total") >= 4.0,
+        "{metrics}"
+    );
+
     r.status.shutdown().await;
     assert_eq!(lease_holder(&api), None, "released on shutdown");
 }
@@ -304,6 +317,14 @@ async fn a_missing_publish_service_is_retried_not_fatal() {
     assert!(
         api.status_writes().is_empty(),
         "nothing known, nothing written"
+    );
+    let metrics = String::from_utf8(portcullis::metrics::encode()).unwrap();
+    assert!(
+        metric(
+            &metrics,
+            "portcullis_ingress_status_errors_total{stage=\"addresses\"}"
+        ) >= 1.0,
+        "{metrics}"
     );
     api.apply(lb_service(json!([{"ip": "203.0.113.9"}])));
     eventually("publish once the Service exists", || {
@@ -410,4 +431,90 @@ async fn a_clean_shutdown_hands_the_lease_over_without_waiting_for_expiry() {
         .unwrap();
     assert_eq!(lease_holder(&api).as_deref(), Some("replica-b"));
     drop(b);
+}
+
+/// Kills the child if the test fails before it exits.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The wiring in `portcullis serve`: --source kube with a kubeconfig, the publish flags,
+/// POD_NAME as the identity, and the Lease released on SIGTERM.
+#[tokio::test]
+async fn serve_publishes_status_and_releases_the_lease_on_sigterm() {
+    let api = ApiServer::start().await;
+    seed(&api);
+    let scratch = tempfile::tempdir().unwrap();
+    let kubeconfig = scratch.path().join("kubeconfig");
+    api.kubeconfig(&kubeconfig);
+    let log = scratch.path().join("log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .arg("serve")
+            .args(["--source", "kube"])
+            .args(["--publish-status-address", "10.0.0.5"])
+            .args(["--lease-namespace", LEASE_NS])
+            .args(["--drain-delay", "0", "--grace-period", "1"])
+            .args(["--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0"])
+            .args([
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--webhook-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--cert-dir")
+            .arg(scratch.path().join("certs"))
+            .env("KUBECONFIG", &kubeconfig)
+            .env("POD_NAME", "portcullis-7d9f-abcde")
+            .env("RUST_LOG", "info")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("PORTCULLIS_CONFIG")
+            .env_remove("PORTCULLIS_PUBLISH_SERVICE")
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    );
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while status_of(&api, "ours") != json!([{"ip": "10.0.0.5"}]) {
+        assert!(
+            tokio::time::Instant::now() < deadline && child.0.try_wait().unwrap().is_none(),
+            "no status published\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status_of(&api, "fallback"), json!([{"ip": "10.0.0.5"}]));
+    assert!(writes_to(&api, "theirs").is_empty());
+    assert_eq!(lease_holder(&api).as_deref(), Some("portcullis-7d9f-abcde"));
+
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still running\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "{exit}\n{}", logs());
+    assert_eq!(lease_holder(&api), None, "released\n{}", logs());
+    // Shutting down is not a reason to clear anyone's status: the next leader takes over.
+    assert_eq!(status_of(&api, "ours"), json!([{"ip": "10.0.0.5"}]));
 }
