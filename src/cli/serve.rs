@@ -13,10 +13,10 @@ use portcullis::admission::Engine;
 use portcullis::config::Settings;
 use portcullis::ingress::compile::{CompileOptions, compile};
 use portcullis::ingress::config::{ConfigHandle, FilesDriver, start_files};
-use portcullis::source::kube::{KubeDriver, KubeOptions, start_kube};
 use portcullis::ingress::gateway::{Gateway, ProxyConfig, Scheme, handler as gateway_handler};
 use portcullis::server::{ServeOptions, Shutdown, serve};
 use portcullis::source::ObjectStore;
+use portcullis::source::kube::{KubeDriver, KubeOptions, start_kube};
 use portcullis::tls::SniResolver;
 use portcullis::tls::{CertReloader, DevCerts, server_config};
 use tokio::net::TcpListener;
@@ -139,11 +139,13 @@ async fn config_source(args: &ServeArgs, settings: &Settings) -> anyhow::Result<
         watch_without_class: settings.ingress.watch_without_class,
     };
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-    let kind = args.source.unwrap_or(if in_cluster && args.manifests.is_none() {
-        SourceKind::Kube
-    } else {
-        SourceKind::Files
-    });
+    let kind = args
+        .source
+        .unwrap_or(if in_cluster && args.manifests.is_none() {
+            SourceKind::Kube
+        } else {
+            SourceKind::Files
+        });
     let (_, always_ready) = watch::channel(true);
     match (kind, &args.manifests) {
         (SourceKind::Kube, Some(_)) => {

@@ -224,7 +224,10 @@ mod tests {
 
     #[test]
     fn secret_selector_names_the_type_the_store_keeps() {
-        assert_eq!(Secret::FIELDS, Some(format!("type={TLS_SECRET_TYPE}").as_str()));
+        assert_eq!(
+            Secret::FIELDS,
+            Some(format!("type={TLS_SECRET_TYPE}").as_str())
+        );
         assert_eq!(Ingress::FIELDS, None);
     }
 }
