@@ -904,14 +904,6 @@ fn replace(shared: &Shared, target: &Target, body: Option<Value>) -> Response<Bo
         );
         resp
     };
-    let Some(stored) = inner.objects.get(&key).cloned() else {
-        return answer(&mut inner, StatusCode::NOT_FOUND, not_found(target), None);
-    };
-    if let Some(rv) = obj["metadata"]["resourceVersion"].as_str()
-        && rv != stored["metadata"]["resourceVersion"].as_str().unwrap_or("")
-    {
-        return answer(&mut inner, StatusCode::CONFLICT, conflict(target), None);
-    }
     if obj["metadata"]["name"].as_str().is_some_and(|n| n != key.2) {
         let resp = failure(
             StatusCode::BAD_REQUEST,
@@ -919,6 +911,14 @@ fn replace(shared: &Shared, target: &Target, body: Option<Value>) -> Response<Bo
             "the name of the object does not match the name on the URL",
         );
         return answer(&mut inner, StatusCode::BAD_REQUEST, resp, None);
+    }
+    let Some(stored) = inner.objects.get(&key).cloned() else {
+        return answer(&mut inner, StatusCode::NOT_FOUND, not_found(target), None);
+    };
+    if let Some(rv) = obj["metadata"]["resourceVersion"].as_str()
+        && rv != stored["metadata"]["resourceVersion"].as_str().unwrap_or("")
+    {
+        return answer(&mut inner, StatusCode::CONFLICT, conflict(target), None);
     }
     let merged = merge_for_target(target, &stored, obj.clone());
     let written = write(

@@ -1,0 +1,496 @@
+//! The Kubernetes source end to end: the real kube-rs watchers against an in-process fake
+//! API server speaking the list/watch protocol (tests/common/apiserver.rs), the real
+//! driver and compile, and the real gateway on loopback in front of echo pods on
+//! 127.0.0.x. Also the real binary with `--source kube` and a kubeconfig.
+#[path = "common/apiserver.rs"]
+mod apiserver;
+mod common;
+#[path = "common/e2e.rs"]
+mod e2e;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apiserver::ApiServer;
+use e2e::{NS, eventually, http_get, ingress, ingress_class, pod, pod_name, service, slice};
+use http::StatusCode;
+use portcullis::ingress::compile::CompileOptions;
+use portcullis::ingress::config::ConfigHandle;
+use portcullis::ingress::gateway::{Gateway, ProxyConfig, Scheme, handler as gateway_handler};
+use portcullis::ingress::snapshot::Lookup;
+use portcullis::source::kube::{KubeDriver, KubeOptions, start_kube};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+const HOST: &str = "shop.kube.test";
+/// Bound for anything that needs no backoff (the machine is shared; typical is a few ms).
+const QUICK: Duration = Duration::from_secs(5);
+/// Bound for recoveries that wait out the watcher's backoff (0.8 s to 1.6 s after the
+/// first error).
+const BACKOFF: Duration = Duration::from_secs(10);
+
+/// The fake API server, the kube source on it, and the gateway serving its snapshots.
+struct Rig {
+    api: ApiServer,
+    driver: KubeDriver,
+    gateway: common::TestServer,
+}
+
+impl Rig {
+    async fn start(api: ApiServer, kube: KubeOptions) -> Rig {
+        common::init();
+        let driver = start_kube(api.client(), CompileOptions::default(), kube).unwrap();
+        let gw = Arc::new(Gateway::new(
+            driver.handle().shared(),
+            ProxyConfig::default(),
+        ));
+        let gateway = common::start(gateway_handler(gw, Scheme::Http), None).await;
+        Rig {
+            api,
+            driver,
+            gateway,
+        }
+    }
+
+    async fn wait_ready(&self) -> Duration {
+        let start = Instant::now();
+        let mut ready = self.driver.ready();
+        tokio::time::timeout(QUICK, ready.wait_for(|r| *r))
+            .await
+            .expect("the kube source did not become ready")
+            .unwrap();
+        start.elapsed()
+    }
+
+    /// The pod that answers `path` on HOST, or the status if no pod did.
+    async fn who(&self, path: &str) -> Result<String, StatusCode> {
+        let reply = http_get(self.gateway.addr, HOST, path).await.unwrap();
+        pod_name(&reply).ok_or(reply.status)
+    }
+}
+
+/// The eligible addresses of HOST `/` in the current snapshot.
+fn eligible(handle: &ConfigHandle) -> Option<Vec<SocketAddr>> {
+    match handle.load().router.lookup(HOST, "/") {
+        Lookup::Matched { route, .. } => Some(route.backend.eligible.clone()),
+        Lookup::NotFound => None,
+    }
+}
+
+/// Class, Service `web`, its slice holding `pod`, and an Ingress for HOST → web.
+fn app(pod: SocketAddr) -> Vec<Value> {
+    vec![
+        ingress_class(),
+        service("web"),
+        slice("web", "web-1", pod, true),
+        ingress("shop", HOST, None, &[("/", "web")], &[]),
+    ]
+}
+
+async fn pods(n: u8) -> (Vec<SocketAddr>, Vec<JoinHandle<()>>) {
+    let mut addrs = Vec::new();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (addr, task) = pod(&format!("127.0.0.{}", 20 + i), &format!("pod-{i}")).await;
+        addrs.push(addr);
+        tasks.push(task);
+    }
+    (addrs, tasks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_appear_only_after_every_watch_has_listed() {
+    let (pods, _tasks) = pods(1).await;
+    let api = ApiServer::start().await;
+    api.apply_all(app(pods[0]));
+    // Secrets answer their list last: until then the replica must not be ready, and
+    // nothing built from the partial lists may be served.
+    api.hold_lists("Secret");
+    let rig = Rig::start(api, KubeOptions::default()).await;
+    eventually(QUICK, "the other kinds listed", || async {
+        let listed = ["ingresses", "services", "endpointslices", "ingressclasses"]
+            .iter()
+            .all(|p| rig.api.requests_for(p).iter().any(|r| !r.is_watch()));
+        listed.then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!rig.driver.is_ready());
+    assert_eq!(eligible(&rig.driver.handle()), None, "nothing served yet");
+    assert_eq!(rig.who("/").await, Err(StatusCode::NOT_FOUND));
+
+    rig.api.release_lists("Secret");
+    let waited = rig.wait_ready().await;
+    // The snapshot published with readiness is complete: no further event needed.
+    assert_eq!(eligible(&rig.driver.handle()), Some(vec![pods[0]]));
+    assert_eq!(rig.who("/").await.as_deref(), Ok("pod-0"));
+    println!("ready {waited:?} after the last list was released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_slice_update_moves_traffic_within_100ms() {
+    let (pods, _tasks) = pods(2).await;
+    let api = ApiServer::start().await;
+    api.apply_all(app(pods[0]));
+    let rig = Rig::start(api, KubeOptions::default()).await;
+    rig.wait_ready().await;
+    assert_eq!(rig.who("/").await.as_deref(), Ok("pod-0"));
+
+    let handle = rig.driver.handle();
+    let mut to_snapshot = Vec::new();
+    let mut to_traffic = Vec::new();
+    for round in 0..20 {
+        // Changes a little apart, as endpoint changes of one Service usually are; a change
+        // right after a rebuild waits up to MIN_REBUILD_INTERVAL (25 ms) more.
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let (from, to) = if round % 2 == 0 { (0, 1) } else { (1, 0) };
+        assert_eq!(eligible(&handle), Some(vec![pods[from]]));
+        let start = Instant::now();
+        rig.api.apply(slice("web", "web-1", pods[to], true));
+        // Snapshot: poll the handle as the gateway does per request.
+        loop {
+            if eligible(&handle) == Some(vec![pods[to]]) {
+                to_snapshot.push(start.elapsed());
+                break;
+            }
+            assert!(
+                start.elapsed() < QUICK,
+                "slice change never reached the snapshot"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        // Data plane: a real request through the gateway lands on the new pod.
+        loop {
+            if rig.who("/").await.as_deref() == Ok(&format!("pod-{to}")) {
+                to_traffic.push(start.elapsed());
+                break;
+            }
+            assert!(start.elapsed() < QUICK, "traffic never moved");
+        }
+    }
+    to_snapshot.sort();
+    to_traffic.sort();
+    let (p50s, maxs) = (to_snapshot[10], to_snapshot[19]);
+    let (p50t, maxt) = (to_traffic[10], to_traffic[19]);
+    println!(
+        "EndpointSlice MODIFIED -> snapshot: p50 {p50s:?} max {maxs:?}; -> first request on the new pod: p50 {p50t:?} max {maxt:?}"
+    );
+    assert!(p50t < Duration::from_millis(100), "p50 {p50t:?}");
+    // The machine is shared with other builds; a single slow round is not a failure.
+    assert!(maxt < Duration::from_secs(1), "max {maxt:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_ingress_stops_being_served() {
+    let (pods, _tasks) = pods(1).await;
+    let api = ApiServer::start().await;
+    api.apply_all(app(pods[0]));
+    let rig = Rig::start(api, KubeOptions::default()).await;
+    rig.wait_ready().await;
+    assert_eq!(rig.who("/").await.as_deref(), Ok("pod-0"));
+
+    assert!(rig.api.delete("Ingress", NS, "shop"));
+    let (_, took) = eventually(QUICK, "the Ingress is gone", || async {
+        (rig.who("/").await == Err(StatusCode::NOT_FOUND)).then_some(())
+    })
+    .await;
+    println!("deleted Ingress unserved after {took:?}");
+    let delivered = rig.api.delivered();
+    assert!(
+        delivered
+            .iter()
+            .any(|d| d.kind == "Ingress" && d.event == "DELETED" && d.key == format!("{NS}/shop"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_watch_resumes_and_misses_nothing() {
+    let (pods, _tasks) = pods(2).await;
+    let api = ApiServer::start().await;
+    api.apply_all(app(pods[0]));
+    let rig = Rig::start(api, KubeOptions::default()).await;
+    rig.wait_ready().await;
+    rig.api.wait_for_watches(5, QUICK).await;
+    let lists_before = rig.api.requests().iter().filter(|r| !r.is_watch()).count();
+
+    rig.api.drop_watches();
+    // Changed while the watches are down or reconnecting: history carries it over.
+    rig.api.apply(slice("web", "web-1", pods[1], true));
+    let (_, took) = eventually(QUICK, "the change after the drop", || async {
+        (rig.who("/").await.as_deref() == Ok("pod-1")).then_some(())
+    })
+    .await;
+    println!("change made across a dropped watch served after {took:?}");
+    rig.api.wait_for_watches(5, QUICK).await;
+    // Events after the reconnect arrive too.
+    rig.api.apply(slice("web", "web-1", pods[0], true));
+    eventually(QUICK, "a change on the resumed watch", || async {
+        (rig.who("/").await.as_deref() == Ok("pod-0")).then_some(())
+    })
+    .await;
+
+    // Resumed from the last resourceVersion, not relisted.
+    let requests = rig.api.requests();
+    let lists_after = requests.iter().filter(|r| !r.is_watch()).count();
+    assert_eq!(lists_before, lists_after, "a dropped watch must not relist");
+    let resumed = requests
+        .iter()
+        .filter(|r| r.is_watch() && r.path.ends_with("/endpointslices"))
+        .count();
+    assert!(
+        resumed >= 2,
+        "the slice watch reconnected ({resumed} watches)"
+    );
+    for r in requests.iter().filter(|r| r.is_watch()) {
+        let rv = r.query.get("resourceVersion").map(String::as_str);
+        assert!(
+            rv.is_some_and(|v| !v.is_empty() && v != "0"),
+            "every watch resumes from a version: {r:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_resource_version_relists_and_forgets_objects_deleted_meanwhile() {
+    let (pods, _tasks) = pods(2).await;
+    let api = ApiServer::start().await;
+    api.apply_all(app(pods[0]));
+    api.apply(ingress(
+        "other",
+        "other.kube.test",
+        None,
+        &[("/", "web")],
+        &[],
+    ));
+    let rig = Rig::start(api, KubeOptions::default()).await;
+    rig.wait_ready().await;
+    rig.api.wait_for_watches(5, QUICK).await;
+    assert_eq!(rig.who("/").await.as_deref(), Ok("pod-0"));
+    let ingress_lists = |api: &ApiServer| {
+        api.requests_for("ingresses")
+            .iter()
+            .filter(|r| !r.is_watch())
+            .count()
+    };
+    assert_eq!(ingress_lists(&rig.api), 1);
+    let generation = rig.driver.handle().load().generation;
+
+    // History is compacted and the watches end; what changes now is only in the next list.
+    rig.api.expire();
+    assert!(rig.api.delete("Ingress", NS, "shop"));
+    rig.api.apply(slice("web", "web-1", pods[1], true));
+    // Each kind relists after its own (jittered) backoff.
+    let (_, took) = eventually(BACKOFF, "the Ingress relist", || async {
+        (rig.who("/").await == Err(StatusCode::NOT_FOUND)).then_some(())
+    })
+    .await;
+    println!("410 Gone -> relist -> deleted Ingress unserved after {took:?}");
+    eventually(BACKOFF, "the EndpointSlice relist", || async {
+        let r = http_get(rig.gateway.addr, "other.kube.test", "/")
+            .await
+            .unwrap();
+        (pod_name(&r).as_deref() == Some("pod-1")).then_some(())
+    })
+    .await;
+    assert!(rig.driver.handle().load().generation > generation);
+
+    assert_eq!(
+        ingress_lists(&rig.api),
+        2,
+        "exactly one relist of Ingresses"
+    );
+    let delivered = rig.api.delivered();
+    assert!(
+        delivered
+            .iter()
+            .any(|d| d.kind == "Ingress" && d.event == "ERROR"),
+        "the resumed watch got 410: {delivered:?}"
+    );
+    assert!(
+        !delivered.iter().any(|d| d.event == "DELETED"),
+        "the deletion was never sent as an event; only the relist can have removed it"
+    );
+    assert!(
+        rig.driver.is_ready(),
+        "a relist does not make a ready replica unready"
+    );
+    let gone = common::metric(
+        "portcullis_kube_watch_errors_total",
+        &[("kind", "Ingress"), ("reason", "gone")],
+    );
+    assert!(gone.is_some_and(|n| n >= 1.0), "410 counted: {gone:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_tls_secrets_are_requested_and_served() {
+    let (pods, _tasks) = pods(1).await;
+    let api = ApiServer::start().await;
+    api.apply_all(app(pods[0]));
+    let certs = portcullis::tls::DevCerts::generate_for_names(&[HOST.to_string()]).unwrap();
+    let (cert_pem, key_pem) = (certs.cert_pem.clone(), certs.key_pem.clone());
+    api.apply(e2e::tls_secret("shop-tls", &cert_pem, &key_pem));
+    api.apply(json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "db-password", "namespace": NS},
+        "data": {"password": "aHVudGVyMg=="}
+    }));
+    api.apply(ingress(
+        "shop",
+        HOST,
+        Some("shop-tls"),
+        &[("/", "web")],
+        &[],
+    ));
+    let rig = Rig::start(api, KubeOptions::default()).await;
+    rig.wait_ready().await;
+    assert!(
+        rig.driver.handle().load().certs.get(HOST).is_some(),
+        "TLS Secret used"
+    );
+
+    // An Opaque Secret written later is not sent either.
+    rig.api.apply(json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "api-token", "namespace": NS},
+        "data": {"token": "c2VjcmV0"}
+    }));
+    // A TLS Secret written later is (so the watch is live when we look).
+    rig.api
+        .apply(e2e::tls_secret("late-tls", &cert_pem, &key_pem));
+    eventually(QUICK, "the late TLS Secret delivered", || async {
+        let d = rig.api.delivered();
+        d.iter()
+            .any(|d| d.kind == "Secret" && d.key == format!("{NS}/late-tls"))
+            .then_some(())
+    })
+    .await;
+
+    let secrets = rig.api.requests_for("secrets");
+    assert!(secrets.len() >= 2, "a list and a watch: {secrets:?}");
+    for r in &secrets {
+        assert_eq!(
+            r.query.get("fieldSelector").map(String::as_str),
+            Some("type=kubernetes.io/tls"),
+            "{r:?}"
+        );
+        assert_eq!(r.path, "/api/v1/secrets", "cluster-wide");
+    }
+    let leaked: Vec<_> = rig
+        .api
+        .delivered()
+        .into_iter()
+        .filter(|d| {
+            d.kind == "Secret" && (d.key.ends_with("db-password") || d.key.ends_with("api-token"))
+        })
+        .collect();
+    assert!(leaked.is_empty(), "non-TLS Secrets sent: {leaked:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_writes_and_no_op_updates_do_not_rebuild() {
+    let (pods, _tasks) = pods(2).await;
+    let api = ApiServer::start().await;
+    api.apply_all(app(pods[0]));
+    let rig = Rig::start(api, KubeOptions::default()).await;
+    rig.wait_ready().await;
+    let mut generations = rig.driver.subscribe();
+    generations.mark_unchanged();
+    let before = *generations.borrow();
+
+    // What a status publisher does, and an update that changes only bookkeeping.
+    let ingresses: kube::Api<k8s_openapi::api::networking::v1::Ingress> =
+        kube::Api::namespaced(rig.api.client(), NS);
+    let status = json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}});
+    ingresses
+        .patch_status(
+            "shop",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&status),
+        )
+        .await
+        .unwrap();
+    let mut same = rig.api.get("Service", NS, "web").unwrap();
+    same["metadata"]["managedFields"] = json!([{"manager": "test", "operation": "Update"}]);
+    rig.api.apply(same);
+    eventually(QUICK, "both MODIFIED events delivered", || async {
+        let d = rig.api.delivered();
+        let n = d.iter().filter(|d| d.event == "MODIFIED").count();
+        (n >= 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        *generations.borrow(),
+        before,
+        "no rebuild for changes compile never reads"
+    );
+
+    rig.api.apply(slice("web", "web-1", pods[1], true));
+    tokio::time::timeout(QUICK, generations.changed())
+        .await
+        .expect("a real change rebuilds")
+        .unwrap();
+    assert_eq!(*generations.borrow(), before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_slice_events_is_coalesced() {
+    let (pods, _tasks) = pods(2).await;
+    let api = ApiServer::start().await;
+    api.apply_all(app(pods[0]));
+    let rig = Rig::start(api, KubeOptions::default()).await;
+    rig.wait_ready().await;
+    let before = rig.driver.handle().load().generation;
+    for i in 0..200 {
+        rig.api.apply(slice("web", "web-1", pods[i % 2], true));
+    }
+    rig.api.apply(slice("web", "web-1", pods[1], true));
+    eventually(QUICK, "the last slice of the burst", || async {
+        (eligible(&rig.driver.handle()) == Some(vec![pods[1]])).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let rebuilds = rig.driver.handle().load().generation - before;
+    println!("201 slice events -> {rebuilds} rebuilds");
+    assert!(rebuilds < 100, "{rebuilds} rebuilds for 201 events");
+    assert_eq!(eligible(&rig.driver.handle()), Some(vec![pods[1]]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_endpoints_are_watched_when_asked() {
+    let (pods, _tasks) = pods(1).await;
+    let api = ApiServer::start().await;
+    api.apply_all([
+        ingress_class(),
+        service("web"),
+        ingress("shop", HOST, None, &[("/", "web")], &[]),
+        json!({
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "web", "namespace": NS},
+            "subsets": [{"addresses": [{"ip": pods[0].ip().to_string()}],
+                         "ports": [{"name": "http", "port": pods[0].port()}]}]
+        }),
+    ]);
+    let rig = Rig::start(
+        api,
+        KubeOptions {
+            endpoints: true,
+            ..KubeOptions::default()
+        },
+    )
+    .await;
+    rig.wait_ready().await;
+    assert_eq!(rig.who("/").await.as_deref(), Ok("pod-0"));
+    assert!(!rig.api.requests_for("endpoints").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_are_not_watched_by_default() {
+    let (pods, _tasks) = pods(1).await;
+    let api = ApiServer::start().await;
+    api.apply_all(app(pods[0]));
+    let rig = Rig::start(api, KubeOptions::default()).await;
+    rig.wait_ready().await;
+    assert!(rig.api.requests_for("endpoints").is_empty());
+}
