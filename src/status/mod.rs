@@ -28,8 +28,9 @@ pub struct StatusOptions {
 /// Lease; `shutdown` releases it so another replica takes over at once.
 #[derive(Debug)]
 pub struct StatusTask {
-    election: Election,
+    // Fields drop in order: the publisher stops before the election does.
     publisher: AbortOnDrop,
+    election: Election,
 }
 
 impl StatusTask {
@@ -45,8 +46,8 @@ impl StatusTask {
     /// Stops publishing first (a former leader must not write), then steps down.
     pub async fn shutdown(self) {
         let StatusTask {
-            election,
             publisher,
+            election,
         } = self;
         drop(publisher);
         election.step_down().await;
@@ -77,8 +78,8 @@ pub fn start_status(
         opts.publisher,
     );
     StatusTask {
-        election,
         publisher: AbortOnDrop(publisher),
+        election,
     }
 }
 
