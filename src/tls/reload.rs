@@ -399,7 +399,9 @@ mod tests {
         let got = loaded_rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(got, der(&b));
         let status = reloader.status();
-        assert_eq!(status.loaded, 2);
+        // The three files are written one after another, so the watcher may reload the
+        // finished pair more than once; what matters is that b is in force and no error is.
+        assert!(status.loaded >= 2, "{status:?}");
         assert_eq!(status.last_error, None);
     }
 }
