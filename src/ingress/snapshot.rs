@@ -88,4 +88,7 @@ pub struct Snapshot {
     pub tls_hosts: HashMap<String, ()>,
     /// Everything wrong with the current objects, each naming its source.
     pub problems: Vec<crate::ingress::problem::Problem>,
+    /// What admission checks new Ingresses against: claimed routes, Services, TLS Secret
+    /// names and our IngressClasses.
+    pub live: crate::ingress::live::LiveIndex,
 }
