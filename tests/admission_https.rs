@@ -29,7 +29,11 @@ async fn start(settings: AdmissionSettings) -> Webhook {
     let resolver = Arc::new(SniResolver::new(certs.certified_key().unwrap()));
     let tls = server_config(resolver).unwrap();
     let engine = Arc::new(Engine::new(settings).unwrap());
-    let server = common::start(portcullis::admission::http::handler(engine), Some(tls)).await;
+    let server = common::start(
+        portcullis::admission::http::handler(engine, None),
+        Some(tls),
+    )
+    .await;
     Webhook {
         server,
         ca: certs.ca_pem,

@@ -110,6 +110,16 @@ pub enum MatchKind {
     Regex,
 }
 
+impl MatchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchKind::Exact => "Exact",
+            MatchKind::Prefix => "Prefix",
+            MatchKind::Regex => "regex",
+        }
+    }
+}
+
 /// What a route claims: host, matcher kind and raw path. The router refuses a second route
 /// with the same claim (the oldest Ingress keeps it), so two Ingresses claiming one collide.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -122,15 +132,11 @@ pub struct RouteClaim {
 impl RouteClaim {
     /// `host a.com path /api (Prefix)` for messages.
     pub fn describe(&self) -> String {
-        let kind = match self.kind {
-            MatchKind::Exact => "Exact",
-            MatchKind::Prefix => "Prefix",
-            MatchKind::Regex => "regex",
-        };
         format!(
-            "host {} path {} ({kind})",
+            "host {} path {} ({})",
             self.host.as_deref().unwrap_or("*"),
-            self.path
+            self.path,
+            self.kind.as_str()
         )
     }
 }
