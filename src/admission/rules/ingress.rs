@@ -277,7 +277,7 @@ impl Rule for TlsSecretMissing {
                 }
                 Some(Violation::new(
                     format!(
-                        "TLS Secret {ns}/{secret} does not exist (or is not of type kubernetes.io/tls); {} get the default certificate until it does",
+                        "TLS Secret {ns}/{secret} does not exist (or is not of type kubernetes.io/tls); {} served with the default certificate until it does",
                         t.hosts.join(", ")
                     ),
                     pointer(Field::Tls(t.index)).child("secretName"),
@@ -618,7 +618,7 @@ spec:
         assert_eq!(v[0].path.render(), "/spec/tls/1/secretName");
         assert!(
             v[0].message
-                .contains("shop/absent does not exist (or is not of type kubernetes.io/tls); b.example.com, c.example.com"),
+                .contains("shop/absent does not exist (or is not of type kubernetes.io/tls); b.example.com, c.example.com served with"),
             "{}",
             v[0].message
         );
