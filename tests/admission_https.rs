@@ -192,6 +192,11 @@ async fn every_rule_fixture_through_https_in_every_pod_template_kind() {
         if dir.join("settings.yaml").exists() {
             continue; // needs its own settings; covered by tests/rules_fixtures.rs
         }
+        if dir.join("live").exists() {
+            // Judged against live state this server does not have; covered by
+            // tests/rules_fixtures.rs and tests/admission_ingress.rs.
+            continue;
+        }
         for f in fs::read_dir(&dir).unwrap() {
             let path = f.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().to_string();
