@@ -6,7 +6,9 @@
 //! *error*: compile then refuses the whole Ingress (its last good version stays in force, or
 //! it is not served at all), because ignoring, say, a mistyped allowlist would open the
 //! backend to everyone. Other nginx annotations we do not implement are *warnings*: the
-//! Ingress serves without them. Pure: the admission webhook can call `parse_annotations`.
+//! Ingress serves without them. Snippets are listed in `snippets`, apart from `errors`, so
+//! admission can give them their own rule; both refuse the Ingress. Pure: the admission
+//! webhook reaches `parse_annotations` through `ingress::inspect`.
 //!
 //! Formats:
 //! - booleans: `true` / `false` (any case);

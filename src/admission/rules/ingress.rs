@@ -558,6 +558,44 @@ spec:
     }
 
     #[test]
+    fn a_collision_can_be_configured_to_warn() {
+        let snap = live();
+        let obj = ingress(
+            "other",
+            json!({}),
+            paths(
+                "shop.example.com",
+                json!([path("/", "Prefix", "web", json!({"number": 80}))]),
+            ),
+        );
+        let mut settings = AdmissionSettings::default();
+        settings.rules.insert(
+            "ingressPathConflict".into(),
+            serde_json::from_value(json!("warn")).unwrap(),
+        );
+        let engine = crate::admission::Engine::new(settings).unwrap();
+        let mut ctx = Context::new(
+            "networking.k8s.io",
+            "Ingress",
+            Operation::Create,
+            "shop",
+            "",
+            &obj,
+            engine.settings(),
+        );
+        ctx.live = Some(&snap);
+        let decision = engine.validate(&ctx);
+        assert!(!decision.denied(), "{:?}", decision.findings);
+        let f: Vec<_> = decision
+            .findings
+            .iter()
+            .filter(|f| f.rule == "ingressPathConflict")
+            .collect();
+        assert_eq!(f.len(), 1, "{:?}", decision.findings);
+        assert_eq!(f[0].action, Action::Warn);
+    }
+
+    #[test]
     fn missing_backends_and_ports() {
         let snap = live();
         let obj = ingress(
