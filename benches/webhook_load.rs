@@ -112,7 +112,7 @@ fn main() -> anyhow::Result<()> {
     let listener = server_rt.block_on(TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
     let shutdown = Shutdown::new();
-    let handler = portcullis::admission::http::handler(engine);
+    let handler = portcullis::admission::http::handler(engine, None);
     server_rt.spawn(serve(
         listener,
         Some(tls),

@@ -45,6 +45,11 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = cli::check::Output::Table)]
         output: cli::check::Output,
+        /// A manifests directory standing in for the cluster: Ingresses are checked
+        /// against its routes, Services, TLS Secrets and IngressClasses, as the webhook
+        /// checks them against the live configuration.
+        #[arg(long)]
+        manifests: Option<PathBuf>,
     },
     /// Write a development CA and serving certificate for a webhook Service.
     Certs(cli::certs::CertsArgs),
@@ -97,7 +102,14 @@ fn main() -> ExitCode {
             config,
             rules,
             output,
-        } => cli::check::run(&files, config.as_deref(), &rules, output),
+            manifests,
+        } => cli::check::run(
+            &files,
+            config.as_deref(),
+            &rules,
+            output,
+            manifests.as_deref(),
+        ),
         Command::Certs(args) => cli::certs::run(&args),
         Command::Routes { manifests, config } => cli::routes::run(&manifests, config.as_deref()),
         Command::Echo { addr, name } => cli::echo::run(addr, name),

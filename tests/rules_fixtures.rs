@@ -3,14 +3,20 @@
 //! For every rule folder: each object in a fail file triggers the rule, no object in a
 //! pass file does, `fail-X` plus the rule's own patch equals `mutated-X` (compared as
 //! JSON, with the patch applied by the json-patch crate), and `mutated-X` yields no patch
-//! (idempotence). An optional `settings.yaml` holds admission settings for that folder.
+//! (idempotence). An optional `settings.yaml` holds admission settings for that folder, and
+//! an optional `live/` folder holds manifests that are loaded and compiled as the live
+//! configuration the rules compare with (the webhook's current snapshot), as
+//! `portcullis check --manifests live/` would.
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use portcullis::admission::check::parse_manifests;
+use portcullis::admission::live::LiveState;
 use portcullis::admission::settings::Action;
 use portcullis::admission::{AdmissionSettings, Context, Engine, Operation};
+use portcullis::ingress::compile::{CompileOptions, compile};
+use portcullis::ingress::snapshot::Snapshot;
 use serde_json::Value;
 
 fn rules_dir() -> PathBuf {
@@ -52,7 +58,22 @@ fn engine_for(rule: &str, dir: &Path) -> Engine {
     engine
 }
 
-fn ctx<'a>(obj: &'a Value, settings: &'a AdmissionSettings) -> Context<'a> {
+/// The folder's `live/` manifests compiled into a snapshot, if it has one.
+fn live_for(dir: &Path) -> Option<Snapshot> {
+    let live = dir.join("live");
+    if !live.is_dir() {
+        return None;
+    }
+    let (store, problems) = portcullis::source::files::load_all(&live).unwrap();
+    assert!(problems.is_empty(), "{}: {problems:?}", live.display());
+    Some(compile(&store, &CompileOptions::default(), None))
+}
+
+fn ctx<'a>(
+    obj: &'a Value,
+    settings: &'a AdmissionSettings,
+    live: Option<&'a Snapshot>,
+) -> Context<'a> {
     let api_version = obj["apiVersion"].as_str().unwrap_or("");
     let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
     let kind = obj["kind"].as_str().unwrap_or("");
@@ -60,7 +81,9 @@ fn ctx<'a>(obj: &'a Value, settings: &'a AdmissionSettings) -> Context<'a> {
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
         .unwrap_or("default");
-    Context::new(group, kind, Operation::Create, ns, "", obj, settings)
+    let mut c = Context::new(group, kind, Operation::Create, ns, "", obj, settings);
+    c.live = live.map(|s| s as &dyn LiveState);
+    c
 }
 
 fn apply(obj: &Value, ops: &[portcullis::admission::patch::PatchOp]) -> Value {
@@ -88,6 +111,8 @@ fn every_rule_fixture_holds() {
     for dir in folders {
         let rule = dir.file_name().unwrap().to_string_lossy().to_string();
         let engine = engine_for(&rule, &dir);
+        let live = live_for(&dir);
+        let live = live.as_ref();
         let mut files: HashMap<String, PathBuf> = HashMap::new();
         for e in fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
@@ -101,7 +126,7 @@ fn every_rule_fixture_holds() {
             if name.starts_with("pass") {
                 passes += 1;
                 for obj in load(path) {
-                    let c = ctx(&obj, engine.settings());
+                    let c = ctx(&obj, engine.settings(), live);
                     let found = engine.validate(&c).findings;
                     assert!(
                         found.is_empty(),
@@ -119,7 +144,7 @@ fn every_rule_fixture_holds() {
                 fails += 1;
                 let objs = load(path);
                 for obj in &objs {
-                    let c = ctx(obj, engine.settings());
+                    let c = ctx(obj, engine.settings(), live);
                     if has_check(&rule) {
                         let found = engine.validate(&c).findings;
                         assert!(
@@ -143,10 +168,10 @@ fn every_rule_fixture_holds() {
                         "{rule}/{name}: object counts differ"
                     );
                     for (obj, want) in objs.iter().zip(&mutated) {
-                        let ops = engine.mutate(&ctx(obj, engine.settings()));
+                        let ops = engine.mutate(&ctx(obj, engine.settings(), live));
                         let got = apply(obj, &ops);
                         assert_eq!(&got, want, "{rule}/{name}: fail + patch != mutated{suffix}");
-                        let again = engine.mutate(&ctx(want, engine.settings()));
+                        let again = engine.mutate(&ctx(want, engine.settings(), live));
                         assert!(
                             again.is_empty(),
                             "{rule}/mutated{suffix}: second pass is not empty: {again:?}"

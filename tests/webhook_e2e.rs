@@ -12,6 +12,7 @@ use e2e::Portcullis;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const WEBHOOK_HOST: &str = "portcullis.portcullis.svc";
 
@@ -124,4 +125,74 @@ async fn webhook_validates_and_mutates_over_https() {
         .await
         .unwrap();
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}
+
+/// A review of `ingress` (CREATE) in the e2e namespace.
+fn ingress_review(ingress: &Value) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+            "kind": {"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"},
+            "resource": {"group": "networking.k8s.io", "version": "v1", "resource": "ingresses"},
+            "namespace": ingress["metadata"]["namespace"],
+            "name": ingress["metadata"]["name"],
+            "operation": "CREATE",
+            "userInfo": {"username": "dev"},
+            "object": ingress
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_checks_ingresses_against_the_served_routes() {
+    let manifests = tempfile::tempdir().unwrap();
+    let dir = manifests.path();
+    e2e::write_atomic(
+        dir,
+        "shop.yaml",
+        &e2e::yaml(&[
+            e2e::ingress_class(),
+            e2e::service("web"),
+            e2e::ingress("web", "shop.example", None, &[("/", "web")], &[]),
+        ]),
+    );
+    let gw = Portcullis::start(dir, &[]).await;
+    let ca = gw.webhook_ca();
+    let mut c = Client::tls(gw.webhook, WEBHOOK_HOST, &ca, Proto::H1)
+        .await
+        .unwrap();
+
+    let copy = e2e::ingress("copy", "shop.example", None, &[("/", "web")], &[]);
+    let resp = review(&mut c, "/validate", &ingress_review(&copy)).await;
+    assert_eq!(resp["allowed"], false, "{resp}");
+    let message = resp["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(r#"ingressPathConflict: host "shop.example" and path "/" is already defined in ingress "#)
+            && message.contains("/web "),
+        "{message}"
+    );
+
+    // A route added to the directory later is defended as soon as it is served.
+    let blog = e2e::ingress("blog", "blog.example", None, &[("/", "web")], &[]);
+    let rival = e2e::ingress("rival", "blog.example", None, &[("/", "web")], &[]);
+    let resp = review(&mut c, "/validate", &ingress_review(&rival)).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+    e2e::write_atomic(dir, "blog.yaml", &e2e::yaml(&[blog]));
+    let rival_review = ingress_review(&rival);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let resp = review(&mut c, "/validate", &rival_review).await;
+        if resp["allowed"] == false {
+            let message = resp["status"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("/blog "), "{message}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new route was never defended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

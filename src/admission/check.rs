@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::context::{Context, Operation};
 use super::engine::{Engine, Finding};
+use super::live::LiveState;
 
 /// One finding with the object it belongs to.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -64,8 +65,16 @@ fn flatten(mut v: Value, out: &mut Vec<Value>) {
     }
 }
 
-/// Runs the engine over every object as if it were being created.
-pub fn check_objects(engine: &Engine, source_name: &str, objects: &[Value]) -> Vec<Report> {
+/// Runs the engine over every object as if it were being created, against `live` (the
+/// compiled `--manifests` directory) when given. An object that is also in the live state
+/// under the same namespace/name is its own earlier version, so it never collides with
+/// itself.
+pub fn check_objects(
+    engine: &Engine,
+    source_name: &str,
+    objects: &[Value],
+    live: Option<&dyn LiveState>,
+) -> Vec<Report> {
     let mut reports = Vec::new();
     for obj in objects {
         let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
@@ -75,7 +84,7 @@ pub fn check_objects(engine: &Engine, source_name: &str, objects: &[Value]) -> V
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
             .unwrap_or("default");
-        let ctx = Context::new(
+        let mut ctx = Context::new(
             group,
             kind,
             Operation::Create,
@@ -84,6 +93,7 @@ pub fn check_objects(engine: &Engine, source_name: &str, objects: &[Value]) -> V
             obj,
             engine.settings(),
         );
+        ctx.live = live;
         let object = ctx.describe();
         for f in engine.validate(&ctx).findings {
             reports.push(Report {

@@ -1,7 +1,11 @@
 //! What a rule gets to look at: one object, how it is being changed, and where its pod
 //! template is.
+use std::cell::OnceCell;
+
 use serde_json::{Map, Value};
 
+use super::ingress::{self, IngressView};
+use super::live::LiveState;
 use super::settings::AdmissionSettings;
 use super::template::{self, PodTemplate};
 
@@ -40,6 +44,10 @@ pub struct Context<'a> {
     pub dry_run: bool,
     pub template: Option<PodTemplate>,
     pub settings: &'a AdmissionSettings,
+    /// The live configuration, for rules that compare with what is already served.
+    pub live: Option<&'a dyn LiveState>,
+    /// Decoded on first use, shared by the Ingress rules.
+    ingress: OnceCell<Option<IngressView>>,
 }
 
 impl<'a> Context<'a> {
@@ -74,7 +82,16 @@ impl<'a> Context<'a> {
             dry_run: false,
             template: template::find(group, kind, object),
             settings,
+            live: None,
+            ingress: OnceCell::new(),
         }
+    }
+
+    /// The object as a typed, inspected Ingress (None for other kinds).
+    pub fn ingress(&self) -> Option<&IngressView> {
+        self.ingress
+            .get_or_init(|| ingress::view(self.group, self.kind, self.object))
+            .as_ref()
     }
 
     /// The object's own labels.

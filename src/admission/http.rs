@@ -9,10 +9,12 @@ use hyper::body::Incoming;
 
 use super::context::Context;
 use super::engine::{Engine, Mode};
+use super::live::LiveState;
 use super::metrics;
 use super::patch;
 use super::review::{self, Answer, DecodeError};
 use crate::body::{self, Body};
+use crate::ingress::config::ConfigHandle;
 use crate::server::{ConnInfo, Handler};
 
 /// A request that is not a review we can answer, with the HTTP status it deserves.
@@ -22,8 +24,19 @@ pub enum ReviewError {
     Decode(#[from] DecodeError),
 }
 
-/// Decodes one review body, decides it and encodes the response review.
+/// Decodes one review body, decides it and encodes the response review, without live
+/// state (rules that compare with the served configuration find nothing).
 pub fn answer_review(engine: &Engine, mode: Mode, body: &[u8]) -> Result<Vec<u8>, ReviewError> {
+    answer_review_live(engine, mode, body, None)
+}
+
+/// `answer_review` against the live configuration `live`.
+pub fn answer_review_live(
+    engine: &Engine,
+    mode: Mode,
+    body: &[u8],
+    live: Option<&dyn LiveState>,
+) -> Result<Vec<u8>, ReviewError> {
     let started = Instant::now();
     let review = review::decode(body)?;
     let req = &review.request;
@@ -51,6 +64,7 @@ pub fn answer_review(engine: &Engine, mode: Mode, body: &[u8]) -> Result<Vec<u8>
         );
         ctx.old_object = req.old_object.as_ref();
         ctx.dry_run = dry_run;
+        ctx.live = live;
         match mode {
             Mode::Validate => {
                 let decision = engine.validate(&ctx);
@@ -97,11 +111,14 @@ fn bool_str(b: bool) -> &'static str {
     if b { "true" } else { "false" }
 }
 
-/// The webhook listener's handler: `/validate`, `/mutate` and `/healthz`.
-pub fn handler(engine: Arc<Engine>) -> Handler {
+/// The webhook listener's handler: `/validate`, `/mutate` and `/healthz`. `live` is the
+/// ingress configuration Ingresses are checked against (route collisions, Services, TLS
+/// Secrets, our IngressClasses); each review loads the current snapshot once.
+pub fn handler(engine: Arc<Engine>, live: Option<ConfigHandle>) -> Handler {
     Arc::new(move |req: Request<Incoming>, _conn: Arc<ConnInfo>| {
         let engine = engine.clone();
-        Box::pin(async move { handle(&engine, req).await })
+        let live = live.clone();
+        Box::pin(async move { handle(&engine, live.as_ref(), req).await })
     })
 }
 
@@ -112,7 +129,11 @@ fn bad(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
     body::text(status, msg)
 }
 
-async fn handle(engine: &Engine, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    engine: &Engine,
+    live: Option<&ConfigHandle>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let mode = match req.uri().path() {
         "/validate" => Mode::Validate,
         "/mutate" => Mode::Mutate,
@@ -172,7 +193,10 @@ async fn handle(engine: &Engine, req: Request<Incoming>) -> Response<Body> {
             );
         }
     };
-    match answer_review(engine, mode, &bytes) {
+    // Loaded after the body is in, and held only for the (synchronous) decision.
+    let snapshot = live.map(ConfigHandle::load);
+    let state = snapshot.as_ref().map(|s| &***s as &dyn LiveState);
+    match answer_review_live(engine, mode, &bytes, state) {
         Ok(out) => body::json(StatusCode::OK, out),
         Err(e) => bad(StatusCode::BAD_REQUEST, e.to_string()),
     }

@@ -8,6 +8,8 @@ pub mod check;
 pub mod context;
 pub mod engine;
 pub mod http;
+pub mod ingress;
+pub mod live;
 pub mod metrics;
 pub mod patch;
 pub mod quantity;

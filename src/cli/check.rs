@@ -1,4 +1,4 @@
-//! `portcullis check FILE...`
+//! `portcullis check [--manifests DIR] FILE...`
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
@@ -6,8 +6,12 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use portcullis::admission::Engine;
 use portcullis::admission::check::{Report, check_objects, parse_manifests, render_table};
+use portcullis::admission::live::LiveState;
 use portcullis::admission::settings::Action;
 use portcullis::config::Settings;
+use portcullis::ingress::compile::{CompileOptions, compile};
+use portcullis::ingress::snapshot::Snapshot;
+use portcullis::source::files::load_all;
 
 #[derive(Copy, Clone, Debug, clap::ValueEnum)]
 pub enum Output {
@@ -20,10 +24,15 @@ pub fn run(
     config: Option<&Path>,
     rules: &[String],
     output: Output,
+    manifests: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let settings = match config {
         Some(p) => Settings::load(p)?,
         None => Settings::default(),
+    };
+    let live = match manifests {
+        Some(dir) => Some(live_state(dir, &settings)?),
+        None => None,
     };
     let mut engine = Engine::new(settings.admission)?;
     if !rules.is_empty() {
@@ -41,7 +50,8 @@ pub fn run(
             std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?
         };
         let objects = parse_manifests(file, &text)?;
-        reports.extend(check_objects(&engine, file, &objects));
+        let state = live.as_ref().map(|s| s as &dyn LiveState);
+        reports.extend(check_objects(&engine, file, &objects, state));
     }
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
@@ -54,4 +64,15 @@ pub fn run(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The cluster state to check against: `dir` loaded and compiled as `serve` would.
+fn live_state(dir: &Path, settings: &Settings) -> anyhow::Result<Snapshot> {
+    let (store, _) =
+        load_all(dir).with_context(|| format!("loading manifests from {}", dir.display()))?;
+    let opts = CompileOptions {
+        controller: settings.ingress.controller.clone(),
+        watch_without_class: settings.ingress.watch_without_class,
+    };
+    Ok(compile(&store, &opts, None))
 }

@@ -308,7 +308,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     let webhook = tokio::spawn(serve(
         bind(args.webhook_addr, "webhook").await?,
         Some(webhook_tls),
-        portcullis::admission::http::handler(engine),
+        portcullis::admission::http::handler(engine, Some(config.clone())),
         shutdown.clone(),
         opts("webhook"),
     ));

@@ -6,7 +6,9 @@
 //! *error*: compile then refuses the whole Ingress (its last good version stays in force, or
 //! it is not served at all), because ignoring, say, a mistyped allowlist would open the
 //! backend to everyone. Other nginx annotations we do not implement are *warnings*: the
-//! Ingress serves without them. Pure: the admission webhook can call `parse_annotations`.
+//! Ingress serves without them. Snippets are listed in `snippets`, apart from `errors`, so
+//! admission can give them their own rule; both refuse the Ingress. Pure: the admission
+//! webhook reaches `parse_annotations` through `ingress::inspect`.
 //!
 //! Formats:
 //! - booleans: `true` / `false` (any case);
@@ -89,13 +91,16 @@ pub struct ParsedAnnotations {
     pub canary: Option<CanarySpec>,
     /// The Ingress must not be served as written.
     pub errors: Vec<String>,
+    /// Snippet annotations found, one message each. Each refuses the Ingress exactly like
+    /// an entry of `errors`; kept apart so admission can report them under their own rule.
+    pub snippets: Vec<String>,
     /// Annotations ignored; the Ingress serves without them.
     pub warnings: Vec<String>,
 }
 
 impl ParsedAnnotations {
     pub fn is_ok(&self) -> bool {
-        self.errors.is_empty()
+        self.errors.is_empty() && self.snippets.is_empty()
     }
 }
 
@@ -119,6 +124,12 @@ pub fn parse_annotations(annotations: &BTreeMap<String, String>) -> ParsedAnnota
     p.out
 }
 
+/// Whether an annotation name (without its prefix) is a snippet: raw proxy configuration,
+/// which portcullis never honours.
+fn is_snippet(short: &str) -> bool {
+    short.ends_with("-snippet")
+}
+
 struct Parser<'a> {
     map: &'a BTreeMap<String, String>,
     /// Short name → (full key, value), per prefix; built in one pass so lookups allocate
@@ -132,7 +143,7 @@ impl<'a> Parser<'a> {
     fn check_keys(&mut self) {
         for (key, value) in self.map {
             if let Some(short) = key.strip_prefix(PORTCULLIS_PREFIX) {
-                if short.ends_with("-snippet") {
+                if is_snippet(short) {
                     self.snippet(key);
                 } else if !SHARED.contains(&short) && !OWN.contains(&short) {
                     self.out
@@ -140,7 +151,7 @@ impl<'a> Parser<'a> {
                         .push(format!("{key}: unknown portcullis.io annotation"));
                 }
             } else if let Some(short) = key.strip_prefix(NGINX_PREFIX) {
-                if short.ends_with("-snippet") {
+                if is_snippet(short) {
                     self.snippet(key);
                 } else if short.starts_with("auth-") || short == "satisfy" {
                     self.out.errors.push(format!(
@@ -162,7 +173,7 @@ impl<'a> Parser<'a> {
     }
 
     fn snippet(&mut self, key: &str) {
-        self.out.errors.push(format!(
+        self.out.snippets.push(format!(
             "{key}: snippet annotations are never honoured (raw proxy configuration)"
         ));
     }
@@ -606,8 +617,15 @@ mod tests {
         ];
         for (k, v) in cases {
             let p = parse(&[(k, v)]);
-            assert_eq!(p.errors.len(), 1, "{k}={v:?}: {:?}", p.errors);
-            assert!(p.errors[0].starts_with(k), "{:?}", p.errors);
+            let all: Vec<&String> = p.errors.iter().chain(&p.snippets).collect();
+            assert_eq!(all.len(), 1, "{k}={v:?}: {all:?}");
+            assert!(all[0].starts_with(k), "{all:?}");
+            assert!(!p.is_ok());
+            assert_eq!(
+                p.snippets.len(),
+                usize::from(k.ends_with("-snippet")),
+                "{k}"
+            );
         }
     }
 

@@ -24,6 +24,16 @@ pub enum PortRef {
     Name(String),
 }
 
+impl PortRef {
+    /// Whether a Service port (number, name) is the one this reference means.
+    pub fn matches(&self, number: i32, name: Option<&str>) -> bool {
+        match self {
+            PortRef::Number(n) => number == *n,
+            PortRef::Name(n) => name == Some(n.as_str()),
+        }
+    }
+}
+
 impl std::fmt::Display for PortRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -58,10 +68,9 @@ pub fn resolve(
     };
     let spec = svc.spec.as_ref();
     let ports: &[ServicePort] = spec.and_then(|s| s.ports.as_deref()).unwrap_or(&[]);
-    let svc_port = ports.iter().find(|p| match port {
-        PortRef::Number(n) => p.port == *n,
-        PortRef::Name(n) => p.name.as_deref() == Some(n.as_str()),
-    });
+    let svc_port = ports
+        .iter()
+        .find(|p| port.matches(p.port, p.name.as_deref()));
     if let Some(p) = svc_port
         && protocol.is_none()
     {

@@ -11,18 +11,19 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use k8s_openapi::api::networking::v1::Ingress;
 use regex::Regex;
 use rustls::sign::CertifiedKey;
 
-use super::annotations::{CanarySpec, parse_annotations};
+use super::annotations::CanarySpec;
 use super::backends::{self, PortRef};
 use super::class::{ClassSelector, DEFAULT_CONTROLLER};
+use super::inspect::{BackendRef, RouteClaim, inspect, main_claim};
+use super::live::LiveIndex;
 use super::policy::{Canary, Policy};
 use super::problem::Problem;
-use super::router::{RouteError, RouterBuilder, compile_path_regex};
+use super::router::{RouteError, RouterBuilder};
 use super::snapshot::{Backend, PathType, Route, Snapshot, UpstreamProtocol};
-use super::validate;
 use crate::source::ObjectStore;
 
 /// What compile needs to know besides the objects.
@@ -68,7 +69,7 @@ struct Plan {
     canary: Option<CanarySpec>,
     paths: Vec<PathPlan>,
     rule_less: bool,
-    default_backend: Option<BackendPlan>,
+    default_backend: Option<BackendRef>,
     /// Hosts of the rules (None = hostless), for the defaultBackend fallback.
     hosts: BTreeSet<Option<String>>,
     tls: Vec<(Vec<String>, Option<String>)>,
@@ -80,29 +81,12 @@ struct PathPlan {
     path: String,
     path_type: PathType,
     regex: Option<Regex>,
-    backend: BackendPlan,
+    claim: RouteClaim,
+    backend: BackendRef,
 }
 
-#[derive(Clone)]
-struct BackendPlan {
-    service: String,
-    port: PortRef,
-}
-
-/// What a route claims: host, matcher kind, raw path. Two Ingresses claiming one conflict.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Claim {
-    host: Option<String>,
-    kind: MatchKind,
-    path: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum MatchKind {
-    Exact,
-    Prefix,
-    Regex,
-}
+/// Claimed routes → (owning Ingress, route index).
+type Claims = HashMap<RouteClaim, (Arc<str>, usize)>;
 
 /// Builds the snapshot for `store`. `previous` supplies the generation, the last good
 /// Ingresses and the parsed certificates.
@@ -124,12 +108,13 @@ pub fn compile(
     plans.sort_by_key(age);
 
     let mut builder = RouterBuilder::new();
-    let mut claims: HashMap<Claim, (Arc<str>, usize)> = HashMap::new();
+    let mut claims: Claims = HashMap::new();
     for plan in plans.iter().filter(|p| p.canary.is_none()) {
         c.add_routes(plan, &mut builder, &mut claims);
     }
+    let mut canaries = HashMap::new();
     for plan in plans.iter().filter(|p| p.canary.is_some()) {
-        c.attach_canary(plan, &mut builder, &claims);
+        c.attach_canary(plan, &mut builder, &claims, &mut canaries);
     }
     let mut snapshot = Snapshot {
         generation: previous.map_or(1, |p| p.generation + 1),
@@ -151,6 +136,8 @@ pub fn compile(
     snapshot.problems = c.problems;
     snapshot.served = plans.iter().map(|p| p.key.clone()).collect();
     snapshot.served.sort();
+    let routes = claims.into_iter().map(|(k, (o, _))| (k, o)).collect();
+    snapshot.live = LiveIndex::build(store, selector, routes, canaries);
     snapshot
 }
 
@@ -220,7 +207,7 @@ impl Compiler<'_> {
         plans
     }
 
-    fn backend(&mut self, plan: &Plan, b: &BackendPlan) -> Arc<Backend> {
+    fn backend(&mut self, plan: &Plan, b: &BackendRef) -> Arc<Backend> {
         let proto = plan.policy.backend_protocol;
         let cache_key = (
             plan.namespace.clone(),
@@ -256,7 +243,7 @@ impl Compiler<'_> {
         host: Option<&str>,
         path: &str,
         path_type: PathType,
-        b: &BackendPlan,
+        b: &BackendRef,
     ) -> Route {
         Route {
             ingress: plan.key.clone(),
@@ -268,14 +255,9 @@ impl Compiler<'_> {
         }
     }
 
-    fn add_routes(
-        &mut self,
-        plan: &Plan,
-        builder: &mut RouterBuilder,
-        claims: &mut HashMap<Claim, (Arc<str>, usize)>,
-    ) {
+    fn add_routes(&mut self, plan: &Plan, builder: &mut RouterBuilder, claims: &mut Claims) {
         for p in &plan.paths {
-            let claim = claim_of(p);
+            let claim = p.claim.clone();
             let route = self.route(plan, p.host.as_deref(), &p.path, p.path_type, &p.backend);
             match builder.add(route, p.regex.clone()) {
                 Ok(i) => {
@@ -286,12 +268,12 @@ impl Compiler<'_> {
                     let message = if owner == &*plan.key {
                         format!(
                             "{} is declared twice; the first one is used",
-                            describe(&claim)
+                            claim.describe()
                         )
                     } else {
                         format!(
                             "{} is already served by the older Ingress {owner}; ignored here",
-                            describe(&claim)
+                            claim.describe()
                         )
                     };
                     self.problem(plan.origin.as_deref(), &plan.key, message);
@@ -330,35 +312,23 @@ impl Compiler<'_> {
         &mut self,
         plan: &Plan,
         builder: &mut RouterBuilder,
-        claims: &HashMap<Claim, (Arc<str>, usize)>,
+        claims: &Claims,
+        canaries: &mut HashMap<RouteClaim, Arc<str>>,
     ) {
         let Some(spec) = &plan.canary else {
             return;
         };
         for p in &plan.paths {
-            let own = claim_of(p);
-            // The main rule normally has the same path type; accept any if it does not.
-            let main = [
-                own.kind,
-                MatchKind::Prefix,
-                MatchKind::Exact,
-                MatchKind::Regex,
-            ]
-            .into_iter()
-            .find_map(|kind| {
-                claims.get(&Claim {
-                    kind,
-                    ..own.clone()
-                })
-            });
-            let Some((owner, index)) = main.cloned() else {
+            let own = &p.claim;
+            let Some((main, (owner, index))) = main_claim(claims, own) else {
                 self.problem(
                     plan.origin.as_deref(),
                     &plan.key,
-                    format!("canary: no Ingress serves {}; ignored", describe(&own)),
+                    format!("canary: no Ingress serves {}; ignored", own.describe()),
                 );
                 continue;
             };
+            let (main, owner, index) = (main.clone(), owner.clone(), *index);
             let backend = self.backend(plan, &p.backend);
             let Some(route) = builder.route_mut(index) else {
                 continue;
@@ -370,7 +340,7 @@ impl Compiler<'_> {
                     &plan.key,
                     format!(
                         "canary: {} of Ingress {owner} already has the canary {name}; ignored",
-                        describe(&own)
+                        own.describe()
                     ),
                 );
                 continue;
@@ -383,6 +353,7 @@ impl Compiler<'_> {
                 header_value: spec.header_value.clone(),
             });
             route.policy = Arc::new(policy);
+            canaries.insert(main, plan.key.clone());
         }
     }
 
@@ -503,173 +474,37 @@ impl Compiler<'_> {
     }
 }
 
-fn claim_of(p: &PathPlan) -> Claim {
-    let kind = match (p.path_type, &p.regex) {
-        (_, Some(_)) => MatchKind::Regex,
-        (PathType::Exact, None) => MatchKind::Exact,
-        _ => MatchKind::Prefix,
-    };
-    Claim {
-        host: p.host.clone(),
-        kind,
-        path: p.path.clone(),
-    }
-}
-
-fn describe(c: &Claim) -> String {
-    let kind = match c.kind {
-        MatchKind::Exact => "Exact",
-        MatchKind::Prefix => "Prefix",
-        MatchKind::Regex => "regex",
-    };
-    format!(
-        "host {} path {} ({kind})",
-        c.host.as_deref().unwrap_or("*"),
-        c.path
-    )
-}
-
-/// Checks one Ingress and turns it into a plan; `Err` lists why it cannot be served.
+/// Checks one Ingress (see `inspect`) and turns it into a plan; `Err` lists why it cannot
+/// be served.
 fn plan(key: &str, origin: Option<&str>, ingress: &Ingress) -> Result<Plan, Vec<String>> {
-    let empty = Default::default();
-    let annotations = ingress.metadata.annotations.as_ref().unwrap_or(&empty);
-    let parsed = parse_annotations(annotations);
-    let mut errors = parsed.errors;
-    let mut warnings = parsed.warnings;
-    let policy = parsed.policy;
-    let namespace = ingress.metadata.namespace.clone().unwrap_or_default();
-    let spec = ingress.spec.as_ref();
-    let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or(&[]);
-    let spec_default = spec.and_then(|s| s.default_backend.as_ref());
-
-    let mut paths = Vec::new();
-    let mut hosts = BTreeSet::new();
-    for rule in rules {
-        let host = rule.host.as_deref().filter(|h| !h.is_empty());
-        if let Some(h) = host
-            && let Err(e) = validate::host(h)
-        {
-            errors.push(e);
-            continue;
-        }
-        hosts.insert(host.map(str::to_string));
-        for p in rule.http.iter().flat_map(|h| h.paths.iter()) {
-            let path_type = match validate::path_type(&p.path_type) {
-                Ok(t) => t,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
-                }
-            };
-            let path = match validate::path(path_type, p.path.as_deref()) {
-                Ok(path) => path,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
-                }
-            };
-            let regex = if path_type == PathType::ImplementationSpecific && policy.use_regex {
-                match compile_path_regex(&path) {
-                    Ok(re) => Some(re),
-                    Err(e) => {
-                        errors.push(format!("path {path:?} is not a valid regex: {e}"));
-                        continue;
-                    }
-                }
-            } else {
-                None
-            };
-            match backend_plan(&p.backend) {
-                Ok(Some(backend)) => paths.push(PathPlan {
-                    host: host.map(str::to_string),
-                    path,
-                    path_type,
-                    regex,
-                    backend,
-                }),
-                Ok(None) => warnings.push(format!(
-                    "path {path}: resource backends cannot be proxied; path skipped"
-                )),
-                Err(e) => errors.push(format!("path {path}: {e}")),
-            }
-        }
+    let ins = inspect(ingress);
+    if !ins.is_servable() {
+        return Err(ins.issues.into_iter().map(|i| i.message).collect());
     }
-    let default_backend = match spec_default.map(backend_plan) {
-        None => None,
-        Some(Ok(b)) => b,
-        Some(Err(e)) => {
-            errors.push(format!("defaultBackend: {e}"));
-            None
-        }
-    };
-    if rules.is_empty() && spec_default.is_none() {
-        errors.push("neither rules nor defaultBackend".into());
-    }
-    let mut tls = Vec::new();
-    for entry in spec.and_then(|s| s.tls.as_deref()).unwrap_or(&[]) {
-        let entry_hosts: Vec<String> = entry.hosts.clone().unwrap_or_default();
-        if entry_hosts.is_empty() {
-            warnings.push("a tls entry without hosts is ignored".into());
-            continue;
-        }
-        for h in &entry_hosts {
-            if let Err(e) = validate::host(h) {
-                errors.push(format!("tls: {e}"));
-            }
-        }
-        let secret = entry.secret_name.clone().filter(|s| !s.is_empty());
-        if let Some(s) = &secret
-            && !validate::is_dns_subdomain(s)
-        {
-            errors.push(format!("tls: secretName {s:?} is not a valid Secret name"));
-        }
-        tls.push((entry_hosts, secret));
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
+    let paths = ins
+        .paths
+        .into_iter()
+        .map(|p| PathPlan {
+            claim: p.claim(),
+            host: p.host,
+            path: p.path,
+            path_type: p.path_type,
+            regex: p.regex,
+            backend: p.backend,
+        })
+        .collect();
     Ok(Plan {
         key: Arc::from(key),
-        namespace,
+        namespace: ingress.metadata.namespace.clone().unwrap_or_default(),
         origin: origin.map(str::to_string),
         created: ingress.metadata.creation_timestamp.as_ref().map(|t| t.0),
-        policy: Arc::new(policy),
-        canary: parsed.canary,
+        policy: Arc::new(ins.policy),
+        canary: ins.canary,
         paths,
-        rule_less: rules.is_empty(),
-        default_backend,
-        hosts,
-        tls,
-        warnings,
+        rule_less: ins.rule_less,
+        default_backend: ins.default_backend,
+        hosts: ins.hosts,
+        tls: ins.tls.into_iter().map(|t| (t.hosts, t.secret)).collect(),
+        warnings: ins.warnings.into_iter().map(|w| w.message).collect(),
     })
-}
-
-/// `Ok(None)` for a resource backend (skipped, not an error).
-fn backend_plan(b: &IngressBackend) -> Result<Option<BackendPlan>, String> {
-    match (&b.service, &b.resource) {
-        (Some(s), None) => {
-            if s.name.is_empty() {
-                return Err("backend service name is empty".into());
-            }
-            let port = s.port.as_ref();
-            let port = match (
-                port.and_then(|p| p.number),
-                port.and_then(|p| p.name.clone()),
-            ) {
-                (Some(n), None) if (1..=65535).contains(&n) => PortRef::Number(n),
-                (None, Some(name)) if !name.is_empty() => PortRef::Name(name),
-                _ => {
-                    return Err(
-                        "backend port needs exactly one of a number (1-65535) or a name".into(),
-                    );
-                }
-            };
-            Ok(Some(BackendPlan {
-                service: s.name.clone(),
-                port,
-            }))
-        }
-        (None, Some(_)) => Ok(None),
-        _ => Err("backend needs exactly one of service or resource".into()),
-    }
 }

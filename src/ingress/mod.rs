@@ -15,6 +15,8 @@ pub mod forwarded;
 pub mod gateway;
 pub mod health;
 pub mod ingress_metrics;
+pub mod inspect;
+pub mod live;
 pub mod policy;
 pub mod problem;
 pub mod proxy;

@@ -91,4 +91,7 @@ pub struct Snapshot {
     /// `namespace/name` of every Ingress this snapshot serves (ours by class, and valid now
     /// or through its last good version), sorted: the set whose status we publish.
     pub served: Vec<Arc<str>>,
+    /// What admission checks new Ingresses against: claimed routes, Services, TLS Secret
+    /// names and our IngressClasses.
+    pub live: crate::ingress::live::LiveIndex,
 }

@@ -420,6 +420,16 @@ impl ObjectStore {
             .map(|(_, o)| o)
     }
 
+    /// All Services with their `namespace/name` key.
+    pub fn services(&self) -> impl Iterator<Item = (&str, &Arc<Service>)> {
+        self.services.iter().map(|(k, _, o)| (k, o))
+    }
+
+    /// The `namespace/name` keys of all (TLS) Secrets.
+    pub fn secret_keys(&self) -> impl Iterator<Item = &str> {
+        self.secrets.iter().map(|(k, _, _)| k)
+    }
+
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Arc<Service>> {
         self.services
             .get(&format!("{namespace}/{name}"))

@@ -8,6 +8,7 @@ use super::patch::{PatchBuilder, Pointer};
 use super::settings::Action;
 
 pub mod images;
+pub mod ingress;
 pub mod labels;
 pub mod lifecycle;
 pub mod probes;
@@ -69,5 +70,6 @@ pub fn catalogue() -> Vec<Box<dyn Rule>> {
     rules.extend(workloads::rules());
     rules.extend(labels::rules());
     rules.extend(security::rules());
+    rules.extend(ingress::rules());
     rules
 }
