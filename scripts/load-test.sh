@@ -38,7 +38,8 @@ for i in 2 3 4 5; do
   pids+=($!)
 done
 # Access log off: it would measure the terminal, not the proxy.
-printf 'ingress: {accessLog: false}\n' > "$work/settings.yaml"
+# No drain delay: the cleanup's SIGTERM should end the run at once.
+printf 'ingress: {accessLog: false}\nshutdown: {drainDelaySeconds: 0}\n' > "$work/settings.yaml"
 RUST_LOG=warn "$bin" serve --manifests "$work" --config "$work/settings.yaml" \
   --webhook-addr 127.0.0.1:18443 --admin-addr 127.0.0.1:19090 \
   --http-addr 127.0.0.1:19080 --https-addr 127.0.0.1:19443 --cert-dir "$work/wh" 2>/dev/null &

@@ -19,5 +19,8 @@ for i in 2 3 4 5; do
 done
 echo "manifests: $work (edit them: changes apply live)"
 echo "try: curl -s http://127.0.0.1:9080/ -H 'Host: shop.example.test' -i"
+# No drain delay unless asked for: Ctrl-C should stop a local run at once (the 5 s
+# default is for load balancers in a cluster).
+case " $* " in *" --drain-delay"*) ;; *) set -- --drain-delay 0 "$@" ;; esac
 "$bin" serve --manifests "$work" --webhook-addr 127.0.0.1:8443 --admin-addr 127.0.0.1:9090 \
   --http-addr 127.0.0.1:9080 --https-addr 127.0.0.1:9443 --cert-dir "$work/webhook-certs" "$@"

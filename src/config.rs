@@ -59,7 +59,9 @@ impl Default for IngressSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ShutdownSettings {
-    /// Keep accepting this long after /readyz turns 503, so load balancers notice.
+    /// Keep accepting this long after /readyz turns 503, so load balancers notice: their
+    /// health checks (and kube-proxy's, for `externalTrafficPolicy: Local`) need a few
+    /// seconds to take the pod out, and connections they send meanwhile must not be refused.
     pub drain_delay_seconds: u64,
     /// Longest time in-flight requests get to finish after accepting stops.
     pub grace_period_seconds: u64,
@@ -68,7 +70,7 @@ pub struct ShutdownSettings {
 impl Default for ShutdownSettings {
     fn default() -> Self {
         ShutdownSettings {
-            drain_delay_seconds: 0,
+            drain_delay_seconds: 5,
             grace_period_seconds: 25,
         }
     }
@@ -121,7 +123,7 @@ admission:
     memoryLimitsMissing: {action: deny, exemptions: [{namespaces: ["legacy-*"]}]}
   defaults: {memoryLimit: 1Gi}
 ingress: {watchWithoutClass: true}
-shutdown: {drainDelaySeconds: 5}
+shutdown: {drainDelaySeconds: 7}
 "#,
         )
         .unwrap();
@@ -132,7 +134,20 @@ shutdown: {drainDelaySeconds: 5}
         assert_eq!(s.admission.defaults.memory_limit, "1Gi");
         assert_eq!(s.admission.defaults.cpu_request, "100m");
         assert!(s.ingress.watch_without_class);
+        assert_eq!(s.shutdown.drain_delay(), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn shutdown_defaults_leave_load_balancers_time() {
+        let s = Settings::parse("t", "").unwrap();
         assert_eq!(s.shutdown.drain_delay(), Duration::from_secs(5));
+        assert_eq!(s.shutdown.grace(), Duration::from_secs(25));
+        // A partial section keeps the other default.
+        let s = Settings::parse("t", "shutdown: {gracePeriodSeconds: 10}\n").unwrap();
+        assert_eq!(s.shutdown.drain_delay(), Duration::from_secs(5));
+        assert_eq!(s.shutdown.grace(), Duration::from_secs(10));
+        let s = Settings::parse("t", "shutdown: {drainDelaySeconds: 0}\n").unwrap();
+        assert_eq!(s.shutdown.drain_delay(), Duration::ZERO);
     }
 
     #[test]

@@ -60,7 +60,7 @@ fn loopback(port: u16) -> SocketAddr {
 
 impl Portcullis {
     /// Starts `portcullis serve --manifests <manifests> <extra…>` and waits until `/readyz`
-    /// answers 200.
+    /// answers 200. Without `--drain-delay` in `extra` the drain delay is 0.
     pub async fn start(manifests: &Path, extra: &[&str]) -> Portcullis {
         super::common::init();
         let mut last_log = String::new();
@@ -92,6 +92,13 @@ impl Portcullis {
         );
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file handle");
+        // The production default drain delay (5 s, for load balancers) would only slow
+        // tests down; a test that is about the drain passes its own `--drain-delay`.
+        let drain: &[&str] = if extra.contains(&"--drain-delay") {
+            &[]
+        } else {
+            &["--drain-delay", "0"]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .arg("serve")
             .arg("--manifests")
@@ -102,6 +109,7 @@ impl Portcullis {
             .args(["--webhook-addr", &webhook.to_string()])
             .arg("--cert-dir")
             .arg(&cert_dir)
+            .args(drain)
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
