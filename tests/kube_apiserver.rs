@@ -2,9 +2,9 @@
 //! tests built on it (the kube source, Ingress status, leader election) can trust it:
 //! lists, paging, watches with selectors, 410 after expiry, Lease create/get/update with
 //! conflicts, and the Ingress `/status` subresource.
-mod common;
 #[path = "common/apiserver.rs"]
 mod apiserver;
+mod common;
 
 use std::time::Duration;
 
@@ -50,7 +50,10 @@ async fn lists_filter_by_field_and_label_and_page() {
     server.apply(secret("c", "kubernetes.io/tls", json!({"app": "y"})));
     let secrets: Api<Secret> = Api::all(server.client());
     let names = |l: kube::core::ObjectList<Secret>| -> Vec<String> {
-        l.items.into_iter().filter_map(|s| s.metadata.name).collect()
+        l.items
+            .into_iter()
+            .filter_map(|s| s.metadata.name)
+            .collect()
     };
     let tls = secrets
         .list(&ListParams::default().fields("type=kubernetes.io/tls"))
@@ -67,7 +70,11 @@ async fn lists_filter_by_field_and_label_and_page() {
         .unwrap();
     assert_eq!(names(l), ["b"]);
     let l = secrets
-        .list(&ListParams::default().labels("app=x").fields("type=kubernetes.io/tls"))
+        .list(
+            &ListParams::default()
+                .labels("app=x")
+                .fields("type=kubernetes.io/tls"),
+        )
         .await
         .unwrap();
     assert_eq!(names(l), ["a"]);
@@ -123,7 +130,10 @@ async fn watch_streams_events_with_selector_semantics_and_410_after_expiry() {
     server.bookmark();
     match next().await {
         WatchEvent::Bookmark(b) => {
-            assert_eq!(b.metadata.resource_version, server.resource_version().to_string())
+            assert_eq!(
+                b.metadata.resource_version,
+                server.resource_version().to_string()
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -159,7 +169,12 @@ async fn watch_streams_events_with_selector_semantics_and_410_after_expiry() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(tokio::time::timeout(STEP, old.next()).await.unwrap().is_none());
+    assert!(
+        tokio::time::timeout(STEP, old.next())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -179,7 +194,10 @@ async fn lease_get_create_update_with_conflicts() {
     let created = leases.create(&PostParams::default(), &lease).await.unwrap();
     assert_eq!(created.metadata.namespace.as_deref(), Some("portcullis"));
     let rv1 = created.metadata.resource_version.clone().unwrap();
-    let err = leases.create(&PostParams::default(), &lease).await.unwrap_err();
+    let err = leases
+        .create(&PostParams::default(), &lease)
+        .await
+        .unwrap_err();
     assert_eq!(api_code(&err), Some((409, "AlreadyExists".to_string())));
 
     // pod-b takes it over with the version it read.
@@ -189,7 +207,10 @@ async fn lease_get_create_update_with_conflicts() {
         .replace("portcullis-leader", &PostParams::default(), &take)
         .await
         .unwrap();
-    assert_ne!(updated.metadata.resource_version.as_deref(), Some(rv1.as_str()));
+    assert_ne!(
+        updated.metadata.resource_version.as_deref(),
+        Some(rv1.as_str())
+    );
     // pod-a, still holding the old version, loses.
     let mut stale = created.clone();
     stale.spec.as_mut().unwrap().holder_identity = Some("pod-a".into());
@@ -199,10 +220,7 @@ async fn lease_get_create_update_with_conflicts() {
         .unwrap_err();
     assert_eq!(api_code(&err), Some((409, "Conflict".to_string())));
     let now = leases.get("portcullis-leader").await.unwrap();
-    assert_eq!(
-        now.spec.unwrap().holder_identity.as_deref(),
-        Some("pod-b")
-    );
+    assert_eq!(now.spec.unwrap().holder_identity.as_deref(), Some("pod-b"));
     let err = leases
         .replace("nope", &PostParams::default(), &take)
         .await
@@ -268,7 +286,11 @@ async fn ingress_status_subresource_writes_only_status_and_is_recorded() {
         .await
         .unwrap();
     assert_eq!(ip(&out), None);
-    assert_eq!(out.metadata.generation, Some(1), "no spec change, same generation");
+    assert_eq!(
+        out.metadata.generation,
+        Some(1),
+        "no spec change, same generation"
+    );
 
     let err = ingresses
         .patch_status("absent", &PatchParams::default(), &Patch::Merge(&lb))

@@ -1209,7 +1209,7 @@ async fn list(shared: &Shared, target: &Target, q: &BTreeMap<String, String>) ->
 /// What one watch sends for `change`, per its selectors (None: nothing).
 fn translate(sel: &Selectors, target: &Target, change: &Change) -> Option<(&'static str, Value)> {
     let scoped = |v: &Value| in_scope(target, change.resource, v) && sel.matches(v);
-    let old = change.old.as_ref().is_some_and(|o| scoped(o));
+    let old = change.old.as_ref().is_some_and(&scoped);
     let new = scoped(&change.new);
     match change.event {
         "ADDED" => new.then(|| ("ADDED", change.new.clone())),
