@@ -2,7 +2,9 @@
 //! speaking the real JSON list/watch protocol, so the real kube-rs client and watchers run
 //! against it unchanged.
 //!
-//! Include it with `#[path = "common/apiserver.rs"] mod apiserver;`.
+//! Include it with `#[path = "common/apiserver.rs"] mod apiserver;`. This file holds the
+//! state and the test controls; `apiserver/http.rs` the object verbs, `apiserver/watch.rs`
+//! lists, selectors and watch streams.
 //!
 //! ## What it serves
 //! Resources (cluster-wide paths like `/apis/networking.k8s.io/v1/ingresses`, and
