@@ -190,7 +190,20 @@ async fn deleted_ingress_stops_being_served() {
     rig.wait_ready().await;
     assert_eq!(rig.who("/").await.as_deref(), Ok("pod-0"));
 
+    // With the watches open (a change made while they still connect arrives from history
+    // when they do). The rebuild at readiness was moments ago, so this one may wait out
+    // the rest of MIN_REBUILD_INTERVAL.
+    rig.api.wait_for_watches(5, QUICK).await;
+    let start = Instant::now();
     assert!(rig.api.delete("Ingress", NS, "shop"));
+    while eligible(&rig.driver.handle()).is_some() {
+        assert!(start.elapsed() < QUICK, "the Ingress stays in the snapshot");
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    println!(
+        "deleted Ingress left the snapshot after {:?}",
+        start.elapsed()
+    );
     let (_, took) = eventually(QUICK, "the Ingress is gone", || async {
         (rig.who("/").await == Err(StatusCode::NOT_FOUND)).then_some(())
     })

@@ -1,6 +1,7 @@
-//! The reload driver: the current `Snapshot` behind an `ArcSwap` (`ConfigHandle`), and the
-//! task that keeps it in step with a manifests directory: watch → debounce → rescan changed
-//! files → compile → swap. Readers never wait; a request keeps the snapshot it loaded.
+//! The reload driver: the current `Snapshot` behind an `ArcSwap` (`ConfigHandle`), the
+//! recompile-and-swap step every source shares (`Publisher`), and the task that keeps the
+//! snapshot in step with a manifests directory: watch → debounce → rescan changed files →
+//! compile → swap. Readers never wait; a request keeps the snapshot it loaded.
 //!
 //! Failure behaviour: an unreadable directory at start is an error; later it only counts a
 //! failed reload and keeps the current snapshot. Problems in files or objects are logged
