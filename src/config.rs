@@ -11,7 +11,7 @@ use crate::admission::AdmissionSettings;
 /// Why the settings file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read {
         path: String,
         #[source]

@@ -26,13 +26,13 @@ pub const DEBOUNCE: Duration = Duration::from_millis(50);
 /// What can stop a scan as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
-    #[error("reading manifests directory {path}: {source}")]
+    #[error("reading manifests directory {path}")]
     ReadDir {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("watching manifests directory {path}: {source}")]
+    #[error("watching manifests directory {path}")]
     Watch {
         path: String,
         #[source]

@@ -31,7 +31,7 @@ pub enum TlsError {
     BadKey(String),
     #[error("key does not fit the certificate or is unsupported: {0}")]
     Mismatch(String),
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Io {
         path: String,
         #[source]
