@@ -18,7 +18,8 @@ for i in 2 3 4 5; do
   pids+=($!)
 done
 echo "manifests: $work (edit them: changes apply live)"
-echo "try: curl -s http://127.0.0.1:9080/ -H 'Host: shop.example.test' -i"
+echo "for the README's examples, in another shell: export DIR=$work"
+echo "try: curl -s --resolve shop.example.test:9443:127.0.0.1 --cacert \$DIR/tls/ca.crt https://shop.example.test:9443/"
 # No drain delay unless asked for: Ctrl-C should stop a local run at once (the 5 s
 # default is for load balancers in a cluster).
 case " $* " in *" --drain-delay"*) ;; *) set -- --drain-delay 0 "$@" ;; esac
