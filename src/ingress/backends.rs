@@ -297,7 +297,7 @@ fn check_external_name(name: &str) -> Result<(), String> {
         .trim_end_matches(']')
         .parse::<IpAddr>()
     {
-        if ip.is_loopback() || ip.is_unspecified() {
+        if crate::ingress::resolve::forbidden(ip) {
             return Err(format!("target {name} is a loopback address"));
         }
         return Ok(());

@@ -20,6 +20,7 @@ pub mod live;
 pub mod policy;
 pub mod problem;
 pub mod proxy;
+pub mod resolve;
 pub mod respond;
 pub mod rewrite;
 pub mod router;

@@ -28,6 +28,7 @@ use tokio::net::TcpStream;
 use crate::body::BoxError;
 use crate::ingress::cow_map::CowMap;
 use crate::ingress::health::monotonic_us;
+use crate::ingress::resolve::{self, ResolveError};
 use crate::ingress::upstream_h2::{H2Lease, H2Pool};
 use crate::ingress::upstream_tls::{self, UpstreamIo};
 use rustls::pki_types::ServerName;
@@ -47,6 +48,9 @@ pub enum ConnectError {
     NoTlsConfig(String),
     #[error("upstream URI has no host: {0}")]
     NoHost(String),
+    /// An ExternalName that resolves to nothing usable (no address, or loopback only).
+    #[error("{0}")]
+    Resolve(#[source] ResolveError),
 }
 
 /// The class of a connect failure, for ejection and metrics.
@@ -88,7 +92,7 @@ impl ConnectError {
             ConnectError::Timeout(..) => ConnectKind::Timeout,
             ConnectError::Io(..) => ConnectKind::Unreachable,
             ConnectError::Tls(..) | ConnectError::NoTlsConfig(_) => ConnectKind::Tls,
-            ConnectError::NoHost(_) => ConnectKind::Other,
+            ConnectError::NoHost(_) | ConnectError::Resolve(_) => ConnectKind::Other,
         }
     }
 }
@@ -180,23 +184,23 @@ impl tower::Service<Uri> for Connector {
             let port = uri.port_u16().unwrap_or(if wants_tls { 443 } else { 80 });
             let ip = host.parse::<IpAddr>().ok();
             let connect = async {
-                match ip {
+                let result = match ip {
                     Some(ip) => TcpStream::connect(SocketAddr::new(ip, port)).await,
-                    // ExternalName backends: resolved by the system resolver.
-                    None => TcpStream::connect((host.as_str(), port)).await,
-                }
+                    // ExternalName backends: the only names that reach the connector.
+                    None => match resolve::connect(&host, port).await {
+                        Ok(s) => Ok(s),
+                        Err(ResolveError::Connect(_, e)) => Err(e),
+                        Err(e) => return Err(ConnectError::Resolve(e)),
+                    },
+                };
+                result.map_err(|e| match e.kind() {
+                    io::ErrorKind::ConnectionRefused => ConnectError::Refused(target.clone()),
+                    io::ErrorKind::TimedOut => ConnectError::Timeout(target.clone(), timeout),
+                    _ => ConnectError::Io(target.clone(), e),
+                })
             };
             let handshake = async {
-                let stream = match connect.await {
-                    Ok(s) => s,
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                        return Err(ConnectError::Refused(target.clone()));
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                        return Err(ConnectError::Timeout(target.clone(), timeout));
-                    }
-                    Err(e) => return Err(ConnectError::Io(target.clone(), e)),
-                };
+                let stream = connect.await?;
                 // Proxied traffic is latency-bound; Nagle only adds delay to small writes.
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(error = %e, "set_nodelay failed");
