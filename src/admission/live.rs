@@ -7,7 +7,7 @@
 use k8s_openapi::api::networking::v1::Ingress;
 
 use crate::ingress::backends::PortRef;
-use crate::ingress::inspect::RouteClaim;
+use crate::ingress::inspect::{DefaultScope, RouteClaim};
 
 /// What the live configuration knows about a backend Service port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,10 @@ pub trait LiveState: std::fmt::Debug + Send + Sync {
     /// The canary Ingress already attached to the main route that a canary path with this
     /// claim would join.
     fn canary_owner(&self, claim: &RouteClaim) -> Option<&str>;
+    /// The Ingress serving the main route a canary path with this claim would join.
+    fn canary_main(&self, claim: &RouteClaim) -> Option<&str>;
+    /// The Ingress whose defaultBackend serves `scope`.
+    fn default_owner(&self, scope: &DefaultScope) -> Option<&str>;
     /// Whether Service `namespace/service` exists and has `port`.
     fn service_port(&self, namespace: &str, service: &str, port: &PortRef) -> PortLookup;
     /// Whether the TLS Secret `namespace/name` exists.

@@ -18,7 +18,7 @@ use rustls::sign::CertifiedKey;
 use super::annotations::CanarySpec;
 use super::backends::{self, PortRef};
 use super::class::{ClassSelector, DEFAULT_CONTROLLER};
-use super::inspect::{BackendRef, RouteClaim, inspect, main_claim};
+use super::inspect::{BackendRef, DefaultScope, RouteClaim, inspect, main_claim};
 use super::live::LiveIndex;
 use super::policy::{Canary, Policy};
 use super::problem::Problem;
@@ -102,6 +102,7 @@ pub fn compile(
         problems: store.problems(),
         backends: HashMap::new(),
         reported: HashSet::new(),
+        defaults: HashMap::new(),
     };
     let selector = ClassSelector::new(store, &opts.controller, opts.watch_without_class);
     let mut plans = c.plans(&selector);
@@ -137,7 +138,7 @@ pub fn compile(
     snapshot.served = plans.iter().map(|p| p.key.clone()).collect();
     snapshot.served.sort();
     let routes = claims.into_iter().map(|(k, (o, _))| (k, o)).collect();
-    snapshot.live = LiveIndex::build(store, selector, routes, canaries);
+    snapshot.live = LiveIndex::build(store, selector, routes, canaries, c.defaults);
     snapshot
 }
 
@@ -158,6 +159,8 @@ struct Compiler<'a> {
     backends: HashMap<BackendKey, (Arc<Backend>, Vec<String>)>,
     /// (Ingress, backend) pairs already reported.
     reported: HashSet<(Arc<str>, Arc<str>)>,
+    /// Which Ingress's defaultBackend serves each scope, for admission.
+    defaults: HashMap<DefaultScope, Arc<str>>,
 }
 
 impl Compiler<'_> {
@@ -286,7 +289,10 @@ impl Compiler<'_> {
         };
         if plan.rule_less {
             let route = self.route(plan, None, "/", PathType::Prefix, db);
-            if builder.set_catch_all(route).is_err() {
+            if builder.set_catch_all(route).is_ok() {
+                self.defaults
+                    .insert(DefaultScope::CatchAll, plan.key.clone());
+            } else {
                 self.problem(
                     plan.origin.as_deref(),
                     &plan.key,
@@ -297,7 +303,10 @@ impl Compiler<'_> {
         }
         for host in &plan.hosts {
             let route = self.route(plan, host.as_deref(), "/", PathType::Prefix, db);
-            if builder.add_host_fallback(route).is_err() {
+            if builder.add_host_fallback(route).is_ok() {
+                self.defaults
+                    .insert(DefaultScope::Host(host.clone()), plan.key.clone());
+            } else {
                 let h = host.as_deref().unwrap_or("*");
                 self.problem(
                     plan.origin.as_deref(),

@@ -141,6 +141,38 @@ impl RouteClaim {
     }
 }
 
+/// Which unmatched requests a `spec.defaultBackend` answers: every one (a rule-less
+/// Ingress), or those for one host of the Ingress's rules (`None` = its hostless rules).
+/// Like a route, each scope is served by the oldest Ingress that claims it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DefaultScope {
+    CatchAll,
+    Host(Option<String>),
+}
+
+impl DefaultScope {
+    /// The scopes an inspected Ingress's defaultBackend claims.
+    pub fn of(ins: &Inspection) -> Vec<DefaultScope> {
+        if ins.default_backend.is_none() {
+            return Vec::new();
+        }
+        if ins.rule_less {
+            return vec![DefaultScope::CatchAll];
+        }
+        ins.hosts.iter().cloned().map(DefaultScope::Host).collect()
+    }
+
+    /// `the catch-all defaultBackend` / `the defaultBackend of host a.com` for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            DefaultScope::CatchAll => "the catch-all defaultBackend".into(),
+            DefaultScope::Host(h) => {
+                format!("the defaultBackend of host {}", h.as_deref().unwrap_or("*"))
+            }
+        }
+    }
+}
+
 /// The main route a canary path attaches to: the same claim, else the same host and path
 /// under any matcher (a canary normally repeats its main Ingress's pathType, but need not).
 pub fn main_claim<'m, V>(

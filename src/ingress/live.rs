@@ -10,7 +10,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use super::backends::PortRef;
 use super::class::ClassSelector;
-use super::inspect::{RouteClaim, main_claim};
+use super::inspect::{DefaultScope, RouteClaim, main_claim};
 use super::snapshot::Snapshot;
 use crate::admission::live::{LiveState, PortLookup};
 use crate::source::ObjectStore;
@@ -23,6 +23,8 @@ pub struct LiveIndex {
     routes: HashMap<RouteClaim, Arc<str>>,
     /// Main route → the canary Ingress attached to it.
     canaries: HashMap<RouteClaim, Arc<str>>,
+    /// defaultBackend scope → the Ingress whose defaultBackend serves it.
+    defaults: HashMap<DefaultScope, Arc<str>>,
     /// `namespace/name` → Service (shared with the store, not copied).
     services: HashMap<String, Arc<Service>>,
     /// `namespace/name` of every TLS Secret.
@@ -35,11 +37,13 @@ impl LiveIndex {
         selector: ClassSelector,
         routes: HashMap<RouteClaim, Arc<str>>,
         canaries: HashMap<RouteClaim, Arc<str>>,
+        defaults: HashMap<DefaultScope, Arc<str>>,
     ) -> Self {
         LiveIndex {
             selector,
             routes,
             canaries,
+            defaults,
             services: store
                 .services()
                 .map(|(k, s)| (k.to_string(), s.clone()))
@@ -61,6 +65,14 @@ impl LiveState for Snapshot {
     fn canary_owner(&self, claim: &RouteClaim) -> Option<&str> {
         let (main, _) = main_claim(&self.live.routes, claim)?;
         self.live.canaries.get(main).map(|o| &**o)
+    }
+
+    fn canary_main(&self, claim: &RouteClaim) -> Option<&str> {
+        main_claim(&self.live.routes, claim).map(|(_, owner)| &**owner)
+    }
+
+    fn default_owner(&self, scope: &DefaultScope) -> Option<&str> {
+        self.live.defaults.get(scope).map(|o| &**o)
     }
 
     fn service_port(&self, namespace: &str, service: &str, port: &PortRef) -> PortLookup {

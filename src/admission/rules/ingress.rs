@@ -15,7 +15,7 @@ use crate::admission::ingress::IngressView;
 use crate::admission::live::PortLookup;
 use crate::admission::patch::Pointer;
 use crate::admission::settings::Action;
-use crate::ingress::inspect::{Field, IssueKind};
+use crate::ingress::inspect::{DefaultScope, Field, IssueKind};
 
 /// The Ingress rules.
 pub fn rules() -> Vec<Box<dyn Rule>> {
@@ -38,6 +38,7 @@ pub fn rules() -> Vec<Box<dyn Rule>> {
         }),
         Box::new(AnnotationIgnored),
         Box::new(PathConflict),
+        Box::new(CanaryWithoutMain),
         Box::new(BackendMissing),
         Box::new(TlsSecretMissing),
     ]
@@ -183,7 +184,59 @@ impl Rule for PathConflict {
             };
             out.push(Violation::new(message, path_pointer(p.rule, p.index)));
         }
+        // A canary's defaultBackend is never served as a fallback, so it claims nothing.
+        if canary {
+            return out;
+        }
+        for scope in DefaultScope::of(&view.inspection) {
+            let Some(owner) = live.default_owner(&scope).filter(|o| *o != me) else {
+                continue;
+            };
+            out.push(Violation::new(
+                format!(
+                    "{} is already provided by ingress {owner}; only the oldest one is served, so remove this defaultBackend or give it a rule of its own",
+                    scope.describe()
+                ),
+                pointer(Field::DefaultBackend),
+            ));
+        }
         out
+    }
+}
+
+/// `ingressCanaryWithoutMain`: a canary path with no main route to join. Compile ignores
+/// such a path, so it gets no traffic until an Ingress serves that host and path. Warns by
+/// default: the main Ingress is often applied in the same batch, after the canary.
+pub struct CanaryWithoutMain;
+
+impl Rule for CanaryWithoutMain {
+    fn id(&self) -> &'static str {
+        "ingressCanaryWithoutMain"
+    }
+    fn default_action(&self) -> Action {
+        Action::Warn
+    }
+    fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
+        let (Some(view), Some(live)) = (ours(ctx), ctx.live) else {
+            return Vec::new();
+        };
+        if view.inspection.canary.is_none() {
+            return Vec::new();
+        }
+        view.inspection
+            .paths
+            .iter()
+            .filter(|p| live.canary_main(&p.claim()).is_none())
+            .map(|p| {
+                Violation::new(
+                    format!(
+                        "canary: no Ingress serves {}, so this canary path gets no traffic; create the main Ingress for it first, or fix host and path to match it",
+                        p.claim().describe()
+                    ),
+                    path_pointer(p.rule, p.index),
+                )
+            })
+            .collect()
     }
 }
 
