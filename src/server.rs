@@ -217,8 +217,8 @@ pub async fn serve(
             "grace period over; closing remaining connections"
         );
     }
-    // Whatever is left is cut off, so no connection outlives `serve`. (Upgraded streams
-    // and h2 stream tasks already left hyper and are not tracked here.)
+    // Whatever is left is cut off, so no connection outlives `serve`. (Upgraded
+    // connections already left hyper; the ingress proxy drains them in `ingress::tunnels`.)
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     tracing::info!(listener = opts.name, "stopped");

@@ -284,6 +284,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let gateway = Arc::new(Gateway::new(config.shared(), proxy));
+    let tunnels = gateway.proxy().tunnels().clone();
 
     // The admin listener has its own shutdown, stopped last, so probes keep answering
     // (503 on /readyz) while the others drain.
@@ -342,6 +343,10 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         "shutting down: /readyz now answers 503"
     );
     shutdown.trigger();
+    // The listeners stop accepting after the drain delay and give requests the grace
+    // period from then; upgraded connections get the same end.
+    let tunnels_deadline =
+        tokio::time::Instant::now() + settings.shutdown.drain_delay() + settings.shutdown.grace();
     if let Some(status) = status {
         // Hand the Lease over now rather than let it expire while we drain.
         status.shutdown().await;
@@ -354,6 +359,16 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
             }
             Err(e) => tracing::warn!(listener = name, error = %e, "listener task failed"),
         }
+    }
+    if tunnels.open() > 0 {
+        tracing::info!(
+            open = tunnels.open(),
+            "waiting for upgraded connections (WebSocket)"
+        );
+    }
+    let cut = tunnels.drain(tunnels_deadline).await;
+    if cut > 0 {
+        tracing::warn!(cut, "grace period over; closed upgraded connections");
     }
     admin_shutdown.trigger();
     let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;

@@ -27,6 +27,7 @@ pub mod router;
 pub mod routes;
 pub mod snapshot;
 mod tail;
+pub mod tunnels;
 pub mod upstream;
 pub mod upstream_h2;
 pub mod upstream_tls;

@@ -26,6 +26,7 @@ use crate::ingress::forwarded::{self, Downstream};
 use crate::ingress::respond::generated;
 use crate::ingress::snapshot::{Route, UpstreamProtocol};
 use crate::ingress::tail::{Guards, ProxiedBody, Tail};
+use crate::ingress::tunnels::Tunnels;
 use crate::ingress::upstream::{BodySlot, UpstreamSettings, Upstreams, Wire};
 use crate::ingress::{canary, filters, rewrite};
 use crate::server::ConnInfo;
@@ -102,6 +103,7 @@ pub struct Proxy {
     pub(crate) config: ProxyConfig,
     pub(crate) balancer: Balancer,
     pub(crate) upstreams: Upstreams,
+    pub(crate) tunnels: Tunnels,
 }
 
 impl Proxy {
@@ -109,12 +111,18 @@ impl Proxy {
         Self {
             balancer: Balancer::new(config.max_concurrency_per_endpoint),
             upstreams: Upstreams::new(config.upstream.clone()),
+            tunnels: Tunnels::default(),
             config,
         }
     }
 
     pub fn config(&self) -> &ProxyConfig {
         &self.config
+    }
+
+    /// Upgraded connections, which shutdown waits for.
+    pub fn tunnels(&self) -> &Tunnels {
+        &self.tunnels
     }
 
     pub fn balancer(&self) -> &Balancer {
@@ -305,7 +313,7 @@ impl Proxy {
         {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             forwarded::strip_hop_by_hop(resp.headers_mut(), true);
-            tokio::spawn(tunnel(
+            self.tunnels.spawn(tunnel(
                 client_upgrade,
                 upstream_upgrade,
                 tail.entry.upstream_addr,
