@@ -82,6 +82,23 @@ pub struct CanarySpec {
     pub header_value: Option<String>,
 }
 
+/// One finding about the annotations: the annotation it is about, when it is about one,
+/// so admission can point at that key, and the message (which starts with the key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl Note {
+    fn on(key: &str, message: String) -> Self {
+        Note {
+            key: Some(key.to_string()),
+            message,
+        }
+    }
+}
+
 /// What the annotations of one Ingress say, and what is wrong with them.
 #[derive(Debug, Default)]
 pub struct ParsedAnnotations {
@@ -90,12 +107,12 @@ pub struct ParsedAnnotations {
     /// `Some` when the Ingress is a canary (`canary: "true"`).
     pub canary: Option<CanarySpec>,
     /// The Ingress must not be served as written.
-    pub errors: Vec<String>,
+    pub errors: Vec<Note>,
     /// Snippet annotations found, one message each. Each refuses the Ingress exactly like
     /// an entry of `errors`; kept apart so admission can report them under their own rule.
-    pub snippets: Vec<String>,
+    pub snippets: Vec<Note>,
     /// Annotations ignored; the Ingress serves without them.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Note>,
 }
 
 impl ParsedAnnotations {
@@ -146,35 +163,42 @@ impl<'a> Parser<'a> {
                 if is_snippet(short) {
                     self.snippet(key);
                 } else if !SHARED.contains(&short) && !OWN.contains(&short) {
-                    self.out
-                        .errors
-                        .push(format!("{key}: unknown portcullis.io annotation"));
+                    self.out.errors.push(Note::on(
+                        key,
+                        format!("{key}: unknown portcullis.io annotation"),
+                    ));
                 }
             } else if let Some(short) = key.strip_prefix(NGINX_PREFIX) {
                 if is_snippet(short) {
                     self.snippet(key);
                 } else if short.starts_with("auth-") || short == "satisfy" {
-                    self.out.errors.push(format!(
-                        "{key}: not supported, and serving without it would bypass access control"
+                    self.out.errors.push(Note::on(
+                        key,
+                        format!(
+                            "{key}: not supported, and serving without it would bypass access control"
+                        ),
                     ));
                 } else if !SHARED.contains(&short) {
-                    self.out
-                        .warnings
-                        .push(format!("{key}: not supported by portcullis; ignored"));
+                    self.out.warnings.push(Note::on(
+                        key,
+                        format!("{key}: not supported by portcullis; ignored"),
+                    ));
                 } else if let Some((_, own)) = self.own.get(short)
                     && *own != value.as_str()
                 {
-                    self.out
-                        .warnings
-                        .push(format!("{key}: overridden by {PORTCULLIS_PREFIX}{short}"));
+                    self.out.warnings.push(Note::on(
+                        key,
+                        format!("{key}: overridden by {PORTCULLIS_PREFIX}{short}"),
+                    ));
                 }
             }
         }
     }
 
     fn snippet(&mut self, key: &str) {
-        self.out.snippets.push(format!(
-            "{key}: snippet annotations are never honoured (raw proxy configuration)"
+        self.out.snippets.push(Note::on(
+            key,
+            format!("{key}: snippet annotations are never honoured (raw proxy configuration)"),
         ));
     }
 
@@ -195,7 +219,9 @@ impl<'a> Parser<'a> {
         match f(raw.trim()) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.out.errors.push(format!("{key}: {e} (value {raw:?})"));
+                self.out
+                    .errors
+                    .push(Note::on(key, format!("{key}: {e} (value {raw:?})")));
                 None
             }
         }
@@ -264,17 +290,29 @@ impl<'a> Parser<'a> {
             }
         });
         if !is_canary {
-            if weight.is_some() || header.is_some() || header_value.is_some() {
-                self.out
-                    .warnings
-                    .push("canary-* annotations ignored: the Ingress is not a canary".into());
+            let first = [
+                "canary-weight",
+                "canary-by-header",
+                "canary-by-header-value",
+            ]
+            .into_iter()
+            .find_map(|short| self.get(short));
+            let any = weight.is_some() || header.is_some() || header_value.is_some();
+            if let Some((key, _)) = first.filter(|_| any) {
+                self.out.warnings.push(Note::on(
+                    key,
+                    format!("{key}: canary-* annotations ignored: the Ingress is not a canary"),
+                ));
             }
             return;
         }
-        if header_value.is_some() && header.is_none() {
+        if let Some((key, _)) = self.get("canary-by-header-value")
+            && header_value.is_some()
+            && header.is_none()
+        {
             self.out
                 .errors
-                .push("canary-by-header-value needs canary-by-header".into());
+                .push(Note::on(key, format!("{key}: needs canary-by-header")));
         }
         self.out.canary = Some(CanarySpec {
             weight: weight.unwrap_or(0),
@@ -617,9 +655,10 @@ mod tests {
         ];
         for (k, v) in cases {
             let p = parse(&[(k, v)]);
-            let all: Vec<&String> = p.errors.iter().chain(&p.snippets).collect();
+            let all: Vec<&Note> = p.errors.iter().chain(&p.snippets).collect();
             assert_eq!(all.len(), 1, "{k}={v:?}: {all:?}");
-            assert!(all[0].starts_with(k), "{all:?}");
+            assert!(all[0].message.starts_with(k), "{all:?}");
+            assert_eq!(all[0].key.as_deref(), Some(*k));
             assert!(!p.is_ok());
             assert_eq!(
                 p.snippets.len(),
@@ -661,12 +700,20 @@ mod tests {
         let p = parse(&[("portcullis.io/canary-weight", "20")]);
         assert!(p.canary.is_none() && p.is_ok());
         assert_eq!(p.warnings.len(), 1, "canary-* without canary is ignored");
+        assert_eq!(
+            p.warnings[0].key.as_deref(),
+            Some("portcullis.io/canary-weight")
+        );
 
         let p = parse(&[
             ("portcullis.io/canary", "true"),
             ("portcullis.io/canary-by-header-value", "yes"),
         ]);
         assert_eq!(p.errors.len(), 1);
+        assert_eq!(
+            p.errors[0].key.as_deref(),
+            Some("portcullis.io/canary-by-header-value")
+        );
     }
 
     #[test]

@@ -32,9 +32,10 @@ pub enum IssueKind {
 }
 
 /// The field an issue is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Field {
-    Annotations,
+    /// `metadata.annotations[key]`, or the annotations as a whole without a key.
+    Annotation(Option<String>),
     Spec,
     /// `spec.rules[i].host`
     Host(usize),
@@ -245,14 +246,14 @@ pub fn inspect(ingress: &Ingress) -> Inspection {
         canary: parsed.canary,
         ..Inspection::default()
     };
-    for m in parsed.errors {
-        out.issue(IssueKind::Annotation, Field::Annotations, m);
+    for n in parsed.errors {
+        out.issue(IssueKind::Annotation, Field::Annotation(n.key), n.message);
     }
-    for m in parsed.snippets {
-        out.issue(IssueKind::Snippet, Field::Annotations, m);
+    for n in parsed.snippets {
+        out.issue(IssueKind::Snippet, Field::Annotation(n.key), n.message);
     }
-    for m in parsed.warnings {
-        out.warning(IssueKind::Annotation, Field::Annotations, m);
+    for n in parsed.warnings {
+        out.warning(IssueKind::Annotation, Field::Annotation(n.key), n.message);
     }
     let spec = ingress.spec.as_ref();
     let rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or(&[]);
@@ -412,6 +413,10 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
+    fn annotation(key: &str) -> Field {
+        Field::Annotation(Some(key.to_string()))
+    }
+
     #[test]
     fn kinds_and_fields_of_issues() {
         let ing = ingress(json!({
@@ -433,24 +438,40 @@ mod tests {
             "tls": [{"hosts": ["a.com"], "secretName": "Not_Valid"}, {"secretName": "x"}]}
         }));
         let ins = inspect(&ing);
-        let got: Vec<(IssueKind, Field)> = ins.issues.iter().map(|i| (i.kind, i.field)).collect();
+        let got: Vec<(IssueKind, Field)> = ins
+            .issues
+            .iter()
+            .map(|i| (i.kind, i.field.clone()))
+            .collect();
         assert_eq!(
             got,
             [
-                (IssueKind::Annotation, Field::Annotations),
-                (IssueKind::Snippet, Field::Annotations),
+                (
+                    IssueKind::Annotation,
+                    annotation("nginx.ingress.kubernetes.io/proxy-body-size")
+                ),
+                (
+                    IssueKind::Snippet,
+                    annotation("nginx.ingress.kubernetes.io/server-snippet")
+                ),
                 (IssueKind::Spec, Field::Host(0)),
                 (IssueKind::Regex, Field::Path { rule: 1, path: 1 }),
                 (IssueKind::Spec, Field::Path { rule: 1, path: 2 }),
                 (IssueKind::Spec, Field::Tls(0)),
             ]
         );
-        let warned: Vec<(IssueKind, Field)> =
-            ins.warnings.iter().map(|i| (i.kind, i.field)).collect();
+        let warned: Vec<(IssueKind, Field)> = ins
+            .warnings
+            .iter()
+            .map(|i| (i.kind, i.field.clone()))
+            .collect();
         assert_eq!(
             warned,
             [
-                (IssueKind::Annotation, Field::Annotations),
+                (
+                    IssueKind::Annotation,
+                    annotation("nginx.ingress.kubernetes.io/proxy-buffering")
+                ),
                 (IssueKind::Spec, Field::Path { rule: 1, path: 3 }),
                 (IssueKind::Spec, Field::Tls(1)),
             ]

@@ -53,15 +53,21 @@ fn ours<'c>(ctx: &'c Context<'_>) -> Option<&'c IngressView> {
     }
 }
 
-fn pointer(field: Field) -> Pointer {
+fn pointer(field: &Field) -> Pointer {
     let spec = Pointer::from_tokens(["spec"]);
     match field {
-        Field::Annotations => Pointer::from_tokens(["metadata", "annotations"]),
+        Field::Annotation(key) => {
+            let all = Pointer::from_tokens(["metadata", "annotations"]);
+            match key {
+                Some(k) => all.child(k),
+                None => all,
+            }
+        }
         Field::Spec => spec,
-        Field::Host(r) => spec.child("rules").index(r).child("host"),
-        Field::Path { rule, path } => path_pointer(rule, path),
+        Field::Host(r) => spec.child("rules").index(*r).child("host"),
+        Field::Path { rule, path } => path_pointer(*rule, *path),
         Field::DefaultBackend => spec.child("defaultBackend"),
-        Field::Tls(i) => spec.child("tls").index(i),
+        Field::Tls(i) => spec.child("tls").index(*i),
     }
 }
 
@@ -102,7 +108,7 @@ impl Rule for Issues {
             .issues
             .iter()
             .filter(|i| i.kind == self.kind)
-            .map(|i| Violation::new(one_line(&i.message), pointer(i.field)))
+            .map(|i| Violation::new(one_line(&i.message), pointer(&i.field)))
             .collect()
     }
 }
@@ -126,7 +132,7 @@ impl Rule for AnnotationIgnored {
             .warnings
             .iter()
             .filter(|w| w.kind == IssueKind::Annotation)
-            .map(|w| Violation::new(one_line(&w.message), pointer(w.field)))
+            .map(|w| Violation::new(one_line(&w.message), pointer(&w.field)))
             .collect()
     }
 }
@@ -197,7 +203,7 @@ impl Rule for PathConflict {
                     "{} is already provided by ingress {owner}; only the oldest one is served, so remove this defaultBackend or give it a rule of its own",
                     scope.describe()
                 ),
-                pointer(Field::DefaultBackend),
+                pointer(&Field::DefaultBackend),
             ));
         }
         out
@@ -264,7 +270,7 @@ impl Rule for BackendMissing {
             .chain(
                 ins.default_backend
                     .iter()
-                    .map(|b| (b, pointer(Field::DefaultBackend))),
+                    .map(|b| (b, pointer(&Field::DefaultBackend))),
             );
         // One finding per backend, at its first use: the same missing Service behind ten
         // paths is one problem.
@@ -333,7 +339,7 @@ impl Rule for TlsSecretMissing {
                         "TLS Secret {ns}/{secret} does not exist (or is not of type kubernetes.io/tls); {} served with the default certificate until it does",
                         t.hosts.join(", ")
                     ),
-                    pointer(Field::Tls(t.index)).child("secretName"),
+                    pointer(&Field::Tls(t.index)).child("secretName"),
                 ))
             })
             .collect()
@@ -597,7 +603,10 @@ spec:
             "{}",
             a.message
         );
-        assert_eq!(a.path.render(), "/metadata/annotations");
+        assert_eq!(
+            a.path.render(),
+            "/metadata/annotations/nginx.ingress.kubernetes.io~1proxy-read-timeout"
+        );
         let s = one("ingressSnippetAnnotation");
         assert!(s.message.contains("configuration-snippet"));
         let r = one("ingressInvalidRegex");
