@@ -360,11 +360,9 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
             Err(e) => tracing::warn!(listener = name, error = %e, "listener task failed"),
         }
     }
-    if tunnels.open() > 0 {
-        tracing::info!(
-            open = tunnels.open(),
-            "waiting for upgraded connections (WebSocket)"
-        );
+    let open = tunnels.open();
+    if open > 0 {
+        tracing::info!(open, "waiting for upgraded connections (WebSocket)");
     }
     let cut = tunnels.drain(tunnels_deadline).await;
     if cut > 0 {

@@ -8,7 +8,7 @@
 //! never had one. Smaller problems (a missing Service, a missing TLS Secret, a path claimed
 //! by an older Ingress) leave the rest of the Ingress serving. A TLS Secret whose PEM stops
 //! parsing keeps its previously parsed certificate.
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
@@ -68,10 +68,9 @@ struct Plan {
     policy: Arc<Policy>,
     canary: Option<CanarySpec>,
     paths: Vec<PathPlan>,
-    rule_less: bool,
     default_backend: Option<BackendRef>,
-    /// Hosts of the rules (None = hostless), for the defaultBackend fallback.
-    hosts: BTreeSet<Option<String>>,
+    /// What the defaultBackend answers for (empty without one).
+    default_scopes: Vec<DefaultScope>,
     tls: Vec<(Vec<String>, Option<String>)>,
     warnings: Vec<String>,
 }
@@ -287,33 +286,28 @@ impl Compiler<'_> {
         let Some(db) = &plan.default_backend else {
             return;
         };
-        if plan.rule_less {
-            let route = self.route(plan, None, "/", PathType::Prefix, db);
-            if builder.set_catch_all(route).is_ok() {
-                self.defaults
-                    .insert(DefaultScope::CatchAll, plan.key.clone());
-            } else {
-                self.problem(
-                    plan.origin.as_deref(),
-                    &plan.key,
-                    "an older rule-less Ingress already provides the catch-all defaultBackend; ignored".into(),
-                );
+        for scope in &plan.default_scopes {
+            let host = match scope {
+                DefaultScope::CatchAll => None,
+                DefaultScope::Host(h) => h.as_deref(),
+            };
+            let route = self.route(plan, host, "/", PathType::Prefix, db);
+            let placed = match scope {
+                DefaultScope::CatchAll => builder.set_catch_all(route),
+                DefaultScope::Host(_) => builder.add_host_fallback(route),
+            };
+            if placed.is_ok() {
+                self.defaults.insert(scope.clone(), plan.key.clone());
+                continue;
             }
-            return;
-        }
-        for host in &plan.hosts {
-            let route = self.route(plan, host.as_deref(), "/", PathType::Prefix, db);
-            if builder.add_host_fallback(route).is_ok() {
-                self.defaults
-                    .insert(DefaultScope::Host(host.clone()), plan.key.clone());
-            } else {
-                let h = host.as_deref().unwrap_or("*");
-                self.problem(
-                    plan.origin.as_deref(),
-                    &plan.key,
-                    format!("host {h} already has a defaultBackend from an older Ingress; ignored"),
-                );
-            }
+            let message = match scope {
+                DefaultScope::CatchAll => "an older rule-less Ingress already provides the catch-all defaultBackend; ignored".to_string(),
+                DefaultScope::Host(h) => format!(
+                    "host {} already has a defaultBackend from an older Ingress; ignored",
+                    h.as_deref().unwrap_or("*")
+                ),
+            };
+            self.problem(plan.origin.as_deref(), &plan.key, message);
         }
     }
 
@@ -490,6 +484,7 @@ fn plan(key: &str, origin: Option<&str>, ingress: &Ingress) -> Result<Plan, Vec<
     if !ins.is_servable() {
         return Err(ins.issues.into_iter().map(|i| i.message).collect());
     }
+    let default_scopes = DefaultScope::of(&ins);
     let paths = ins
         .paths
         .into_iter()
@@ -510,9 +505,8 @@ fn plan(key: &str, origin: Option<&str>, ingress: &Ingress) -> Result<Plan, Vec<
         policy: Arc::new(ins.policy),
         canary: ins.canary,
         paths,
-        rule_less: ins.rule_less,
+        default_scopes,
         default_backend: ins.default_backend,
-        hosts: ins.hosts,
         tls: ins.tls.into_iter().map(|t| (t.hosts, t.secret)).collect(),
         warnings: ins.warnings.into_iter().map(|w| w.message).collect(),
     })
