@@ -1,0 +1,705 @@
+//! Listeners: accept, optional TLS, HTTP/1.1 + HTTP/2 serving, graceful shutdown.
+//!
+//! Failure behaviour: after start nothing here ends a listener except shutdown. Accept
+//! errors back off and retry; a failed handshake or broken connection ends only itself.
+//!
+//! CONTRACT used by every handler (admission, admin, ingress proxy): a `Handler` gets the
+//! request and what is known about its connection, and returns a response. It never fails:
+//! errors are turned into responses by the handler itself.
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as AutoBuilder;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::body::{self, Body};
+use crate::metrics;
+
+mod activity;
+mod limits;
+mod timed_io;
+
+pub use activity::monotonic_ms;
+use activity::{Activity, Tracked};
+pub use limits::{ConnLimits, Refusal, Slot};
+use timed_io::TimedIo;
+
+/// What the server knows about the connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    /// True when the connection is TLS.
+    pub tls: bool,
+    /// The SNI name the client sent, lower case.
+    pub sni: Option<String>,
+}
+
+/// A boxed response future.
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+
+/// A request handler shared by every connection of a listener.
+pub type Handler = Arc<dyn Fn(Request<Incoming>, Arc<ConnInfo>) -> ResponseFuture + Send + Sync>;
+
+/// A shutdown signal shared by every listener and the readiness probe. Cloning is cheap;
+/// all clones see the same state.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<bool>>,
+    /// The same state as `tx`, readable per request without touching the channel's lock.
+    flag: Arc<AtomicBool>,
+}
+
+impl Shutdown {
+    /// A signal that has not fired.
+    pub fn new() -> Self {
+        Shutdown {
+            tx: Arc::new(watch::Sender::new(false)),
+            flag: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Starts draining. Idempotent.
+    pub fn trigger(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.tx.send_replace(true);
+    }
+
+    /// Whether `trigger` was called.
+    pub fn is_draining(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    /// Resolves once `trigger` was called (at once if it already was).
+    pub async fn draining(&self) {
+        let mut rx = self.tx.subscribe();
+        // The sender lives in `self`, so the channel cannot close while this waits.
+        let _ = rx.wait_for(|draining| *draining).await;
+    }
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How one listener behaves. The defaults follow nginx's where nginx has one.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Listener name, the `listener` label of its metrics and a field of its logs.
+    pub name: &'static str,
+    /// How long to keep accepting after shutdown was triggered, so load balancers and
+    /// kube-proxy stop sending traffic before the socket closes.
+    pub drain_delay: Duration,
+    /// How long in-flight requests may take once accepting has stopped; connections
+    /// still open after that are dropped.
+    pub grace: Duration,
+    /// Longest a TLS handshake may take, from accept (waiting for the ClientHello included).
+    pub handshake_timeout: Duration,
+    /// Longest a new connection may take to deliver its first request head (the TCP
+    /// connection's first byte, the protocol sniff and, on TLS, the time after the
+    /// handshake included). nginx: `client_header_timeout`.
+    pub header_read_timeout: Duration,
+    /// An idle connection (no request in flight) that has served a request is closed
+    /// after this. nginx: `keepalive_timeout`, 75 s.
+    pub keep_alive_timeout: Duration,
+    /// A write to the client blocked this long closes the connection. nginx:
+    /// `send_timeout`, 60 s.
+    pub send_timeout: Duration,
+    /// HTTP/2 PING interval and how long to wait for its answer.
+    pub h2_keep_alive_interval: Duration,
+    pub h2_keep_alive_timeout: Duration,
+    /// Largest request head (HTTP/1.1) or header list (HTTP/2) in bytes; larger ones get
+    /// 431. nginx: `large_client_header_buffers 4 8k`, so 32 KiB.
+    pub max_header_bytes: usize,
+    /// Largest single header (name + value) in bytes; larger ones get 431. nginx: 8 KiB.
+    pub max_header_line_bytes: usize,
+    /// The connection budget this listener draws from (shared between listeners that
+    /// should share one).
+    pub limits: Arc<ConnLimits>,
+}
+
+impl ServeOptions {
+    /// Defaults for a listener called `name`: no drain delay, 20 s grace, 10 s for the
+    /// TLS handshake, 20 s to the first request head, 75 s keep-alive, 60 s send
+    /// timeout, PING every 30 s, 32 KiB of headers (8 KiB each), no connection limit.
+    pub fn new(name: &'static str) -> Self {
+        ServeOptions {
+            name,
+            drain_delay: Duration::ZERO,
+            grace: Duration::from_secs(20),
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(20),
+            keep_alive_timeout: Duration::from_secs(75),
+            send_timeout: Duration::from_secs(60),
+            h2_keep_alive_interval: Duration::from_secs(30),
+            h2_keep_alive_timeout: Duration::from_secs(20),
+            max_header_bytes: 32 * 1024,
+            max_header_line_bytes: 8 * 1024,
+            limits: ConnLimits::unlimited(),
+        }
+    }
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self::new("server")
+    }
+}
+
+/// Serves `listener` until `shutdown` fires, then drains: keeps accepting for
+/// `drain_delay` (HTTP/1.1 responses carry `Connection: close` meanwhile and HTTP/2
+/// connections get GOAWAY, so clients move to new connections while those are still
+/// accepted), stops accepting, closes idle connections, lets in-flight requests finish
+/// within `grace`, and returns.
+///
+/// With `tls` the listener is HTTPS (ALPN decides nothing: HTTP/1.1 and h2 are both
+/// served on any connection, told apart by the h2 preface). Upgrades (WebSocket) work.
+///
+/// Never fails after start: accept errors (EMFILE, ECONNABORTED, ...) are logged and
+/// retried; connection and handshake errors only end that connection.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    handler: Handler,
+    shutdown: Shutdown,
+    opts: ServeOptions,
+) -> std::io::Result<()> {
+    let local = listener.local_addr()?;
+    let metrics = ListenerMetrics::new(opts.name);
+    let acceptor = tls.map(TlsAcceptor::from);
+    let builder = Arc::new(http_builder(&opts));
+    let mut tasks = JoinSet::new();
+    // Flips when accepting stops: idle connections close, new ones get their head timeout.
+    let (stopped_tx, stopped) = watch::channel(false);
+    let settings = Arc::new(ConnSettings::from(&opts));
+    tracing::info!(listener = opts.name, addr = %local, tls = acceptor.is_some(), "listening");
+
+    let stop = async {
+        shutdown.draining().await;
+        tracing::info!(listener = opts.name, delay = ?opts.drain_delay, "draining");
+        tokio::time::sleep(opts.drain_delay).await;
+    };
+    let mut stop = pin!(stop);
+    loop {
+        let (stream, remote) = tokio::select! {
+            biased;
+            () = &mut stop => break,
+            // Reap finished connection tasks so the set does not grow without bound.
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = done
+                    && e.is_panic()
+                {
+                    // A handler bug: this connection is lost, the listener carries on.
+                    tracing::error!(listener = opts.name, error = %e, "connection task panicked");
+                }
+                continue;
+            }
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Usually out of file descriptors: ask idle connections to make room,
+                    // back off instead of spinning, keep serving what is open.
+                    if matches!(e.raw_os_error(), Some(23 | 24)) {
+                        opts.limits.raise_pressure();
+                    }
+                    metrics.accept_errors.inc();
+                    tracing::warn!(listener = opts.name, error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        metrics.accepted.inc();
+        let slot = match opts.limits.admit(remote.ip().to_canonical()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                // Closing at once (rather than leaving it in the backlog) tells the
+                // client now, and frees the descriptor for the idle-connection cleanup.
+                metrics.refused(refusal).inc();
+                tracing::debug!(listener = opts.name, remote = %remote, reason = refusal.as_str(), "connection refused");
+                drop(stream);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = Conn {
+            stream,
+            remote,
+            local,
+            acceptor: acceptor.clone(),
+            handler: handler.clone(),
+            builder: builder.clone(),
+            metrics: metrics.clone(),
+            settings: settings.clone(),
+            signals: Signals {
+                stopped: stopped.clone(),
+                shutdown: shutdown.clone(),
+                pressure: opts.limits.pressure(),
+            },
+            _slot: slot,
+        };
+        tasks.spawn(conn.run());
+    }
+    drop(listener);
+    stopped_tx.send_replace(true);
+
+    tracing::info!(
+        listener = opts.name,
+        connections = tasks.len(),
+        "stopped accepting; waiting for in-flight requests"
+    );
+    let drained = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(opts.grace, drained).await.is_err() {
+        tracing::warn!(
+            listener = opts.name,
+            grace = ?opts.grace,
+            connections = tasks.len(),
+            "grace period over; closing remaining connections"
+        );
+    }
+    // Whatever is left is cut off, so no connection outlives `serve`. (Upgraded
+    // connections already left hyper; the ingress proxy drains them in `ingress::tunnels`.)
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    tracing::info!(listener = opts.name, "stopped");
+    Ok(())
+}
+
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// How long a connection asked to close (idle, pressure) may take to do so before it is
+/// dropped: an HTTP/2 client that never answers the GOAWAY must not hold it open.
+const CLOSE_LINGER: Duration = Duration::from_secs(5);
+
+/// When accepting stops, a connection that has not sent a request yet gets this long to
+/// deliver one that may already be on its way.
+const FRESH_AT_STOP: Duration = Duration::from_millis(500);
+/// Under pressure, connections idle at least this long are closed.
+const PRESSURE_MIN_IDLE_MS: u64 = 1000;
+
+type HttpBuilder = AutoBuilder<TokioExecutor>;
+
+fn http_builder(opts: &ServeOptions) -> HttpBuilder {
+    let mut builder = AutoBuilder::new(TokioExecutor::new());
+    // hyper's own head timer runs from when it starts waiting for a head, idle time
+    // included, so it is set to the longer of the two limits as a backstop; the
+    // connection task enforces each limit where it applies.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout.max(opts.keep_alive_timeout))
+        .max_buf_size(opts.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(opts.h2_keep_alive_interval)
+        .keep_alive_timeout(opts.h2_keep_alive_timeout)
+        .max_header_list_size(u32::try_from(opts.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// The per-connection part of `ServeOptions`, shared by every connection task.
+#[derive(Debug)]
+struct ConnSettings {
+    name: &'static str,
+    handshake_timeout: Duration,
+    header_read_timeout: Duration,
+    keep_alive_timeout: Duration,
+    send_timeout: Duration,
+    max_header_line_bytes: usize,
+}
+
+impl From<&ServeOptions> for ConnSettings {
+    fn from(o: &ServeOptions) -> Self {
+        ConnSettings {
+            name: o.name,
+            handshake_timeout: o.handshake_timeout,
+            header_read_timeout: o.header_read_timeout,
+            keep_alive_timeout: o.keep_alive_timeout,
+            send_timeout: o.send_timeout,
+            max_header_line_bytes: o.max_header_line_bytes,
+        }
+    }
+}
+
+/// What a connection task listens to besides its own connection.
+struct Signals {
+    /// True once the listener stopped accepting.
+    stopped: watch::Receiver<bool>,
+    shutdown: Shutdown,
+    /// Changes when the connection budget runs low.
+    pressure: watch::Receiver<u64>,
+}
+
+/// One accepted connection, moved into its own task.
+struct Conn {
+    stream: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+    acceptor: Option<TlsAcceptor>,
+    handler: Handler,
+    builder: Arc<HttpBuilder>,
+    metrics: ListenerMetrics,
+    settings: Arc<ConnSettings>,
+    signals: Signals,
+    _slot: Slot,
+}
+
+impl Conn {
+    async fn run(self) {
+        let _open = self.metrics.open_guard();
+        let name = self.settings.name;
+        let Some(acceptor) = self.acceptor.clone() else {
+            let info = ConnInfo {
+                remote: self.remote,
+                local: self.local,
+                tls: false,
+                sni: None,
+            };
+            let io = TimedIo::new(self.stream, self.settings.send_timeout);
+            serve_http(io, info, self.handler, &self.builder, self.signals, &self.settings).await;
+            return;
+        };
+        self.metrics.handshakes.inc();
+        // The handshake, waiting for its first byte included, has one deadline: a
+        // silent connection is cheap to hold only for so long.
+        let deadline = tokio::time::Instant::now() + self.settings.handshake_timeout;
+        // A client that has not started its handshake when accepting stops is idle, like a
+        // keep-alive connection between requests: close it rather than hold the shutdown
+        // until the timeout. One that has started is drained like the others. Pressure on
+        // the connection budget closes it too.
+        let mut stopped = self.signals.stopped.clone();
+        let mut pressure = self.signals.pressure.clone();
+        let mut first = [0u8; 1];
+        let started = tokio::select! {
+            biased;
+            peeked = tokio::time::timeout_at(deadline, self.stream.peek(&mut first)) => {
+                matches!(peeked, Ok(Ok(n)) if n > 0)
+            }
+            _ = stopped.wait_for(|s| *s) => false,
+            _ = pressure.changed() => false,
+        };
+        if !started {
+            self.metrics.handshake_failures.inc();
+            tracing::debug!(listener = name, remote = %self.remote, "no TLS handshake started");
+            return;
+        }
+        let stream = match tokio::time::timeout_at(deadline, acceptor.accept(self.stream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                self.metrics.handshake_failures.inc();
+                // Scanners and clients that distrust the certificate do this all day:
+                // not worth a warning each.
+                tracing::debug!(listener = name, remote = %self.remote, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                self.metrics.handshake_failures.inc();
+                tracing::debug!(listener = name, remote = %self.remote, "TLS handshake timed out");
+                return;
+            }
+        };
+        let sni = stream
+            .get_ref()
+            .1
+            .server_name()
+            .map(str::to_ascii_lowercase);
+        let info = ConnInfo {
+            remote: self.remote,
+            local: self.local,
+            tls: true,
+            sni,
+        };
+        let io = TimedIo::new(stream, self.settings.send_timeout);
+        serve_http(io, info, self.handler, &self.builder, self.signals, &self.settings).await;
+    }
+}
+
+/// Serves HTTP on one connection and enforces its lifetime rules: the first request head
+/// within `header_read_timeout`, idle keep-alive within `keep_alive_timeout`, idle
+/// connections closed under pressure, and the drain (GOAWAY for HTTP/2 at once; idle
+/// HTTP/1.1 connections closed when accepting stops, busy ones after their response).
+async fn serve_http<I>(
+    io: TimedIo<I>,
+    info: ConnInfo,
+    handler: Handler,
+    builder: &HttpBuilder,
+    mut signals: Signals,
+    settings: &ConnSettings,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let info = Arc::new(info);
+    let remote = info.remote;
+    let activity = Activity::new();
+    let service = {
+        let activity = activity.clone();
+        let shutdown = signals.shutdown.clone();
+        let max_line = settings.max_header_line_bytes;
+        service_fn(move |req: Request<Incoming>| {
+            let h2 = req.version() == Version::HTTP_2;
+            let guard = activity.start(h2);
+            let answer = match oversized_header(&req, max_line) {
+                None => Ok(handler(req, info.clone())),
+                Some(name) => Err(name),
+            };
+            let shutdown = shutdown.clone();
+            async move {
+                let mut resp = match answer {
+                    Ok(fut) => fut.await,
+                    Err(name) => body::text(
+                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        format!("header {name} is over {max_line} bytes"),
+                    ),
+                };
+                // While draining, HTTP/1.1 clients are told to open a new connection for
+                // their next request, so none is sent on a connection about to close.
+                if !h2 && shutdown.is_draining() && resp.status() != StatusCode::SWITCHING_PROTOCOLS
+                {
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, guard)))
+            }
+        })
+    };
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let mut conn = pin!(conn);
+    let timer = tokio::time::sleep(settings.header_read_timeout);
+    let mut timer = pin!(timer);
+    let mut closing = false;
+    let mut drain_seen = false;
+    let mut stop_seen = false;
+    let draining = signals.shutdown.clone();
+    let mut drain = pin!(draining.draining());
+    let result = loop {
+        tokio::select! {
+            biased;
+            result = conn.as_mut() => break result,
+            () = &mut drain, if !drain_seen => {
+                drain_seen = true;
+                // HTTP/2 announces the end with GOAWAY and finishes the streams it has;
+                // HTTP/1.1 is handled per response (`Connection: close`).
+                if activity.is_h2() && !closing {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            changed = signals.stopped.changed(), if !stop_seen => {
+                stop_seen = true;
+                let _ = changed;
+                // Busy connections finish their response and close; idle ones that have
+                // served requests close now. A connection that has sent nothing yet may be
+                // carrying a request this very moment: it gets a moment to deliver it.
+                if !closing && (!activity.is_idle() || activity.served_any()) {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                } else if !closing {
+                    timer.as_mut().reset(tokio::time::Instant::now() + FRESH_AT_STOP);
+                }
+            }
+            changed = signals.pressure.changed(), if !closing => {
+                if changed.is_err() {
+                    continue;
+                }
+                // Connections idle for a moment go first; one just opened (or between two
+                // quick requests) gets to send its request.
+                let idle_for = monotonic_ms().saturating_sub(activity.idle_since_ms());
+                if activity.is_idle() && idle_for >= PRESSURE_MIN_IDLE_MS {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                    timer.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
+                }
+            }
+            () = &mut timer => {
+                if closing {
+                    if activity.is_idle() {
+                        // Asked to close and still here: the peer is not cooperating.
+                        tracing::debug!(listener = settings.name, remote = %remote, "closing connection that ignored a graceful close");
+                        return;
+                    }
+                    timer.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
+                    continue;
+                }
+                let now = monotonic_ms();
+                let mut limit = match activity.served_any() {
+                    true => settings.keep_alive_timeout,
+                    false => settings.header_read_timeout,
+                };
+                if stop_seen {
+                    limit = limit.min(FRESH_AT_STOP);
+                }
+                if !activity.is_idle() {
+                    timer.as_mut().reset(tokio::time::Instant::now() + limit);
+                    continue;
+                }
+                let idle_for = Duration::from_millis(now.saturating_sub(activity.idle_since_ms()));
+                if idle_for >= limit {
+                    tracing::debug!(listener = settings.name, remote = %remote, ?idle_for, "closing idle connection");
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                    timer.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
+                } else {
+                    timer.as_mut().reset(tokio::time::Instant::now() + (limit - idle_for));
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
+        // Resets, clients closing mid-request, header timeouts: the connection's own
+        // business, nothing the operator can act on.
+        tracing::debug!(listener = settings.name, remote = %remote, error = %e, "connection ended with error");
+    }
+}
+
+/// The name of the first header whose name and value together exceed `max` bytes.
+fn oversized_header(req: &Request<Incoming>, max: usize) -> Option<String> {
+    req.headers()
+        .iter()
+        .find(|(n, v)| n.as_str().len() + v.len() > max)
+        .map(|(n, _)| n.as_str().to_string())
+}
+
+/// Per-listener metric children, resolved once per `serve` so the accept path does no
+/// label lookups.
+#[derive(Clone)]
+struct ListenerMetrics {
+    accepted: IntCounter,
+    accept_errors: IntCounter,
+    refused_full: IntCounter,
+    refused_per_client: IntCounter,
+    open: IntGauge,
+    handshakes: IntCounter,
+    handshake_failures: IntCounter,
+}
+
+impl ListenerMetrics {
+    fn new(name: &str) -> Self {
+        let f = families();
+        ListenerMetrics {
+            accepted: f.accepted.with_label_values(&[name]),
+            accept_errors: f.accept_errors.with_label_values(&[name]),
+            refused_full: f.refused.with_label_values(&[name, Refusal::Full.as_str()]),
+            refused_per_client: f
+                .refused
+                .with_label_values(&[name, Refusal::PerClient.as_str()]),
+            open: f.open.with_label_values(&[name]),
+            handshakes: f.handshakes.with_label_values(&[name]),
+            handshake_failures: f.handshake_failures.with_label_values(&[name]),
+        }
+    }
+
+    fn refused(&self, why: Refusal) -> &IntCounter {
+        match why {
+            Refusal::Full => &self.refused_full,
+            Refusal::PerClient => &self.refused_per_client,
+        }
+    }
+
+    fn open_guard(&self) -> OpenGuard {
+        self.open.inc();
+        OpenGuard(self.open.clone())
+    }
+}
+
+/// Decrements the open-connections gauge however the connection task ends (including
+/// being aborted at the end of the grace period).
+struct OpenGuard(IntGauge);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+struct Families {
+    accepted: IntCounterVec,
+    accept_errors: IntCounterVec,
+    refused: IntCounterVec,
+    open: IntGaugeVec,
+    handshakes: IntCounterVec,
+    handshake_failures: IntCounterVec,
+}
+
+fn families() -> &'static Families {
+    static FAMILIES: OnceLock<Families> = OnceLock::new();
+    // Constant names and labels: creating these cannot fail at run time.
+    FAMILIES.get_or_init(|| Families {
+        accepted: metrics::register(
+            IntCounterVec::new(
+                Opts::new(
+                    "connections_accepted_total",
+                    "TCP connections accepted, by listener.",
+                ),
+                &["listener"],
+            )
+            .expect("valid metric definition"),
+        ),
+        accept_errors: metrics::register(
+            IntCounterVec::new(
+                Opts::new(
+                    "accept_errors_total",
+                    "accept() failures (usually out of file descriptors), by listener.",
+                ),
+                &["listener"],
+            )
+            .expect("valid metric definition"),
+        ),
+        refused: metrics::register(
+            IntCounterVec::new(
+                Opts::new(
+                    "connections_refused_total",
+                    "Connections closed at accept because a connection limit was reached, by listener and limit.",
+                ),
+                &["listener", "reason"],
+            )
+            .expect("valid metric definition"),
+        ),
+        open: metrics::register(
+            IntGaugeVec::new(
+                Opts::new(
+                    "connections_open",
+                    "Connections currently open, by listener.",
+                ),
+                &["listener"],
+            )
+            .expect("valid metric definition"),
+        ),
+        handshakes: metrics::register(
+            IntCounterVec::new(
+                Opts::new(
+                    "tls_handshakes_total",
+                    "TLS handshakes started, by listener.",
+                ),
+                &["listener"],
+            )
+            .expect("valid metric definition"),
+        ),
+        handshake_failures: metrics::register(
+            IntCounterVec::new(
+                Opts::new(
+                    "tls_handshake_failures_total",
+                    "TLS handshakes that failed or timed out, by listener.",
+                ),
+                &["listener"],
+            )
+            .expect("valid metric definition"),
+        ),
+    })
+}
