@@ -28,6 +28,7 @@ pub struct Settings {
     pub admission: AdmissionSettings,
     pub ingress: IngressSettings,
     pub shutdown: ShutdownSettings,
+    pub listeners: ListenerSettings,
 }
 
 /// Data-plane settings that are not per-Ingress.
@@ -53,6 +54,92 @@ impl Default for IngressSettings {
             access_log: true,
         }
     }
+}
+
+/// Limits and timeouts of the listeners (webhook, ingress HTTP and HTTPS; the admin
+/// listener keeps its own small budget). Defaults follow nginx where nginx has one; see
+/// docs/SECURITY.md.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ListenerSettings {
+    /// TLS handshake, from accept.
+    pub handshake_timeout_seconds: u64,
+    /// From accept (or the end of the TLS handshake) to a complete first request head.
+    pub header_timeout_seconds: u64,
+    /// Idle keep-alive connections (HTTP/1.1 and HTTP/2) are closed after this.
+    pub keep_alive_timeout_seconds: u64,
+    /// A response write blocked this long (a client that stopped reading) closes the
+    /// connection.
+    pub send_timeout_seconds: u64,
+    /// Longest pause between two reads of a request body (nginx `client_body_timeout`);
+    /// also bounds the webhook's whole body read.
+    pub client_body_timeout_seconds: u64,
+    /// HTTP/2 PING keep-alive interval and answer timeout.
+    pub http2_ping_interval_seconds: u64,
+    pub http2_ping_timeout_seconds: u64,
+    /// Request head (HTTP/1.1) or header list (HTTP/2) size limit; 431 above it.
+    pub max_header_bytes: usize,
+    /// One header line's size limit; 431 above it.
+    pub max_header_line_bytes: usize,
+    /// Open connections over the webhook and ingress listeners together. 0: derived from
+    /// the file-descriptor limit (half of it, less a reserve, since a proxied connection
+    /// also holds an upstream socket).
+    pub max_connections: usize,
+    /// Open connections per client address on each listener group; 0: no cap (behind a
+    /// cloud load balancer every client has the balancer's address).
+    pub max_connections_per_client: usize,
+    /// Connections the admin listener accepts (its own budget, inside the reserve, so
+    /// probes answer while the others are full).
+    pub admin_max_connections: usize,
+}
+
+impl Default for ListenerSettings {
+    fn default() -> Self {
+        ListenerSettings {
+            handshake_timeout_seconds: 10,
+            header_timeout_seconds: 20,
+            keep_alive_timeout_seconds: 75,
+            send_timeout_seconds: 60,
+            client_body_timeout_seconds: 60,
+            http2_ping_interval_seconds: 30,
+            http2_ping_timeout_seconds: 20,
+            max_header_bytes: 32 * 1024,
+            max_header_line_bytes: 8 * 1024,
+            max_connections: 0,
+            max_connections_per_client: 0,
+            admin_max_connections: 128,
+        }
+    }
+}
+
+impl ListenerSettings {
+    /// Options for the listener `name` drawing from `limits`.
+    pub fn serve_options(
+        &self,
+        name: &'static str,
+        limits: std::sync::Arc<crate::server::ConnLimits>,
+    ) -> crate::server::ServeOptions {
+        let mut o = crate::server::ServeOptions::new(name);
+        o.handshake_timeout = secs(self.handshake_timeout_seconds);
+        o.header_read_timeout = secs(self.header_timeout_seconds);
+        o.keep_alive_timeout = secs(self.keep_alive_timeout_seconds);
+        o.send_timeout = secs(self.send_timeout_seconds);
+        o.h2_keep_alive_interval = secs(self.http2_ping_interval_seconds);
+        o.h2_keep_alive_timeout = secs(self.http2_ping_timeout_seconds);
+        o.max_header_bytes = self.max_header_bytes.max(1024);
+        o.max_header_line_bytes = self.max_header_line_bytes.max(256);
+        o.limits = limits;
+        o
+    }
+
+    pub fn client_body_timeout(&self) -> Duration {
+        secs(self.client_body_timeout_seconds)
+    }
+}
+
+/// A zero timeout would close every connection at once; it is read as one second.
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n.max(1))
 }
 
 /// How SIGTERM is handled.

@@ -73,6 +73,7 @@ fn live_state(dir: &Path, settings: &Settings) -> anyhow::Result<Snapshot> {
     let opts = CompileOptions {
         controller: settings.ingress.controller.clone(),
         watch_without_class: settings.ingress.watch_without_class,
+        ..Default::default()
     };
     Ok(compile(&store, &opts, None))
 }

@@ -15,6 +15,7 @@ pub fn run(manifests: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> 
     let opts = CompileOptions {
         controller: settings.ingress.controller,
         watch_without_class: settings.ingress.watch_without_class,
+        ..Default::default()
     };
     let (store, _problems) = load_all(manifests)?;
     print!("{}", render_routes(&compile(&store, &opts, None)));

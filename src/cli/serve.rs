@@ -12,9 +12,10 @@ use portcullis::admin::{self, AdminState};
 use portcullis::admission::Engine;
 use portcullis::config::Settings;
 use portcullis::ingress::compile::{CompileOptions, compile};
+use portcullis::ingress::endpoint_filter::EndpointFilter;
 use portcullis::ingress::config::{ConfigHandle, FilesDriver, start_files};
 use portcullis::ingress::gateway::{Gateway, ProxyConfig, Scheme, handler as gateway_handler};
-use portcullis::server::{ServeOptions, Shutdown, serve};
+use portcullis::server::{ConnLimits, Shutdown, fd_limit, serve};
 use portcullis::source::ObjectStore;
 use portcullis::source::kube::{KubeDriver, KubeOptions, start_kube};
 use portcullis::tls::SniResolver;
@@ -138,10 +139,6 @@ struct ConfigSource {
 /// The gateway's configuration: the Kubernetes API, the watched manifests directory, or
 /// an empty table.
 async fn config_source(args: &ServeArgs, settings: &Settings) -> anyhow::Result<ConfigSource> {
-    let opts = CompileOptions {
-        controller: settings.ingress.controller.clone(),
-        watch_without_class: settings.ingress.watch_without_class,
-    };
     let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
     let kind = args
         .source
@@ -150,6 +147,29 @@ async fn config_source(args: &ServeArgs, settings: &Settings) -> anyhow::Result<
         } else {
             SourceKind::Files
         });
+    let own_listeners = vec![
+        args.webhook_addr,
+        args.admin_addr,
+        args.http_addr,
+        args.https_addr,
+    ];
+    let endpoint_filter = match kind {
+        // POD_IP comes from the downward API (manifests/base/deployment.yaml).
+        SourceKind::Kube => EndpointFilter::cluster(
+            own_listeners,
+            std::env::var("POD_IP")
+                .ok()
+                .and_then(|ip| ip.parse().ok())
+                .into_iter()
+                .collect(),
+        ),
+        SourceKind::Files => EndpointFilter::files(own_listeners),
+    };
+    let opts = CompileOptions {
+        controller: settings.ingress.controller.clone(),
+        watch_without_class: settings.ingress.watch_without_class,
+        endpoint_filter,
+    };
     let (_, always_ready) = watch::channel(true);
     match (kind, &args.manifests) {
         (SourceKind::Kube, Some(_)) => {
@@ -281,6 +301,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     let proxy = ProxyConfig {
         trusted_proxies: trusted,
         access_log: settings.ingress.access_log,
+        client_body_timeout: settings.listeners.client_body_timeout(),
         ..Default::default()
     };
     let gateway = Arc::new(Gateway::new(config.shared(), proxy));
@@ -300,12 +321,30 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         },
     };
 
+    let nofile = fd_limit::raise_nofile();
+    let max_connections = match settings.listeners.max_connections {
+        0 => nofile.map_or(10_000, fd_limit::connection_budget),
+        n => n,
+    };
+    tracing::info!(
+        nofile = ?nofile,
+        max_connections,
+        per_client = settings.listeners.max_connections_per_client,
+        "connection limits"
+    );
+    // One budget for the webhook and ingress listeners, so together they cannot take the
+    // descriptors the admin listener needs.
+    let limits = ConnLimits::new(max_connections, settings.listeners.max_connections_per_client);
     let opts = |name: &'static str| {
-        let mut o = ServeOptions::new(name);
+        let mut o = settings.listeners.serve_options(name, limits.clone());
         o.drain_delay = settings.shutdown.drain_delay();
         o.grace = settings.shutdown.grace();
         o
     };
+    let admin_opts = settings.listeners.serve_options(
+        "admin",
+        ConnLimits::new(settings.listeners.admin_max_connections, 0),
+    );
     let webhook = tokio::spawn(serve(
         bind(args.webhook_addr, "webhook").await?,
         Some(webhook_tls),
@@ -332,7 +371,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         None,
         admin::handler(admin_state),
         admin_shutdown.clone(),
-        ServeOptions::new("admin"),
+        admin_opts,
     ));
     set_ready_when_complete(source.ready.clone(), ready);
 

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::endpoint_filter::EndpointFilter;
 use super::snapshot::{Backend, Endpoint, UpstreamProtocol};
 use crate::source::ObjectStore;
 
@@ -47,6 +48,7 @@ impl std::fmt::Display for PortRef {
 /// Service port's `appProtocol`. Returns the backend and what was wrong on the way.
 pub fn resolve(
     store: &ObjectStore,
+    filter: &EndpointFilter,
     namespace: &str,
     service: &str,
     port: &PortRef,
@@ -97,6 +99,15 @@ pub fn resolve(
     if !any_slice {
         from_endpoints(store, namespace, service, svc_port, &mut found);
     }
+    found.retain(|addr, _| match filter.refuses(*addr) {
+        None => true,
+        Some(why) => {
+            problems.push(format!(
+                "Service {namespace}/{service}: endpoint {addr} is {why}; never dialled"
+            ));
+            false
+        }
+    });
     backend.endpoints = found.into_values().collect();
     backend.eligible = eligible(&backend.endpoints);
     (backend, problems)

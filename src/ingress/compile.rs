@@ -18,6 +18,7 @@ use rustls::sign::CertifiedKey;
 use super::annotations::CanarySpec;
 use super::backends::{self, PortRef};
 use super::class::{ClassSelector, DEFAULT_CONTROLLER};
+use super::endpoint_filter::EndpointFilter;
 use super::inspect::{BackendRef, DefaultScope, RouteClaim, inspect, main_claim};
 use super::live::LiveIndex;
 use super::policy::{Canary, Policy};
@@ -33,6 +34,8 @@ pub struct CompileOptions {
     pub controller: String,
     /// Serve Ingresses that name no class at all, even without a default class.
     pub watch_without_class: bool,
+    /// Endpoint addresses never dialled.
+    pub endpoint_filter: EndpointFilter,
 }
 
 impl Default for CompileOptions {
@@ -40,6 +43,7 @@ impl Default for CompileOptions {
         CompileOptions {
             controller: DEFAULT_CONTROLLER.to_string(),
             watch_without_class: false,
+            endpoint_filter: EndpointFilter::default(),
         }
     }
 }
@@ -96,6 +100,7 @@ pub fn compile(
 ) -> Snapshot {
     let mut c = Compiler {
         store,
+        filter: &opts.endpoint_filter,
         prev: previous.map(|s| &s.router.memory),
         memory: Memory::default(),
         problems: store.problems(),
@@ -152,6 +157,7 @@ type BackendKey = (String, String, PortRef, Option<UpstreamProtocol>);
 
 struct Compiler<'a> {
     store: &'a ObjectStore,
+    filter: &'a EndpointFilter,
     prev: Option<&'a Memory>,
     memory: Memory,
     problems: Vec<Problem>,
@@ -218,12 +224,13 @@ impl Compiler<'_> {
             proto,
         );
         let store = self.store;
+        let filter = self.filter;
         let (backend, messages) = self
             .backends
             .entry(cache_key)
             .or_insert_with(|| {
                 let (backend, messages) =
-                    backends::resolve(store, &plan.namespace, &b.service, &b.port, proto);
+                    backends::resolve(store, filter, &plan.namespace, &b.service, &b.port, proto);
                 (Arc::new(backend), messages)
             })
             .clone();

@@ -250,6 +250,17 @@ impl Proxy {
                     "request body is over the limit",
                 ));
             }
+            // The client's side failed, not the pod's: answer as nginx does, and do not
+            // hold it against the endpoint.
+            match err.body_error() {
+                Some(e @ upstream::BodyError::Client(_)) => {
+                    return Err(generated(StatusCode::BAD_REQUEST, e.to_string()));
+                }
+                Some(e @ upstream::BodyError::ClientTimeout(_)) => {
+                    return Err(generated(StatusCode::REQUEST_TIMEOUT, e.to_string()));
+                }
+                _ => {}
+            }
             let body_started = ex.slot.as_ref().is_some_and(|s| s.claimed());
             let retryable = match err {
                 UpstreamError::Connect { kind, message } => {

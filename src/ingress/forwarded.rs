@@ -15,6 +15,12 @@ pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-p
 pub static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// RFC 7239.
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static TRUE_CLIENT_IP: HeaderName = HeaderName::from_static("true-client-ip");
+static X_CLIENT_IP: HeaderName = HeaderName::from_static("x-client-ip");
+static X_ORIGINAL_FORWARDED_FOR: HeaderName =
+    HeaderName::from_static("x-original-forwarded-for");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 /// httpoxy: a `Proxy` request header must never reach CGI-style backends.
@@ -30,11 +36,22 @@ pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// An HTTP/1.1 protocol switch request (`Connection: upgrade` + `Upgrade: …`).
+/// An HTTP/1.1 switch to WebSocket (`Connection: upgrade` + `Upgrade: websocket`), the
+/// only protocol tunnelled. Any other `Upgrade` (notably `h2c`, which would carry
+/// requests past every route and policy inside the tunnel) is not honoured: the headers
+/// are dropped as hop-by-hop and the request is proxied as an ordinary one.
 pub fn is_upgrade_request(version: http::Version, headers: &HeaderMap) -> bool {
     version == http::Version::HTTP_11
-        && headers.contains_key(header::UPGRADE)
         && connection_has(headers, "upgrade")
+        && headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| {
+                let name = p.split('/').next().unwrap_or("").trim();
+                name.eq_ignore_ascii_case("websocket")
+            })
 }
 
 /// Removes hop-by-hop headers. With `upgrade`, `Upgrade` survives and `Connection` is
@@ -216,6 +233,13 @@ pub fn apply_forwarded(
         headers.insert(&X_FORWARDED_PORT, HeaderValue::from(down.port));
     }
     set(headers, &X_REAL_IP, &down.client.to_string());
+    if !down.peer_trusted {
+        // Other spellings of "the client's address" that applications read: from an
+        // untrusted peer they are whatever the client wanted them to be.
+        for name in [&FORWARDED, &TRUE_CLIENT_IP, &X_CLIENT_IP, &X_ORIGINAL_FORWARDED_FOR] {
+            headers.remove(name);
+        }
+    }
     match prefix {
         Some(p) => set(headers, &X_FORWARDED_PREFIX, p),
         None if !down.peer_trusted => {
@@ -318,6 +342,12 @@ mod tests {
         ]);
         assert!(is_upgrade_request(http::Version::HTTP_11, &h));
         assert!(!is_upgrade_request(http::Version::HTTP_2, &h));
+        for other in ["h2c", "HTTP/2.0", "tls/1.2", ""] {
+            let o = hm(&[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", other)]);
+            assert!(!is_upgrade_request(http::Version::HTTP_11, &o), "{other}");
+        }
+        let ws = hm(&[("connection", "upgrade"), ("upgrade", "WebSocket")]);
+        assert!(is_upgrade_request(http::Version::HTTP_11, &ws));
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
@@ -371,6 +401,14 @@ mod tests {
         assert_eq!(h["x-forwarded-port"], "8080");
         assert_eq!(h["x-real-ip"], "10.0.0.7");
         assert!(!h.contains_key("x-forwarded-prefix"));
+        for spoofable in ["forwarded", "true-client-ip", "x-client-ip"] {
+            let mut h = hm(&[(spoofable, "for=1.1.1.1")]);
+            apply_forwarded(&mut h, &down(false), None);
+            assert!(!h.contains_key(spoofable), "{spoofable} kept from an untrusted peer");
+            let mut h = hm(&[(spoofable, "for=1.1.1.1")]);
+            apply_forwarded(&mut h, &down(true), None);
+            assert!(h.contains_key(spoofable), "{spoofable} dropped from a trusted proxy");
+        }
 
         let mut h = hm(incoming);
         apply_forwarded(&mut h, &down(true), Some("/app"));

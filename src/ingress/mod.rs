@@ -7,6 +7,7 @@ pub mod balancer;
 pub mod canary;
 pub mod class;
 pub mod compile;
+pub mod endpoint_filter;
 pub mod config;
 pub mod cow_map;
 mod exchange;

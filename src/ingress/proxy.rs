@@ -68,6 +68,9 @@ pub struct ProxyConfig {
     pub read_timeout: Duration,
     /// Longest pause while streaming a request body upstream (`proxy-send-timeout`).
     pub send_timeout: Duration,
+    /// Longest pause between two reads of a client's request body (nginx
+    /// `client_body_timeout`); then 408 if no answer was sent yet.
+    pub client_body_timeout: Duration,
     /// Requests allowed in flight to one endpoint address; more wait up to the connect
     /// timeout, then get 503.
     pub max_concurrency_per_endpoint: usize,
@@ -82,6 +85,7 @@ impl Default for ProxyConfig {
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
+            client_body_timeout: Duration::from_secs(60),
             max_concurrency_per_endpoint: 1024,
             upstream: UpstreamSettings::default(),
         }
@@ -173,10 +177,11 @@ impl Proxy {
             .await
         {
             Outcome::Answer(resp) => tail.attach(resp),
-            Outcome::Streamed(resp, guards) => {
+            Outcome::Streamed(resp, guards, read_timeout) => {
                 tail.entry.status = resp.status().as_u16();
                 let (parts, incoming) = resp.into_parts();
-                Response::from_parts(parts, ProxiedBody::new(incoming, tail, guards).boxed())
+                let body = ProxiedBody::new(incoming, tail, guards, read_timeout);
+                Response::from_parts(parts, body.boxed())
             }
         }
     }
@@ -279,7 +284,11 @@ impl Proxy {
         let slot = if body.is_end_stream() {
             None
         } else {
-            Some(BodySlot::new(body, policy.max_body_bytes))
+            Some(BodySlot::new(
+                body,
+                policy.max_body_bytes,
+                self.config.client_body_timeout,
+            ))
         };
         tail.slot = slot.clone();
 
@@ -328,14 +337,15 @@ impl Proxy {
         for (name, value) in &policy.response_headers {
             resp.headers_mut().insert(name.clone(), value.clone());
         }
-        Outcome::Streamed(resp, guards)
+        Outcome::Streamed(resp, guards, exchange.read_timeout)
     }
 }
 
 /// How `forward_inner` ended: an answer of our own, or an upstream response to stream.
 enum Outcome {
     Answer(Response<Body>),
-    Streamed(Response<Incoming>, Guards),
+    /// With the read timeout that applies between body reads.
+    Streamed(Response<Incoming>, Guards, Duration),
 }
 
 /// Copies bytes both ways between the client and the pod after a 101.

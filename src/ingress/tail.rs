@@ -5,13 +5,15 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Response;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Sleep;
 
 use crate::body::{Body, BoxError};
 use crate::ingress::access_log::{self, Entry};
@@ -96,23 +98,54 @@ impl Drop for Tail {
 
 /// The upstream response body streamed to the client, holding the endpoint guards until
 /// the last byte.
+///
+/// A pod that stops sending mid-body gets `read_timeout` between two reads (nginx's
+/// `proxy_read_timeout` applies between reads too); then the response is cut off, which
+/// frees the client connection, the upstream connection and the endpoint's slot.
 pub(crate) struct ProxiedBody {
     inner: Incoming,
     bytes: u64,
     tail: Option<Tail>,
     guards: Option<Guards>,
+    read_timeout: Duration,
+    /// Created the first time the pod keeps us waiting, so bodies that arrive whole
+    /// (most) cost no timer.
+    stall: Option<Pin<Box<Sleep>>>,
+    stall_armed: bool,
 }
 
 impl ProxiedBody {
-    pub(crate) fn new(inner: Incoming, tail: Tail, guards: Guards) -> Self {
+    pub(crate) fn new(inner: Incoming, tail: Tail, guards: Guards, read_timeout: Duration) -> Self {
         Self {
             inner,
             bytes: 0,
             tail: Some(tail),
             guards: Some(guards),
+            read_timeout,
+            stall: None,
+            stall_armed: false,
         }
     }
+
+    /// The pod has nothing for us right now: start (or keep) the between-reads clock.
+    /// True when it ran out.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = tokio::time::Instant::now() + self.read_timeout;
+        let sleep = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !self.stall_armed {
+            self.stall_armed = true;
+            sleep.as_mut().reset(deadline);
+        }
+        sleep.as_mut().poll(cx).is_ready()
+    }
 }
+
+/// The pod paused longer than the read timeout in the middle of a response body.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream sent nothing for {0:?} in the middle of the response body")]
+pub(crate) struct BodyReadTimeout(Duration);
 
 impl HttpBody for ProxiedBody {
     type Data = Bytes;
@@ -125,6 +158,7 @@ impl HttpBody for ProxiedBody {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                this.stall_armed = false;
                 if let Some(d) = frame.data_ref() {
                     this.bytes += d.len() as u64;
                 }
@@ -141,7 +175,20 @@ impl HttpBody for ProxiedBody {
                 }
                 Poll::Ready(None)
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                if this.stalled(cx) {
+                    this.guards = None;
+                    metrics::record_upstream_error(
+                        this.tail
+                            .as_ref()
+                            .and_then(|t| t.entry.service.as_deref())
+                            .unwrap_or(""),
+                        "read_timeout",
+                    );
+                    return Poll::Ready(Some(Err(Box::new(BodyReadTimeout(this.read_timeout)))));
+                }
+                Poll::Pending
+            }
         }
     }
 

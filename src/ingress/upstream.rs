@@ -148,6 +148,12 @@ pub enum BodyError {
     TooLarge(u64),
     #[error("request body was already handed to an earlier attempt")]
     AlreadyClaimed,
+    /// The client's body did not decode (e.g. malformed chunked encoding): a 400.
+    #[error("malformed request body: {0}")]
+    Client(#[source] hyper::Error),
+    /// The client paused longer than the body timeout between two reads: a 408.
+    #[error("client sent no request body data for {0:?}")]
+    ClientTimeout(Duration),
 }
 
 /// A TCP (and optionally TLS) connector whose timeout and error kinds the proxy controls.
@@ -380,10 +386,12 @@ pub struct BodySlot {
     /// `monotonic_us()` when the last byte was read from the client; 0 = not yet.
     finished_us: AtomicU64,
     hint: SizeHint,
+    /// Longest pause between two reads of the client's body.
+    read_timeout: Duration,
 }
 
 impl BodySlot {
-    pub fn new(body: Incoming, limit: Option<u64>) -> Arc<Self> {
+    pub fn new(body: Incoming, limit: Option<u64>, read_timeout: Duration) -> Arc<Self> {
         let hint = body.size_hint();
         Arc::new(Self {
             body: Mutex::new(Some(body)),
@@ -393,6 +401,7 @@ impl BodySlot {
             over_limit: AtomicBool::new(false),
             finished_us: AtomicU64::new(0),
             hint,
+            read_timeout,
         })
     }
 
@@ -424,6 +433,7 @@ impl BodySlot {
         UpstreamBody::Stream {
             slot: self.clone(),
             inner: None,
+            stall: None,
         }
     }
 }
@@ -435,7 +445,39 @@ pub enum UpstreamBody {
     Stream {
         slot: Arc<BodySlot>,
         inner: Option<Incoming>,
+        /// The between-reads clock, made the first time the client keeps us waiting.
+        stall: Option<Stall>,
     },
+}
+
+/// A reusable timer for "nothing arrived since": armed on the first wait after a frame.
+#[derive(Debug)]
+pub struct Stall {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    armed: bool,
+}
+
+impl Stall {
+    /// Polls the clock for one more wait of at most `limit`; true when it ran out.
+    pub fn expired(slot: &mut Option<Stall>, limit: Duration, cx: &mut Context<'_>) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        let stall = slot.get_or_insert_with(|| Stall {
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            armed: true,
+        });
+        if !stall.armed {
+            stall.armed = true;
+            stall.sleep.as_mut().reset(deadline);
+        }
+        stall.sleep.as_mut().poll(cx).is_ready()
+    }
+
+    /// Progress was made: the next wait starts a fresh clock.
+    pub fn progress(slot: &mut Option<Stall>) {
+        if let Some(s) = slot {
+            s.armed = false;
+        }
+    }
 }
 
 impl HttpBody for UpstreamBody {
@@ -446,9 +488,9 @@ impl HttpBody for UpstreamBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let (slot, inner) = match self.get_mut() {
+        let (slot, inner, stall) = match self.get_mut() {
             UpstreamBody::Empty => return Poll::Ready(None),
-            UpstreamBody::Stream { slot, inner } => (slot, inner),
+            UpstreamBody::Stream { slot, inner, stall } => (slot, inner, stall),
         };
         if inner.is_none() {
             let taken = slot.body.lock().ok().and_then(|mut g| g.take());
@@ -465,6 +507,7 @@ impl HttpBody for UpstreamBody {
         };
         match Pin::new(body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                Stall::progress(stall);
                 if let Some(data) = frame.data_ref() {
                     let total = slot.bytes.fetch_add(data.len() as u64, Ordering::Relaxed)
                         + data.len() as u64;
@@ -477,13 +520,20 @@ impl HttpBody for UpstreamBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(BodyError::Client(e))))),
             Poll::Ready(None) => {
                 slot.finished_us
                     .store(monotonic_us().max(1), Ordering::Relaxed);
                 Poll::Ready(None)
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                if Stall::expired(stall, slot.read_timeout, cx) {
+                    return Poll::Ready(Some(Err(Box::new(BodyError::ClientTimeout(
+                        slot.read_timeout,
+                    )))));
+                }
+                Poll::Pending
+            }
         }
     }
 

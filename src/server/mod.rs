@@ -31,6 +31,7 @@ use crate::body::{self, Body};
 use crate::metrics;
 
 mod activity;
+pub mod fd_limit;
 mod limits;
 mod timed_io;
 
