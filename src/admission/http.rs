@@ -1,6 +1,7 @@
 //! `POST /validate` and `POST /mutate`: HTTP checks, a bounded body read, then the pure
 //! `answer_review` that decodes, runs the engine and encodes.
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::Instant;
 
 use http::{Method, Request, Response, StatusCode, header};
@@ -85,7 +86,9 @@ pub fn answer_review_live(
             Mode::Mutate => {
                 let ops = engine.mutate(&ctx);
                 if !ops.is_empty() {
-                    metrics::PATCHES.with_label_values(&[ctx.kind]).inc();
+                    metrics::PATCHES
+                        .with_label_values(&[metrics::kind_label(ctx.kind)])
+                        .inc();
                     answer.patch = Some(patch::render(&ops));
                 }
             }
@@ -95,7 +98,7 @@ pub fn answer_review_live(
     metrics::REVIEWS
         .with_label_values(&[
             endpoint,
-            &req.kind.kind,
+            metrics::kind_label(&req.kind.kind),
             req.operation.as_str(),
             bool_str(answer.allowed),
             bool_str(dry_run),
@@ -115,10 +118,24 @@ fn bool_str(b: bool) -> &'static str {
 /// ingress configuration Ingresses are checked against (route collisions, Services, TLS
 /// Secrets, our IngressClasses); each review loads the current snapshot once.
 pub fn handler(engine: Arc<Engine>, live: Option<ConfigHandle>) -> Handler {
+    handler_with(engine, live, DEFAULT_BODY_TIMEOUT)
+}
+
+/// The API server gives up on a webhook after `timeoutSeconds` (10 s by default, 30 s at
+/// most), so a body still arriving after that is of no use to anyone.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// [`handler`] with the time a client gets to deliver its whole request body; a slower
+/// one gets 408, so a slow sender cannot hold a body buffer per connection.
+pub fn handler_with(
+    engine: Arc<Engine>,
+    live: Option<ConfigHandle>,
+    body_timeout: Duration,
+) -> Handler {
     Arc::new(move |req: Request<Incoming>, _conn: Arc<ConnInfo>| {
         let engine = engine.clone();
         let live = live.clone();
-        Box::pin(async move { handle(&engine, live.as_ref(), req).await })
+        Box::pin(async move { handle(&engine, live.as_ref(), req, body_timeout).await })
     })
 }
 
@@ -133,6 +150,7 @@ async fn handle(
     engine: &Engine,
     live: Option<&ConfigHandle>,
     req: Request<Incoming>,
+    body_timeout: Duration,
 ) -> Response<Body> {
     let mode = match req.uri().path() {
         "/validate" => Mode::Validate,
@@ -178,7 +196,14 @@ async fn handle(
             format!("request body over the {limit}-byte limit"),
         );
     }
-    let bytes = match Limited::new(req.into_body(), limit).collect().await {
+    let read = tokio::time::timeout(body_timeout, Limited::new(req.into_body(), limit).collect());
+    let Ok(collected) = read.await else {
+        return bad(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request body not received within {body_timeout:?}"),
+        );
+    };
+    let bytes = match collected {
         Ok(c) => c.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return bad(

@@ -68,3 +68,49 @@ pub static PATCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
         .expect("constant metric definition"),
     )
 });
+
+/// The `kind` label for a reviewed object: one of the kinds a cluster commonly sends a
+/// webhook, else `other`. The kind is request data, and any in-cluster client can send
+/// reviews with kinds of its choosing; a label taken from it would grow without bound.
+pub fn kind_label(kind: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "Pod",
+        "Deployment",
+        "ReplicaSet",
+        "StatefulSet",
+        "DaemonSet",
+        "Job",
+        "CronJob",
+        "ReplicationController",
+        "Ingress",
+        "IngressClass",
+        "Service",
+        "EndpointSlice",
+        "ConfigMap",
+        "Secret",
+        "Namespace",
+        "ServiceAccount",
+        "Role",
+        "ClusterRole",
+        "RoleBinding",
+        "ClusterRoleBinding",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+    ];
+    KNOWN.iter().find(|k| **k == kind).copied().unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_a_closed_set() {
+        assert_eq!(kind_label("Deployment"), "Deployment");
+        assert_eq!(kind_label("Ingress"), "Ingress");
+        assert_eq!(kind_label("deployment"), "other");
+        assert_eq!(kind_label("Kind12345"), "other");
+        assert_eq!(kind_label(""), "other");
+    }
+}

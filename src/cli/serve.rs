@@ -348,7 +348,14 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     let webhook = tokio::spawn(serve(
         bind(args.webhook_addr, "webhook").await?,
         Some(webhook_tls),
-        portcullis::admission::http::handler(engine, Some(config.clone())),
+        portcullis::admission::http::handler_with(
+            engine,
+            Some(config.clone()),
+            settings
+                .listeners
+                .client_body_timeout()
+                .min(Duration::from_secs(30)),
+        ),
         shutdown.clone(),
         opts("webhook"),
     ));

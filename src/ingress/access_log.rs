@@ -65,7 +65,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// A tracing layer that writes access-log events (and only those) to stdout as one
-/// flat JSON object per line.
+/// flat JSON object per line, through a bounded queue (see `log_writer`).
 pub fn layer<S>() -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
@@ -79,7 +79,7 @@ where
         .with_target(false)
         .with_level(false)
         .without_time()
-        .with_writer(std::io::stdout)
+        .with_writer(crate::ingress::log_writer::NonBlocking::stdout())
         .with_filter(tracing_subscriber::filter::filter_fn(|m| {
             m.target() == TARGET
         }))

@@ -18,6 +18,7 @@ pub mod health;
 pub mod ingress_metrics;
 pub mod inspect;
 pub mod live;
+pub mod log_writer;
 pub mod policy;
 pub mod problem;
 pub mod proxy;

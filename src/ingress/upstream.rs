@@ -367,8 +367,11 @@ impl Upstreams {
     fn build(&self, wire: Wire, connect_timeout: Duration) -> UpstreamClient {
         let mut b = Client::builder(TokioExecutor::new());
         // Without pool_timer no reaper runs and idle sockets to vanished pods linger.
+        // Retrying is the proxy's one decision (exchange.rs): hyper-util's own retry of
+        // requests on connections that closed under them would add hidden attempts.
         b.pool_timer(TokioTimer::new())
-            .pool_idle_timeout(self.settings.idle_timeout);
+            .pool_idle_timeout(self.settings.idle_timeout)
+            .retry_canceled_requests(false);
         b.build(self.connector(wire, connect_timeout))
     }
 }

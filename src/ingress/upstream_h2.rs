@@ -24,7 +24,9 @@ use tower::Service;
 
 use crate::ingress::cow_map::CowMap;
 use crate::ingress::health::monotonic_us;
-use crate::ingress::upstream::{Connector, UpstreamBody, UpstreamError, UpstreamSettings, Wire};
+use crate::ingress::upstream::{
+    ConnectKind, Connector, UpstreamBody, UpstreamError, UpstreamSettings, Wire,
+};
 
 /// One live HTTP/2 connection.
 struct H2Conn {
@@ -64,13 +66,22 @@ struct Entry {
     current: ArcSwapOption<H2Conn>,
     /// Serialises connection setup so a burst opens one connection, not one per request.
     connecting: tokio::sync::Mutex<()>,
+    /// Counts failed setups; with `last_failure`, lets the requests that queued behind a
+    /// failing connect share its result instead of each paying a connect timeout in turn.
+    failures: AtomicU64,
+    last_failure: std::sync::Mutex<Option<(ConnectKind, String)>>,
 }
 
 /// HTTP/2 connections by (wire, endpoint authority).
 pub struct H2Pool {
     settings: UpstreamSettings,
     entries: CowMap<(Wire, String), Entry>,
+    last_sweep_us: AtomicU64,
 }
+
+/// Entries without a live connection are dropped this often, so endpoints that went away
+/// (pods rescheduled, scaled down) do not stay in the map for ever.
+const SWEEP_EVERY_US: u64 = 60_000_000;
 
 impl std::fmt::Debug for H2Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,6 +96,7 @@ impl H2Pool {
         Self {
             settings,
             entries: CowMap::new(),
+            last_sweep_us: AtomicU64::new(monotonic_us()),
         }
     }
 
@@ -96,6 +108,7 @@ impl H2Pool {
         target: &str,
         req: Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, H2Lease), UpstreamError> {
+        self.maybe_sweep();
         let entry = self
             .entries
             .get_or_insert_with(&(wire, target.to_string()), Entry::default);
@@ -124,6 +137,32 @@ impl H2Pool {
         ))
     }
 
+    /// Forgets endpoints with no usable connection and no setup in progress.
+    fn maybe_sweep(&self) {
+        let now = monotonic_us();
+        let last = self.last_sweep_us.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < SWEEP_EVERY_US
+            || self
+                .last_sweep_us
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.entries.retain(|_, e| {
+            e.connecting.try_lock().is_err() || e.current.load().as_ref().is_some_and(|c| c.usable())
+        });
+    }
+
+    /// Endpoints the pool holds an entry for.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     async fn connection(
         &self,
         entry: &Entry,
@@ -134,18 +173,35 @@ impl H2Pool {
         if let Some(c) = entry.current.load_full().filter(|c| c.usable()) {
             return Ok(c);
         }
+        let failures_before = entry.failures.load(Ordering::Acquire);
         let _setup = entry.connecting.lock().await;
         if let Some(c) = entry.current.load_full().filter(|c| c.usable()) {
             return Ok(c);
         }
+        if entry.failures.load(Ordering::Acquire) != failures_before {
+            let shared = entry
+                .last_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some((kind, message)) = shared {
+                return Err(UpstreamError::Connect { kind, message });
+            }
+        }
         let uri: Uri = format!("{}://{target}/", wire.scheme())
             .parse()
             .map_err(|e: http::uri::InvalidUri| UpstreamError::Failed(Box::new(e)))?;
-        let io = connector
-            .clone()
-            .call(uri)
-            .await
-            .map_err(UpstreamError::from_connect)?;
+        let io = match connector.clone().call(uri).await {
+            Ok(io) => io,
+            Err(e) => {
+                *entry
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some((e.kind(), e.to_string()));
+                entry.failures.fetch_add(1, Ordering::Release);
+                return Err(UpstreamError::from_connect(e));
+            }
+        };
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
