@@ -19,6 +19,7 @@ pub mod ingress_metrics;
 pub mod inspect;
 pub mod live;
 pub mod log_writer;
+pub mod normalize;
 pub mod policy;
 pub mod problem;
 pub mod proxy;
