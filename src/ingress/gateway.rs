@@ -2,6 +2,7 @@
 //! request's host and path, and hand it to the proxy; 404 when nothing matches. The
 //! snapshot is loaded once per request and held until the response head is ready, so a
 //! request never sees two configurations.
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -11,6 +12,7 @@ use hyper::body::Incoming;
 use crate::body::Body;
 use crate::ingress::balancer::Balancer;
 use crate::ingress::forwarded;
+use crate::ingress::normalize::normalize_path;
 use crate::ingress::respond::generated;
 use crate::ingress::snapshot::{Lookup, Route, Snapshot};
 use crate::server::{ConnInfo, Handler};
@@ -53,6 +55,21 @@ impl Gateway {
         conn: &ConnInfo,
         scheme: Scheme,
     ) -> Response<Body> {
+        let mut req = req;
+        // Routes, policies and the upstream all see one spelling of the path, so no
+        // `..`, `%2e` or `//` trick can reach a route by another name.
+        match normalize_path(req.uri().path()) {
+            Ok(Cow::Borrowed(_)) => {}
+            Ok(Cow::Owned(path)) => {
+                if let Err(answer) = set_path(&mut req, &path) {
+                    return self.proxy.begin(&req, conn).attach(answer);
+                }
+            }
+            Err(e) => {
+                let answer = generated(StatusCode::BAD_REQUEST, format!("bad request path: {e}"));
+                return self.proxy.begin(&req, conn).attach(answer);
+            }
+        }
         let snapshot = self.snapshot.load_full();
         let raw_host = forwarded::request_host(req.uri(), req.headers());
         let (host, _) = forwarded::split_host(raw_host);
@@ -85,6 +102,23 @@ impl Gateway {
     ) -> Response<Body> {
         self.proxy.forward(route, captures, req, inbound).await
     }
+}
+
+/// Replaces the request's path, keeping its query (and authority, for absolute-form and
+/// HTTP/2 requests).
+fn set_path(req: &mut Request<Incoming>, path: &str) -> Result<(), Response<Body>> {
+    let pq = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(
+        pq.parse()
+            .map_err(|_| generated(StatusCode::BAD_REQUEST, "bad request path"))?,
+    );
+    *req.uri_mut() = http::Uri::from_parts(parts)
+        .map_err(|_| generated(StatusCode::BAD_REQUEST, "bad request path"))?;
+    Ok(())
 }
 
 /// True when `host` (lower case, no port) is covered by a TLS section, exactly or by a
