@@ -58,6 +58,8 @@ async fn spawn(api: &ApiServer, extra: &[&str]) -> Served {
     let out = std::fs::File::create(&log).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .arg("serve")
+        // The stand-in pods are on loopback, which the Kubernetes source refuses otherwise.
+        .arg("--allow-local-endpoints")
         .args(["--http-addr", &http.to_string()])
         .args(["--https-addr", &https.to_string()])
         .args(["--admin-addr", &admin.to_string()])

@@ -122,10 +122,29 @@ async fn websocket_end_to_end_and_across_config_swap() {
 }
 
 #[tokio::test]
-async fn other_upgrade_protocols_tunnel_raw_bytes() {
+async fn other_upgrade_protocols_tunnel_raw_bytes_only_when_enabled() {
     let pod = pod("127.0.0.51").await;
-    let proxy = start_proxy(
+    // Without `upgrade-protocols` the upgrade is not honoured: an ordinary request.
+    let plain = start_proxy(
         route(backend("default/raw:80", &[pod]), Policy::default()),
+        ProxyConfig::default(),
+    )
+    .await;
+    let mut s = TcpStream::connect(plain.addr).await.unwrap();
+    s.write_all(
+        b"GET /tunnel HTTP/1.1\r\nHost: x\r\nUpgrade: echo-proto\r\nConnection: upgrade\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut s).await;
+    assert!(!head.starts_with("HTTP/1.1 101"), "{head}");
+
+    let policy = Policy {
+        upgrade_protocols: vec!["echo-proto".into()],
+        ..Policy::default()
+    };
+    let proxy = start_proxy(
+        route(backend("default/raw:80", &[pod]), policy),
         ProxyConfig::default(),
     )
     .await;

@@ -197,3 +197,78 @@ async fn silent_connections_do_not_delay_exit() {
     );
     drop(silent);
 }
+
+/// Keep-alive clients that send requests back to back through SIGTERM: during the drain
+/// delay every HTTP/1.1 response says `Connection: close`, so each client moves to a new
+/// connection (accepted until the delay ends) and no request is ever sent on a connection
+/// the server is about to close. A request may only fail by its connection being refused
+/// once accepting has stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keep_alive_clients_lose_no_request_through_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path();
+    let (pod, _pod) = slow_pod("127.0.0.2", "ka-1", Duration::from_millis(5)).await;
+    write_atomic(
+        m,
+        "00-all.yaml",
+        &yaml(&[
+            ingress_class(),
+            ingress("ka", HOST, None, &[("/", "ka")], &[]),
+            service("ka"),
+            slice("ka", "ka-1", pod, true),
+        ]),
+    );
+    let mut gw = Portcullis::start(m, &["--drain-delay", "1", "--grace-period", "5"]).await;
+    let http = gw.http;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut lost, mut closes) = (0u32, 0u32, 0u32);
+                let mut conn: Option<Client> = None;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut c = match conn.take() {
+                        Some(c) => c,
+                        None => match Client::plain(http, Proto::H1).await {
+                            Ok(c) => c,
+                            // Refused: accepting has stopped. Not a lost request.
+                            Err(_) => break,
+                        },
+                    };
+                    match c.get(HOST, "/").await {
+                        Ok(reply) if reply.status == StatusCode::OK => {
+                            ok += 1;
+                            if reply.header("connection") == Some("close") {
+                                closes += 1;
+                            } else {
+                                conn = Some(c);
+                            }
+                        }
+                        _ => lost += 1,
+                    }
+                }
+                (ok, lost, closes)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw.terminate();
+    let status = gw.wait_exit(Duration::from_secs(8)).await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(status.success(), "exit status {status}\n{}", gw.log());
+    let (mut ok, mut lost, mut closes) = (0, 0, 0);
+    for c in clients {
+        let (o, l, cl) = c.await.unwrap();
+        ok += o;
+        lost += l;
+        closes += cl;
+    }
+    eprintln!("keep-alive through SIGTERM: {ok} answered, {closes} told to close, {lost} lost");
+    assert!(
+        closes >= 6,
+        "the drain never said Connection: close ({closes})"
+    );
+    assert!(ok > 60, "too little traffic to prove anything ({ok})");
+    assert_eq!(lost, 0, "requests lost on open connections");
+}

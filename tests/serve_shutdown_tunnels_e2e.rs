@@ -25,7 +25,15 @@ async fn gateway(
         "00-all.yaml",
         &yaml(&[
             ingress_class(),
-            ingress("tunnel", HOST, None, &[("/", "tunnel")], &[]),
+            // The echo pod speaks a made-up `echo` protocol; only WebSocket is tunnelled
+            // unless an Ingress enables more.
+            ingress(
+                "tunnel",
+                HOST,
+                None,
+                &[("/", "tunnel")],
+                &[("portcullis.io/upgrade-protocols", "echo")],
+            ),
             service("tunnel"),
             slice("tunnel", "tunnel-1", addr, true),
         ]),

@@ -98,7 +98,11 @@ pub fn kind_label(kind: &str) -> &'static str {
         "HorizontalPodAutoscaler",
         "NetworkPolicy",
     ];
-    KNOWN.iter().find(|k| **k == kind).copied().unwrap_or("other")
+    KNOWN
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("other")
 }
 
 #[cfg(test)]

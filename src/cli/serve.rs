@@ -12,8 +12,8 @@ use portcullis::admin::{self, AdminState};
 use portcullis::admission::Engine;
 use portcullis::config::Settings;
 use portcullis::ingress::compile::{CompileOptions, compile};
-use portcullis::ingress::endpoint_filter::EndpointFilter;
 use portcullis::ingress::config::{ConfigHandle, FilesDriver, start_files};
+use portcullis::ingress::endpoint_filter::EndpointFilter;
 use portcullis::ingress::gateway::{Gateway, ProxyConfig, Scheme, handler as gateway_handler};
 use portcullis::server::{ConnLimits, Shutdown, fd_limit, serve};
 use portcullis::source::ObjectStore;
@@ -60,6 +60,11 @@ pub struct ServeArgs {
     /// EndpointSlices, always watched, already mirror custom Endpoints).
     #[arg(long)]
     watch_endpoints: bool,
+    /// With --source kube: allow endpoints on loopback and link-local addresses. Unsafe in
+    /// a cluster (a namespace user could aim an Ingress at node-local services or the
+    /// metadata endpoint); for tests and single-host setups whose pods are on loopback.
+    #[arg(long, env = "PORTCULLIS_ALLOW_LOCAL_ENDPOINTS")]
+    allow_local_endpoints: bool,
     /// Directory of Kubernetes manifests (Ingress, IngressClass, Service, EndpointSlice,
     /// Endpoints, TLS Secrets), watched for changes (--source files). Without it the
     /// gateway serves an empty route table (every request gets 404).
@@ -153,7 +158,7 @@ async fn config_source(args: &ServeArgs, settings: &Settings) -> anyhow::Result<
         args.http_addr,
         args.https_addr,
     ];
-    let endpoint_filter = match kind {
+    let mut endpoint_filter = match kind {
         // POD_IP comes from the downward API (manifests/base/deployment.yaml).
         SourceKind::Kube => EndpointFilter::cluster(
             own_listeners,
@@ -165,6 +170,12 @@ async fn config_source(args: &ServeArgs, settings: &Settings) -> anyhow::Result<
         ),
         SourceKind::Files => EndpointFilter::files(own_listeners),
     };
+    if args.allow_local_endpoints {
+        tracing::warn!(
+            "--allow-local-endpoints: loopback and link-local endpoints will be dialled"
+        );
+        endpoint_filter.deny_local = false;
+    }
     let opts = CompileOptions {
         controller: settings.ingress.controller.clone(),
         watch_without_class: settings.ingress.watch_without_class,
@@ -334,7 +345,10 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     );
     // One budget for the webhook and ingress listeners, so together they cannot take the
     // descriptors the admin listener needs.
-    let limits = ConnLimits::new(max_connections, settings.listeners.max_connections_per_client);
+    let limits = ConnLimits::new(
+        max_connections,
+        settings.listeners.max_connections_per_client,
+    );
     let opts = |name: &'static str| {
         let mut o = settings.listeners.serve_options(name, limits.clone());
         o.drain_delay = settings.shutdown.drain_delay();

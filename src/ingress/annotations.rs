@@ -54,7 +54,7 @@ const SHARED: &[&str] = &[
     "canary-by-header-value",
 ];
 /// Annotations that exist only under `portcullis.io/`.
-const OWN: &[&str] = &["request-headers", "response-headers"];
+const OWN: &[&str] = &["request-headers", "response-headers", "upgrade-protocols"];
 
 /// Headers an annotation may not set: they frame the message or belong to one hop.
 const FORBIDDEN_HEADERS: &[&str] = &[
@@ -272,6 +272,9 @@ impl<'a> Parser<'a> {
         policy.response_headers = self
             .value("response-headers", parse_headers)
             .unwrap_or_default();
+        policy.upgrade_protocols = self
+            .value("upgrade-protocols", parse_upgrade_protocols)
+            .unwrap_or_default();
         self.out.policy = policy;
         self.parse_canary();
     }
@@ -456,6 +459,32 @@ fn parse_vhost(v: &str) -> Result<String, String> {
     } else {
         Err("expected a host name with an optional :port".into())
     }
+}
+
+/// `portcullis.io/upgrade-protocols: "mqtt, echo"`: protocols besides WebSocket that
+/// may be tunnelled after a 101. `h2c` is refused: inside its tunnel requests would pass
+/// every route and policy.
+fn parse_upgrade_protocols(v: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let name = p.split('/').next().unwrap_or("");
+        if name.eq_ignore_ascii_case("h2c") {
+            return Err(
+                "h2c can not be tunnelled (requests inside it would bypass routing)".into(),
+            );
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        {
+            return Err(format!("{p:?} is not a protocol token"));
+        }
+        out.push(name.to_ascii_lowercase());
+    }
+    if out.is_empty() {
+        return Err("expected a comma-separated list of protocol names".into());
+    }
+    Ok(out)
 }
 
 fn parse_prefix_header(v: &str) -> Result<String, String> {

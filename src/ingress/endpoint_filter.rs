@@ -60,7 +60,8 @@ impl EndpointFilter {
         let own = self.own_listeners.iter().any(|l| {
             l.port() == addr.port()
                 && (l.ip().to_canonical() == ip
-                    || (l.ip().is_unspecified() && (ip.is_loopback() || self.own_ips.contains(&ip))))
+                    || (l.ip().is_unspecified()
+                        && (ip.is_loopback() || self.own_ips.contains(&ip))))
         });
         own.then_some("one of the proxy's own listeners")
     }
@@ -106,7 +107,12 @@ mod tests {
         ] {
             assert!(f.refuses(sa(bad)).is_some(), "{bad} allowed");
         }
-        for good in ["10.1.2.4:8080", "10.1.2.4:9090", "[fd00::5]:80", "192.168.0.9:443"] {
+        for good in [
+            "10.1.2.4:8080",
+            "10.1.2.4:9090",
+            "[fd00::5]:80",
+            "192.168.0.9:443",
+        ] {
             assert_eq!(f.refuses(sa(good)), None, "{good} refused");
         }
     }
@@ -115,9 +121,16 @@ mod tests {
     fn files_refuse_only_our_listeners() {
         let f = EndpointFilter::files(vec![sa("127.0.0.1:9090"), sa("0.0.0.0:9080")]);
         assert!(f.refuses(sa("127.0.0.1:9090")).is_some());
-        assert!(f.refuses(sa("127.0.0.5:9080")).is_some(), "any loopback on a wildcard listener's port");
+        assert!(
+            f.refuses(sa("127.0.0.5:9080")).is_some(),
+            "any loopback on a wildcard listener's port"
+        );
         assert_eq!(f.refuses(sa("127.0.0.2:8080")), None);
-        assert_eq!(f.refuses(sa("127.0.0.2:9090")), None, "another loopback address is another host here");
+        assert_eq!(
+            f.refuses(sa("127.0.0.2:9090")),
+            None,
+            "another loopback address is another host here"
+        );
         assert_eq!(f.refuses(sa("169.254.1.1:80")), None);
     }
 }

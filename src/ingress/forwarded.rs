@@ -19,8 +19,7 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 static TRUE_CLIENT_IP: HeaderName = HeaderName::from_static("true-client-ip");
 static X_CLIENT_IP: HeaderName = HeaderName::from_static("x-client-ip");
-static X_ORIGINAL_FORWARDED_FOR: HeaderName =
-    HeaderName::from_static("x-original-forwarded-for");
+static X_ORIGINAL_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-original-forwarded-for");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 /// httpoxy: a `Proxy` request header must never reach CGI-style backends.
@@ -40,7 +39,9 @@ pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// only protocol tunnelled. Any other `Upgrade` (notably `h2c`, which would carry
 /// requests past every route and policy inside the tunnel) is not honoured: the headers
 /// are dropped as hop-by-hop and the request is proxied as an ordinary one.
-pub fn is_upgrade_request(version: http::Version, headers: &HeaderMap) -> bool {
+///
+/// `allowed` names further protocols an Ingress enabled (`upgrade-protocols`).
+pub fn is_upgrade_request(version: http::Version, headers: &HeaderMap, allowed: &[String]) -> bool {
     version == http::Version::HTTP_11
         && connection_has(headers, "upgrade")
         && headers
@@ -51,6 +52,7 @@ pub fn is_upgrade_request(version: http::Version, headers: &HeaderMap) -> bool {
             .any(|p| {
                 let name = p.split('/').next().unwrap_or("").trim();
                 name.eq_ignore_ascii_case("websocket")
+                    || allowed.iter().any(|a| name.eq_ignore_ascii_case(a))
             })
 }
 
@@ -236,7 +238,12 @@ pub fn apply_forwarded(
     if !down.peer_trusted {
         // Other spellings of "the client's address" that applications read: from an
         // untrusted peer they are whatever the client wanted them to be.
-        for name in [&FORWARDED, &TRUE_CLIENT_IP, &X_CLIENT_IP, &X_ORIGINAL_FORWARDED_FOR] {
+        for name in [
+            &FORWARDED,
+            &TRUE_CLIENT_IP,
+            &X_CLIENT_IP,
+            &X_ORIGINAL_FORWARDED_FOR,
+        ] {
             headers.remove(name);
         }
     }
@@ -340,14 +347,27 @@ mod tests {
             ("upgrade", "websocket"),
             ("te", "gzip"),
         ]);
-        assert!(is_upgrade_request(http::Version::HTTP_11, &h));
-        assert!(!is_upgrade_request(http::Version::HTTP_2, &h));
+        assert!(is_upgrade_request(http::Version::HTTP_11, &h, &[]));
+        assert!(!is_upgrade_request(http::Version::HTTP_2, &h, &[]));
         for other in ["h2c", "HTTP/2.0", "tls/1.2", ""] {
-            let o = hm(&[("connection", "Upgrade, HTTP2-Settings"), ("upgrade", other)]);
-            assert!(!is_upgrade_request(http::Version::HTTP_11, &o), "{other}");
+            let o = hm(&[
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", other),
+            ]);
+            assert!(
+                !is_upgrade_request(http::Version::HTTP_11, &o, &[]),
+                "{other}"
+            );
         }
         let ws = hm(&[("connection", "upgrade"), ("upgrade", "WebSocket")]);
-        assert!(is_upgrade_request(http::Version::HTTP_11, &ws));
+        assert!(is_upgrade_request(http::Version::HTTP_11, &ws, &[]));
+        let mqtt = hm(&[("connection", "upgrade"), ("upgrade", "mqtt")]);
+        assert!(!is_upgrade_request(http::Version::HTTP_11, &mqtt, &[]));
+        assert!(is_upgrade_request(
+            http::Version::HTTP_11,
+            &mqtt,
+            &["mqtt".into()]
+        ));
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
@@ -404,10 +424,16 @@ mod tests {
         for spoofable in ["forwarded", "true-client-ip", "x-client-ip"] {
             let mut h = hm(&[(spoofable, "for=1.1.1.1")]);
             apply_forwarded(&mut h, &down(false), None);
-            assert!(!h.contains_key(spoofable), "{spoofable} kept from an untrusted peer");
+            assert!(
+                !h.contains_key(spoofable),
+                "{spoofable} kept from an untrusted peer"
+            );
             let mut h = hm(&[(spoofable, "for=1.1.1.1")]);
             apply_forwarded(&mut h, &down(true), None);
-            assert!(h.contains_key(spoofable), "{spoofable} dropped from a trusted proxy");
+            assert!(
+                h.contains_key(spoofable),
+                "{spoofable} dropped from a trusted proxy"
+            );
         }
 
         let mut h = hm(incoming);

@@ -168,7 +168,10 @@ mod tests {
             let mut line = w.make_writer();
             writeln!(line, "line {i}").unwrap();
         }
-        assert!(NonBlocking::dropped() - before >= 15 - 1, "lines were not dropped");
+        assert!(
+            NonBlocking::dropped() - before >= 15 - 1,
+            "lines were not dropped"
+        );
         gate.wait();
         // Released: what was queued comes out, in order.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

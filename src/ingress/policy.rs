@@ -57,6 +57,8 @@ pub struct Policy {
     pub upstream_vhost: Option<String>,
     /// `x-forwarded-prefix`: value of the X-Forwarded-Prefix header sent upstream.
     pub x_forwarded_prefix: Option<String>,
+    /// `upgrade-protocols`: protocols besides WebSocket tunnelled after a 101 (lower case).
+    pub upgrade_protocols: Vec<String>,
     /// Extra request headers set before proxying.
     pub request_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Extra response headers set on the way back.

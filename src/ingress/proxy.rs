@@ -235,7 +235,12 @@ impl Proxy {
             UpstreamProtocol::Grpcs => Wire::Grpcs,
         };
 
-        let upgrade = !wire.is_h2() && forwarded::is_upgrade_request(req.version(), req.headers());
+        let upgrade = !wire.is_h2()
+            && forwarded::is_upgrade_request(
+                req.version(),
+                req.headers(),
+                &policy.upgrade_protocols,
+            );
         let client_upgrade: Option<OnUpgrade> = upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let upstream_pq = match &policy.rewrite_target {

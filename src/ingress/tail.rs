@@ -2,10 +2,10 @@
 //! endpoint's in-flight count, permit and HTTP/2 stream lease, and the bookkeeping that
 //! ends in metrics and exactly one access-log event — when the body ends, or when it is
 //! dropped because the client went away (logged as 499 if no answer existed yet).
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;

@@ -150,7 +150,8 @@ impl H2Pool {
             return;
         }
         self.entries.retain(|_, e| {
-            e.connecting.try_lock().is_err() || e.current.load().as_ref().is_some_and(|c| c.usable())
+            e.connecting.try_lock().is_err()
+                || e.current.load().as_ref().is_some_and(|c| c.usable())
         });
     }
 
@@ -194,10 +195,8 @@ impl H2Pool {
         let io = match connector.clone().call(uri).await {
             Ok(io) => io,
             Err(e) => {
-                *entry
-                    .last_failure
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some((e.kind(), e.to_string()));
+                *entry.last_failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((e.kind(), e.to_string()));
                 entry.failures.fetch_add(1, Ordering::Release);
                 return Err(UpstreamError::from_connect(e));
             }

@@ -30,7 +30,9 @@ pub fn raise_nofile() -> Option<u64> {
 /// may hold an upstream socket as well. At least 64.
 pub fn connection_budget(nofile: u64) -> usize {
     let usable = nofile.saturating_sub(RESERVE) / 2;
-    usize::try_from(usable).unwrap_or(usize::MAX / 2).clamp(64, 1 << 24)
+    usize::try_from(usable)
+        .unwrap_or(usize::MAX / 2)
+        .clamp(64, 1 << 24)
 }
 
 #[cfg(test)]

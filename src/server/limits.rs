@@ -186,7 +186,10 @@ mod tests {
     fn addresses_leave_the_table_when_their_connections_close() {
         let l = ConnLimits::new(10_000, 1);
         let slots: Vec<_> = (0..1000u32)
-            .map(|i| l.admit(IpAddr::from((0x7f00_0000u32 + i).to_be_bytes())).unwrap())
+            .map(|i| {
+                l.admit(IpAddr::from((0x7f00_0000u32 + i).to_be_bytes()))
+                    .unwrap()
+            })
             .collect();
         assert_eq!(l.clients.lock().unwrap().len(), 1000);
         drop(slots);

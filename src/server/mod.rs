@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -192,6 +193,17 @@ pub async fn serve(
     let settings = Arc::new(ConnSettings::from(&opts));
     tracing::info!(listener = opts.name, addr = %local, tls = acceptor.is_some(), "listening");
 
+    let ctx = AcceptCtx {
+        local,
+        acceptor,
+        handler,
+        builder,
+        metrics: metrics.clone(),
+        settings,
+        stopped,
+        shutdown: shutdown.clone(),
+        limits: opts.limits.clone(),
+    };
     let stop = async {
         shutdown.draining().await;
         tracing::info!(listener = opts.name, delay = ?opts.drain_delay, "draining");
@@ -227,36 +239,12 @@ pub async fn serve(
                 }
             },
         };
-        metrics.accepted.inc();
-        let slot = match opts.limits.admit(remote.ip().to_canonical()) {
-            Ok(slot) => slot,
-            Err(refusal) => {
-                // Closing at once (rather than leaving it in the backlog) tells the
-                // client now, and frees the descriptor for the idle-connection cleanup.
-                metrics.refused(refusal).inc();
-                tracing::debug!(listener = opts.name, remote = %remote, reason = refusal.as_str(), "connection refused");
-                drop(stream);
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let conn = Conn {
-            stream,
-            remote,
-            local,
-            acceptor: acceptor.clone(),
-            handler: handler.clone(),
-            builder: builder.clone(),
-            metrics: metrics.clone(),
-            settings: settings.clone(),
-            signals: Signals {
-                stopped: stopped.clone(),
-                shutdown: shutdown.clone(),
-                pressure: opts.limits.pressure(),
-            },
-            _slot: slot,
-        };
-        tasks.spawn(conn.run());
+        accept(&ctx, &mut tasks, stream, remote);
+    }
+    // Connections the kernel completed before we stopped are taken and served (they get a
+    // moment to deliver their request) rather than reset with the listener.
+    while let Some(Ok((stream, remote))) = listener.accept().now_or_never() {
+        accept(&ctx, &mut tasks, stream, remote);
     }
     drop(listener);
     stopped_tx.send_replace(true);
@@ -283,10 +271,58 @@ pub async fn serve(
     Ok(())
 }
 
+/// What every accepted connection is started with.
+struct AcceptCtx {
+    local: SocketAddr,
+    acceptor: Option<TlsAcceptor>,
+    handler: Handler,
+    builder: Arc<HttpBuilder>,
+    metrics: ListenerMetrics,
+    settings: Arc<ConnSettings>,
+    stopped: watch::Receiver<bool>,
+    shutdown: Shutdown,
+    limits: Arc<ConnLimits>,
+}
+
+/// Admits one accepted connection against the limits and starts its task.
+fn accept(ctx: &AcceptCtx, tasks: &mut JoinSet<()>, stream: TcpStream, remote: SocketAddr) {
+    let name = ctx.settings.name;
+    ctx.metrics.accepted.inc();
+    let slot = match ctx.limits.admit(remote.ip().to_canonical()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            // Closing at once (rather than leaving it in the backlog) tells the client
+            // now, and frees the descriptor for the idle-connection cleanup.
+            ctx.metrics.refused(refusal).inc();
+            tracing::debug!(listener = name, remote = %remote, reason = refusal.as_str(), "connection refused");
+            drop(stream);
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let conn = Conn {
+        stream,
+        remote,
+        local: ctx.local,
+        acceptor: ctx.acceptor.clone(),
+        handler: ctx.handler.clone(),
+        builder: ctx.builder.clone(),
+        metrics: ctx.metrics.clone(),
+        settings: ctx.settings.clone(),
+        signals: Signals {
+            stopped: ctx.stopped.clone(),
+            shutdown: ctx.shutdown.clone(),
+            pressure: ctx.limits.pressure(),
+        },
+        _slot: slot,
+    };
+    tasks.spawn(conn.run());
+}
+
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// How long a connection asked to close (idle, pressure) may take to do so before it is
 /// dropped: an HTTP/2 client that never answers the GOAWAY must not hold it open.
-const CLOSE_LINGER: Duration = Duration::from_secs(5);
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// When accepting stops, a connection that has not sent a request yet gets this long to
 /// deliver one that may already be on its way.
@@ -374,7 +410,15 @@ impl Conn {
                 sni: None,
             };
             let io = TimedIo::new(self.stream, self.settings.send_timeout);
-            serve_http(io, info, self.handler, &self.builder, self.signals, &self.settings).await;
+            serve_http(
+                io,
+                info,
+                self.handler,
+                &self.builder,
+                self.signals,
+                &self.settings,
+            )
+            .await;
             return;
         };
         self.metrics.handshakes.inc();
@@ -428,7 +472,15 @@ impl Conn {
             sni,
         };
         let io = TimedIo::new(stream, self.settings.send_timeout);
-        serve_http(io, info, self.handler, &self.builder, self.signals, &self.settings).await;
+        serve_http(
+            io,
+            info,
+            self.handler,
+            &self.builder,
+            self.signals,
+            &self.settings,
+        )
+        .await;
     }
 }
 

@@ -141,7 +141,9 @@ mod tests {
             // Reads slowly, but within the limit each time.
             while total < 256 {
                 tokio::time::sleep(Duration::from_secs(30)).await;
-                total += tokio::io::AsyncReadExt::read(&mut b, &mut buf).await.unwrap();
+                total += tokio::io::AsyncReadExt::read(&mut b, &mut buf)
+                    .await
+                    .unwrap();
             }
             total
         });

@@ -62,10 +62,20 @@ impl Portcullis {
     /// Starts `portcullis serve --manifests <manifests> <extra…>` and waits until `/readyz`
     /// answers 200. Without `--drain-delay` in `extra` the drain delay is 0.
     pub async fn start(manifests: &Path, extra: &[&str]) -> Portcullis {
+        Self::start_limited(manifests, extra, None).await
+    }
+
+    /// [`Portcullis::start`] with the file-descriptor limit lowered to `nofile` (soft and
+    /// hard, through the shell's `ulimit`, so the binary cannot raise it again).
+    pub async fn start_limited(
+        manifests: &Path,
+        extra: &[&str],
+        nofile: Option<u64>,
+    ) -> Portcullis {
         super::common::init();
         let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
-            let mut p = Self::spawn(manifests, extra);
+            let mut p = Self::spawn(manifests, extra, nofile);
             match p.wait_ready().await {
                 Ok(()) => return p,
                 Err(e) => {
@@ -80,7 +90,7 @@ impl Portcullis {
         panic!("portcullis could not bind its ports in {START_ATTEMPTS} attempts\n{last_log}");
     }
 
-    fn spawn(manifests: &Path, extra: &[&str]) -> Portcullis {
+    fn spawn(manifests: &Path, extra: &[&str], nofile: Option<u64>) -> Portcullis {
         let scratch = tempfile::tempdir().expect("scratch dir");
         let cert_dir = scratch.path().join("webhook-certs");
         let log = scratch.path().join("portcullis.log");
@@ -99,7 +109,19 @@ impl Portcullis {
         } else {
             &["--drain-delay", "0"]
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        let bin = env!("CARGO_BIN_EXE_portcullis");
+        let mut command = match nofile {
+            None => Command::new(bin),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                // `exec` keeps the pid, so terminate() still signals portcullis itself.
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(bin);
+                c
+            }
+        };
+        let child = command
             .arg("serve")
             .arg("--manifests")
             .arg(manifests)
