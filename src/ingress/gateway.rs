@@ -61,7 +61,8 @@ impl Gateway {
         match normalize_path(req.uri().path()) {
             Ok(Cow::Borrowed(_)) => {}
             Ok(Cow::Owned(path)) => {
-                if let Err(answer) = set_path(&mut req, &path) {
+                if set_path(&mut req, &path).is_none() {
+                    let answer = generated(StatusCode::BAD_REQUEST, "bad request path");
                     return self.proxy.begin(&req, conn).attach(answer);
                 }
             }
@@ -105,20 +106,16 @@ impl Gateway {
 }
 
 /// Replaces the request's path, keeping its query (and authority, for absolute-form and
-/// HTTP/2 requests).
-fn set_path(req: &mut Request<Incoming>, path: &str) -> Result<(), Response<Body>> {
+/// HTTP/2 requests). `None` when the result is not a valid URI.
+fn set_path(req: &mut Request<Incoming>, path: &str) -> Option<()> {
     let pq = match req.uri().query() {
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
     };
     let mut parts = req.uri().clone().into_parts();
-    parts.path_and_query = Some(
-        pq.parse()
-            .map_err(|_| generated(StatusCode::BAD_REQUEST, "bad request path"))?,
-    );
-    *req.uri_mut() = http::Uri::from_parts(parts)
-        .map_err(|_| generated(StatusCode::BAD_REQUEST, "bad request path"))?;
-    Ok(())
+    parts.path_and_query = Some(pq.parse().ok()?);
+    *req.uri_mut() = http::Uri::from_parts(parts).ok()?;
+    Some(())
 }
 
 /// True when `host` (lower case, no port) is covered by a TLS section, exactly or by a
