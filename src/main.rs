@@ -55,16 +55,22 @@ enum Command {
     Certs(cli::certs::CertsArgs),
     /// Print the compiled route table of a manifests directory.
     Routes {
-        #[arg(long)]
+        /// The manifests directory to compile (for a running `serve`, the directory it
+        /// watches: run-example.sh prints it).
+        #[arg(long, env = "PORTCULLIS_MANIFESTS")]
         manifests: PathBuf,
+        /// Settings file (the same one `serve` takes: IngressClass controller, classless
+        /// Ingresses).
         #[arg(long, env = "PORTCULLIS_CONFIG")]
         config: Option<PathBuf>,
     },
     /// A small echo backend that answers with what it received (for demos and tests).
     Echo {
-        #[arg(long, default_value = "127.0.0.1:8081")]
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8081", env = "PORTCULLIS_ECHO_ADDR")]
         addr: std::net::SocketAddr,
-        #[arg(long, default_value = "echo")]
+        /// The name it reports in every answer (the "pod" name).
+        #[arg(long, default_value = "echo", env = "PORTCULLIS_ECHO_NAME")]
         name: String,
     },
 }
@@ -76,7 +82,13 @@ fn init_logging(format: LogFormat) {
     use tracing_subscriber::{EnvFilter, filter};
     let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let not_access = filter::filter_fn(|m| m.target() != portcullis::ingress::access_log::TARGET);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: in files and log collectors the escape
+    // codes are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let ops = match format {
         LogFormat::Text => fmt.with_filter(not_access).boxed(),
         LogFormat::Json => fmt.json().with_filter(not_access).boxed(),

@@ -9,14 +9,23 @@ use portcullis::tls::DevCerts;
 
 #[derive(clap::Args, Debug)]
 pub struct CertsArgs {
-    /// The webhook Service name.
-    #[arg(long, default_value = "portcullis")]
+    /// The webhook Service name (manifests/ ships `portcullis-webhook`).
+    #[arg(
+        long,
+        default_value = "portcullis-webhook",
+        env = "PORTCULLIS_WEBHOOK_SERVICE"
+    )]
     service: String,
     /// The webhook Service namespace.
-    #[arg(long, default_value = "portcullis")]
+    #[arg(
+        long,
+        default_value = "portcullis",
+        env = "PORTCULLIS_WEBHOOK_NAMESPACE"
+    )]
     namespace: String,
-    /// Where ca.crt, tls.crt and tls.key are written.
-    #[arg(long, default_value = "certs")]
+    /// Where ca.crt, tls.crt and tls.key are written: by default the same untracked
+    /// folder `serve --cert-dir` uses.
+    #[arg(long, default_value = "dev-certs")]
     out: PathBuf,
     /// Issue for these ingress hosts instead of the webhook Service (repeatable;
     /// `*.example.com` allowed).

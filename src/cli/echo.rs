@@ -6,6 +6,8 @@ pub fn run(addr: std::net::SocketAddr, name: String) -> anyhow::Result<ExitCode>
         .worker_threads(1)
         .enable_all()
         .build()?;
-    rt.block_on(portcullis::echo::run_echo(addr, name))?;
+    use anyhow::Context as _;
+    rt.block_on(portcullis::echo::run_echo(addr, name))
+        .with_context(|| format!("echo pod on {addr}"))?;
     Ok(ExitCode::SUCCESS)
 }

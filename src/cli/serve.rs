@@ -58,7 +58,7 @@ pub struct ServeArgs {
     source: Option<SourceKind>,
     /// With --source kube: also watch v1 Endpoints (needs list/watch on endpoints; the
     /// EndpointSlices, always watched, already mirror custom Endpoints).
-    #[arg(long)]
+    #[arg(long, env = "PORTCULLIS_WATCH_ENDPOINTS")]
     watch_endpoints: bool,
     /// With --source kube: allow endpoints on loopback and link-local addresses. Unsafe in
     /// a cluster (a namespace user could aim an Ingress at node-local services or the
@@ -72,15 +72,20 @@ pub struct ServeArgs {
     manifests: Option<PathBuf>,
     /// Ingress default certificate (PEM), for clients whose SNI matches no Ingress.
     /// Without it one is generated.
-    #[arg(long, requires = "default_key")]
+    #[arg(long, requires = "default_key", env = "PORTCULLIS_DEFAULT_CERT")]
     default_cert: Option<PathBuf>,
-    #[arg(long, requires = "default_cert")]
+    /// Key (PEM) of --default-cert.
+    #[arg(long, requires = "default_cert", env = "PORTCULLIS_DEFAULT_KEY")]
     default_key: Option<PathBuf>,
+    /// Port to put in HTTP→HTTPS redirects, when clients reach the HTTPS listener on a
+    /// port other than 443 (a local run: 9443). In a cluster the Service maps 443.
+    #[arg(long, env = "PORTCULLIS_HTTPS_REDIRECT_PORT")]
+    https_redirect_port: Option<u16>,
     /// Seconds to keep accepting after SIGTERM (overrides the settings file).
-    #[arg(long)]
+    #[arg(long, env = "PORTCULLIS_DRAIN_DELAY")]
     drain_delay: Option<u64>,
     /// Seconds in-flight requests get after accepting stops (overrides the settings file).
-    #[arg(long)]
+    #[arg(long, env = "PORTCULLIS_GRACE_PERIOD")]
     grace_period: Option<u64>,
     #[command(flatten)]
     status: super::status::StatusArgs,
@@ -215,13 +220,19 @@ async fn config_source(args: &ServeArgs, settings: &Settings) -> anyhow::Result<
                 driver: Driver::Files(driver),
             })
         }
-        (SourceKind::Files, None) => Ok(ConfigSource {
-            handle: ConfigHandle::new(compile(&ObjectStore::new(), &opts, None)),
-            generations: None,
-            ready: always_ready,
-            client: None,
-            driver: Driver::None,
-        }),
+        (SourceKind::Files, None) => {
+            tracing::warn!(
+                "no --manifests and not in a cluster: the gateway serves an empty route table \
+                 (every request gets 404); pass --manifests DIR or --source kube"
+            );
+            Ok(ConfigSource {
+                handle: ConfigHandle::new(compile(&ObjectStore::new(), &opts, None)),
+                generations: None,
+                ready: always_ready,
+                client: None,
+                driver: Driver::None,
+            })
+        }
     }
 }
 
@@ -313,6 +324,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         trusted_proxies: trusted,
         access_log: settings.ingress.access_log,
         client_body_timeout: settings.listeners.client_body_timeout(),
+        https_redirect_port: args.https_redirect_port,
         ..Default::default()
     };
     let gateway = Arc::new(Gateway::new(config.shared(), proxy));

@@ -28,6 +28,8 @@ pub struct Head<'a> {
     /// The host has a TLS section in the snapshot.
     pub host_tls: bool,
     pub content_length: Option<u64>,
+    /// The port clients reach HTTPS on, when it is not 443 (a local run on :9443).
+    pub https_port: Option<u16>,
 }
 
 /// The answer to send instead of proxying, if any.
@@ -56,7 +58,10 @@ pub fn check(policy: &Policy, head: &Head<'_>) -> Option<Response<Body>> {
         && (policy.force_ssl_redirect || (policy.ssl_redirect && head.host_tls))
         && !head.path.starts_with(ACME_PREFIX)
     {
-        let location = format!("https://{}{}", head.hostname, head.path_and_query);
+        let location = match head.https_port.filter(|p| *p != 443) {
+            Some(port) => format!("https://{}:{port}{}", head.hostname, head.path_and_query),
+            None => format!("https://{}{}", head.hostname, head.path_and_query),
+        };
         return Some(redirect(StatusCode::PERMANENT_REDIRECT, &location));
     }
     if let (Some(limit), Some(len)) = (policy.max_body_bytes, head.content_length)
@@ -84,6 +89,7 @@ mod tests {
             path_and_query: path,
             host_tls: true,
             content_length: Some(10),
+            https_port: None,
         }
     }
 
@@ -107,6 +113,18 @@ mod tests {
         assert_eq!(status(&p, &head("/x?a=1", "http")), Some(308));
         let r = check(&p, &head("/x?a=1", "http")).unwrap();
         assert_eq!(r.headers()["location"], "https://example.com/x?a=1");
+        let local = Head {
+            https_port: Some(9443),
+            ..head("/x?a=1", "http")
+        };
+        let r = check(&p, &local).unwrap();
+        assert_eq!(r.headers()["location"], "https://example.com:9443/x?a=1");
+        let standard = Head {
+            https_port: Some(443),
+            ..head("/x", "http")
+        };
+        let r = check(&p, &standard).unwrap();
+        assert_eq!(r.headers()["location"], "https://example.com/x");
         assert_eq!(
             status(&p, &head("/.well-known/acme-challenge/t", "http")),
             Some(413)

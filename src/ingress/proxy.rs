@@ -68,6 +68,9 @@ pub struct ProxyConfig {
     pub read_timeout: Duration,
     /// Longest pause while streaming a request body upstream (`proxy-send-timeout`).
     pub send_timeout: Duration,
+    /// The port in HTTPS redirects when clients reach HTTPS on a port other than 443
+    /// (a local run); `None` in a cluster, where the Service maps 443.
+    pub https_redirect_port: Option<u16>,
     /// Longest pause between two reads of a client's request body (nginx
     /// `client_body_timeout`); then 408 if no answer was sent yet.
     pub client_body_timeout: Duration,
@@ -86,6 +89,7 @@ impl Default for ProxyConfig {
             read_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             client_body_timeout: Duration::from_secs(60),
+            https_redirect_port: None,
             max_concurrency_per_endpoint: 1024,
             upstream: UpstreamSettings::default(),
         }
@@ -219,6 +223,7 @@ impl Proxy {
             path_and_query: &path_and_query,
             host_tls: inbound.host_tls,
             content_length,
+            https_port: self.config.https_redirect_port,
         };
         if let Some(answer) = filters::check(policy, &head) {
             return Outcome::Answer(answer);
