@@ -518,3 +518,39 @@ async fn serve_publishes_status_and_releases_the_lease_on_sigterm() {
     // Shutting down is not a reason to clear anyone's status: the next leader takes over.
     assert_eq!(status_of(&api, "ours"), json!([{"ip": "10.0.0.5"}]));
 }
+
+/// The leader posts one Warning Event per Ingress problem (here: the backend Service
+/// `web` does not exist), regarding that Ingress; a second replica, not leading, posts
+/// none, and the standing problem is not posted again.
+#[tokio::test]
+async fn the_leader_posts_a_warning_event_on_an_ingress_with_a_problem() {
+    let api = ApiServer::start().await;
+    seed(&api);
+    let a = replica(&api, "replica-a", fixed("10.0.0.1"));
+    let events_on = |name: &str| {
+        api.objects("Event")
+            .into_iter()
+            .filter(|e| e["regarding"]["name"] == name)
+            .collect::<Vec<_>>()
+    };
+    eventually("an Event on apps/ours", || !events_on("ours").is_empty()).await;
+    let b = replica(&api, "replica-b", fixed("10.0.0.1"));
+    // Let both run through several snapshots and resyncs.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let events = events_on("ours");
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let e = &events[0];
+    assert_eq!(e["type"], "Warning");
+    assert_eq!(e["reason"], "MissingService");
+    assert_eq!(e["regarding"]["kind"], "Ingress");
+    assert_eq!(e["regarding"]["namespace"], "apps");
+    assert_eq!(e["reportingController"], "portcullis.io/ingress-controller");
+    assert_eq!(e["reportingInstance"], "replica-a");
+    assert!(
+        e["note"].as_str().unwrap_or("").contains("apps/web"),
+        "{e:#}"
+    );
+    // An Ingress of another class is none of our business.
+    assert!(events_on("theirs").is_empty());
+    assert!(a.status.is_leader() && !b.status.is_leader());
+}

@@ -149,16 +149,23 @@ const STORE_KINDS: [Kind; 6] = [
     Kind::Secret,
 ];
 
-/// (apiGroup, resource, verb) triples a role grants.
+/// (apiGroup, resource, verb) triples a role grants; a rule limited to resourceNames
+/// grants `resource/name` for each name.
 fn grants(role: &Value) -> BTreeSet<(String, String, String)> {
     let mut out = BTreeSet::new();
     for rule in role["rules"].as_array().expect("rules") {
-        assert!(rule.get("resourceNames").is_none() && rule.get("nonResourceURLs").is_none());
+        assert!(rule.get("nonResourceURLs").is_none());
+        let names: Vec<String> = match rule.get("resourceNames") {
+            Some(n) => strings(n).iter().map(|n| format!("/{n}")).collect(),
+            None => vec![String::new()],
+        };
         for g in strings(&rule["apiGroups"]) {
             for r in strings(&rule["resources"]) {
                 for v in strings(&rule["verbs"]) {
                     assert!(g != "*" && r != "*" && v != "*", "wildcard in {rule}");
-                    out.insert((g.to_string(), r.to_string(), v.to_string()));
+                    for n in &names {
+                        out.insert((g.to_string(), format!("{r}{n}"), v.to_string()));
+                    }
                 }
             }
         }
@@ -177,14 +184,19 @@ fn rbac_grants_exactly_what_the_source_needs() {
     let docs = base();
     let mut want = Vec::new();
     for kind in STORE_KINDS {
+        // v1 Endpoints are watched only with --watch-endpoints, which needs its own grant.
+        if kind == Kind::Endpoints {
+            continue;
+        }
         let (group, resource) = watched(kind);
         for verb in ["get", "list", "watch"] {
             want.push((group, resource, verb));
         }
     }
-    // Ingress status, written by the Lease holder.
+    // Ingress status, written by the Lease holder, and Events about Ingresses.
     want.push(("networking.k8s.io", "ingresses/status", "update"));
     want.push(("networking.k8s.io", "ingresses/status", "patch"));
+    want.push(("events.k8s.io", "events", "create"));
     let cluster_role = find(&docs, "ClusterRole", "portcullis");
     assert_eq!(grants(&cluster_role.value), triples(&want));
 
@@ -193,9 +205,9 @@ fn rbac_grants_exactly_what_the_source_needs() {
     assert_eq!(
         grants(&role.value),
         triples(&[
-            ("coordination.k8s.io", "leases", "get"),
+            ("coordination.k8s.io", "leases/portcullis-leader", "get"),
             ("coordination.k8s.io", "leases", "create"),
-            ("coordination.k8s.io", "leases", "update"),
+            ("coordination.k8s.io", "leases/portcullis-leader", "update"),
         ])
     );
 

@@ -73,3 +73,23 @@ pub(crate) fn error(stage: &'static str) {
         m.errors.with_label_values(&[stage]).inc();
     }
 }
+
+/// An Event about an Ingress was posted (`ok`) or refused.
+pub(crate) fn event_posted(ok: bool) {
+    static EVENTS: OnceLock<Option<IntCounterVec>> = OnceLock::new();
+    let family = EVENTS.get_or_init(|| {
+        let v = IntCounterVec::new(
+            Opts::new(
+                "ingress_events_total",
+                "Kubernetes Events posted on Ingresses, by result (ok, error).",
+            ),
+            &["result"],
+        )
+        .ok()?;
+        Some(crate::metrics::register(v))
+    });
+    if let Some(f) = family {
+        f.with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+}

@@ -1,10 +1,12 @@
 //! Ingress status: the replica that holds the leader Lease (`lease`) writes the published
 //! load-balancer addresses (`address`) into `status.loadBalancer.ingress` of every Ingress
-//! the current snapshot serves, and clears it on those it stops serving (`publisher`).
+//! the current snapshot serves, and clears it on those it stops serving (`publisher`);
+//! it also posts a Warning Event on each Ingress with a configuration problem (`events`).
 //!
 //! Failure behaviour: nothing here ends the process; API failures are logged, counted in
 //! `portcullis_status_*` / `portcullis_ingress_status_*` metrics and retried.
 pub mod address;
+pub mod events;
 pub mod lease;
 mod metrics;
 pub mod publisher;
@@ -28,8 +30,9 @@ pub struct StatusOptions {
 /// Lease; `shutdown` releases it so another replica takes over at once.
 #[derive(Debug)]
 pub struct StatusTask {
-    // Fields drop in order: the publisher stops before the election does.
+    // Fields drop in order: the writers stop before the election does.
     publisher: AbortOnDrop,
+    events: AbortOnDrop,
     election: Election,
 }
 
@@ -47,9 +50,11 @@ impl StatusTask {
     pub async fn shutdown(self) {
         let StatusTask {
             publisher,
+            events,
             election,
         } = self;
         drop(publisher);
+        drop(events);
         election.step_down().await;
     }
 }
@@ -68,7 +73,16 @@ pub fn start_status(
         identity = %opts.lease.identity,
         "competing for the Ingress status lease"
     );
+    let instance = opts.lease.identity.clone();
     let election = start_election(client.clone(), opts.lease);
+    let events = events::start_events(
+        client.clone(),
+        config.clone(),
+        generations.clone(),
+        complete.clone(),
+        election.subscribe(),
+        instance,
+    );
     let publisher = start_publisher(
         client,
         config,
@@ -79,6 +93,7 @@ pub fn start_status(
     );
     StatusTask {
         publisher: AbortOnDrop(publisher),
+        events: AbortOnDrop(events),
         election,
     }
 }

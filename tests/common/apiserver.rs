@@ -166,6 +166,14 @@ pub static RESOURCES: &[ResourceType] = &[
         namespaced: true,
         status: false,
     },
+    ResourceType {
+        group: "events.k8s.io",
+        version: "v1",
+        plural: "events",
+        kind: "Event",
+        namespaced: true,
+        status: false,
+    },
 ];
 
 fn resource_by_kind(kind: &str) -> &'static ResourceType {
@@ -382,6 +390,18 @@ impl ApiServer {
             .objects
             .get(&(resource.plural, ns.to_string(), name.to_string()))
             .cloned()
+    }
+
+    /// Every stored object of `kind`.
+    pub fn objects(&self, kind: &str) -> Vec<Value> {
+        let resource = resource_by_kind(kind);
+        self.shared
+            .lock()
+            .objects
+            .iter()
+            .filter(|((plural, _, _), _)| *plural == resource.plural)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// The current (latest issued) resourceVersion.

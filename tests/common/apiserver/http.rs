@@ -219,7 +219,15 @@ fn create(shared: &Shared, target: &Target, body: Option<Value>) -> Response<Bod
     let Some(obj) = body else {
         return failure(StatusCode::BAD_REQUEST, "BadRequest", "no body");
     };
-    let (ns, name) = names(target.resource, &obj, target.namespace.as_deref());
+    let mut obj = obj;
+    let (ns, mut name) = names(target.resource, &obj, target.namespace.as_deref());
+    // metadata.generateName: the server picks the name (a unique suffix).
+    if name.is_empty()
+        && let Some(prefix) = obj["metadata"]["generateName"].as_str()
+    {
+        name = format!("{prefix}{}", shared.lock().rv + 1);
+        obj["metadata"]["name"] = Value::String(name.clone());
+    }
     if name.is_empty() {
         return failure(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -243,7 +251,6 @@ fn create(shared: &Shared, target: &Target, body: Option<Value>) -> Response<Bod
             &format!("{} \"{name}\" already exists", target.resource.plural),
         );
     }
-    let mut obj = obj;
     if let Some(m) = obj["metadata"].as_object_mut() {
         m.remove("resourceVersion");
     }
