@@ -5,6 +5,7 @@
 //! operations into one decision. Bad input is answered with an HTTP error or an
 //! AdmissionReview response carrying a message, never with a panic.
 pub mod check;
+pub mod cluster;
 pub mod context;
 pub mod engine;
 pub mod http;

@@ -7,13 +7,20 @@ use super::context::Context;
 use super::patch::{PatchBuilder, Pointer};
 use super::settings::Action;
 
+pub mod disruption;
+pub mod hardening;
 pub mod images;
 pub mod ingress;
 pub mod labels;
 pub mod lifecycle;
+pub mod network;
 pub mod probes;
+pub mod rbac;
 pub mod resources;
+pub mod scheduling;
+pub mod secrets;
 pub mod security;
+pub mod service_account;
 pub mod storage;
 pub mod workloads;
 
@@ -70,6 +77,13 @@ pub fn catalogue() -> Vec<Box<dyn Rule>> {
     rules.extend(workloads::rules());
     rules.extend(labels::rules());
     rules.extend(security::rules());
+    rules.extend(hardening::rules());
+    rules.extend(service_account::rules());
+    rules.extend(secrets::rules());
+    rules.extend(scheduling::rules());
+    rules.extend(disruption::rules());
+    rules.extend(network::rules());
+    rules.extend(rbac::rules());
     rules.extend(ingress::rules());
     rules
 }

@@ -1,6 +1,7 @@
 //! Pod security rules after Pod Security Admission's baseline: privileged containers, the
-//! node's network/PID/IPC namespaces, added Linux capabilities. They only warn and never
-//! mutate: silently dropping a privilege someone asked for breaks their pod in ways that
+//! node's network/PID/IPC namespaces, added Linux capabilities. The Polaris ids deny by
+//! default, as Polaris' `danger` does; `restrictedCapabilities` (ours) only warns. None
+//! mutates: silently dropping a privilege someone asked for breaks their pod in ways that
 //! are hard to trace. Fields of the wrong type count as not set.
 use serde_json::Value;
 
@@ -18,6 +19,7 @@ pub fn rules() -> Vec<Box<dyn Rule>> {
         Box::new(HostNamespace::PID),
         Box::new(HostNamespace::IPC),
         Box::new(DangerousCapabilities),
+        Box::new(RestrictedCapabilities),
     ]
 }
 
@@ -68,7 +70,7 @@ impl Rule for RunAsPrivileged {
         "runAsPrivileged"
     }
     fn default_action(&self) -> Action {
-        Action::Warn
+        Action::Deny
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         pod_containers(ctx)
@@ -122,7 +124,7 @@ impl Rule for HostNamespace {
         self.id
     }
     fn default_action(&self) -> Action {
-        Action::Warn
+        Action::Deny
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         let Some(t) = &ctx.template else {
@@ -152,14 +154,65 @@ pub fn is_dangerous_capability(cap: &str) -> bool {
     name != SAFE_CAPABILITY
 }
 
-/// `dangerousCapabilities` (Polaris id, widened to Pod Security's restricted profile):
-/// `capabilities.add` may only hold NET_BIND_SERVICE; ALL, SYS_ADMIN and NET_ADMIN are
-/// the classic escapes, and every other one widens what a compromised container can do.
+/// `restrictedCapabilities`: `capabilities.add` may only hold NET_BIND_SERVICE, as in Pod
+/// Security's restricted profile; every other capability widens what a compromised
+/// container can do. (Before the Polaris catalogue this was `dangerousCapabilities`.)
+pub struct RestrictedCapabilities;
+
+/// Polaris' three capabilities that amount to owning the node.
+const NODE_CAPABILITIES: [&str; 3] = ["ALL", "SYS_ADMIN", "NET_ADMIN"];
+
+/// `dangerousCapabilities` (Polaris id): `capabilities.add` holds ALL, SYS_ADMIN or
+/// NET_ADMIN (any case, `CAP_` optional).
 pub struct DangerousCapabilities;
 
 impl Rule for DangerousCapabilities {
     fn id(&self) -> &'static str {
         "dangerousCapabilities"
+    }
+    fn default_action(&self) -> Action {
+        Action::Deny
+    }
+    fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
+        let mut out = Vec::new();
+        for c in pod_containers(ctx) {
+            let Some(added) = c
+                .value
+                .pointer("/securityContext/capabilities/add")
+                .and_then(Value::as_array)
+            else {
+                continue;
+            };
+            let bad: Vec<&str> = added
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|cap| {
+                    let name = super::hardening::capability(cap);
+                    NODE_CAPABILITIES.contains(&name.as_str())
+                })
+                .collect();
+            if bad.is_empty() {
+                continue;
+            }
+            out.push(Violation::new(
+                format!(
+                    "{} adds {}: remove it from securityContext.capabilities.add; ALL, SYS_ADMIN and NET_ADMIN each hand the container control of the node",
+                    c.label,
+                    bad.join(", ")
+                ),
+                c.ptr
+                    .child("securityContext")
+                    .child("capabilities")
+                    .child("add"),
+            ));
+        }
+        out
+    }
+}
+
+impl Rule for RestrictedCapabilities {
+    fn id(&self) -> &'static str {
+        "restrictedCapabilities"
     }
     fn default_action(&self) -> Action {
         Action::Warn
@@ -252,7 +305,7 @@ mod tests {
             v[1].message
                 .starts_with("ephemeral container \"dbg\" runs privileged")
         );
-        let v = run(&DangerousCapabilities, "", "Pod", &pod);
+        let v = run(&RestrictedCapabilities, "", "Pod", &pod);
         assert_eq!(v.len(), 2);
         assert!(
             v[0].message.contains("adds capability SYS_ADMIN:"),

@@ -14,7 +14,8 @@ pub fn rules() -> Vec<Box<dyn Rule>> {
     vec![
         Box::new(SelectorMismatch),
         Box::new(JobRestartPolicy),
-        Box::new(DeploymentMissingReplicas),
+        Box::new(DeploymentMissingReplicas::DEPLOYMENT),
+        Box::new(DeploymentMissingReplicas::STATEFUL_SET),
         Box::new(RollingUpdateStuck),
         Box::new(StatefulSetServiceName),
     ]
@@ -276,23 +277,38 @@ fn replicas(object: &Value) -> i64 {
         .unwrap_or(1)
 }
 
-/// `deploymentMissingReplicas` (Polaris id, widened to StatefulSets): fewer than two
-/// replicas means one node drain or crash takes the workload down. Off by default: an
-/// HPA may own the count, which an admission webhook cannot see.
-pub struct DeploymentMissingReplicas;
+/// `deploymentMissingReplicas` (Polaris id) and `statefulSetMissingReplicas`: fewer than
+/// two replicas means one node drain or crash takes the workload down. The Deployment
+/// check warns, as in Polaris (exempt a Deployment whose replicas an HPA owns); the
+/// StatefulSet one is ours and off by default.
+pub struct DeploymentMissingReplicas {
+    id: &'static str,
+    kind: &'static str,
+    default: Action,
+}
+
+impl DeploymentMissingReplicas {
+    pub const DEPLOYMENT: DeploymentMissingReplicas = DeploymentMissingReplicas {
+        id: "deploymentMissingReplicas",
+        kind: "Deployment",
+        default: Action::Warn,
+    };
+    pub const STATEFUL_SET: DeploymentMissingReplicas = DeploymentMissingReplicas {
+        id: "statefulSetMissingReplicas",
+        kind: "StatefulSet",
+        default: Action::Off,
+    };
+}
 
 impl Rule for DeploymentMissingReplicas {
     fn id(&self) -> &'static str {
-        "deploymentMissingReplicas"
+        self.id
     }
     fn default_action(&self) -> Action {
-        Action::Off
+        self.default
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
-        if !matches!(
-            (ctx.group, ctx.kind),
-            ("apps", "Deployment" | "StatefulSet")
-        ) {
+        if (ctx.group, ctx.kind) != ("apps", self.kind) {
             return Vec::new();
         }
         let n = replicas(ctx.object);
@@ -689,7 +705,7 @@ mod tests {
     #[test]
     fn replicas_and_service_name() {
         let v = run(
-            &DeploymentMissingReplicas,
+            &DeploymentMissingReplicas::DEPLOYMENT,
             "apps",
             "Deployment",
             &json!({"spec": {}}),
@@ -697,7 +713,7 @@ mod tests {
         assert!(v[0].message.contains("runs 1 replica:"), "{}", v[0].message);
         assert!(
             run(
-                &DeploymentMissingReplicas,
+                &DeploymentMissingReplicas::STATEFUL_SET,
                 "apps",
                 "StatefulSet",
                 &json!({"spec": {"replicas": 2}})
@@ -706,7 +722,7 @@ mod tests {
         );
         assert!(
             run(
-                &DeploymentMissingReplicas,
+                &DeploymentMissingReplicas::DEPLOYMENT,
                 "apps",
                 "DaemonSet",
                 &json!({"spec": {}})
