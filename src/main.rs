@@ -39,7 +39,10 @@ enum Command {
         /// Settings file (the same one `serve` takes).
         #[arg(long, env = "PORTCULLIS_CONFIG")]
         config: Option<PathBuf>,
-        /// Only run these rules (repeatable).
+        /// A Polaris configuration file (checks, exemptions, customChecks, mutations).
+        #[arg(long, env = "PORTCULLIS_POLARIS_CONFIG")]
+        polaris_config: Option<PathBuf>,
+        /// Only run these rules (repeatable); a rule that is off runs too.
         #[arg(long = "rule")]
         rules: Vec<String>,
         /// Output format.
@@ -100,12 +103,14 @@ fn main() -> ExitCode {
         Command::Check {
             files,
             config,
+            polaris_config,
             rules,
             output,
             manifests,
         } => cli::check::run(
             &files,
             config.as_deref(),
+            polaris_config.as_deref(),
             &rules,
             output,
             manifests.as_deref(),

@@ -7,12 +7,14 @@
 pub mod check;
 pub mod cluster;
 pub mod context;
+pub mod custom;
 pub mod engine;
 pub mod http;
 pub mod ingress;
 pub mod live;
 pub mod metrics;
 pub mod patch;
+pub mod polaris;
 pub mod quantity;
 pub mod review;
 pub mod rules;

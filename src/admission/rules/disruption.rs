@@ -63,6 +63,9 @@ impl Rule for MissingPodDisruptionBudget {
     fn default_action(&self) -> Action {
         Action::Warn
     }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        is_deployment(ctx)
+    }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         if !is_deployment(ctx) {
             return Vec::new();
@@ -115,6 +118,9 @@ impl Rule for PdbDisruptionsIsZero {
     fn default_action(&self) -> Action {
         Action::Warn
     }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        (ctx.group, ctx.kind) == ("policy", "PodDisruptionBudget")
+    }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         if (ctx.group, ctx.kind) != ("policy", "PodDisruptionBudget") {
             return Vec::new();
@@ -160,6 +166,9 @@ impl Rule for HpaMaxAvailability {
     fn default_action(&self) -> Action {
         Action::Warn
     }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        is_hpa(ctx)
+    }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         if !is_hpa(ctx) {
             return Vec::new();
@@ -189,6 +198,9 @@ impl Rule for HpaMinAvailability {
     }
     fn default_action(&self) -> Action {
         Action::Warn
+    }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        is_hpa(ctx)
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         if !is_hpa(ctx) {
@@ -229,6 +241,9 @@ impl Rule for PdbMinAvailableGreaterThanHpaMinReplicas {
     }
     fn default_action(&self) -> Action {
         Action::Warn
+    }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        is_deployment(ctx)
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         if !is_deployment(ctx) {

@@ -72,6 +72,12 @@ impl Rule for RequiredLabelsMissing {
     fn default_action(&self) -> Action {
         Action::Off
     }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        matches!(
+            (ctx.group, ctx.kind),
+            ("apps", "Deployment") | ("", "Service")
+        )
+    }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         if !matches!(
             (ctx.group, ctx.kind),

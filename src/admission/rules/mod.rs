@@ -55,6 +55,18 @@ pub trait Rule: Send + Sync {
         None
     }
 
+    /// Polaris' category (Security, Efficiency, Reliability) for audit reports; `Other`
+    /// for portcullis' own rules.
+    fn category(&self) -> &str {
+        crate::admission::polaris::category(self.id()).unwrap_or("Other")
+    }
+
+    /// Whether the rule judges this kind of object at all, so an audit can count a pass
+    /// as a success. Most rules judge pod templates; the others say which kinds they read.
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        ctx.template.is_some()
+    }
+
     /// Findings for the object (empty when it is fine).
     fn check(&self, _ctx: &Context<'_>) -> Vec<Violation> {
         Vec::new()

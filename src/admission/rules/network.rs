@@ -100,6 +100,9 @@ impl Rule for TlsSettingsMissing {
     fn default_action(&self) -> Action {
         Action::Warn
     }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        (ctx.group, ctx.kind) == ("networking.k8s.io", "Ingress")
+    }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         if (ctx.group, ctx.kind) != ("networking.k8s.io", "Ingress") {
             return Vec::new();

@@ -116,6 +116,9 @@ impl Rule for RolePodExecAttach {
     fn default_action(&self) -> Action {
         Action::Deny
     }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        (ctx.group, ctx.kind) == (RBAC, self.kind)
+    }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         if (ctx.group, ctx.kind) != (RBAC, self.kind)
             || built_in(ctx.name)
@@ -233,6 +236,9 @@ impl Rule for BindingCheck {
     }
     fn default_action(&self) -> Action {
         Action::Deny
+    }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        (ctx.group, ctx.kind) == (RBAC, self.binding)
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         if (ctx.group, ctx.kind) != (RBAC, self.binding) || built_in(ctx.name) {

@@ -98,6 +98,9 @@ impl Rule for SensitiveConfigmapContent {
     fn default_action(&self) -> Action {
         Action::Deny
     }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        (ctx.group, ctx.kind) == ("", "ConfigMap")
+    }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         if (ctx.group, ctx.kind) != ("", "ConfigMap") {
             return Vec::new();

@@ -244,6 +244,9 @@ impl Rule for JobRestartPolicy {
     fn default_action(&self) -> Action {
         Action::Deny
     }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        matches!((ctx.group, ctx.kind), ("batch", "Job" | "CronJob"))
+    }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         if !matches!((ctx.group, ctx.kind), ("batch", "Job" | "CronJob")) {
             return Vec::new();
@@ -306,6 +309,9 @@ impl Rule for DeploymentMissingReplicas {
     }
     fn default_action(&self) -> Action {
         self.default
+    }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        (ctx.group, ctx.kind) == ("apps", self.kind)
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         if (ctx.group, ctx.kind) != ("apps", self.kind) {
@@ -472,6 +478,9 @@ impl Rule for RollingUpdateStuck {
     fn default_action(&self) -> Action {
         Action::Deny
     }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        matches!((ctx.group, ctx.kind), ("apps", "Deployment" | "DaemonSet"))
+    }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         match (ctx.group, ctx.kind) {
             ("apps", "Deployment") => Self::deployment(ctx),
@@ -492,6 +501,9 @@ impl Rule for StatefulSetServiceName {
     }
     fn default_action(&self) -> Action {
         Action::Deny
+    }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        (ctx.group, ctx.kind) == ("apps", "StatefulSet")
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         if (ctx.group, ctx.kind) != ("apps", "StatefulSet") {
