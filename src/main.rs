@@ -54,6 +54,9 @@ enum Command {
         #[arg(long)]
         manifests: Option<PathBuf>,
     },
+    /// Audit manifests offline with every rule and Polaris' score; exit 3 on a danger
+    /// (--set-exit-code-on-danger), 4 below a score (--set-exit-code-below-score).
+    Audit(cli::audit::AuditArgs),
     /// Write a development CA and serving certificate for a webhook Service.
     Certs(cli::certs::CertsArgs),
     /// Print the compiled route table of a manifests directory.
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
             output,
             manifests.as_deref(),
         ),
+        Command::Audit(args) => cli::audit::run(&args),
         Command::Certs(args) => cli::certs::run(&args),
         Command::Routes { manifests, config } => cli::routes::run(&manifests, config.as_deref()),
         Command::Echo { addr, name } => cli::echo::run(addr, name),

@@ -236,10 +236,6 @@ impl CustomCheck {
         })
     }
 
-    pub fn success_message(&self) -> &str {
-        &self.success
-    }
-
     fn kind_allowed(&self, kind: &str) -> bool {
         let f = &self.def.controllers;
         (f.include.is_empty() || f.include.iter().any(|k| k == kind))
@@ -299,6 +295,9 @@ impl Rule for CustomCheck {
     }
     fn category(&self) -> &str {
         &self.category
+    }
+    fn success_message(&self) -> &str {
+        &self.success
     }
     fn applies(&self, ctx: &Context<'_>) -> bool {
         match &self.target {

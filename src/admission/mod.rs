@@ -4,6 +4,8 @@
 //! Rules see a `Context` and never HTTP; the engine turns their findings and patch
 //! operations into one decision. Bad input is answered with an HTTP error or an
 //! AdmissionReview response carrying a message, never with a panic.
+pub mod audit;
+pub mod audit_render;
 pub mod check;
 pub mod cluster;
 pub mod context;

@@ -1,4 +1,5 @@
 //! Subcommand entry points: argument handling and output only; the work is in the library.
+pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod echo;

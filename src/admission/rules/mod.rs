@@ -61,6 +61,11 @@ pub trait Rule: Send + Sync {
         crate::admission::polaris::category(self.id()).unwrap_or("Other")
     }
 
+    /// What an audit says when the rule finds nothing (empty: the report says "passed").
+    fn success_message(&self) -> &str {
+        ""
+    }
+
     /// Whether the rule judges this kind of object at all, so an audit can count a pass
     /// as a success. Most rules judge pod templates; the others say which kinds they read.
     fn applies(&self, ctx: &Context<'_>) -> bool {

@@ -1,0 +1,130 @@
+//! `portcullis audit --audit-path DIR|FILE`: every object through every rule, Polaris'
+//! score, and Polaris' CI exit codes (3 on a danger, 4 below a score).
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use portcullis::admission::audit::{AuditReport, Input, audit};
+use portcullis::admission::audit_render;
+use portcullis::admission::check::parse_manifests;
+use portcullis::config::Settings;
+
+#[derive(Copy, Clone, Debug, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Html,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AuditArgs {
+    /// A manifest file or a directory of them (searched recursively for .yaml, .yml and
+    /// .json files; multi-document YAML and Lists are unwrapped).
+    #[arg(long)]
+    audit_path: PathBuf,
+    /// Settings file (the same one `serve` takes).
+    #[arg(long, env = "PORTCULLIS_CONFIG")]
+    config: Option<PathBuf>,
+    /// A Polaris configuration file (checks, exemptions, customChecks).
+    #[arg(long, env = "PORTCULLIS_POLARIS_CONFIG")]
+    polaris_config: Option<PathBuf>,
+    /// Only run these checks (comma-separated or repeated), as Polaris' `--checks`.
+    #[arg(long, value_delimiter = ',')]
+    checks: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Write the report here instead of standard output.
+    #[arg(long)]
+    output_file: Option<PathBuf>,
+    /// List only failed checks (scores still count every check).
+    #[arg(long)]
+    only_show_failed_tests: bool,
+    /// Exit with 3 when any check with severity danger fails.
+    #[arg(long)]
+    set_exit_code_on_danger: bool,
+    /// Exit with 4 when the overall score is below this.
+    #[arg(long)]
+    set_exit_code_below_score: Option<u64>,
+}
+
+/// The manifest files under `path`, sorted so reports are stable.
+fn manifest_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
+        for e in entries {
+            let p = e
+                .with_context(|| format!("reading {}", dir.display()))?
+                .path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p
+                .extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| matches!(x, "yaml" | "yml" | "json"))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads, audits and renders; the exit code follows Polaris: 3 on a danger (when asked),
+/// else 4 below the score (when asked), else 0.
+pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
+    let settings = match &args.config {
+        Some(p) => Settings::load(p)?,
+        None => Settings::default(),
+    };
+    let (mut engine, notes) =
+        portcullis::admission::polaris::engine(settings.admission, args.polaris_config.as_deref())?;
+    if !args.checks.is_empty() {
+        engine.restrict_to(&args.checks)?;
+    }
+    for note in notes {
+        eprintln!("portcullis: {note}");
+    }
+    let mut inputs = Vec::new();
+    for file in manifest_files(&args.audit_path)? {
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {name}"))?;
+        for object in parse_manifests(&name, &text)? {
+            inputs.push(Input {
+                file: name.clone(),
+                object,
+            });
+        }
+    }
+    let mut report: AuditReport = audit(&engine, &args.audit_path.display().to_string(), &inputs);
+    let danger = report.has_danger();
+    let score = report.score;
+    if args.only_show_failed_tests {
+        report.only_failures();
+    }
+    let text = match args.format {
+        Format::Table => audit_render::table(&report),
+        Format::Json => serde_json::to_string_pretty(&report)? + "\n",
+        Format::Html => audit_render::html(&report),
+    };
+    match &args.output_file {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
+        None => print!("{text}"),
+    }
+    if args.set_exit_code_on_danger && danger {
+        return Ok(ExitCode::from(3));
+    }
+    if args
+        .set_exit_code_below_score
+        .is_some_and(|min| score < min)
+    {
+        return Ok(ExitCode::from(4));
+    }
+    Ok(ExitCode::SUCCESS)
+}
