@@ -66,6 +66,8 @@ enum Command {
         #[arg(long, env = "PORTCULLIS_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// List every admission rule with its default action, mutation and Polaris category.
+    Rules,
     /// A small echo backend that answers with what it received (for demos and tests).
     Echo {
         #[arg(long, default_value = "127.0.0.1:8081")]
@@ -121,6 +123,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => cli::audit::run(&args),
         Command::Certs(args) => cli::certs::run(&args),
         Command::Routes { manifests, config } => cli::routes::run(&manifests, config.as_deref()),
+        Command::Rules => cli::rules::run(),
         Command::Echo { addr, name } => cli::echo::run(addr, name),
     };
     match result {

@@ -18,52 +18,65 @@ use super::engine::{Engine, UnknownRule};
 use super::rules::{self, Rule};
 use super::settings::{Action, AdmissionSettings, Exemption};
 
-/// Polaris' 44 built-in checks with their category, in Polaris' order.
-pub const CHECKS: [(&str, &str); 44] = [
-    ("deploymentMissingReplicas", "Reliability"),
-    ("priorityClassNotSet", "Reliability"),
-    ("tagNotSpecified", "Reliability"),
-    ("pullPolicyNotAlways", "Reliability"),
-    ("readinessProbeMissing", "Reliability"),
-    ("livenessProbeMissing", "Reliability"),
-    ("metadataAndInstanceMismatched", "Reliability"),
-    ("pdbDisruptionsIsZero", "Reliability"),
-    ("missingPodDisruptionBudget", "Reliability"),
-    ("topologySpreadConstraint", "Reliability"),
-    ("hpaMaxAvailability", "Reliability"),
-    ("hpaMinAvailability", "Reliability"),
-    ("pdbMinAvailableGreaterThanHPAMinReplicas", "Reliability"),
-    ("cpuRequestsMissing", "Efficiency"),
-    ("cpuLimitsMissing", "Efficiency"),
-    ("memoryRequestsMissing", "Efficiency"),
-    ("memoryLimitsMissing", "Efficiency"),
-    ("automountServiceAccountToken", "Security"),
-    ("hostIPCSet", "Security"),
-    ("hostPathSet", "Security"),
-    ("hostProcess", "Security"),
-    ("hostPIDSet", "Security"),
-    ("linuxHardening", "Security"),
-    ("missingNetworkPolicy", "Security"),
-    ("notReadOnlyRootFilesystem", "Security"),
-    ("privilegeEscalationAllowed", "Security"),
-    ("procMount", "Security"),
-    ("runAsRootAllowed", "Security"),
-    ("runAsPrivileged", "Security"),
-    ("dangerousCapabilities", "Security"),
-    ("insecureCapabilities", "Security"),
-    ("hostNetworkSet", "Security"),
-    ("hostPortSet", "Security"),
-    ("tlsSettingsMissing", "Security"),
-    ("sensitiveContainerEnvVar", "Security"),
-    ("sensitiveConfigmapContent", "Security"),
-    ("clusterrolePodExecAttach", "Security"),
-    ("rolePodExecAttach", "Security"),
-    ("clusterrolebindingPodExecAttach", "Security"),
-    ("rolebindingClusterRolePodExecAttach", "Security"),
-    ("rolebindingRolePodExecAttach", "Security"),
-    ("clusterrolebindingClusterAdmin", "Security"),
-    ("rolebindingClusterAdminClusterRole", "Security"),
-    ("rolebindingClusterAdminRole", "Security"),
+/// Polaris' 44 built-in checks with their category and the action of their default
+/// severity (danger denies, warning warns), in the order of Polaris' default configuration.
+pub const CHECKS: [(&str, &str, Action); 44] = [
+    ("deploymentMissingReplicas", "Reliability", Action::Warn),
+    ("priorityClassNotSet", "Reliability", Action::Warn),
+    ("tagNotSpecified", "Reliability", Action::Deny),
+    ("pullPolicyNotAlways", "Reliability", Action::Warn),
+    ("readinessProbeMissing", "Reliability", Action::Warn),
+    ("livenessProbeMissing", "Reliability", Action::Warn),
+    ("metadataAndInstanceMismatched", "Reliability", Action::Warn),
+    ("pdbDisruptionsIsZero", "Reliability", Action::Warn),
+    ("missingPodDisruptionBudget", "Reliability", Action::Warn),
+    ("topologySpreadConstraint", "Reliability", Action::Warn),
+    ("hpaMaxAvailability", "Reliability", Action::Warn),
+    ("hpaMinAvailability", "Reliability", Action::Warn),
+    (
+        "pdbMinAvailableGreaterThanHPAMinReplicas",
+        "Reliability",
+        Action::Warn,
+    ),
+    ("cpuRequestsMissing", "Efficiency", Action::Warn),
+    ("cpuLimitsMissing", "Efficiency", Action::Warn),
+    ("memoryRequestsMissing", "Efficiency", Action::Warn),
+    ("memoryLimitsMissing", "Efficiency", Action::Warn),
+    ("automountServiceAccountToken", "Security", Action::Warn),
+    ("hostIPCSet", "Security", Action::Deny),
+    ("hostPathSet", "Security", Action::Warn),
+    ("hostProcess", "Security", Action::Warn),
+    ("hostPIDSet", "Security", Action::Deny),
+    ("linuxHardening", "Security", Action::Warn),
+    ("missingNetworkPolicy", "Security", Action::Warn),
+    ("notReadOnlyRootFilesystem", "Security", Action::Warn),
+    ("privilegeEscalationAllowed", "Security", Action::Deny),
+    ("procMount", "Security", Action::Warn),
+    ("runAsRootAllowed", "Security", Action::Deny),
+    ("runAsPrivileged", "Security", Action::Deny),
+    ("dangerousCapabilities", "Security", Action::Deny),
+    ("insecureCapabilities", "Security", Action::Warn),
+    ("hostNetworkSet", "Security", Action::Deny),
+    ("hostPortSet", "Security", Action::Warn),
+    ("tlsSettingsMissing", "Security", Action::Warn),
+    ("sensitiveContainerEnvVar", "Security", Action::Deny),
+    ("sensitiveConfigmapContent", "Security", Action::Deny),
+    ("clusterrolePodExecAttach", "Security", Action::Deny),
+    ("rolePodExecAttach", "Security", Action::Deny),
+    ("clusterrolebindingPodExecAttach", "Security", Action::Deny),
+    (
+        "rolebindingClusterRolePodExecAttach",
+        "Security",
+        Action::Deny,
+    ),
+    ("rolebindingRolePodExecAttach", "Security", Action::Deny),
+    ("clusterrolebindingClusterAdmin", "Security", Action::Deny),
+    (
+        "rolebindingClusterAdminClusterRole",
+        "Security",
+        Action::Deny,
+    ),
+    ("rolebindingClusterAdminRole", "Security", Action::Deny),
 ];
 
 /// Newer Polaris releases renamed this check; both names mean ours.
@@ -74,7 +87,10 @@ const ALIASES: [(&str, &str); 1] = [(
 
 /// The Polaris category of a built-in check, if it is one.
 pub fn category(id: &str) -> Option<&'static str> {
-    CHECKS.iter().find(|(c, _)| *c == id).map(|(_, cat)| *cat)
+    CHECKS
+        .iter()
+        .find(|(c, _, _)| *c == id)
+        .map(|(_, cat, _)| *cat)
 }
 
 /// Why a Polaris configuration could not be used.
@@ -210,7 +226,7 @@ impl PolarisConfig {
                 return Err(PolarisError::UnknownCheck(id.clone()));
             }
         }
-        for (id, _) in CHECKS {
+        for (id, _, _) in CHECKS {
             let action = checks.get(id).copied().unwrap_or(Action::Off);
             settings.rules.entry(id.to_string()).or_default().action = Some(action);
         }
@@ -308,4 +324,30 @@ pub fn annotation_exempt(annotations: Option<&serde_json::Map<String, Value>>, i
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     };
     yes("polaris.fairwinds.com/exempt") || yes(&format!("polaris.fairwinds.com/{id}-exempt"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_polaris_check_is_built_in_with_polaris_default() {
+        let catalogue = rules::catalogue();
+        for (id, _, action) in CHECKS {
+            let rule = catalogue.iter().find(|r| r.id() == id);
+            let rule = rule.unwrap_or_else(|| panic!("Polaris check {id} is missing"));
+            assert_eq!(rule.default_action(), action, "{id}");
+        }
+    }
+
+    #[test]
+    fn polaris_annotations_exempt() {
+        let a = serde_json::json!({"polaris.fairwinds.com/hostPIDSet-exempt": "true"});
+        assert!(annotation_exempt(a.as_object(), "hostPIDSet"));
+        assert!(!annotation_exempt(a.as_object(), "hostIPCSet"));
+        let all = serde_json::json!({"polaris.fairwinds.com/exempt": "TRUE"});
+        assert!(annotation_exempt(all.as_object(), "anything"));
+        let no = serde_json::json!({"polaris.fairwinds.com/exempt": "false"});
+        assert!(!annotation_exempt(no.as_object(), "anything"));
+    }
 }

@@ -4,5 +4,6 @@ pub mod certs;
 pub mod check;
 pub mod echo;
 pub mod routes;
+pub mod rules;
 pub mod serve;
 pub mod status;
