@@ -8,6 +8,7 @@ use portcullis::admission::AdmissionSettings;
 use portcullis::admission::check::{check_objects, parse_manifests};
 use portcullis::admission::cluster::ClusterView;
 use portcullis::admission::polaris::{self, PolarisConfig, PolarisError};
+use serde_json::Value;
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/polaris")
@@ -106,11 +107,22 @@ fn checks_without_definitions_or_severities_are_refused() {
         no_severity.apply(&mut settings),
         Err(PolarisError::NoSeverity(id)) if id == "mine"
     ));
-    let bad_mutation = PolarisConfig::parse("t", "checks: {}\nmutations: [hostPathSet]\n").unwrap();
+    let bad_mutation = PolarisConfig::parse("t", "checks: {}\nmutations: [noSuchCheck]\n").unwrap();
     assert!(matches!(
         bad_mutation.apply(&mut settings),
         Err(PolarisError::NoMutation(_))
     ));
+    // A Polaris check whose mutation is not done here is skipped and reported.
+    let probe = PolarisConfig::parse(
+        "t",
+        "checks: {}\nmutations: [livenessProbeMissing, hostIPCSet]\n",
+    )
+    .unwrap();
+    let notes = probe.unsupported();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("livenessProbeMissing"), "{notes:?}");
+    probe.apply(&mut settings).unwrap();
+    assert_eq!(settings.rules["hostIPCSet"].mutate, Some(true));
 }
 
 #[test]
@@ -128,5 +140,40 @@ fn disallowing_annotation_exemptions_turns_them_off() {
         settings.rules["hostIPCSet"].action,
         Some(portcullis::admission::Action::Off),
         "a Polaris check the configuration leaves out does not run"
+    );
+}
+
+#[test]
+fn the_mutations_list_switches_polaris_fixes_on() {
+    let mut settings = AdmissionSettings::default();
+    let c = PolarisConfig::parse(
+        "t",
+        "checks: {hostIPCSet: danger, privilegeEscalationAllowed: danger}\nmutations: [hostIPCSet, privilegeEscalationAllowed]\n",
+    )
+    .unwrap();
+    let custom = c.apply(&mut settings).unwrap();
+    assert!(custom.is_empty());
+    let engine = portcullis::admission::Engine::new(settings).unwrap();
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "apps"},
+        "spec": {"hostIPC": true, "containers": [{"name": "c", "image": "nginx:1.27"}]}});
+    let ctx = portcullis::admission::Context::new(
+        "",
+        "Pod",
+        portcullis::admission::Operation::Create,
+        "apps",
+        "",
+        &pod,
+        engine.settings(),
+    );
+    let ops: Vec<Value> = engine.mutate(&ctx).iter().map(|o| o.to_json()).collect();
+    // The resource defaults (Polaris checks not in the list) stay off; portcullis' own
+    // qosClassAnnotation keeps its default.
+    assert_eq!(
+        ops,
+        [
+            serde_json::json!({"op": "add", "path": "/metadata/annotations", "value": {"portcullis.io/qos-class": "BestEffort"}}),
+            serde_json::json!({"op": "remove", "path": "/spec/hostIPC"}),
+            serde_json::json!({"op": "add", "path": "/spec/containers/0/securityContext", "value": {"allowPrivilegeEscalation": false}}),
+        ]
     );
 }

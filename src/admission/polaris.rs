@@ -112,7 +112,7 @@ pub enum PolarisError {
         "Polaris configuration: custom check {0:?} needs a severity under checks (danger, warning or ignore)"
     )]
     NoSeverity(String),
-    #[error("Polaris configuration: {0:?} in mutations is not a check that can mutate")]
+    #[error("Polaris configuration: {0:?} in mutations is not a check")]
     NoMutation(String),
     #[error("Polaris configuration: custom check {id:?}: {source}")]
     Custom {
@@ -179,8 +179,9 @@ impl PolarisConfig {
         })
     }
 
-    /// Exemptions with container names cannot be honoured per container here (rules
-    /// judge whole objects); they are reported so the caller can say so.
+    /// What the configuration asks for that is not done here, for the caller to report:
+    /// exemptions by container name (rules judge whole objects), mutations of checks that
+    /// have none here, custom checks' additional schemas.
     pub fn unsupported(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .exemptions
@@ -193,6 +194,18 @@ impl PolarisConfig {
                 )
             })
             .collect();
+        let mutating: Vec<&'static str> = rules::catalogue()
+            .iter()
+            .filter(|r| r.mutation().is_some())
+            .map(|r| r.id())
+            .collect();
+        for id in &self.mutations {
+            if category(id).is_some() && !mutating.contains(&id.as_str()) {
+                out.push(format!(
+                    "mutation of {id:?} is not supported (a guessed probe, CPU limit or priority class would do harm) and is skipped"
+                ));
+            }
+        }
         for (id, def) in &self.custom_checks {
             if def.has_additional_schemas() {
                 out.push(format!(
@@ -250,12 +263,18 @@ impl PolarisConfig {
             .filter(|r| r.mutation().is_some())
             .map(|r| r.id())
             .collect();
+        // As in Polaris, a Polaris check mutates only when the list names it.
+        for id in mutating.iter().filter(|id| category(id).is_some()) {
+            settings.rules.entry(id.to_string()).or_default().mutate = Some(false);
+        }
         for id in &self.mutations {
             let id = canonical(id);
-            if !mutating.contains(&id.as_str()) {
+            if mutating.contains(&id.as_str()) {
+                settings.rules.entry(id).or_default().mutate = Some(true);
+            } else if category(&id).is_none() {
                 return Err(PolarisError::NoMutation(id));
             }
-            settings.rules.entry(id).or_default().mutate = Some(true);
+            // A Polaris check without a mutation here is reported by `unsupported`.
         }
         let config_exemptions = !(self.disallow_exemptions || self.disallow_config_exemptions);
         if config_exemptions {

@@ -5,12 +5,14 @@
 //! A container's `securityContext` overrides the pod's field by field, so the checks that
 //! have a pod-level counterpart read both. Init containers are judged like the others
 //! (they run on the same kernel); ephemeral debug containers are left to the
-//! `runAsPrivileged` rule. Fields of the wrong type count as not set.
+//! `runAsPrivileged` rule. Fields of the wrong type count as not set. The checks Polaris
+//! can fix carry its mutation (set the flag, drop ALL, remove the host port), off unless
+//! configured.
 use serde_json::Value;
 
-use super::{Rule, Violation};
+use super::{Rule, Violation, violations_now};
 use crate::admission::context::Context;
-use crate::admission::patch::Pointer;
+use crate::admission::patch::{PatchBuilder, Pointer};
 use crate::admission::settings::Action;
 use crate::admission::template::{ContainerRef, containers};
 
@@ -86,6 +88,14 @@ impl Rule for RunAsRootAllowed {
     fn default_action(&self) -> Action {
         Action::Deny
     }
+    fn mutation(&self) -> Option<bool> {
+        Some(false)
+    }
+    fn mutate(&self, ctx: &Context<'_>, patch: &mut PatchBuilder) {
+        for v in violations_now(self, ctx, patch) {
+            patch.set(&v.path, Value::Bool(true));
+        }
+    }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         let Some((spec, _, cs)) = pod(ctx) else {
             return Vec::new();
@@ -117,6 +127,14 @@ impl Rule for PrivilegeEscalationAllowed {
     fn default_action(&self) -> Action {
         Action::Deny
     }
+    fn mutation(&self) -> Option<bool> {
+        Some(false)
+    }
+    fn mutate(&self, ctx: &Context<'_>, patch: &mut PatchBuilder) {
+        for v in violations_now(self, ctx, patch) {
+            patch.set(&v.path, Value::Bool(false));
+        }
+    }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         let Some((_, _, cs)) = pod(ctx) else {
             return Vec::new();
@@ -146,6 +164,14 @@ impl Rule for NotReadOnlyRootFilesystem {
     }
     fn default_action(&self) -> Action {
         Action::Warn
+    }
+    fn mutation(&self) -> Option<bool> {
+        Some(false)
+    }
+    fn mutate(&self, ctx: &Context<'_>, patch: &mut PatchBuilder) {
+        for v in violations_now(self, ctx, patch) {
+            patch.set(&v.path, Value::Bool(true));
+        }
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         let Some((_, _, cs)) = pod(ctx) else {
@@ -196,6 +222,14 @@ impl Rule for InsecureCapabilities {
     }
     fn default_action(&self) -> Action {
         Action::Warn
+    }
+    fn mutation(&self) -> Option<bool> {
+        Some(false)
+    }
+    fn mutate(&self, ctx: &Context<'_>, patch: &mut PatchBuilder) {
+        for v in violations_now(self, ctx, patch) {
+            patch.set(&v.path, Value::Array(vec![Value::String("ALL".into())]));
+        }
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         let Some((_, _, cs)) = pod(ctx) else {
@@ -378,6 +412,14 @@ impl Rule for HostPortSet {
     }
     fn default_action(&self) -> Action {
         Action::Warn
+    }
+    fn mutation(&self) -> Option<bool> {
+        Some(false)
+    }
+    fn mutate(&self, ctx: &Context<'_>, patch: &mut PatchBuilder) {
+        for v in violations_now(self, ctx, patch) {
+            patch.remove(&v.path);
+        }
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         let Some((_, _, cs)) = pod(ctx) else {

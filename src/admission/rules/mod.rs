@@ -83,6 +83,24 @@ pub trait Rule: Send + Sync {
     fn mutate(&self, _ctx: &Context<'_>, _patch: &mut PatchBuilder) {}
 }
 
+/// What `rule` finds on the patch's current document (earlier mutations applied), for
+/// mutations that fix exactly the fields their check points at.
+pub fn violations_now(rule: &dyn Rule, ctx: &Context<'_>, patch: &PatchBuilder) -> Vec<Violation> {
+    let doc = patch.doc().clone();
+    let mut c = Context::new(
+        ctx.group,
+        ctx.kind,
+        ctx.operation,
+        ctx.namespace,
+        ctx.name,
+        &doc,
+        ctx.settings,
+    );
+    c.live = ctx.live;
+    c.cluster = ctx.cluster;
+    rule.check(&c)
+}
+
 /// Every built-in rule, in the order they run.
 pub fn catalogue() -> Vec<Box<dyn Rule>> {
     let mut rules: Vec<Box<dyn Rule>> = Vec::new();

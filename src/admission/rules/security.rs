@@ -1,13 +1,15 @@
 //! Pod security rules after Pod Security Admission's baseline: privileged containers, the
 //! node's network/PID/IPC namespaces, added Linux capabilities. The Polaris ids deny by
-//! default, as Polaris' `danger` does; `restrictedCapabilities` (ours) only warns. None
-//! mutates: silently dropping a privilege someone asked for breaks their pod in ways that
-//! are hard to trace. Fields of the wrong type count as not set.
+//! default, as Polaris' `danger` does; `restrictedCapabilities` (ours) only warns. The
+//! Polaris ids have Polaris' mutations, off unless configured (`mutate: true` or Polaris'
+//! `mutations:` list): silently dropping a privilege someone asked for breaks their pod in
+//! ways that are hard to trace, so it has to be asked for. Fields of the wrong type count
+//! as not set.
 use serde_json::Value;
 
-use super::{Rule, Violation};
+use super::{Rule, Violation, violations_now};
 use crate::admission::context::Context;
-use crate::admission::patch::Pointer;
+use crate::admission::patch::{PatchBuilder, Pointer};
 use crate::admission::settings::Action;
 use crate::admission::template::containers;
 
@@ -72,6 +74,14 @@ impl Rule for RunAsPrivileged {
     fn default_action(&self) -> Action {
         Action::Deny
     }
+    fn mutation(&self) -> Option<bool> {
+        Some(false)
+    }
+    fn mutate(&self, ctx: &Context<'_>, patch: &mut PatchBuilder) {
+        for v in violations_now(self, ctx, patch) {
+            patch.set(&v.path, Value::Bool(false));
+        }
+    }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         pod_containers(ctx)
             .into_iter()
@@ -126,6 +136,14 @@ impl Rule for HostNamespace {
     fn default_action(&self) -> Action {
         Action::Deny
     }
+    fn mutation(&self) -> Option<bool> {
+        Some(false)
+    }
+    fn mutate(&self, ctx: &Context<'_>, patch: &mut PatchBuilder) {
+        for v in violations_now(self, ctx, patch) {
+            patch.remove(&v.path);
+        }
+    }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         let Some(t) = &ctx.template else {
             return Vec::new();
@@ -172,6 +190,34 @@ impl Rule for DangerousCapabilities {
     }
     fn default_action(&self) -> Action {
         Action::Deny
+    }
+    fn mutation(&self) -> Option<bool> {
+        Some(false)
+    }
+    /// Drops only the three node-owning capabilities from `add`; the list goes when empty.
+    fn mutate(&self, ctx: &Context<'_>, patch: &mut PatchBuilder) {
+        for v in violations_now(self, ctx, patch) {
+            let kept: Vec<Value> = patch
+                .get(&v.path)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter(|c| {
+                            c.as_str().is_none_or(|c| {
+                                !NODE_CAPABILITIES
+                                    .contains(&super::hardening::capability(c).as_str())
+                            })
+                        })
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            if kept.is_empty() {
+                patch.remove(&v.path);
+            } else {
+                patch.set(&v.path, Value::Array(kept));
+            }
+        }
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         let mut out = Vec::new();

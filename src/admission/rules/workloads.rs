@@ -310,6 +310,15 @@ impl Rule for DeploymentMissingReplicas {
     fn default_action(&self) -> Action {
         self.default
     }
+    fn mutation(&self) -> Option<bool> {
+        Some(false)
+    }
+    /// Polaris' fix: three replicas.
+    fn mutate(&self, ctx: &Context<'_>, patch: &mut super::PatchBuilder) {
+        for v in super::violations_now(self, ctx, patch) {
+            patch.set(&v.path, Value::from(3));
+        }
+    }
     fn applies(&self, ctx: &Context<'_>) -> bool {
         (ctx.group, ctx.kind) == ("apps", self.kind)
     }
