@@ -232,12 +232,25 @@ fn audit_one(engine: &Engine, input: &Input, view: &ClusterView) -> WorkloadResu
 
 /// Audits every input against the others (they form the cluster view).
 pub fn audit(engine: &Engine, source: &str, inputs: &[Input]) -> AuditReport {
+    audit_with_progress(engine, source, inputs, &mut |_, _| {})
+}
+
+/// [`audit`], calling `progress(done, total)` after each object (for a terminal display).
+pub fn audit_with_progress(
+    engine: &Engine,
+    source: &str,
+    inputs: &[Input],
+    progress: &mut dyn FnMut(usize, usize),
+) -> AuditReport {
     let view = ClusterView::new(inputs.iter().map(|i| &i.object));
-    let mut workloads: Vec<WorkloadResult> = inputs
-        .iter()
-        .filter(|i| i.object.get("kind").and_then(Value::as_str).is_some())
-        .map(|i| audit_one(engine, i, &view))
-        .collect();
+    let total = inputs.len();
+    let mut workloads: Vec<WorkloadResult> = Vec::with_capacity(total);
+    for (done, i) in inputs.iter().enumerate() {
+        if i.object.get("kind").and_then(Value::as_str).is_some() {
+            workloads.push(audit_one(engine, i, &view));
+        }
+        progress(done + 1, total);
+    }
     workloads.sort_by(|a, b| {
         (&a.namespace, &a.kind, &a.name, &a.file).cmp(&(&b.namespace, &b.kind, &b.name, &b.file))
     });

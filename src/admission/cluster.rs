@@ -8,10 +8,12 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-/// Objects by `(group, kind)`, each kept once, in the order they were given.
+/// Objects by `(group, kind)`, each kept once, in the order they were given, with an
+/// index by namespace so a lookup per object stays cheap in a large audit.
 #[derive(Debug, Default, Clone)]
 pub struct ClusterView {
     by_kind: HashMap<(String, String), Vec<Value>>,
+    by_namespace: HashMap<(String, String, String), Vec<usize>>,
 }
 
 /// The API group of an object's `apiVersion` (`""` for the core group).
@@ -55,7 +57,13 @@ impl ClusterView {
             return;
         };
         let key = (group_of(&obj).to_string(), kind.to_string());
-        self.by_kind.entry(key).or_default().push(obj);
+        let ns_key = (key.0.clone(), key.1.clone(), namespace_of(&obj).to_string());
+        let list = self.by_kind.entry(key).or_default();
+        self.by_namespace
+            .entry(ns_key)
+            .or_default()
+            .push(list.len());
+        list.push(obj);
     }
 
     /// Every object of a kind, in any namespace.
@@ -73,9 +81,13 @@ impl ClusterView {
         kind: &str,
         namespace: &'s str,
     ) -> impl Iterator<Item = &'s Value> + 's {
-        self.all(group, kind)
+        let all = self.all(group, kind);
+        self.by_namespace
+            .get(&(group.to_string(), kind.to_string(), namespace.to_string()))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
             .iter()
-            .filter(move |o| namespace_of(o) == namespace)
+            .filter_map(move |i| all.get(*i))
     }
 
     /// One object by name; `namespace` is None for cluster-scoped kinds.

@@ -1,10 +1,11 @@
 //! `portcullis audit --audit-path DIR|FILE`: every object through every rule, Polaris'
 //! score, and Polaris' CI exit codes (3 on a danger, 4 below a score).
+use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use portcullis::admission::audit::{AuditReport, Input, audit};
+use portcullis::admission::audit::{AuditReport, Input, audit_with_progress};
 use portcullis::admission::audit_render;
 use portcullis::admission::check::parse_manifests;
 use portcullis::config::Settings;
@@ -102,7 +103,23 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
             });
         }
     }
-    let mut report: AuditReport = audit(&engine, &args.audit_path.display().to_string(), &inputs);
+    // Progress only where someone watches: a terminal on stderr, and a large audit.
+    let show = std::io::stderr().is_terminal() && inputs.len() >= 1000;
+    let mut progress = |done: usize, total: usize| {
+        if show && (done.is_multiple_of(500) || done == total) {
+            eprint!("\raudited {done}/{total} objects");
+            if done == total {
+                eprintln!();
+            }
+            let _ = std::io::stderr().flush();
+        }
+    };
+    let mut report: AuditReport = audit_with_progress(
+        &engine,
+        &args.audit_path.display().to_string(),
+        &inputs,
+        &mut progress,
+    );
     let danger = report.has_danger();
     let score = report.score;
     if args.only_show_failed_tests {
