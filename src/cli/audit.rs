@@ -1,5 +1,6 @@
-//! `portcullis audit --audit-path DIR|FILE`: every object through every rule, Polaris'
-//! score, and Polaris' CI exit codes (3 on a danger, 4 below a score).
+//! `portcullis audit [--audit-path DIR|FILE]`: every object through every rule, Polaris'
+//! score, and Polaris' CI exit codes (3 on a danger, 4 below a score). Without a path the
+//! live cluster is listed read-only (in-cluster service account, else KUBECONFIG).
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,9 +21,13 @@ pub enum Format {
 #[derive(clap::Args, Debug)]
 pub struct AuditArgs {
     /// A manifest file or a directory of them (searched recursively for .yaml, .yml and
-    /// .json files; multi-document YAML and Lists are unwrapped).
+    /// .json files; multi-document YAML and Lists are unwrapped). Without it the live
+    /// cluster is audited, read-only.
     #[arg(long)]
-    audit_path: PathBuf,
+    audit_path: Option<PathBuf>,
+    /// With a live cluster: only this namespace (cluster-scoped RBAC is still read).
+    #[arg(long, conflicts_with = "audit_path")]
+    namespace: Option<String>,
     /// Settings file (the same one `serve` takes).
     #[arg(long, env = "PORTCULLIS_CONFIG")]
     config: Option<PathBuf>,
@@ -77,6 +82,54 @@ fn manifest_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+fn read_files(path: &Path) -> anyhow::Result<Vec<Input>> {
+    let mut inputs = Vec::new();
+    for file in manifest_files(path)? {
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {name}"))?;
+        for object in parse_manifests(&name, &text)? {
+            inputs.push(Input {
+                file: name.clone(),
+                object,
+            });
+        }
+    }
+    Ok(inputs)
+}
+
+/// The live cluster's objects, listed once; kinds that cannot be listed are named on
+/// stderr and skipped.
+fn live_inputs(namespace: Option<&str>) -> anyhow::Result<(String, Vec<Input>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let listing = runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the cluster (in-cluster service account or KUBECONFIG)")?;
+        portcullis::source::cluster_list::list_all(client, namespace)
+            .await
+            .context("listing the cluster's objects")
+    })?;
+    for note in &listing.notes {
+        eprintln!("portcullis: {note}");
+    }
+    let source = match namespace {
+        Some(ns) => format!("cluster (namespace {ns})"),
+        None => "cluster".to_string(),
+    };
+    let inputs = listing
+        .objects
+        .into_iter()
+        .map(|object| Input {
+            file: "cluster".to_string(),
+            object,
+        })
+        .collect();
+    Ok((source, inputs))
+}
+
 /// Reads, audits and renders; the exit code follows Polaris: 3 on a danger (when asked),
 /// else 4 below the score (when asked), else 0.
 pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
@@ -92,17 +145,10 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     for note in notes {
         eprintln!("portcullis: {note}");
     }
-    let mut inputs = Vec::new();
-    for file in manifest_files(&args.audit_path)? {
-        let name = file.display().to_string();
-        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {name}"))?;
-        for object in parse_manifests(&name, &text)? {
-            inputs.push(Input {
-                file: name.clone(),
-                object,
-            });
-        }
-    }
+    let (source, inputs) = match &args.audit_path {
+        Some(path) => (path.display().to_string(), read_files(path)?),
+        None => live_inputs(args.namespace.as_deref())?,
+    };
     // Progress only where someone watches: a terminal on stderr, and a large audit.
     let show = std::io::stderr().is_terminal() && inputs.len() >= 1000;
     let mut progress = |done: usize, total: usize| {
@@ -114,12 +160,7 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
             let _ = std::io::stderr().flush();
         }
     };
-    let mut report: AuditReport = audit_with_progress(
-        &engine,
-        &args.audit_path.display().to_string(),
-        &inputs,
-        &mut progress,
-    );
+    let mut report: AuditReport = audit_with_progress(&engine, &source, &inputs, &mut progress);
     let danger = report.has_danger();
     let score = report.score;
     if args.only_show_failed_tests {
