@@ -39,7 +39,10 @@ enum Command {
         /// Settings file (the same one `serve` takes).
         #[arg(long, env = "PORTCULLIS_CONFIG")]
         config: Option<PathBuf>,
-        /// Only run these rules (repeatable).
+        /// A Polaris configuration file (checks, exemptions, customChecks, mutations).
+        #[arg(long, env = "PORTCULLIS_POLARIS_CONFIG")]
+        polaris_config: Option<PathBuf>,
+        /// Only run these rules (repeatable); a rule that is off runs too.
         #[arg(long = "rule")]
         rules: Vec<String>,
         /// Output format.
@@ -51,6 +54,9 @@ enum Command {
         #[arg(long)]
         manifests: Option<PathBuf>,
     },
+    /// Audit manifests offline with every rule and Polaris' score; exit 3 on a danger
+    /// (--set-exit-code-on-danger), 4 below a score (--set-exit-code-below-score).
+    Audit(cli::audit::AuditArgs),
     /// Write a development CA and serving certificate for a webhook Service.
     Certs(cli::certs::CertsArgs),
     /// Print the compiled route table of a manifests directory.
@@ -64,6 +70,8 @@ enum Command {
         #[arg(long, env = "PORTCULLIS_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// List every admission rule with its default action, mutation and Polaris category.
+    Rules,
     /// A small echo backend that answers with what it received (for demos and tests).
     Echo {
         /// Address to listen on.
@@ -112,18 +120,22 @@ fn main() -> ExitCode {
         Command::Check {
             files,
             config,
+            polaris_config,
             rules,
             output,
             manifests,
         } => cli::check::run(
             &files,
             config.as_deref(),
+            polaris_config.as_deref(),
             &rules,
             output,
             manifests.as_deref(),
         ),
+        Command::Audit(args) => cli::audit::run(&args),
         Command::Certs(args) => cli::certs::run(&args),
         Command::Routes { manifests, config } => cli::routes::run(&manifests, config.as_deref()),
+        Command::Rules => cli::rules::run(),
         Command::Echo { addr, name } => cli::echo::run(addr, name),
     };
     match result {

@@ -244,7 +244,16 @@ fn matched(webhook: &Value) -> BTreeSet<(String, String, String)> {
     let mut out = BTreeSet::new();
     for rule in webhook["rules"].as_array().unwrap() {
         assert_eq!(strings(&rule["apiVersions"]), ["v1"], "{rule}");
-        assert_eq!(rule["scope"], "Namespaced");
+        // Only the RBAC kinds that live outside namespaces are matched cluster-wide.
+        let cluster_scoped = strings(&rule["resources"])
+            .iter()
+            .all(|r| matches!(*r, "clusterroles" | "clusterrolebindings"));
+        let scope = if cluster_scoped {
+            "Cluster"
+        } else {
+            "Namespaced"
+        };
+        assert_eq!(rule["scope"], scope, "{rule}");
         for g in strings(&rule["apiGroups"]) {
             for r in strings(&rule["resources"]) {
                 for op in strings(&rule["operations"]) {
@@ -358,6 +367,30 @@ fn webhook_configurations_are_safe_and_cover_every_pod_template_kind() {
     let w = by_name(validating, "controlled.validate.portcullis.io");
     assert_eq!(w["failurePolicy"], "Ignore");
     assert_eq!(matched(&w), kinds_with_ops(controlled, &["CREATE"]));
+
+    // The other kinds Polaris' checks judge reach the engine too, failing open.
+    let w = by_name(validating, "objects.validate.portcullis.io");
+    assert_eq!(w["failurePolicy"], "Ignore");
+    assert_eq!(
+        matched(&w),
+        kinds_with_ops(
+            &[
+                ("", &["configmaps"]),
+                ("policy", &["poddisruptionbudgets"]),
+                ("autoscaling", &["horizontalpodautoscalers"]),
+                (
+                    "rbac.authorization.k8s.io",
+                    &[
+                        "roles",
+                        "rolebindings",
+                        "clusterroles",
+                        "clusterrolebindings"
+                    ]
+                ),
+            ],
+            &["CREATE", "UPDATE"]
+        )
+    );
 
     let w = by_name(mutating, "workloads.mutate.portcullis.io");
     assert_eq!(matched(&w), kinds_with_ops(AUTHORED, &["CREATE", "UPDATE"]));

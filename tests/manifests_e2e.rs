@@ -186,7 +186,7 @@ async fn the_binary_serves_the_ports_and_paths_the_manifests_name() {
 
     // Every webhook calls the webhook Service on a port that reaches the webhook listener.
     let hooks = all_webhooks(&docs);
-    assert_eq!(hooks.len(), 5);
+    assert_eq!(hooks.len(), 6);
     for (_, w) in &hooks {
         let svc = &w["clientConfig"]["service"];
         assert_eq!(svc["namespace"], "portcullis");
@@ -449,7 +449,7 @@ fn kustomize_builds_the_secret_and_the_ca_bundle_from_the_same_files() {
     let ca = std::fs::read(certs.join("ca.crt")).unwrap();
     assert_eq!(decode(&data("ca.crt")), ca);
     let hooks = all_webhooks(&docs);
-    assert_eq!(hooks.len(), 5);
+    assert_eq!(hooks.len(), 6);
     for (_, w) in &hooks {
         let bundle = without_whitespace(w["clientConfig"]["caBundle"].as_str().unwrap());
         assert_eq!(decode(&bundle), ca, "{}", w["name"]);

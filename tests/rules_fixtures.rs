@@ -7,11 +7,17 @@
 //! an optional `live/` folder holds manifests that are loaded and compiled as the live
 //! configuration the rules compare with (the webhook's current snapshot), as
 //! `portcullis check --manifests live/` would.
+//!
+//! Cross-object rules read a cluster view: the objects of the file itself, of `view.yaml`
+//! (shared by the folder) and of `view<suffix>` for `pass<suffix>`/`fail<suffix>`
+//! (`fail-no-pdb.yaml` reads `view-no-pdb.yaml`), as `portcullis check` forms its view
+//! from every document it is given.
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use portcullis::admission::check::parse_manifests;
+use portcullis::admission::cluster::ClusterView;
 use portcullis::admission::live::LiveState;
 use portcullis::admission::settings::Action;
 use portcullis::admission::{AdmissionSettings, Context, Engine, Operation};
@@ -69,10 +75,30 @@ fn live_for(dir: &Path) -> Option<Snapshot> {
     Some(compile(&store, &CompileOptions::default(), None))
 }
 
+/// The cluster view for one fixture file (see the module docs).
+fn view_for(dir: &Path, name: &str, own: &[Value]) -> ClusterView {
+    let suffix = name
+        .strip_prefix("pass")
+        .or_else(|| name.strip_prefix("fail"))
+        .unwrap_or("");
+    let mut view = ClusterView::new(own);
+    let mut files = vec![dir.join("view.yaml")];
+    if suffix != ".yaml" {
+        files.push(dir.join(format!("view{suffix}")));
+    }
+    for f in files.into_iter().filter(|f| f.exists()) {
+        for o in load(&f) {
+            view.insert(o);
+        }
+    }
+    view
+}
+
 fn ctx<'a>(
     obj: &'a Value,
     settings: &'a AdmissionSettings,
     live: Option<&'a Snapshot>,
+    view: &'a ClusterView,
 ) -> Context<'a> {
     let api_version = obj["apiVersion"].as_str().unwrap_or("");
     let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
@@ -83,6 +109,7 @@ fn ctx<'a>(
         .unwrap_or("default");
     let mut c = Context::new(group, kind, Operation::Create, ns, "", obj, settings);
     c.live = live.map(|s| s as &dyn LiveState);
+    c.cluster = Some(view);
     c
 }
 
@@ -125,8 +152,10 @@ fn every_rule_fixture_holds() {
             let path = &files[name];
             if name.starts_with("pass") {
                 passes += 1;
-                for obj in load(path) {
-                    let c = ctx(&obj, engine.settings(), live);
+                let objs = load(path);
+                let view = view_for(&dir, name, &objs);
+                for obj in &objs {
+                    let c = ctx(obj, engine.settings(), live, &view);
                     let found = engine.validate(&c).findings;
                     assert!(
                         found.is_empty(),
@@ -143,8 +172,9 @@ fn every_rule_fixture_holds() {
             } else if name.starts_with("fail") {
                 fails += 1;
                 let objs = load(path);
+                let view = view_for(&dir, name, &objs);
                 for obj in &objs {
-                    let c = ctx(obj, engine.settings(), live);
+                    let c = ctx(obj, engine.settings(), live, &view);
                     if has_check(&rule) {
                         let found = engine.validate(&c).findings;
                         assert!(
@@ -162,16 +192,18 @@ fn every_rule_fixture_holds() {
                 let suffix = name.trim_start_matches("fail");
                 if let Some(mpath) = files.get(&format!("mutated{suffix}")) {
                     let mutated = load(mpath);
+                    let mutated_view = ClusterView::new(&mutated);
                     assert_eq!(
                         mutated.len(),
                         objs.len(),
                         "{rule}/{name}: object counts differ"
                     );
                     for (obj, want) in objs.iter().zip(&mutated) {
-                        let ops = engine.mutate(&ctx(obj, engine.settings(), live));
+                        let ops = engine.mutate(&ctx(obj, engine.settings(), live, &view));
                         let got = apply(obj, &ops);
                         assert_eq!(&got, want, "{rule}/{name}: fail + patch != mutated{suffix}");
-                        let again = engine.mutate(&ctx(want, engine.settings(), live));
+                        let again =
+                            engine.mutate(&ctx(want, engine.settings(), live, &mutated_view));
                         assert!(
                             again.is_empty(),
                             "{rule}/mutated{suffix}: second pass is not empty: {again:?}"

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use super::cluster::ClusterView;
 use super::context::{Context, Operation};
 use super::engine::{Engine, Finding};
 use super::live::LiveState;
@@ -66,14 +67,16 @@ fn flatten(mut v: Value, out: &mut Vec<Value>) {
 }
 
 /// Runs the engine over every object as if it were being created, against `live` (the
-/// compiled `--manifests` directory) when given. An object that is also in the live state
-/// under the same namespace/name is its own earlier version, so it never collides with
-/// itself.
+/// compiled `--manifests` directory) when given, and with `cluster` as the other objects
+/// cross-object rules read (every document the caller was given). An object that is also
+/// in the live state under the same namespace/name is its own earlier version, so it
+/// never collides with itself.
 pub fn check_objects(
     engine: &Engine,
     source_name: &str,
     objects: &[Value],
     live: Option<&dyn LiveState>,
+    cluster: Option<&ClusterView>,
 ) -> Vec<Report> {
     let mut reports = Vec::new();
     for obj in objects {
@@ -94,6 +97,7 @@ pub fn check_objects(
             engine.settings(),
         );
         ctx.live = live;
+        ctx.cluster = cluster;
         let object = ctx.describe();
         for f in engine.validate(&ctx).findings {
             reports.push(Report {

@@ -4,6 +4,7 @@ use std::cell::OnceCell;
 
 use serde_json::{Map, Value};
 
+use super::cluster::ClusterView;
 use super::ingress::{self, IngressView};
 use super::live::LiveState;
 use super::settings::AdmissionSettings;
@@ -46,6 +47,9 @@ pub struct Context<'a> {
     pub settings: &'a AdmissionSettings,
     /// The live configuration, for rules that compare with what is already served.
     pub live: Option<&'a dyn LiveState>,
+    /// The other objects cross-object rules read (PDBs, HPAs, roles, ...); None when the
+    /// caller has no view of the cluster.
+    pub cluster: Option<&'a ClusterView>,
     /// Decoded on first use, shared by the Ingress rules.
     ingress: OnceCell<Option<IngressView>>,
 }
@@ -83,6 +87,7 @@ impl<'a> Context<'a> {
             template: template::find(group, kind, object),
             settings,
             live: None,
+            cluster: None,
             ingress: OnceCell::new(),
         }
     }

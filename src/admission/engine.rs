@@ -63,6 +63,7 @@ pub struct Engine {
     rules: Vec<Box<dyn Rule>>,
     settings: AdmissionSettings,
     only: Option<HashSet<String>>,
+    display_name: Option<String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -96,10 +97,13 @@ impl Engine {
             rules,
             settings,
             only: None,
+            display_name: None,
         })
     }
 
-    /// Restricts the engine to the named rules (`portcullis check --rule ID`).
+    /// Restricts the engine to the named rules (`portcullis check --rule ID`). A named rule
+    /// runs even when it is off (by default or by configuration), as a warning unless
+    /// configured to deny: asking for a rule by name means wanting its findings.
     pub fn restrict_to(&mut self, ids: &[String]) -> Result<(), UnknownRule> {
         let known: HashSet<&str> = self.rules.iter().map(|r| r.id()).collect();
         for id in ids {
@@ -109,6 +113,20 @@ impl Engine {
         }
         self.only = Some(ids.iter().cloned().collect());
         Ok(())
+    }
+
+    /// The name a Polaris configuration gives the cluster, for audit reports.
+    pub fn display_name(&self) -> Option<&str> {
+        self.display_name.as_deref()
+    }
+
+    pub fn set_display_name(&mut self, name: Option<String>) {
+        self.display_name = name;
+    }
+
+    /// The rules, in the order they run.
+    pub fn rules(&self) -> &[Box<dyn Rule>] {
+        &self.rules
     }
 
     pub fn settings(&self) -> &AdmissionSettings {
@@ -121,14 +139,17 @@ impl Engine {
 
     /// The action in force for a rule.
     pub fn action(&self, rule: &dyn Rule) -> Action {
-        if self.only.as_ref().is_some_and(|o| !o.contains(rule.id())) {
-            return Action::Off;
-        }
-        self.settings
+        let configured = self
+            .settings
             .rules
             .get(rule.id())
             .and_then(|s| s.action)
-            .unwrap_or_else(|| rule.default_action())
+            .unwrap_or_else(|| rule.default_action());
+        match &self.only {
+            Some(only) if !only.contains(rule.id()) => Action::Off,
+            Some(_) if configured == Action::Off => Action::Warn,
+            _ => configured,
+        }
     }
 
     fn mutation_on(&self, rule: &dyn Rule) -> bool {
@@ -189,7 +210,8 @@ impl Engine {
         None
     }
 
-    fn exempt(&self, rule: &dyn Rule, ctx: &Context<'_>) -> bool {
+    /// Whether an exemption (configured or by annotation) takes `rule` off this object.
+    pub fn exempt(&self, rule: &dyn Rule, ctx: &Context<'_>) -> bool {
         let labels = ctx.labels();
         let rule_ex = self
             .settings
@@ -205,11 +227,12 @@ impl Engine {
             return true;
         }
         self.settings.annotation_exemptions
-            && ctx
+            && (ctx
                 .annotations()
                 .and_then(|a| a.get(ANNOTATION_EXEMPT))
                 .and_then(Value::as_str)
                 .is_some_and(|list| list.split(',').any(|id| id.trim() == rule.id()))
+                || super::polaris::annotation_exempt(ctx.annotations(), rule.id()))
     }
 
     /// Runs every active check.
@@ -251,5 +274,58 @@ impl Engine {
             patch.add_if_absent(&ptr, Value::String("true".into()));
         }
         patch.into_ops()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_rule_named_by_restrict_to_runs_even_when_off() {
+        let mut engine = Engine::new(AdmissionSettings::default()).unwrap();
+        let off = rules::catalogue()
+            .into_iter()
+            .find(|r| r.id() == "statefulSetMissingReplicas")
+            .unwrap();
+        assert_eq!(engine.action(off.as_ref()), Action::Off);
+        engine
+            .restrict_to(&["statefulSetMissingReplicas".to_string()])
+            .unwrap();
+        assert_eq!(engine.action(off.as_ref()), Action::Warn);
+        let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"}, "spec": {"serviceName": "db", "template": {"spec": {"containers": [{"name": "db", "image": "postgres:16"}]}}}});
+        let settings = AdmissionSettings::default();
+        let ctx = Context::new(
+            "apps",
+            "StatefulSet",
+            Operation::Create,
+            "ns",
+            "",
+            &sts,
+            &settings,
+        );
+        let rules: Vec<&str> = engine
+            .validate(&ctx)
+            .findings
+            .iter()
+            .map(|f| f.rule)
+            .collect();
+        assert_eq!(rules, ["statefulSetMissingReplicas"]);
+    }
+
+    #[test]
+    fn unknown_rule_ids_list_the_known_ones() {
+        let mut engine = Engine::new(AdmissionSettings::default()).unwrap();
+        let err = engine.restrict_to(&["noSuchRule".to_string()]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("\"noSuchRule\""), "{text}");
+        for id in [
+            "hostPathSet",
+            "rolebindingClusterAdminRole",
+            "missingNetworkPolicy",
+        ] {
+            assert!(text.contains(id), "{id} not listed in {text}");
+        }
     }
 }

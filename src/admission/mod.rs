@@ -4,14 +4,19 @@
 //! Rules see a `Context` and never HTTP; the engine turns their findings and patch
 //! operations into one decision. Bad input is answered with an HTTP error or an
 //! AdmissionReview response carrying a message, never with a panic.
+pub mod audit;
+pub mod audit_render;
 pub mod check;
+pub mod cluster;
 pub mod context;
+pub mod custom;
 pub mod engine;
 pub mod http;
 pub mod ingress;
 pub mod live;
 pub mod metrics;
 pub mod patch;
+pub mod polaris;
 pub mod quantity;
 pub mod review;
 pub mod rules;

@@ -207,6 +207,9 @@ pub struct AdmissionSettings {
     pub defaults: MutationDefaults,
     /// Exemptions that apply to every rule.
     pub exemptions: Vec<Exemption>,
+    /// A Polaris configuration file read as it is (checks, exemptions, customChecks,
+    /// mutations) on top of these settings; `--polaris-config` overrides it.
+    pub polaris_config: Option<std::path::PathBuf>,
 }
 
 impl Default for AdmissionSettings {
@@ -219,6 +222,7 @@ impl Default for AdmissionSettings {
             required_labels: Vec::new(),
             defaults: MutationDefaults::default(),
             exemptions: Vec::new(),
+            polaris_config: None,
         }
     }
 }

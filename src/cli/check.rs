@@ -4,8 +4,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use portcullis::admission::Engine;
 use portcullis::admission::check::{Report, check_objects, parse_manifests, render_table};
+use portcullis::admission::cluster::ClusterView;
 use portcullis::admission::live::LiveState;
 use portcullis::admission::settings::Action;
 use portcullis::config::Settings;
@@ -22,6 +22,7 @@ pub enum Output {
 pub fn run(
     files: &[String],
     config: Option<&Path>,
+    polaris_config: Option<&Path>,
     rules: &[String],
     output: Output,
     manifests: Option<&Path>,
@@ -34,11 +35,17 @@ pub fn run(
         Some(dir) => Some(live_state(dir, &settings)?),
         None => None,
     };
-    let mut engine = Engine::new(settings.admission)?;
+    let (mut engine, notes) =
+        portcullis::admission::polaris::engine(settings.admission, polaris_config)?;
+    for note in notes {
+        eprintln!("portcullis: {note}");
+    }
     if !rules.is_empty() {
         engine.restrict_to(rules)?;
     }
-    let mut reports: Vec<Report> = Vec::new();
+    // Every document of every file is read first: together they are the cluster view the
+    // cross-object rules (PDBs, HPAs, roles, ServiceAccounts) look things up in.
+    let mut sources: Vec<(&str, Vec<serde_json::Value>)> = Vec::new();
     for file in files {
         let text = if file == "-" {
             let mut s = String::new();
@@ -49,9 +56,13 @@ pub fn run(
         } else {
             std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?
         };
-        let objects = parse_manifests(file, &text)?;
-        let state = live.as_ref().map(|s| s as &dyn LiveState);
-        reports.extend(check_objects(&engine, file, &objects, state));
+        sources.push((file, parse_manifests(file, &text)?));
+    }
+    let view = ClusterView::new(sources.iter().flat_map(|(_, objs)| objs));
+    let state = live.as_ref().map(|s| s as &dyn LiveState);
+    let mut reports: Vec<Report> = Vec::new();
+    for (file, objects) in &sources {
+        reports.extend(check_objects(&engine, file, objects, state, Some(&view)));
     }
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&reports)?),

@@ -1,7 +1,9 @@
 //! Subcommand entry points: argument handling and output only; the work is in the library.
+pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod echo;
 pub mod routes;
+pub mod rules;
 pub mod serve;
 pub mod status;

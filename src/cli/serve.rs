@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use portcullis::admin::{self, AdminState};
-use portcullis::admission::Engine;
 use portcullis::config::Settings;
 use portcullis::ingress::compile::{CompileOptions, compile};
 use portcullis::ingress::config::{ConfigHandle, FilesDriver, start_files};
@@ -34,6 +33,9 @@ pub struct ServeArgs {
     /// Settings file (YAML or JSON).
     #[arg(long, env = "PORTCULLIS_CONFIG")]
     config: Option<PathBuf>,
+    /// A Polaris configuration file (checks, exemptions, customChecks, mutations).
+    #[arg(long, env = "PORTCULLIS_POLARIS_CONFIG")]
+    polaris_config: Option<PathBuf>,
     /// Webhook serving certificate (PEM). Without it a development CA and certificate are
     /// generated into --cert-dir.
     #[arg(long, env = "PORTCULLIS_TLS_CERT", requires = "tls_key")]
@@ -303,7 +305,14 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(s) = args.grace_period {
         settings.shutdown.grace_period_seconds = s;
     }
-    let engine = Arc::new(Engine::new(settings.admission.clone())?);
+    let (engine, notes) = portcullis::admission::polaris::engine(
+        settings.admission.clone(),
+        args.polaris_config.as_deref(),
+    )?;
+    for note in notes {
+        tracing::warn!("{note}");
+    }
+    let engine = Arc::new(engine);
     let (_reloader, webhook_tls) = webhook_tls(&args)?;
     let source = config_source(&args, &settings).await?;
     let config = source.handle.clone();

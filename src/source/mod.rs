@@ -1,6 +1,7 @@
 //! Configuration sources: they turn the outside world (a manifests directory, or the
 //! Kubernetes API's watches) into objects in the `ObjectStore`; everything past the store
 //! is source-agnostic.
+pub mod cluster_list;
 pub mod files;
 pub mod kube;
 pub mod store;

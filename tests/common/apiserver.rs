@@ -9,8 +9,9 @@
 //! ## What it serves
 //! Resources (cluster-wide paths like `/apis/networking.k8s.io/v1/ingresses`, and
 //! namespaced ones under `/namespaces/{ns}/`):
-//! IngressClass (cluster-scoped), Ingress, Service, Endpoints, Secret, EndpointSlice and
-//! coordination.k8s.io/v1 Lease. Every one supports:
+//! IngressClass (cluster-scoped), Ingress, Service, Endpoints, Secret, EndpointSlice,
+//! coordination.k8s.io/v1 Lease, and for audits Deployment, ConfigMap, Pod and
+//! ClusterRoleBinding (cluster-scoped). Every one supports:
 //! - `GET` collection: a list `{kind: XList, apiVersion, metadata: {resourceVersion}, items}`
 //!   (items carry no kind/apiVersion, as from the real server). `fieldSelector`
 //!   (`a.b=v`, `a.b==v`, `a.b!=v`, comma-joined, any dotted field, e.g. Secret `type`) and
@@ -172,6 +173,39 @@ pub static RESOURCES: &[ResourceType] = &[
         plural: "events",
         kind: "Event",
         namespaced: true,
+        status: false,
+    },
+    // For `portcullis audit` of a live cluster.
+    ResourceType {
+        group: "apps",
+        version: "v1",
+        plural: "deployments",
+        kind: "Deployment",
+        namespaced: true,
+        status: true,
+    },
+    ResourceType {
+        group: "",
+        version: "v1",
+        plural: "configmaps",
+        kind: "ConfigMap",
+        namespaced: true,
+        status: false,
+    },
+    ResourceType {
+        group: "",
+        version: "v1",
+        plural: "pods",
+        kind: "Pod",
+        namespaced: true,
+        status: true,
+    },
+    ResourceType {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "clusterrolebindings",
+        kind: "ClusterRoleBinding",
+        namespaced: false,
         status: false,
     },
 ];

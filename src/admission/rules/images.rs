@@ -9,7 +9,11 @@ use crate::admission::template::containers;
 
 /// The images rules.
 pub fn rules() -> Vec<Box<dyn Rule>> {
-    vec![Box::new(TagNotSpecified), Box::new(PullPolicyNotAlways)]
+    vec![
+        Box::new(TagNotSpecified),
+        Box::new(PullPolicyNotAlways),
+        Box::new(FloatingImagePullPolicy),
+    ]
 }
 
 /// The tag of an image reference, or None when it has none. A digest pins the image, so
@@ -52,7 +56,7 @@ impl Rule for TagNotSpecified {
         "tagNotSpecified"
     }
     fn default_action(&self) -> Action {
-        Action::Warn
+        Action::Deny
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         images(ctx.object, ctx)
@@ -71,14 +75,60 @@ impl Rule for TagNotSpecified {
     }
 }
 
-/// `pullPolicyNotAlways` (Polaris id, narrowed): a floating image whose pull policy is not
-/// Always, so nodes keep whatever `latest` they pulled first. The mutation sets Always
-/// where the policy is unset (an explicit choice is left to the validation rule).
+/// `pullPolicyNotAlways` (Polaris id): any container whose `imagePullPolicy` is not
+/// Always, so a node may run a cached image that the registry no longer serves (or that a
+/// pod without pull credentials should not reach). Its mutation, off unless configured
+/// (Polaris' `mutations:` list), sets Always.
 pub struct PullPolicyNotAlways;
 
 impl Rule for PullPolicyNotAlways {
     fn id(&self) -> &'static str {
         "pullPolicyNotAlways"
+    }
+    fn default_action(&self) -> Action {
+        Action::Warn
+    }
+    fn mutation(&self) -> Option<bool> {
+        Some(false)
+    }
+    fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
+        images(ctx.object, ctx)
+            .into_iter()
+            .filter(|(c, _)| c.value.get("imagePullPolicy").and_then(Value::as_str) != Some("Always"))
+            .map(|(c, _)| {
+                Violation::new(
+                    format!(
+                        "{} does not set imagePullPolicy: Always: set it so every start checks the registry (and its credentials) instead of trusting the node's cache",
+                        c.label()
+                    ),
+                    c.ptr.child("imagePullPolicy"),
+                )
+            })
+            .collect()
+    }
+    fn mutate(&self, ctx: &Context<'_>, patch: &mut PatchBuilder) {
+        let targets: Vec<_> = images(patch.doc(), ctx)
+            .into_iter()
+            .filter(|(c, _)| {
+                c.value.get("imagePullPolicy").and_then(Value::as_str) != Some("Always")
+            })
+            .map(|(c, _)| c.ptr.child("imagePullPolicy"))
+            .collect();
+        for ptr in targets {
+            patch.set(&ptr, Value::String("Always".into()));
+        }
+    }
+}
+
+/// `floatingImagePullPolicy`: a floating image (no tag, `latest`) whose pull policy is not
+/// Always, so nodes keep whatever `latest` they pulled first. The mutation sets Always
+/// where the policy is unset (an explicit choice is left to the validation rule). Before
+/// the Polaris catalogue this rule was `pullPolicyNotAlways`.
+pub struct FloatingImagePullPolicy;
+
+impl Rule for FloatingImagePullPolicy {
+    fn id(&self) -> &'static str {
+        "floatingImagePullPolicy"
     }
     fn default_action(&self) -> Action {
         Action::Warn

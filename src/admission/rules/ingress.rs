@@ -100,6 +100,9 @@ impl Rule for Issues {
     fn default_action(&self) -> Action {
         Action::Deny
     }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        (ctx.group, ctx.kind) == ("networking.k8s.io", "Ingress")
+    }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         let Some(view) = ours(ctx) else {
             return Vec::new();
@@ -123,6 +126,9 @@ impl Rule for AnnotationIgnored {
     }
     fn default_action(&self) -> Action {
         Action::Warn
+    }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        (ctx.group, ctx.kind) == ("networking.k8s.io", "Ingress")
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         let Some(view) = ours(ctx) else {
@@ -156,6 +162,9 @@ impl Rule for PathConflict {
     }
     fn default_action(&self) -> Action {
         Action::Deny
+    }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        (ctx.group, ctx.kind) == ("networking.k8s.io", "Ingress")
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         let (Some(view), Some(live)) = (ours(ctx), ctx.live) else {
@@ -222,6 +231,9 @@ impl Rule for CanaryWithoutMain {
     fn default_action(&self) -> Action {
         Action::Warn
     }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        (ctx.group, ctx.kind) == ("networking.k8s.io", "Ingress")
+    }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         let (Some(view), Some(live)) = (ours(ctx), ctx.live) else {
             return Vec::new();
@@ -257,6 +269,9 @@ impl Rule for BackendMissing {
     }
     fn default_action(&self) -> Action {
         Action::Warn
+    }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        (ctx.group, ctx.kind) == ("networking.k8s.io", "Ingress")
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         let (Some(view), Some(live)) = (ours(ctx), ctx.live) else {
@@ -316,6 +331,9 @@ impl Rule for TlsSecretMissing {
     }
     fn default_action(&self) -> Action {
         Action::Warn
+    }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        (ctx.group, ctx.kind) == ("networking.k8s.io", "Ingress")
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         let (Some(view), Some(live)) = (ours(ctx), ctx.live) else {

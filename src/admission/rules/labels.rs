@@ -10,7 +10,11 @@ use crate::admission::settings::Action;
 
 /// The labels rules.
 pub fn rules() -> Vec<Box<dyn Rule>> {
-    vec![Box::new(RequiredLabelsMissing), Box::new(DefaultMetadata)]
+    vec![
+        Box::new(RequiredLabelsMissing),
+        Box::new(DefaultMetadata),
+        Box::new(MetadataAndInstanceMismatched),
+    ]
 }
 
 /// The entries of `required` that `labels` lacks (absent, null or not a string), in the
@@ -67,6 +71,12 @@ impl Rule for RequiredLabelsMissing {
     }
     fn default_action(&self) -> Action {
         Action::Off
+    }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        matches!(
+            (ctx.group, ctx.kind),
+            ("apps", "Deployment") | ("", "Service")
+        )
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         if !matches!(
@@ -150,6 +160,50 @@ impl Rule for DefaultMetadata {
         let d = &ctx.settings.defaults;
         Self::fill(patch, "labels", &d.labels);
         Self::fill(patch, "annotations", &d.annotations);
+    }
+}
+
+/// The recommended label that names the instance of an application.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+
+/// `metadataAndInstanceMismatched` (Polaris id): a workload's
+/// `app.kubernetes.io/instance` label is missing or differs from its name, so tools that
+/// group by instance (dashboards, cost reports) misfile it.
+pub struct MetadataAndInstanceMismatched;
+
+impl Rule for MetadataAndInstanceMismatched {
+    fn id(&self) -> &'static str {
+        "metadataAndInstanceMismatched"
+    }
+    fn default_action(&self) -> Action {
+        Action::Warn
+    }
+    fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
+        if ctx.template.is_none() {
+            return Vec::new();
+        }
+        let name = ctx
+            .object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or(ctx.name);
+        let have = ctx
+            .labels()
+            .and_then(|l| l.get(INSTANCE_LABEL))
+            .and_then(Value::as_str);
+        if have == Some(name) {
+            return Vec::new();
+        }
+        let what = match have {
+            Some(v) => format!("is {v:?}"),
+            None => "is missing".to_string(),
+        };
+        vec![Violation::new(
+            format!(
+                "label {INSTANCE_LABEL} {what}: set it to the object's name {name:?} so tools that group by instance find it"
+            ),
+            Pointer::from_tokens(["metadata", "labels", INSTANCE_LABEL]),
+        )]
     }
 }
 

@@ -7,13 +7,20 @@ use super::context::Context;
 use super::patch::{PatchBuilder, Pointer};
 use super::settings::Action;
 
+pub mod disruption;
+pub mod hardening;
 pub mod images;
 pub mod ingress;
 pub mod labels;
 pub mod lifecycle;
+pub mod network;
 pub mod probes;
+pub mod rbac;
 pub mod resources;
+pub mod scheduling;
+pub mod secrets;
 pub mod security;
+pub mod service_account;
 pub mod storage;
 pub mod workloads;
 
@@ -48,6 +55,23 @@ pub trait Rule: Send + Sync {
         None
     }
 
+    /// Polaris' category (Security, Efficiency, Reliability) for audit reports; `Other`
+    /// for portcullis' own rules.
+    fn category(&self) -> &str {
+        crate::admission::polaris::category(self.id()).unwrap_or("Other")
+    }
+
+    /// What an audit says when the rule finds nothing (empty: the report says "passed").
+    fn success_message(&self) -> &str {
+        ""
+    }
+
+    /// Whether the rule judges this kind of object at all, so an audit can count a pass
+    /// as a success. Most rules judge pod templates; the others say which kinds they read.
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        ctx.template.is_some()
+    }
+
     /// Findings for the object (empty when it is fine).
     fn check(&self, _ctx: &Context<'_>) -> Vec<Violation> {
         Vec::new()
@@ -57,6 +81,24 @@ pub trait Rule: Send + Sync {
     /// `patch.doc()` (earlier mutations already applied). Must be idempotent: on its own
     /// output it adds nothing.
     fn mutate(&self, _ctx: &Context<'_>, _patch: &mut PatchBuilder) {}
+}
+
+/// What `rule` finds on the patch's current document (earlier mutations applied), for
+/// mutations that fix exactly the fields their check points at.
+pub fn violations_now(rule: &dyn Rule, ctx: &Context<'_>, patch: &PatchBuilder) -> Vec<Violation> {
+    let doc = patch.doc().clone();
+    let mut c = Context::new(
+        ctx.group,
+        ctx.kind,
+        ctx.operation,
+        ctx.namespace,
+        ctx.name,
+        &doc,
+        ctx.settings,
+    );
+    c.live = ctx.live;
+    c.cluster = ctx.cluster;
+    rule.check(&c)
 }
 
 /// Every built-in rule, in the order they run.
@@ -70,6 +112,13 @@ pub fn catalogue() -> Vec<Box<dyn Rule>> {
     rules.extend(workloads::rules());
     rules.extend(labels::rules());
     rules.extend(security::rules());
+    rules.extend(hardening::rules());
+    rules.extend(service_account::rules());
+    rules.extend(secrets::rules());
+    rules.extend(scheduling::rules());
+    rules.extend(disruption::rules());
+    rules.extend(network::rules());
+    rules.extend(rbac::rules());
     rules.extend(ingress::rules());
     rules
 }

@@ -21,6 +21,7 @@ pub fn rules() -> Vec<Box<dyn Rule>> {
         Box::new(Missing::CPU_REQUEST),
         Box::new(Missing::MEMORY_REQUEST),
         Box::new(Missing::MEMORY_LIMIT),
+        Box::new(Missing::CPU_LIMIT),
         Box::new(RequestAboveLimit),
         Box::new(QosClassAnnotation),
     ]
@@ -166,9 +167,11 @@ enum Field {
     CpuRequest,
     MemoryRequest,
     MemoryLimit,
+    CpuLimit,
 }
 
-/// `cpuRequestsMissing`, `memoryRequestsMissing`, `memoryLimitsMissing` (Polaris ids).
+/// `cpuRequestsMissing`, `memoryRequestsMissing`, `memoryLimitsMissing`, `cpuLimitsMissing`
+/// (Polaris ids). `cpuLimitsMissing` has no mutation: a guessed CPU limit throttles.
 ///
 /// A request is not missing when the same resource has a limit: Kubernetes then defaults
 /// the request to the limit, so the scheduler and the HPA have a value, and adding a
@@ -193,12 +196,17 @@ impl Missing {
         id: "memoryLimitsMissing",
         field: Field::MemoryLimit,
     };
+    const CPU_LIMIT: Missing = Missing {
+        id: "cpuLimitsMissing",
+        field: Field::CpuLimit,
+    };
 
     fn section_and_name(&self) -> (&'static str, &'static str) {
         match self.field {
             Field::CpuRequest => ("requests", CPU),
             Field::MemoryRequest => ("requests", MEMORY),
             Field::MemoryLimit => ("limits", MEMORY),
+            Field::CpuLimit => ("limits", CPU),
         }
     }
 
@@ -222,6 +230,9 @@ impl Missing {
             Field::MemoryLimit => {
                 "has no memory limit: set resources.limits.memory; without one a leak OOM-kills or starves other pods on the node"
             }
+            Field::CpuLimit => {
+                "has no CPU limit: set resources.limits.cpu; without one a busy loop takes CPU from every other pod on the node"
+            }
         }
     }
 
@@ -232,6 +243,7 @@ impl Missing {
             Field::CpuRequest => &d.cpu_request,
             Field::MemoryRequest => &d.memory_request,
             Field::MemoryLimit => &d.memory_limit,
+            Field::CpuLimit => return None,
         };
         let default_q = quantity::parse(default)?;
         if self.field != Field::MemoryLimit {
@@ -262,7 +274,7 @@ impl Rule for Missing {
         Action::Warn
     }
     fn mutation(&self) -> Option<bool> {
-        Some(true)
+        (self.field != Field::CpuLimit).then_some(true)
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         let Some(t) = &ctx.template else {

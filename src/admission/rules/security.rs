@@ -1,12 +1,15 @@
 //! Pod security rules after Pod Security Admission's baseline: privileged containers, the
-//! node's network/PID/IPC namespaces, added Linux capabilities. They only warn and never
-//! mutate: silently dropping a privilege someone asked for breaks their pod in ways that
-//! are hard to trace. Fields of the wrong type count as not set.
+//! node's network/PID/IPC namespaces, added Linux capabilities. The Polaris ids deny by
+//! default, as Polaris' `danger` does; `restrictedCapabilities` (ours) only warns. The
+//! Polaris ids have Polaris' mutations, off unless configured (`mutate: true` or Polaris'
+//! `mutations:` list): silently dropping a privilege someone asked for breaks their pod in
+//! ways that are hard to trace, so it has to be asked for. Fields of the wrong type count
+//! as not set.
 use serde_json::Value;
 
-use super::{Rule, Violation};
+use super::{Rule, Violation, violations_now};
 use crate::admission::context::Context;
-use crate::admission::patch::Pointer;
+use crate::admission::patch::{PatchBuilder, Pointer};
 use crate::admission::settings::Action;
 use crate::admission::template::containers;
 
@@ -18,6 +21,7 @@ pub fn rules() -> Vec<Box<dyn Rule>> {
         Box::new(HostNamespace::PID),
         Box::new(HostNamespace::IPC),
         Box::new(DangerousCapabilities),
+        Box::new(RestrictedCapabilities),
     ]
 }
 
@@ -68,7 +72,15 @@ impl Rule for RunAsPrivileged {
         "runAsPrivileged"
     }
     fn default_action(&self) -> Action {
-        Action::Warn
+        Action::Deny
+    }
+    fn mutation(&self) -> Option<bool> {
+        Some(false)
+    }
+    fn mutate(&self, ctx: &Context<'_>, patch: &mut PatchBuilder) {
+        for v in violations_now(self, ctx, patch) {
+            patch.set(&v.path, Value::Bool(false));
+        }
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         pod_containers(ctx)
@@ -122,7 +134,15 @@ impl Rule for HostNamespace {
         self.id
     }
     fn default_action(&self) -> Action {
-        Action::Warn
+        Action::Deny
+    }
+    fn mutation(&self) -> Option<bool> {
+        Some(false)
+    }
+    fn mutate(&self, ctx: &Context<'_>, patch: &mut PatchBuilder) {
+        for v in violations_now(self, ctx, patch) {
+            patch.remove(&v.path);
+        }
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         let Some(t) = &ctx.template else {
@@ -152,14 +172,93 @@ pub fn is_dangerous_capability(cap: &str) -> bool {
     name != SAFE_CAPABILITY
 }
 
-/// `dangerousCapabilities` (Polaris id, widened to Pod Security's restricted profile):
-/// `capabilities.add` may only hold NET_BIND_SERVICE; ALL, SYS_ADMIN and NET_ADMIN are
-/// the classic escapes, and every other one widens what a compromised container can do.
+/// `restrictedCapabilities`: `capabilities.add` may only hold NET_BIND_SERVICE, as in Pod
+/// Security's restricted profile; every other capability widens what a compromised
+/// container can do. (Before the Polaris catalogue this was `dangerousCapabilities`.)
+pub struct RestrictedCapabilities;
+
+/// Polaris' three capabilities that amount to owning the node.
+const NODE_CAPABILITIES: [&str; 3] = ["ALL", "SYS_ADMIN", "NET_ADMIN"];
+
+/// `dangerousCapabilities` (Polaris id): `capabilities.add` holds ALL, SYS_ADMIN or
+/// NET_ADMIN (any case, `CAP_` optional).
 pub struct DangerousCapabilities;
 
 impl Rule for DangerousCapabilities {
     fn id(&self) -> &'static str {
         "dangerousCapabilities"
+    }
+    fn default_action(&self) -> Action {
+        Action::Deny
+    }
+    fn mutation(&self) -> Option<bool> {
+        Some(false)
+    }
+    /// Drops only the three node-owning capabilities from `add`; the list goes when empty.
+    fn mutate(&self, ctx: &Context<'_>, patch: &mut PatchBuilder) {
+        for v in violations_now(self, ctx, patch) {
+            let kept: Vec<Value> = patch
+                .get(&v.path)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter(|c| {
+                            c.as_str().is_none_or(|c| {
+                                !NODE_CAPABILITIES
+                                    .contains(&super::hardening::capability(c).as_str())
+                            })
+                        })
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            if kept.is_empty() {
+                patch.remove(&v.path);
+            } else {
+                patch.set(&v.path, Value::Array(kept));
+            }
+        }
+    }
+    fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
+        let mut out = Vec::new();
+        for c in pod_containers(ctx) {
+            let Some(added) = c
+                .value
+                .pointer("/securityContext/capabilities/add")
+                .and_then(Value::as_array)
+            else {
+                continue;
+            };
+            let bad: Vec<&str> = added
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|cap| {
+                    let name = super::hardening::capability(cap);
+                    NODE_CAPABILITIES.contains(&name.as_str())
+                })
+                .collect();
+            if bad.is_empty() {
+                continue;
+            }
+            out.push(Violation::new(
+                format!(
+                    "{} adds {}: remove it from securityContext.capabilities.add; ALL, SYS_ADMIN and NET_ADMIN each hand the container control of the node",
+                    c.label,
+                    bad.join(", ")
+                ),
+                c.ptr
+                    .child("securityContext")
+                    .child("capabilities")
+                    .child("add"),
+            ));
+        }
+        out
+    }
+}
+
+impl Rule for RestrictedCapabilities {
+    fn id(&self) -> &'static str {
+        "restrictedCapabilities"
     }
     fn default_action(&self) -> Action {
         Action::Warn
@@ -252,7 +351,7 @@ mod tests {
             v[1].message
                 .starts_with("ephemeral container \"dbg\" runs privileged")
         );
-        let v = run(&DangerousCapabilities, "", "Pod", &pod);
+        let v = run(&RestrictedCapabilities, "", "Pod", &pod);
         assert_eq!(v.len(), 2);
         assert!(
             v[0].message.contains("adds capability SYS_ADMIN:"),

@@ -14,7 +14,8 @@ pub fn rules() -> Vec<Box<dyn Rule>> {
     vec![
         Box::new(SelectorMismatch),
         Box::new(JobRestartPolicy),
-        Box::new(DeploymentMissingReplicas),
+        Box::new(DeploymentMissingReplicas::DEPLOYMENT),
+        Box::new(DeploymentMissingReplicas::STATEFUL_SET),
         Box::new(RollingUpdateStuck),
         Box::new(StatefulSetServiceName),
     ]
@@ -243,6 +244,9 @@ impl Rule for JobRestartPolicy {
     fn default_action(&self) -> Action {
         Action::Deny
     }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        matches!((ctx.group, ctx.kind), ("batch", "Job" | "CronJob"))
+    }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         if !matches!((ctx.group, ctx.kind), ("batch", "Job" | "CronJob")) {
             return Vec::new();
@@ -276,23 +280,50 @@ fn replicas(object: &Value) -> i64 {
         .unwrap_or(1)
 }
 
-/// `deploymentMissingReplicas` (Polaris id, widened to StatefulSets): fewer than two
-/// replicas means one node drain or crash takes the workload down. Off by default: an
-/// HPA may own the count, which an admission webhook cannot see.
-pub struct DeploymentMissingReplicas;
+/// `deploymentMissingReplicas` (Polaris id) and `statefulSetMissingReplicas`: fewer than
+/// two replicas means one node drain or crash takes the workload down. The Deployment
+/// check warns, as in Polaris (exempt a Deployment whose replicas an HPA owns); the
+/// StatefulSet one is ours and off by default.
+pub struct DeploymentMissingReplicas {
+    id: &'static str,
+    kind: &'static str,
+    default: Action,
+}
+
+impl DeploymentMissingReplicas {
+    pub const DEPLOYMENT: DeploymentMissingReplicas = DeploymentMissingReplicas {
+        id: "deploymentMissingReplicas",
+        kind: "Deployment",
+        default: Action::Warn,
+    };
+    pub const STATEFUL_SET: DeploymentMissingReplicas = DeploymentMissingReplicas {
+        id: "statefulSetMissingReplicas",
+        kind: "StatefulSet",
+        default: Action::Off,
+    };
+}
 
 impl Rule for DeploymentMissingReplicas {
     fn id(&self) -> &'static str {
-        "deploymentMissingReplicas"
+        self.id
     }
     fn default_action(&self) -> Action {
-        Action::Off
+        self.default
+    }
+    fn mutation(&self) -> Option<bool> {
+        Some(false)
+    }
+    /// Polaris' fix: three replicas.
+    fn mutate(&self, ctx: &Context<'_>, patch: &mut super::PatchBuilder) {
+        for v in super::violations_now(self, ctx, patch) {
+            patch.set(&v.path, Value::from(3));
+        }
+    }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        (ctx.group, ctx.kind) == ("apps", self.kind)
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
-        if !matches!(
-            (ctx.group, ctx.kind),
-            ("apps", "Deployment" | "StatefulSet")
-        ) {
+        if (ctx.group, ctx.kind) != ("apps", self.kind) {
             return Vec::new();
         }
         let n = replicas(ctx.object);
@@ -456,6 +487,9 @@ impl Rule for RollingUpdateStuck {
     fn default_action(&self) -> Action {
         Action::Deny
     }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        matches!((ctx.group, ctx.kind), ("apps", "Deployment" | "DaemonSet"))
+    }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         match (ctx.group, ctx.kind) {
             ("apps", "Deployment") => Self::deployment(ctx),
@@ -476,6 +510,9 @@ impl Rule for StatefulSetServiceName {
     }
     fn default_action(&self) -> Action {
         Action::Deny
+    }
+    fn applies(&self, ctx: &Context<'_>) -> bool {
+        (ctx.group, ctx.kind) == ("apps", "StatefulSet")
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         if (ctx.group, ctx.kind) != ("apps", "StatefulSet") {
@@ -689,7 +726,7 @@ mod tests {
     #[test]
     fn replicas_and_service_name() {
         let v = run(
-            &DeploymentMissingReplicas,
+            &DeploymentMissingReplicas::DEPLOYMENT,
             "apps",
             "Deployment",
             &json!({"spec": {}}),
@@ -697,7 +734,7 @@ mod tests {
         assert!(v[0].message.contains("runs 1 replica:"), "{}", v[0].message);
         assert!(
             run(
-                &DeploymentMissingReplicas,
+                &DeploymentMissingReplicas::STATEFUL_SET,
                 "apps",
                 "StatefulSet",
                 &json!({"spec": {"replicas": 2}})
@@ -706,7 +743,7 @@ mod tests {
         );
         assert!(
             run(
-                &DeploymentMissingReplicas,
+                &DeploymentMissingReplicas::DEPLOYMENT,
                 "apps",
                 "DaemonSet",
                 &json!({"spec": {}})

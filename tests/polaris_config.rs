@@ -1,0 +1,179 @@
+//! A Polaris configuration file with custom checks and exemptions, read as it is, drives
+//! the engine: severities, checks left out, custom JSON Schema checks (container, pod
+//! template with `{{ }}` substitution, a core kind), namespace and controller exemptions.
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use portcullis::admission::AdmissionSettings;
+use portcullis::admission::check::{check_objects, parse_manifests};
+use portcullis::admission::cluster::ClusterView;
+use portcullis::admission::polaris::{self, PolarisConfig, PolarisError};
+use serde_json::Value;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/polaris")
+}
+
+#[test]
+fn config_with_custom_checks_and_exemptions() {
+    let (engine, notes) = polaris::engine(
+        AdmissionSettings::default(),
+        Some(&dir().join("config.yaml")),
+    )
+    .unwrap();
+    assert_eq!(engine.display_name(), Some("test-cluster"));
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("containerNames"), "{notes:?}");
+
+    let text = std::fs::read_to_string(dir().join("objects.yaml")).unwrap();
+    let objects = parse_manifests("objects.yaml", &text).unwrap();
+    let view = ClusterView::new(&objects);
+    let reports = check_objects(&engine, "objects.yaml", &objects, None, Some(&view));
+    let custom = ["imageRegistry", "instanceLabel", "configMapOwner"];
+    let got: BTreeSet<(String, &str, &str, String)> = reports
+        .iter()
+        .filter(|r| polaris::category(r.finding.rule).is_some() || custom.contains(&r.finding.rule))
+        .map(|r| {
+            (
+                r.object.clone(),
+                r.finding.rule,
+                r.finding.action.as_str(),
+                r.finding.path.clone(),
+            )
+        })
+        .collect();
+    let want: BTreeSet<(String, &str, &str, String)> = [
+        (
+            "Deployment apps/web",
+            "tagNotSpecified",
+            "deny",
+            "/spec/template/spec/containers/0/image",
+        ),
+        // The init container pulls from quay.io too, but the check excludes init containers.
+        (
+            "Deployment apps/web",
+            "imageRegistry",
+            "deny",
+            "/spec/template/spec/containers/0",
+        ),
+        (
+            "Deployment apps/api",
+            "hostNetworkSet",
+            "warn",
+            "/spec/template/spec/hostNetwork",
+        ),
+        (
+            "Deployment apps/api",
+            "instanceLabel",
+            "warn",
+            "/spec/template",
+        ),
+        ("ConfigMap apps/settings", "configMapOwner", "warn", ""),
+    ]
+    .into_iter()
+    .map(|(o, r, a, p)| (o.to_string(), r, a, p.to_string()))
+    .collect();
+    assert_eq!(got, want);
+    let image = reports
+        .iter()
+        .find(|r| r.finding.rule == "imageRegistry")
+        .unwrap();
+    assert_eq!(
+        image.finding.message,
+        "container \"web\": Image must not come from quay.io"
+    );
+    let cat = engine
+        .rules()
+        .iter()
+        .find(|r| r.id() == "imageRegistry")
+        .map(|r| r.category().to_string());
+    assert_eq!(cat.as_deref(), Some("Security"));
+}
+
+#[test]
+fn checks_without_definitions_or_severities_are_refused() {
+    let mut settings = AdmissionSettings::default();
+    let unknown = PolarisConfig::parse("t", "checks: {noSuchCheck: danger}").unwrap();
+    assert!(matches!(
+        unknown.apply(&mut settings),
+        Err(PolarisError::UnknownCheck(id)) if id == "noSuchCheck"
+    ));
+    let no_severity = PolarisConfig::parse(
+        "t",
+        "checks: {}\ncustomChecks:\n  mine:\n    target: Container\n    schema: {type: object}\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        no_severity.apply(&mut settings),
+        Err(PolarisError::NoSeverity(id)) if id == "mine"
+    ));
+    let bad_mutation = PolarisConfig::parse("t", "checks: {}\nmutations: [noSuchCheck]\n").unwrap();
+    assert!(matches!(
+        bad_mutation.apply(&mut settings),
+        Err(PolarisError::NoMutation(_))
+    ));
+    // A Polaris check whose mutation is not done here is skipped and reported.
+    let probe = PolarisConfig::parse(
+        "t",
+        "checks: {}\nmutations: [livenessProbeMissing, hostIPCSet]\n",
+    )
+    .unwrap();
+    let notes = probe.unsupported();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("livenessProbeMissing"), "{notes:?}");
+    probe.apply(&mut settings).unwrap();
+    assert_eq!(settings.rules["hostIPCSet"].mutate, Some(true));
+}
+
+#[test]
+fn disallowing_annotation_exemptions_turns_them_off() {
+    let mut settings = AdmissionSettings::default();
+    let c = PolarisConfig::parse(
+        "t",
+        "checks: {hostPIDSet: danger}\nmutations: [pullPolicyNotAlways]\ndisallowAnnotationExemptions: true\n",
+    )
+    .unwrap();
+    c.apply(&mut settings).unwrap();
+    assert!(!settings.annotation_exemptions);
+    assert_eq!(settings.rules["pullPolicyNotAlways"].mutate, Some(true));
+    assert_eq!(
+        settings.rules["hostIPCSet"].action,
+        Some(portcullis::admission::Action::Off),
+        "a Polaris check the configuration leaves out does not run"
+    );
+}
+
+#[test]
+fn the_mutations_list_switches_polaris_fixes_on() {
+    let mut settings = AdmissionSettings::default();
+    let c = PolarisConfig::parse(
+        "t",
+        "checks: {hostIPCSet: danger, privilegeEscalationAllowed: danger}\nmutations: [hostIPCSet, privilegeEscalationAllowed]\n",
+    )
+    .unwrap();
+    let custom = c.apply(&mut settings).unwrap();
+    assert!(custom.is_empty());
+    let engine = portcullis::admission::Engine::new(settings).unwrap();
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "apps"},
+        "spec": {"hostIPC": true, "containers": [{"name": "c", "image": "nginx:1.27"}]}});
+    let ctx = portcullis::admission::Context::new(
+        "",
+        "Pod",
+        portcullis::admission::Operation::Create,
+        "apps",
+        "",
+        &pod,
+        engine.settings(),
+    );
+    let ops: Vec<Value> = engine.mutate(&ctx).iter().map(|o| o.to_json()).collect();
+    // The resource defaults (Polaris checks not in the list) stay off; portcullis' own
+    // qosClassAnnotation keeps its default.
+    assert_eq!(
+        ops,
+        [
+            serde_json::json!({"op": "add", "path": "/metadata/annotations", "value": {"portcullis.io/qos-class": "BestEffort"}}),
+            serde_json::json!({"op": "remove", "path": "/spec/hostIPC"}),
+            serde_json::json!({"op": "add", "path": "/spec/containers/0/securityContext", "value": {"allowPrivilegeEscalation": false}}),
+        ]
+    );
+}
