@@ -25,6 +25,8 @@ async fn admin_endpoints() {
         problems: Arc::new(
             || serde_json::json!([{"object": "default/web", "message": "no such Service"}]),
         ),
+        dashboard: None,
+        access: Default::default(),
     };
     let server =
         common::start_with(admin::handler(state), None, ServeOptions::new("admin_test")).await;

@@ -13,6 +13,7 @@ pub mod live;
 pub mod metrics;
 pub mod patch;
 pub mod quantity;
+pub mod recent;
 pub mod review;
 pub mod rules;
 pub mod settings;
