@@ -49,7 +49,7 @@ impl Dashboard {
                 let ewma = s.estimate();
                 state::EndpointLive {
                     in_flight: s.in_flight(),
-                    ewma_ms: (!ewma.is_zero()).then(|| ewma.as_secs_f64() * 1000.0),
+                    ewma_ms: (!ewma.is_zero()).then_some(ewma.as_secs_f64() * 1000.0),
                     ejected: s.health.is_ejected(now),
                     consecutive_failures: s.health.consecutive_failures(),
                 }
