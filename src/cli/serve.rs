@@ -334,6 +334,9 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     let admin_shutdown = Shutdown::new();
     let ready = Arc::new(AtomicBool::new(false));
+    if args.admin_token.as_deref() == Some("") {
+        tracing::warn!("the admin token is empty: the admin listener's data stay unprotected");
+    }
     let admin_state = AdminState {
         ready: ready.clone(),
         shutdown: shutdown.clone(),
