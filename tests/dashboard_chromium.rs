@@ -1,145 +1,33 @@
 //! The dashboard as a person sees it: the real `portcullis serve` (with an admin token),
-//! its page loaded in a real headless Chromium from Debian's packages, and the rendered
-//! DOM checked for the served route, an endpoint that turns not-ready and a denied
-//! review.
+//! its page open in a real headless Chromium from Debian's packages, and the rendered DOM
+//! checked for the served route, then, without reloading, for an endpoint that turns
+//! not-ready and a denied review appearing.
 //!
 //! Chromium is installed with apt when missing. When it cannot be had, the test says why
 //! and passes without asserting, unless `CI` is set: there a missing browser fails it.
+#[path = "common/chromium.rs"]
+mod chromium;
 mod common;
 #[path = "common/e2e.rs"]
 mod e2e;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
+use chromium::Browser;
 use common::{Client, Proto};
-use e2e::{NS, Portcullis, eventually, http_get, ingress, ingress_class, pod, service, slice};
+use e2e::{NS, Portcullis, http_get, ingress, ingress_class, pod, service, slice};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use serde_json::{Value, json};
+use tokio::task::block_in_place;
 
 const TOKEN: &str = "dash-e2e-token";
 const HOST: &str = "dash.example.test";
 const WEBHOOK_HOST: &str = "portcullis.portcullis.svc";
-/// One page load may take this long before the browser is killed.
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-fn on_path(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
-        .find(|p| p.is_file())
-}
-
-fn find_chromium() -> Option<PathBuf> {
-    on_path(&["chromium", "chromium-browser"])
-}
-
-/// `apt-get <args>`, its output kept for the explanation when it fails.
-fn apt(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("apt-get")
-        .args(["-o", "DPkg::Lock::Timeout=120"])
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run apt-get: {e}"))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-    Err(format!(
-        "apt-get {} failed ({}): {}",
-        args.join(" "),
-        out.status,
-        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-    ))
-}
-
-/// The browser, installed from the Debian archive when it is not there yet.
-fn chromium() -> Result<PathBuf, String> {
-    if let Some(p) = find_chromium() {
-        return Ok(p);
-    }
-    eprintln!("chromium not found: installing it with apt-get");
-    let install = ["install", "-y", "--no-install-recommends", "chromium"];
-    if let Err(first) = apt(&install) {
-        // A fresh machine has no package lists yet.
-        eprintln!("{first}; running apt-get update and trying again");
-        apt(&["update"])?;
-        apt(&install)?;
-    }
-    find_chromium().ok_or_else(|| "apt-get succeeded but no chromium binary is on PATH".into())
-}
-
-/// The DOM of `url` after its scripts ran for a few (virtual) seconds.
-fn dump_dom(browser: &Path, url: &str) -> String {
-    let scratch = tempfile::tempdir().unwrap();
-    let out_path = scratch.path().join("dom.html");
-    let err_path = scratch.path().join("chromium.log");
-    let mut child = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--virtual-time-budget=3000",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            scratch.path().join("profile").display()
-        ))
-        .arg("--dump-dom")
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .expect("start chromium");
-    let deadline = Instant::now() + BROWSER_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "chromium did not finish within {BROWSER_TIMEOUT:?}\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let dom = std::fs::read_to_string(&out_path).unwrap_or_default();
-    assert!(
-        status.success() && dom.contains("</html>"),
-        "chromium exited with {status} and no DOM\n{}",
-        std::fs::read_to_string(&err_path).unwrap_or_default()
-    );
-    dom
-}
-
-/// The page's DOM, loaded in a fresh browser profile off the async runtime.
-async fn page(browser: &Path, url: String) -> String {
-    let browser = browser.to_path_buf();
-    tokio::task::spawn_blocking(move || dump_dom(&browser, &url))
-        .await
-        .unwrap()
-}
+/// How long the page may take to show a change.
+const SHOWN_WITHIN: Duration = Duration::from_secs(10);
 
 /// The `<tr …>…</tr>` of `dom` that contains `needle`.
 fn row<'a>(dom: &'a str, needle: &str) -> Option<&'a str> {
@@ -207,11 +95,31 @@ fn greedy_review() -> Value {
     })
 }
 
+/// The page's poll counter (how many state documents it has rendered).
+fn polls(dom: &str) -> u32 {
+    dom.split("data-polls=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The first number cell of a table row.
+fn first_number(row: &str) -> Option<f64> {
+    row.split("<td class=\"num\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .and_then(|n| n.parse().ok())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_headless_chromium() {
-    let browser = match tokio::task::spawn_blocking(chromium).await.unwrap() {
+    let binary = match tokio::task::spawn_blocking(chromium::find_or_install)
+        .await
+        .unwrap()
+    {
         Ok(b) => b,
-        Err(why) if in_ci() => panic!("CI is set and chromium is unavailable: {why}"),
+        Err(why) if chromium::in_ci() => panic!("CI is set and chromium is unavailable: {why}"),
         Err(why) => {
             eprintln!("SKIPPED (CI unset): chromium is unavailable: {why}");
             return;
@@ -241,17 +149,29 @@ async fn dashboard_in_headless_chromium() {
         let reply = http_get(gw.http, HOST, "/shop").await.unwrap();
         assert_eq!(reply.status, StatusCode::OK);
     }
-    let url = format!("http://{}/dashboard#token={TOKEN}", gw.admin);
+    // Browser calls block; the echo pods share this runtime, so keep a worker free.
+    let mut browser = block_in_place(|| Browser::launch(&binary)).unwrap();
 
     // Without the token the page loads but shows no data, only the request for it.
-    let locked = page(&browser, format!("http://{}/dashboard", gw.admin)).await;
-    assert!(
-        locked.contains("this dashboard needs the admin token"),
-        "{locked}"
-    );
+    let locked = block_in_place(|| {
+        let tab = browser
+            .open(&format!("http://{}/dashboard", gw.admin))
+            .unwrap();
+        browser.wait_dom(&tab, SHOWN_WITHIN, "the token prompt", |d| {
+            d.contains("this dashboard needs the admin token")
+        })
+    });
     assert!(!locked.contains(HOST), "data shown without the token");
 
-    let dom = page(&browser, url.clone()).await;
+    // With the token (from the fragment, as a person would paste the link).
+    let tab = block_in_place(|| {
+        browser
+            .open(&format!("http://{}/dashboard#token={TOKEN}", gw.admin))
+            .unwrap()
+    });
+    let dom = block_in_place(|| {
+        browser.wait_dom(&tab, SHOWN_WITHIN, "the first state", |d| polls(d) >= 1)
+    });
     let route = row(table(&dom, "routes"), HOST)
         .unwrap_or_else(|| panic!("no route row for {HOST}:\n{dom}"));
     for cell in ["/shop", "Prefix", "e2e/shop", "e2e/web:80"] {
@@ -264,42 +184,40 @@ async fn dashboard_in_headless_chromium() {
     let traffic = row(table(&dom, "traffic"), "<td>e2e/shop</td>")
         .unwrap_or_else(|| panic!("no traffic row:\n{dom}"));
     assert!(traffic.contains(">4<"), "4 requests not counted: {traffic}");
-    // The page polls by itself: several answers arrived while it was open.
-    let polls: u32 = dom
-        .split("data-polls=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(polls >= 2, "the page did not keep polling ({polls} polls)");
+    let polls_before = polls(&dom);
 
-    // An EndpointSlice edit turns pod-b not ready; the page says so.
+    // An EndpointSlice edit turns pod-b not ready; the open page shows it by itself.
     e2e::write_atomic(
         m,
         "30-slices.yaml",
         &e2e::yaml(&[slice("web", "a", a, true), slice("web", "b", b, false)]),
     );
-    eventually(
-        Duration::from_secs(10),
-        "pod-b not ready on /routes",
-        || async {
-            let routes = admin_json(gw.admin, "/routes").await;
-            (endpoint_state(&routes, b).as_deref() == Some("not-ready")).then_some(())
-        },
-    )
-    .await;
-    let dom = page(&browser, url.clone()).await;
-    let ep = row(table(&dom, "endpoints"), &format!("data-address=\"{b}\""))
-        .unwrap_or_else(|| panic!("{dom}"));
-    assert!(ep.contains("data-state=\"not-ready\""), "{ep}");
+    let b_row = format!("data-address=\"{b}\" data-state=\"not-ready\"");
+    let dom = block_in_place(|| {
+        browser.wait_dom(&tab, SHOWN_WITHIN, "pod-b not ready", |d| {
+            d.contains(&b_row)
+        })
+    });
+    assert!(
+        polls(&dom) > polls_before,
+        "the page was not updated by its own polling"
+    );
+    let ep = row(table(&dom, "endpoints"), &b_row).unwrap_or_else(|| panic!("{dom}"));
     assert!(ep.contains(">not-ready<"), "state not shown as text: {ep}");
     assert!(
         ep.contains("<td>no</td>"),
         "pod-b still takes traffic: {ep}"
     );
     assert!(dom.contains(&format!("data-address=\"{a}\" data-state=\"ready\"")));
+    // The JSON says the same as the page.
+    let routes = admin_json(gw.admin, "/routes").await;
+    assert_eq!(endpoint_state(&routes, b).as_deref(), Some("not-ready"));
 
-    // A denied review appears among the decisions, with its rule.
+    // More traffic, and a review the webhook denies: both appear on the open page.
+    for _ in 0..6 {
+        let reply = http_get(gw.http, HOST, "/shop").await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+    }
     let mut c = Client::tls(gw.webhook, WEBHOOK_HOST, &gw.webhook_ca(), Proto::H1)
         .await
         .unwrap();
@@ -313,32 +231,27 @@ async fn dashboard_in_headless_chromium() {
     let reply = c.send(req).await.unwrap();
     let answer: Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(answer["response"]["allowed"], false, "{answer}");
-    // Traffic since the last look shows as a rate, not only as a total.
-    for _ in 0..6 {
-        let reply = http_get(gw.http, HOST, "/shop").await.unwrap();
-        assert_eq!(reply.status, StatusCode::OK);
-    }
-    let dom = page(&browser, url).await;
-    let traffic = row(table(&dom, "traffic"), "<td>e2e/shop</td>")
-        .unwrap_or_else(|| panic!("no traffic row:\n{dom}"));
-    assert!(
-        traffic.contains(">10<"),
-        "10 requests not counted: {traffic}"
-    );
-    let rate: f64 = traffic
-        .split("<td class=\"num\">")
-        .nth(1)
-        .and_then(|s| s.split('<').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no request rate shown: {traffic}"));
-    assert!(
-        rate > 0.0,
-        "request rate {rate} after 6 requests: {traffic}"
-    );
+    let dom = block_in_place(|| {
+        browser.wait_dom(&tab, SHOWN_WITHIN, "the denied review", |d| {
+            d.contains("Pod e2e/greedy-pod")
+        })
+    });
     let decision = row(table(&dom, "decisions"), "Pod e2e/greedy-pod")
         .unwrap_or_else(|| panic!("no decision row for the denied pod:\n{dom}"));
     assert!(decision.contains("data-outcome=\"denied\""), "{decision}");
     assert!(decision.contains(">denied<"), "{decision}");
     assert!(decision.contains("requestAboveLimit"), "{decision}");
     assert!(decision.contains("CREATE"), "{decision}");
+
+    // Counters are sampled each second: the rate follows within a poll or two.
+    let dom = block_in_place(|| {
+        browser.wait_dom(&tab, SHOWN_WITHIN, "10 requests with a rate", |d| {
+            row(table(d, "traffic"), "<td>e2e/shop</td>")
+                .is_some_and(|r| r.contains(">10<") && first_number(r).is_some_and(|n| n > 0.0))
+        })
+    });
+    assert!(
+        dom.contains("<li class=\"empty\">no problems</li>"),
+        "a clean configuration shows problems:\n{dom}"
+    );
 }
