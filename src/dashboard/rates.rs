@@ -1,6 +1,7 @@
-//! Request and error rates per Ingress, from the `ingress_requests_total` counters sampled
-//! whenever the dashboard asks: the rate is the counters' growth since the oldest sample
-//! inside the window, so it needs no background task and costs nothing when nobody looks.
+//! Request and error rates per Ingress, from the `portcullis_ingress_requests_total`
+//! counters sampled whenever the dashboard asks: the rate is the counters' growth since the
+//! oldest sample inside the window, so it needs no background task and costs nothing when
+//! nobody looks.
 //!
 //! Failure behaviour: a counter that went down (a family re-registered) counts as 0; the
 //! first look after a quiet spell has no rate yet (null), never a made-up one.
