@@ -1,16 +1,20 @@
-//! The plain-HTTP admin listener's handler: `/metrics`, `/healthz`, `/readyz`, `/problems`.
+//! The plain-HTTP admin listener's handler: `/metrics`, `/healthz`, `/readyz`, `/problems`,
+//! and with a dashboard `/routes`, `/dashboard` (`/` redirects there) and
+//! `/dashboard/state.json`.
 //!
 //! Failure behaviour: every request gets an answer; unknown paths are 404, methods other
-//! than GET/HEAD are 405. Readiness turns 503 as soon as shutdown is triggered, so the
-//! endpoints controller removes the pod while the listeners still drain.
+//! than GET/HEAD are 405, a refused client gets 401 or 403 (see `dashboard::access`).
+//! Readiness turns 503 as soon as shutdown is triggered, so the endpoints controller
+//! removes the pod while the listeners still drain.
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use http::{HeaderValue, Method, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 
 use crate::body::{self, Body};
+use crate::dashboard::{self, Access, Dashboard, Guard};
 use crate::metrics;
-use crate::server::{Handler, Shutdown};
+use crate::server::{ConnInfo, Handler, Shutdown};
 
 /// The content type of the Prometheus text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -24,26 +28,62 @@ pub struct AdminState {
     pub shutdown: Shutdown,
     /// The current configuration problems, as JSON.
     pub problems: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
+    /// The dashboard and `/routes`; without it those paths are 404.
+    pub dashboard: Option<Arc<Dashboard>>,
+    /// Who may see the sensitive paths (everything but the probes and `/metrics`).
+    pub access: Access,
 }
 
 /// The admin handler.
 pub fn handler(state: AdminState) -> Handler {
     let state = Arc::new(state);
-    Arc::new(move |req, _conn| {
+    Arc::new(move |req, conn: Arc<ConnInfo>| {
         let state = state.clone();
-        Box::pin(async move { answer(&state, req.method(), req.uri().path()) })
+        Box::pin(
+            async move { answer(&state, req.method(), req.uri().path(), req.headers(), &conn) },
+        )
     })
 }
 
-fn answer(state: &AdminState, method: &Method, path: &str) -> Response<Body> {
-    if !matches!(path, "/metrics" | "/healthz" | "/readyz" | "/problems") {
-        return body::text(StatusCode::NOT_FOUND, "not found");
+/// How much `path` is guarded, or None when the listener does not serve it.
+fn guard(state: &AdminState, path: &str) -> Option<Guard> {
+    let dashboard = state.dashboard.is_some();
+    match path {
+        "/metrics" | "/healthz" | "/readyz" => Some(Guard::Open),
+        "/problems" => Some(Guard::Data),
+        "/routes" | "/dashboard/state.json" if dashboard => Some(Guard::Data),
+        "/dashboard" if dashboard => Some(Guard::Page),
+        // Only a pointer to the page: it shows nothing itself.
+        "/" if dashboard => Some(Guard::Open),
+        _ => None,
     }
+}
+
+fn answer(
+    state: &AdminState,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    conn: &ConnInfo,
+) -> Response<Body> {
+    let Some(guard) = guard(state, path) else {
+        return body::text(StatusCode::NOT_FOUND, "not found");
+    };
     if method != Method::GET && method != Method::HEAD {
         let mut resp = body::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return resp;
+    }
+    if let Err(refused) = state.access.check(guard, conn.remote.ip(), headers) {
+        return refused.response();
+    }
+    match (path, &state.dashboard) {
+        ("/dashboard", Some(_)) => return dashboard::page_response(),
+        ("/", Some(_)) => return dashboard::redirect_response(),
+        ("/dashboard/state.json", Some(d)) => return d.state_response((state.problems)()),
+        ("/routes", Some(d)) => return d.routes_response(),
+        _ => {}
     }
     match path {
         "/metrics" => {

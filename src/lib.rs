@@ -9,6 +9,7 @@ pub mod admin;
 pub mod admission;
 pub mod body;
 pub mod config;
+pub mod dashboard;
 pub mod echo;
 pub mod ingress;
 pub mod metrics;

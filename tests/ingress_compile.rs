@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use portcullis::ingress::compile::{CompileOptions, compile};
-use portcullis::ingress::routes::render_routes;
+use portcullis::ingress::routes::{render_routes, routes_json};
 use portcullis::ingress::snapshot::{Lookup, PathType, Route, Snapshot, UpstreamProtocol};
 use portcullis::source::files::{FileSource, load_all};
 use portcullis::source::{Object, ObjectStore};
@@ -694,6 +694,23 @@ fn canary_attaches_to_the_main_route() {
     assert_eq!(problems_about(&s, "no Ingress serves").len(), 1);
     assert_eq!(s.served, [Arc::from("ns/canary"), Arc::from("ns/main")]);
     assert!(render_routes(&s).contains("canary (weight 25%, header x-canary)"));
+    // The admin listener's /routes says the same as data: the canary row follows its route.
+    let json = routes_json(&s);
+    let rows = json["routes"].as_array().unwrap();
+    let at = rows
+        .iter()
+        .position(|r| r["path"] == "/" && r["canary"].is_null())
+        .unwrap();
+    assert_eq!(rows[at]["ingress"], "ns/main");
+    assert_eq!(rows[at + 1]["canary"], "weight 25%, header x-canary");
+    assert_eq!(rows[at + 1]["backend"], "ns/web-v2:80");
+    assert_eq!(rows[at + 1]["pathType"], "Prefix");
+    assert_eq!(json["generation"], s.generation);
+    assert!(json["problems"].as_array().unwrap().iter().any(|p| {
+        p["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no Ingress serves"))
+    }));
 }
 
 fn tls_secret(name: &str, crt: &str, key: &str) -> String {

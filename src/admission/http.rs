@@ -69,6 +69,7 @@ pub fn answer_review_live(
         match mode {
             Mode::Validate => {
                 let decision = engine.validate(&ctx);
+                super::recent::record(&ctx, &decision);
                 if !dry_run {
                     for f in &decision.findings {
                         metrics::FINDINGS

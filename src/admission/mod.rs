@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod patch;
 pub mod polaris;
 pub mod quantity;
+pub mod recent;
 pub mod review;
 pub mod rules;
 pub mod settings;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use portcullis::admin::{self, AdminState};
 use portcullis::config::Settings;
+use portcullis::dashboard::{Access, Dashboard};
 use portcullis::ingress::compile::{CompileOptions, compile};
 use portcullis::ingress::config::{ConfigHandle, FilesDriver, start_files};
 use portcullis::ingress::endpoint_filter::EndpointFilter;
@@ -27,9 +28,19 @@ pub struct ServeArgs {
     /// Webhook HTTPS listener (`/validate`, `/mutate`).
     #[arg(long, default_value = "0.0.0.0:8443", env = "PORTCULLIS_WEBHOOK_ADDR")]
     webhook_addr: SocketAddr,
-    /// Admin HTTP listener (`/metrics`, `/healthz`, `/readyz`, `/problems`).
+    /// Admin HTTP listener (`/metrics`, `/healthz`, `/readyz`, `/problems`, `/routes`,
+    /// the dashboard at `/dashboard`).
     #[arg(long, default_value = "0.0.0.0:9090", env = "PORTCULLIS_ADMIN_ADDR")]
     admin_addr: SocketAddr,
+    /// Require `Authorization: Bearer <token>` for the admin listener's data (`/problems`,
+    /// `/routes`, `/dashboard/state.json`; the dashboard page asks for it).
+    /// `/healthz`, `/readyz` and `/metrics` stay open.
+    #[arg(long, env = "PORTCULLIS_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Answer the dashboard, `/problems` and `/routes` only to loopback clients (403 for
+    /// others); `/healthz`, `/readyz` and `/metrics` stay open.
+    #[arg(long, env = "PORTCULLIS_ADMIN_LOOPBACK_ONLY")]
+    admin_loopback_only: bool,
     /// Settings file (YAML or JSON).
     #[arg(long, env = "PORTCULLIS_CONFIG")]
     config: Option<PathBuf>,
@@ -344,12 +355,21 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     let admin_shutdown = Shutdown::new();
     let ready = Arc::new(AtomicBool::new(false));
+    if args.admin_token.as_deref() == Some("") {
+        tracing::warn!("the admin token is empty: the admin listener's data stay unprotected");
+    }
     let admin_state = AdminState {
         ready: ready.clone(),
         shutdown: shutdown.clone(),
         problems: {
             let config = config.clone();
             Arc::new(move || serde_json::to_value(&config.load().problems).unwrap_or_default())
+        },
+        dashboard: Some(Arc::new(Dashboard::new(gateway.clone()))),
+        access: Access {
+            // An empty value (a variable set but blank) means no token, not "any token".
+            token: args.admin_token.clone().filter(|t| !t.is_empty()),
+            loopback_only: args.admin_loopback_only,
         },
     };
 

@@ -1,23 +1,41 @@
 //! `portcullis routes`: a plain-text table of what a snapshot serves (host, path, type,
-//! Ingress, backend, endpoints with their state), the TLS hosts and every problem.
-//! Pure rendering; it cannot fail.
+//! Ingress, backend, endpoints with their state), the TLS hosts and every problem; and
+//! the same as JSON for the admin listener's `/routes`. Pure rendering; it cannot fail.
 use std::fmt::Write;
+use std::sync::Arc;
 
 use super::router::RouteRole;
-use super::snapshot::{Backend, PathType, Snapshot};
+use super::snapshot::{Backend, Endpoint, PathType, Snapshot};
 
 type Row = [String; 6];
 /// host, role order, path
 type GroupKey = (String, u8, String);
 
-/// Renders `snapshot` for people.
-pub fn render_routes(snapshot: &Snapshot) -> String {
-    // One group per route (its row, then its canary's), sorted by host, role and path.
-    let mut groups: Vec<(GroupKey, Vec<Row>)> = Vec::new();
+/// One line of the route table: a route, or the canary attached to the route before it.
+/// The text table and the admin listener's `/routes` JSON are both made of these, so the
+/// two never disagree.
+#[derive(Debug, Clone)]
+pub struct RouteRow {
+    /// The Ingress host, `*` for hostless rules.
+    pub host: String,
+    /// The rule's path, `(no match)` for default backends.
+    pub path: String,
+    /// `Exact`, `Prefix`, `Regex`, `ImplSpecific`, `default` or `catch-all`.
+    pub path_type: &'static str,
+    /// How a canary row takes traffic (`weight 10%, header x-canary`); None on main rows.
+    pub canary: Option<String>,
+    pub ingress: Arc<str>,
+    pub backend: Arc<Backend>,
+}
+
+/// The rows of `snapshot`, sorted by host, role (rules, host default, catch-all) and
+/// path, each route followed by its canary.
+pub fn route_rows(snapshot: &Snapshot) -> Vec<RouteRow> {
+    let mut groups: Vec<(GroupKey, Vec<RouteRow>)> = Vec::new();
     for (role, route) in snapshot.router.entries() {
         let mut rows = Vec::new();
         let host = route.host.as_deref().unwrap_or("*").to_string();
-        let (path, kind) = match role {
+        let (path, path_type) = match role {
             RouteRole::Rule => (
                 route.path.to_string(),
                 path_type(route.path_type, route.policy.use_regex),
@@ -25,14 +43,14 @@ pub fn render_routes(snapshot: &Snapshot) -> String {
             RouteRole::HostFallback => ("(no match)".to_string(), "default"),
             RouteRole::CatchAll => ("(no match)".to_string(), "catch-all"),
         };
-        rows.push([
-            host.clone(),
-            path.clone(),
-            kind.to_string(),
-            route.ingress.to_string(),
-            route.backend.name.to_string(),
-            endpoints(&route.backend),
-        ]);
+        rows.push(RouteRow {
+            host: host.clone(),
+            path: path.clone(),
+            path_type,
+            canary: None,
+            ingress: route.ingress.clone(),
+            backend: route.backend.clone(),
+        });
         if let Some(c) = &route.policy.canary {
             let mut how = format!("weight {}%", c.weight);
             if let Some(h) = &c.header {
@@ -41,14 +59,14 @@ pub fn render_routes(snapshot: &Snapshot) -> String {
                     let _ = write!(how, "={v}");
                 }
             }
-            rows.push([
+            rows.push(RouteRow {
                 host,
                 path,
-                format!("canary ({how})"),
-                route.ingress.to_string(),
-                c.backend.name.to_string(),
-                endpoints(&c.backend),
-            ]);
+                path_type,
+                canary: Some(how),
+                ingress: route.ingress.clone(),
+                backend: c.backend.clone(),
+            });
         }
         let order = match role {
             RouteRole::Rule => 0,
@@ -59,6 +77,66 @@ pub fn render_routes(snapshot: &Snapshot) -> String {
         groups.push(((host, order, route.path.to_string()), rows));
     }
     groups.sort_by(|a, b| a.0.cmp(&b.0));
+    groups.into_iter().flat_map(|(_, r)| r).collect()
+}
+
+/// The TLS hosts of `snapshot`, sorted, each with whether its certificate is loaded.
+pub fn tls_hosts(snapshot: &Snapshot) -> Vec<(&str, bool)> {
+    let mut tls: Vec<(&str, bool)> = snapshot
+        .tls_hosts
+        .keys()
+        .map(|h| {
+            let cert = match h.strip_prefix("*.") {
+                Some(parent) => snapshot.certs.wildcard.contains_key(parent),
+                None => snapshot.certs.exact.contains_key(h.as_str()),
+            };
+            (h.as_str(), cert)
+        })
+        .collect();
+    tls.sort();
+    tls
+}
+
+/// The route table as JSON, for `GET /routes` on the admin listener: what
+/// [`render_routes`] prints, as data.
+pub fn routes_json(snapshot: &Snapshot) -> serde_json::Value {
+    let routes: Vec<serde_json::Value> = route_rows(snapshot)
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "host": r.host,
+                "path": r.path,
+                "pathType": r.path_type,
+                "canary": r.canary,
+                "ingress": &*r.ingress,
+                "backend": &*r.backend.name,
+                "external": r.backend.external.as_ref().map(|(n, p)| format!("{n}:{p}")),
+                "endpoints": r.backend.endpoints.iter().map(|e| serde_json::json!({
+                    "address": e.addr.to_string(),
+                    "ready": e.ready,
+                    "serving": e.serving,
+                    "terminating": e.terminating,
+                    "state": endpoint_state(e),
+                    "eligible": r.backend.eligible.contains(&e.addr),
+                })).collect::<Vec<_>>(),
+                "unavailable": r.backend.external.is_none() && r.backend.eligible.is_empty(),
+            })
+        })
+        .collect();
+    let tls: Vec<serde_json::Value> = tls_hosts(snapshot)
+        .into_iter()
+        .map(|(host, cert)| serde_json::json!({"host": host, "certificateLoaded": cert}))
+        .collect();
+    serde_json::json!({
+        "generation": snapshot.generation,
+        "routes": routes,
+        "tlsHosts": tls,
+        "problems": snapshot.problems,
+    })
+}
+
+/// Renders `snapshot` for people.
+pub fn render_routes(snapshot: &Snapshot) -> String {
     let mut rows: Vec<Row> = vec![[
         "HOST".into(),
         "PATH".into(),
@@ -67,7 +145,20 @@ pub fn render_routes(snapshot: &Snapshot) -> String {
         "BACKEND".into(),
         "ENDPOINTS".into(),
     ]];
-    rows.extend(groups.into_iter().flat_map(|(_, r)| r));
+    rows.extend(route_rows(snapshot).into_iter().map(|r| {
+        let kind = match &r.canary {
+            Some(how) => format!("canary ({how})"),
+            None => r.path_type.to_string(),
+        };
+        [
+            r.host,
+            r.path,
+            kind,
+            r.ingress.to_string(),
+            r.backend.name.to_string(),
+            endpoints(&r.backend),
+        ]
+    }));
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -81,15 +172,10 @@ pub fn render_routes(snapshot: &Snapshot) -> String {
         table(&mut out, &rows);
     }
 
-    let mut tls: Vec<&String> = snapshot.tls_hosts.keys().collect();
-    tls.sort();
+    let tls = tls_hosts(snapshot);
     if !tls.is_empty() {
         out.push_str("\nTLS hosts:\n");
-        for h in tls {
-            let cert = match h.strip_prefix("*.") {
-                Some(parent) => snapshot.certs.wildcard.contains_key(parent),
-                None => snapshot.certs.exact.contains_key(h.as_str()),
-            };
+        for (h, cert) in tls {
             let note = if cert {
                 "certificate loaded"
             } else {
@@ -118,6 +204,25 @@ fn path_type(t: PathType, regex: bool) -> &'static str {
     }
 }
 
+/// An endpoint's conditions in one word or a few joined by `+`: `ready`, `serving`
+/// (serving but not ready), `terminating`, or `not-ready` when none holds.
+pub fn endpoint_state(e: &Endpoint) -> String {
+    let mut states = Vec::new();
+    if e.ready {
+        states.push("ready");
+    }
+    if e.serving && !e.ready {
+        states.push("serving");
+    }
+    if e.terminating {
+        states.push("terminating");
+    }
+    if states.is_empty() {
+        states.push("not-ready");
+    }
+    states.join("+")
+}
+
 fn endpoints(b: &Backend) -> String {
     if let Some((name, port)) = &b.external {
         return format!("external {name}:{port}");
@@ -128,22 +233,7 @@ fn endpoints(b: &Backend) -> String {
     let list: Vec<String> = b
         .endpoints
         .iter()
-        .map(|e| {
-            let mut states = Vec::new();
-            if e.ready {
-                states.push("ready");
-            }
-            if e.serving && !e.ready {
-                states.push("serving");
-            }
-            if e.terminating {
-                states.push("terminating");
-            }
-            if states.is_empty() {
-                states.push("not-ready");
-            }
-            format!("{} ({})", e.addr, states.join("+"))
-        })
+        .map(|e| format!("{} ({})", e.addr, endpoint_state(e)))
         .collect();
     let mut s = list.join(", ");
     if b.eligible.is_empty() {
