@@ -33,7 +33,8 @@ enum Command {
     Serve(Box<cli::serve::ServeArgs>),
     /// Run the admission rules over manifests offline; exit 1 when anything is denied.
     Check {
-        /// Manifest files (YAML or JSON, multi-document); `-` reads standard input.
+        /// Manifest files or directories (YAML or JSON, multi-document, Lists; directories
+        /// are read recursively); `-` reads standard input.
         #[arg(required = true)]
         files: Vec<String>,
         /// Settings file (the same one `serve` takes).
@@ -45,9 +46,12 @@ enum Command {
         /// Only run these rules (repeatable); a rule that is off runs too.
         #[arg(long = "rule")]
         rules: Vec<String>,
-        /// Output format.
+        /// Output format: table, json, sarif (code-scanning UIs) or junit (CI test reports).
         #[arg(long, value_enum, default_value_t = cli::check::Output::Table)]
         output: cli::check::Output,
+        /// Exit 1 on findings of this action or worse: `deny` (default) or `warn`.
+        #[arg(long, value_enum, default_value_t = cli::check::FailOn::Deny)]
+        fail_on: cli::check::FailOn,
         /// A manifests directory standing in for the cluster: Ingresses are checked
         /// against its routes, Services, TLS Secrets and IngressClasses, as the webhook
         /// checks them against the live configuration.
@@ -124,13 +128,17 @@ fn main() -> ExitCode {
             rules,
             output,
             manifests,
+            fail_on,
         } => cli::check::run(
             &files,
-            config.as_deref(),
-            polaris_config.as_deref(),
-            &rules,
-            output,
-            manifests.as_deref(),
+            &cli::check::CheckArgs {
+                config: config.as_deref(),
+                polaris_config: polaris_config.as_deref(),
+                rules: &rules,
+                output,
+                manifests: manifests.as_deref(),
+                fail_on,
+            },
         ),
         Command::Audit(args) => cli::audit::run(&args),
         Command::Certs(args) => cli::certs::run(&args),

@@ -252,7 +252,9 @@ async fn dashboard_routes_and_the_admin_token() {
     assert_eq!(decision["kind"], "Pod");
     assert_eq!(decision["namespace"], "dash");
     assert_eq!(decision["operation"], "CREATE");
-    assert_eq!(decision["rules"], serde_json::json!(["requestAboveLimit"]));
+    // The pod breaks requestAboveLimit (and, being minimal, some of Polaris' danger checks).
+    let rules = decision["rules"].as_array().unwrap();
+    assert!(rules.iter().any(|r| r == "requestAboveLimit"), "{rules:?}");
     let ingresses = s["ingresses"].as_array().unwrap();
     assert!(
         ingresses.iter().any(|i| i["ingress"] == "dash/shop"),

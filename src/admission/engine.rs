@@ -236,6 +236,12 @@ impl Engine {
     }
 
     /// Runs every active check.
+    /// Whether any rule judges this kind of object (on or off), so `check` can tell an
+    /// object nothing looks at (a misspelled kind, say) from one that passed.
+    pub fn judges(&self, ctx: &Context<'_>) -> bool {
+        self.rules.iter().any(|r| r.applies(ctx))
+    }
+
     pub fn validate(&self, ctx: &Context<'_>) -> Decision {
         let mut findings = Vec::new();
         if self.skip(ctx, Mode::Validate).is_some() {

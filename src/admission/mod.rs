@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod audit_render;
 pub mod check;
+pub mod check_input;
 pub mod cluster;
 pub mod context;
 pub mod custom;

@@ -173,7 +173,9 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     };
     match &args.output_file {
         Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
-        None => print!("{text}"),
+        None => {
+            super::stdout::write(&text);
+        }
     }
     if args.set_exit_code_on_danger && danger {
         return Ok(ExitCode::from(3));

@@ -2,8 +2,10 @@
 pub mod audit;
 pub mod certs;
 pub mod check;
+pub mod check_output;
 pub mod echo;
 pub mod routes;
 pub mod rules;
 pub mod serve;
 pub mod status;
+pub mod stdout;

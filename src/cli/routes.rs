@@ -18,6 +18,6 @@ pub fn run(manifests: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> 
         ..Default::default()
     };
     let (store, _problems) = load_all(manifests)?;
-    print!("{}", render_routes(&compile(&store, &opts, None)));
+    super::stdout::write(&render_routes(&compile(&store, &opts, None)));
     Ok(ExitCode::SUCCESS)
 }

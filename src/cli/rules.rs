@@ -7,20 +7,21 @@ use portcullis::admission::rules::catalogue;
 pub fn run() -> anyhow::Result<ExitCode> {
     let rules = catalogue();
     let width = rules.iter().map(|r| r.id().len()).max().unwrap_or(0);
-    println!("{:<width$}  DEFAULT  MUTATION  CATEGORY", "RULE");
+    let mut out = format!("{:<width$}  DEFAULT  MUTATION  CATEGORY\n", "RULE");
     for r in &rules {
         let mutation = match r.mutation() {
             Some(true) => "on",
             Some(false) => "off",
             None => "-",
         };
-        println!(
-            "{:<width$}  {:<7}  {:<8}  {}",
+        out.push_str(&format!(
+            "{:<width$}  {:<7}  {:<8}  {}\n",
             r.id(),
             r.default_action().as_str(),
             mutation,
             r.category()
-        );
+        ));
     }
+    super::stdout::write(&out);
     Ok(ExitCode::SUCCESS)
 }
