@@ -1,6 +1,7 @@
 //! The other objects a cross-object rule reads: PodDisruptionBudgets, HPAs,
 //! NetworkPolicies, RBAC roles, ServiceAccounts. `portcullis check` and `audit` build it
-//! from every document they were given; the webhook has none unless a source fills one.
+//! from every document they were given; the webhook's comes from watches
+//! (`source::cluster_watch`) through a [`ClusterViewHandle`].
 //!
 //! A rule given no view at all finds nothing (it cannot know the cluster); a rule given a
 //! view that lacks the object it needs says so in its message instead of guessing.
