@@ -193,6 +193,20 @@ fn rbac_grants_exactly_what_the_source_needs() {
             want.push((group, resource, verb));
         }
     }
+    // The cluster view the cross-object rules read: every kind they need, read-only.
+    let mut view_kinds: Vec<(&str, &str)> = portcullis::admission::rules::catalogue()
+        .iter()
+        .flat_map(|r| portcullis::source::cluster_watch::kinds_for(r.id()).iter())
+        .map(|(group, _, _, plural)| (*group, *plural))
+        .collect();
+    view_kinds.sort_unstable();
+    view_kinds.dedup();
+    assert_eq!(view_kinds.len(), 6, "{view_kinds:?}");
+    for (group, resource) in view_kinds {
+        for verb in ["get", "list", "watch"] {
+            want.push((group, resource, verb));
+        }
+    }
     // Ingress status, written by the Lease holder, and Events about Ingresses.
     want.push(("networking.k8s.io", "ingresses/status", "update"));
     want.push(("networking.k8s.io", "ingresses/status", "patch"));

@@ -1,10 +1,14 @@
 //! The other objects a cross-object rule reads: PodDisruptionBudgets, HPAs,
 //! NetworkPolicies, RBAC roles, ServiceAccounts. `portcullis check` and `audit` build it
-//! from every document they were given; the webhook has none unless a source fills one.
+//! from every document they were given; the webhook's comes from watches
+//! (`source::cluster_watch`) through a [`ClusterViewHandle`].
 //!
 //! A rule given no view at all finds nothing (it cannot know the cluster); a rule given a
 //! view that lacks the object it needs says so in its message instead of guessing.
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 
 use serde_json::Value;
 
@@ -14,6 +18,33 @@ use serde_json::Value;
 pub struct ClusterView {
     by_kind: HashMap<(String, String), Vec<Value>>,
     by_namespace: HashMap<(String, String, String), Vec<usize>>,
+    /// True when the view holds everything there is (the documents given to `check` or
+    /// `audit`), so an absent object is worth a finding. A view fed by watches may lag
+    /// behind a write made a moment ago, so there an absence proves nothing.
+    absence_known: bool,
+}
+
+/// The view a webhook serves from, swapped as a whole when the watches change; empty
+/// (None) until they have listed.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterViewHandle {
+    current: Arc<ArcSwapOption<ClusterView>>,
+}
+
+impl ClusterViewHandle {
+    pub fn load(&self) -> Option<Arc<ClusterView>> {
+        self.current.load_full()
+    }
+
+    /// Publishes the watched objects as the new view. It does not claim completeness: an
+    /// object written a moment ago may not have reached the watches yet.
+    pub fn publish(&self, objects: Vec<Value>) {
+        let mut view = ClusterView::default();
+        for o in objects {
+            view.insert(o);
+        }
+        self.current.store(Some(Arc::new(view)));
+    }
 }
 
 /// The API group of an object's `apiVersion` (`""` for the core group).
@@ -43,13 +74,22 @@ pub fn name_of(obj: &Value) -> &str {
 }
 
 impl ClusterView {
-    /// A view of `objects`; anything that is not an object with a kind is ignored.
+    /// A complete view of `objects`; anything that is not an object with a kind is
+    /// ignored. (`ClusterView::default()` is an empty view that is not complete.)
     pub fn new<'a>(objects: impl IntoIterator<Item = &'a Value>) -> Self {
-        let mut view = ClusterView::default();
+        let mut view = ClusterView {
+            absence_known: true,
+            ..ClusterView::default()
+        };
         for o in objects {
             view.insert(o.clone());
         }
         view
+    }
+
+    /// Whether an object missing from the view is missing from the cluster.
+    pub fn absence_known(&self) -> bool {
+        self.absence_known
     }
 
     pub fn insert(&mut self, obj: Value) {

@@ -8,6 +8,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use super::cluster::{ClusterView, ClusterViewHandle};
 use super::context::Context;
 use super::engine::{Engine, Mode};
 use super::live::LiveState;
@@ -38,6 +39,17 @@ pub fn answer_review_live(
     body: &[u8],
     live: Option<&dyn LiveState>,
 ) -> Result<Vec<u8>, ReviewError> {
+    answer_review_with(engine, mode, body, live, None)
+}
+
+/// `answer_review_live` with the cluster view cross-object rules read.
+pub fn answer_review_with(
+    engine: &Engine,
+    mode: Mode,
+    body: &[u8],
+    live: Option<&dyn LiveState>,
+    cluster: Option<&ClusterView>,
+) -> Result<Vec<u8>, ReviewError> {
     let started = Instant::now();
     let review = review::decode(body)?;
     let req = &review.request;
@@ -66,6 +78,7 @@ pub fn answer_review_live(
         ctx.old_object = req.old_object.as_ref();
         ctx.dry_run = dry_run;
         ctx.live = live;
+        ctx.cluster = cluster;
         match mode {
             Mode::Validate => {
                 let decision = engine.validate(&ctx);
@@ -119,24 +132,38 @@ fn bool_str(b: bool) -> &'static str {
 /// ingress configuration Ingresses are checked against (route collisions, Services, TLS
 /// Secrets, our IngressClasses); each review loads the current snapshot once.
 pub fn handler(engine: Arc<Engine>, live: Option<ConfigHandle>) -> Handler {
-    handler_with(engine, live, DEFAULT_BODY_TIMEOUT)
+    handler_with_cluster(engine, live, None)
+}
+
+/// `handler` with the cluster view from the watches (`serve --source kube`); each review
+/// loads the current view once.
+pub fn handler_with_cluster(
+    engine: Arc<Engine>,
+    live: Option<ConfigHandle>,
+    cluster: Option<ClusterViewHandle>,
+) -> Handler {
+    handler_with(engine, live, cluster, DEFAULT_BODY_TIMEOUT)
 }
 
 /// The API server gives up on a webhook after `timeoutSeconds` (10 s by default, 30 s at
 /// most), so a body still arriving after that is of no use to anyone.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// [`handler`] with the time a client gets to deliver its whole request body; a slower
-/// one gets 408, so a slow sender cannot hold a body buffer per connection.
+/// [`handler_with_cluster`] with the time a client gets to deliver its whole request body;
+/// a slower one gets 408, so a slow sender cannot hold a body buffer per connection.
 pub fn handler_with(
     engine: Arc<Engine>,
     live: Option<ConfigHandle>,
+    cluster: Option<ClusterViewHandle>,
     body_timeout: Duration,
 ) -> Handler {
     Arc::new(move |req: Request<Incoming>, _conn: Arc<ConnInfo>| {
         let engine = engine.clone();
         let live = live.clone();
-        Box::pin(async move { handle(&engine, live.as_ref(), req, body_timeout).await })
+        let cluster = cluster.clone();
+        Box::pin(async move {
+            handle(&engine, live.as_ref(), cluster.as_ref(), req, body_timeout).await
+        })
     })
 }
 
@@ -150,6 +177,7 @@ fn bad(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
 async fn handle(
     engine: &Engine,
     live: Option<&ConfigHandle>,
+    cluster: Option<&ClusterViewHandle>,
     req: Request<Incoming>,
     body_timeout: Duration,
 ) -> Response<Body> {
@@ -222,7 +250,8 @@ async fn handle(
     // Loaded after the body is in, and held only for the (synchronous) decision.
     let snapshot = live.map(ConfigHandle::load);
     let state = snapshot.as_ref().map(|s| &***s as &dyn LiveState);
-    match answer_review_live(engine, mode, &bytes, state) {
+    let view = cluster.and_then(ClusterViewHandle::load);
+    match answer_review_with(engine, mode, &bytes, state, view.as_deref()) {
         Ok(out) => body::json(StatusCode::OK, out),
         Err(e) => bad(StatusCode::BAD_REQUEST, e.to_string()),
     }

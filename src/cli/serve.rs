@@ -249,6 +249,32 @@ async fn config_source(args: &ServeArgs, settings: &Settings) -> anyhow::Result<
     }
 }
 
+/// Watches of the kinds the cross-object rules that are on read (none: no watches), as
+/// the view the webhook judges against.
+fn cluster_view(
+    engine: &portcullis::admission::Engine,
+    client: kube::Client,
+) -> Option<portcullis::admission::cluster::ClusterViewHandle> {
+    use portcullis::source::cluster_watch;
+    let kinds: Vec<cluster_watch::KindRef> = engine
+        .rules()
+        .iter()
+        .filter(|r| engine.action(r.as_ref()) != portcullis::admission::Action::Off)
+        .flat_map(|r| cluster_watch::kinds_for(r.id()).iter().copied())
+        .collect();
+    if kinds.is_empty() {
+        return None;
+    }
+    let handle = portcullis::admission::cluster::ClusterViewHandle::default();
+    let publisher = handle.clone();
+    cluster_watch::start(client, &kinds, move |objects| publisher.publish(objects));
+    tracing::info!(
+        kinds = kinds.len(),
+        "watching the objects cross-object rules read"
+    );
+    Some(handle)
+}
+
 /// The resolver for the ingress HTTPS listener: Ingress certificates by SNI over a
 /// default certificate (configured, else generated like ingress-nginx's fake one).
 fn ingress_resolver(args: &ServeArgs) -> anyhow::Result<(Arc<SniResolver>, Option<CertReloader>)> {
@@ -336,6 +362,10 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         source.generations.clone(),
         source.ready.clone(),
     )?;
+    let cluster = source
+        .client
+        .clone()
+        .and_then(|client| cluster_view(&engine, client));
     let mut trusted = Vec::new();
     for cidr in &settings.ingress.trusted_cidrs {
         trusted.push(parse_cidr(cidr)?);
@@ -406,6 +436,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         portcullis::admission::http::handler_with(
             engine,
             Some(config.clone()),
+            cluster,
             settings
                 .listeners
                 .client_body_timeout()

@@ -2,6 +2,7 @@
 //! Kubernetes API's watches) into objects in the `ObjectStore`; everything past the store
 //! is source-agnostic.
 pub mod cluster_list;
+pub mod cluster_watch;
 pub mod files;
 pub mod kube;
 pub mod store;

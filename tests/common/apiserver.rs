@@ -10,8 +10,9 @@
 //! Resources (cluster-wide paths like `/apis/networking.k8s.io/v1/ingresses`, and
 //! namespaced ones under `/namespaces/{ns}/`):
 //! IngressClass (cluster-scoped), Ingress, Service, Endpoints, Secret, EndpointSlice,
-//! coordination.k8s.io/v1 Lease, and for audits Deployment, ConfigMap, Pod and
-//! ClusterRoleBinding (cluster-scoped). Every one supports:
+//! coordination.k8s.io/v1 Lease, for audits Deployment, ConfigMap, Pod and
+//! ClusterRoleBinding (cluster-scoped), and for the webhook's cluster view Role,
+//! PodDisruptionBudget and ServiceAccount. Every one supports:
 //! - `GET` collection: a list `{kind: XList, apiVersion, metadata: {resourceVersion}, items}`
 //!   (items carry no kind/apiVersion, as from the real server). `fieldSelector`
 //!   (`a.b=v`, `a.b==v`, `a.b!=v`, comma-joined, any dotted field, e.g. Secret `type`) and
@@ -206,6 +207,31 @@ pub static RESOURCES: &[ResourceType] = &[
         plural: "clusterrolebindings",
         kind: "ClusterRoleBinding",
         namespaced: false,
+        status: false,
+    },
+    // For the webhook's cluster view.
+    ResourceType {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "roles",
+        kind: "Role",
+        namespaced: true,
+        status: false,
+    },
+    ResourceType {
+        group: "policy",
+        version: "v1",
+        plural: "poddisruptionbudgets",
+        kind: "PodDisruptionBudget",
+        namespaced: true,
+        status: true,
+    },
+    ResourceType {
+        group: "",
+        version: "v1",
+        plural: "serviceaccounts",
+        kind: "ServiceAccount",
+        namespaced: true,
         status: false,
     },
 ];

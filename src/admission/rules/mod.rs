@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod network;
 pub mod probes;
 pub mod rbac;
+pub mod replicas;
 pub mod resources;
 pub mod scheduling;
 pub mod secrets;
@@ -110,6 +111,7 @@ pub fn catalogue() -> Vec<Box<dyn Rule>> {
     rules.extend(storage::rules());
     rules.extend(lifecycle::rules());
     rules.extend(workloads::rules());
+    rules.extend(replicas::rules());
     rules.extend(labels::rules());
     rules.extend(security::rules());
     rules.extend(hardening::rules());

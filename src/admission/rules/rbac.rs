@@ -205,6 +205,9 @@ impl BindingCheck {
     fn judge_role(&self, ctx: &Context<'_>, view: &ClusterView, role_name: &str) -> Option<String> {
         let namespace = (self.role_kind == "Role").then(|| namespace_of(ctx.object));
         let Some(role) = view.get(RBAC, self.role_kind, namespace, role_name) else {
+            if !view.absence_known() {
+                return None;
+            }
             let scope = match namespace {
                 Some(ns) => format!(" in namespace {ns}"),
                 None => String::new(),

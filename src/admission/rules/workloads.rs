@@ -1,5 +1,5 @@
 //! Workload controller rules: selectors that miss their own pods, Job restart policies,
-//! replica counts, rolling updates that cannot make progress, StatefulSets without a
+//! rolling updates that cannot make progress, StatefulSets without a
 //! governing Service. Odd input (wrong types, null) counts as absent or is skipped; a value
 //! the API server would reject on its own is left to it unless the rule is about it.
 use serde_json::{Map, Value};
@@ -14,8 +14,6 @@ pub fn rules() -> Vec<Box<dyn Rule>> {
     vec![
         Box::new(SelectorMismatch),
         Box::new(JobRestartPolicy),
-        Box::new(DeploymentMissingReplicas::DEPLOYMENT),
-        Box::new(DeploymentMissingReplicas::STATEFUL_SET),
         Box::new(RollingUpdateStuck),
         Box::new(StatefulSetServiceName),
     ]
@@ -273,72 +271,11 @@ impl Rule for JobRestartPolicy {
 }
 
 /// `spec.replicas`, with the API default of 1 when absent or not a number.
-fn replicas(object: &Value) -> i64 {
+pub(super) fn replicas(object: &Value) -> i64 {
     object
         .pointer("/spec/replicas")
         .and_then(Value::as_i64)
         .unwrap_or(1)
-}
-
-/// `deploymentMissingReplicas` (Polaris id) and `statefulSetMissingReplicas`: fewer than
-/// two replicas means one node drain or crash takes the workload down. The Deployment
-/// check warns, as in Polaris (exempt a Deployment whose replicas an HPA owns); the
-/// StatefulSet one is ours and off by default.
-pub struct DeploymentMissingReplicas {
-    id: &'static str,
-    kind: &'static str,
-    default: Action,
-}
-
-impl DeploymentMissingReplicas {
-    pub const DEPLOYMENT: DeploymentMissingReplicas = DeploymentMissingReplicas {
-        id: "deploymentMissingReplicas",
-        kind: "Deployment",
-        default: Action::Warn,
-    };
-    pub const STATEFUL_SET: DeploymentMissingReplicas = DeploymentMissingReplicas {
-        id: "statefulSetMissingReplicas",
-        kind: "StatefulSet",
-        default: Action::Off,
-    };
-}
-
-impl Rule for DeploymentMissingReplicas {
-    fn id(&self) -> &'static str {
-        self.id
-    }
-    fn default_action(&self) -> Action {
-        self.default
-    }
-    fn mutation(&self) -> Option<bool> {
-        Some(false)
-    }
-    /// Polaris' fix: three replicas.
-    fn mutate(&self, ctx: &Context<'_>, patch: &mut super::PatchBuilder) {
-        for v in super::violations_now(self, ctx, patch) {
-            patch.set(&v.path, Value::from(3));
-        }
-    }
-    fn applies(&self, ctx: &Context<'_>) -> bool {
-        (ctx.group, ctx.kind) == ("apps", self.kind)
-    }
-    fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
-        if (ctx.group, ctx.kind) != ("apps", self.kind) {
-            return Vec::new();
-        }
-        let n = replicas(ctx.object);
-        if n >= 2 {
-            return Vec::new();
-        }
-        let plural = if n == 1 { "" } else { "s" };
-        vec![Violation::new(
-            format!(
-                "{} runs {n} replica{plural}: set spec.replicas to 2 or more so one node drain or crash does not take it down (exempt it if an HPA manages replicas)",
-                ctx.kind
-            ),
-            spec_ptr().child("replicas"),
-        )]
-    }
 }
 
 /// An IntOrString rollout bound: an absolute count or a percentage of the replicas.
@@ -726,7 +663,7 @@ mod tests {
     #[test]
     fn replicas_and_service_name() {
         let v = run(
-            &DeploymentMissingReplicas::DEPLOYMENT,
+            &super::super::replicas::DeploymentMissingReplicas::DEPLOYMENT,
             "apps",
             "Deployment",
             &json!({"spec": {}}),
@@ -734,7 +671,7 @@ mod tests {
         assert!(v[0].message.contains("runs 1 replica:"), "{}", v[0].message);
         assert!(
             run(
-                &DeploymentMissingReplicas::STATEFUL_SET,
+                &super::super::replicas::DeploymentMissingReplicas::STATEFUL_SET,
                 "apps",
                 "StatefulSet",
                 &json!({"spec": {"replicas": 2}})
@@ -743,7 +680,7 @@ mod tests {
         );
         assert!(
             run(
-                &DeploymentMissingReplicas::DEPLOYMENT,
+                &super::super::replicas::DeploymentMissingReplicas::DEPLOYMENT,
                 "apps",
                 "DaemonSet",
                 &json!({"spec": {}})
