@@ -17,6 +17,7 @@ pub mod health;
 pub mod ingress_metrics;
 pub mod inspect;
 pub mod live;
+pub mod normalize;
 pub mod policy;
 pub mod problem;
 pub mod proxy;
