@@ -10,6 +10,8 @@ pub mod admission;
 pub mod body;
 pub mod config;
 pub mod echo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingress;
 pub mod metrics;
 pub mod server;
