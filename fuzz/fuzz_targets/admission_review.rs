@@ -1,16 +1,24 @@
 //! AdmissionReview bytes through the decoder, the rule engine (validate and mutate, every
 //! mutation switched on) and the patch builder. A patch that is produced must parse as
 //! RFC 6902, apply to the object it was computed for, and leave nothing for a second
-//! mutate pass to do (rules promise idempotence).
+//! mutate pass to do (rules promise idempotence). Validation runs twice: without live
+//! state, and against a fixed compiled site, as the webhook does with the served snapshot.
 #![no_main]
 
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
+use portcullis::admission::live::LiveState;
 use portcullis::admission::review::{self, Answer, Request};
 use portcullis::admission::settings::RuleSettings;
 use portcullis::admission::{AdmissionSettings, Context, Engine, patch};
+use portcullis::ingress::snapshot::Snapshot;
 use serde_json::Value;
+
+#[path = "common.rs"]
+mod common;
+
+static SITE: LazyLock<Snapshot> = LazyLock::new(common::site);
 
 static ENGINE: LazyLock<Option<Engine>> = LazyLock::new(|| {
     let catalogue = Engine::new(AdmissionSettings::default()).ok()?;
@@ -62,6 +70,19 @@ fuzz_target!(|data: &[u8]| {
         if decision.denied() {
             answer.allowed = false;
             answer.message = Some(review::denial_message(&ctx.describe(), &decision.findings));
+        }
+
+        let mut live = context(engine, req, object);
+        live.live = Some(&*SITE);
+        let against_site = engine.validate(&live);
+        // Live state only adds what collides with the site; it never hides a finding,
+        // except all of them for an Ingress of a class the site does not serve.
+        let foreign = live.ingress().is_some_and(|v| !SITE.serves(&v.ingress));
+        for f in decision.findings.iter().filter(|_| !foreign) {
+            assert!(
+                against_site.findings.contains(f),
+                "{f:?} lost against the site"
+            );
         }
 
         let ops = engine.mutate(&ctx);

@@ -1,8 +1,9 @@
 //! Manifest file bytes through the files source's parser (YAML multi-document and Lists, or
 //! JSON, chosen by the first byte), into a store, through compile, twice (the second time
 //! with the first snapshot as `previous`, as a reload does). Compile is pure, so both give
-//! the same routes; and every Exact rule path must be found again by a lookup of its own
-//! host and path.
+//! the same routes. Every rule path looked up again with its own host is answered by a
+//! rule that matches it (an Exact path by that very rule), and so is a path below a
+//! Prefix.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -11,6 +12,9 @@ use portcullis::ingress::compile::{CompileOptions, compile};
 use portcullis::ingress::router::RouteRole;
 use portcullis::ingress::snapshot::{Lookup, PathType};
 use portcullis::source::ObjectStore;
+
+#[path = "common.rs"]
+mod common;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, content)) = data.split_first() else {
@@ -51,22 +55,44 @@ fuzz_target!(|data: &[u8]| {
     );
 
     for (role, route) in first.router.entries() {
-        if role != RouteRole::Rule || route.path_type != PathType::Exact {
-            continue;
-        }
         let host = route.host.as_deref().unwrap_or("");
-        if host.starts_with("*.") || host.is_empty() {
+        if role != RouteRole::Rule || host.starts_with("*.") || host.is_empty() {
             continue;
         }
-        match first.router.lookup(host, &route.path) {
-            Lookup::Matched { route: found, .. } => assert!(
+        let regex = route.policy.use_regex && route.path_type == PathType::ImplementationSpecific;
+        if regex {
+            continue;
+        }
+        // A rule path matches itself, so some rule (this one or a more specific one)
+        // answers it, and deeper paths under a Prefix too.
+        let answer = common::check_lookup(&first, host, &route.path);
+        assert_eq!(
+            answer,
+            Some(RouteRole::Rule),
+            "{:?} {host}{} not answered by a rule",
+            route.path_type,
+            route.path
+        );
+        if route.path_type == PathType::Exact {
+            let Lookup::Matched { route: found, .. } = first.router.lookup(host, &route.path)
+            else {
+                unreachable!("checked above");
+            };
+            assert!(
                 std::ptr::eq(found, route),
                 "Exact {host}{} answered by {}{}",
                 route.path,
                 found.host.as_deref().unwrap_or(""),
                 found.path
-            ),
-            Lookup::NotFound => panic!("Exact {host}{} not found", route.path),
+            );
+        } else {
+            let deeper = format!("{}/x", route.path.trim_end_matches('/'));
+            assert_eq!(
+                common::check_lookup(&first, host, &deeper),
+                Some(RouteRole::Rule),
+                "Prefix {host}{} does not cover {deeper}",
+                route.path
+            );
         }
     }
 });
