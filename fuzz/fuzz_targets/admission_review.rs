@@ -64,9 +64,16 @@ fuzz_target!(|data: &[u8]| {
         let ctx = context(engine, req, object);
         let decision = engine.validate(&ctx);
         answer.warnings = review::warnings(&decision.findings);
+        // The API server's limits (review.rs): no control characters, 256 characters
+        // each, 4096 in total.
+        let mut total = 0;
         for w in &answer.warnings {
             assert!(!w.chars().any(char::is_control), "warning {w:?}");
+            let len = w.chars().count();
+            assert!(len <= 256, "warning of {len} characters");
+            total += len;
         }
+        assert!(total <= 4096, "warnings of {total} characters");
         if decision.denied() {
             answer.allowed = false;
             answer.message = Some(review::denial_message(&ctx.describe(), &decision.findings));

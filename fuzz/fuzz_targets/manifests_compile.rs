@@ -1,7 +1,7 @@
 //! Manifest file bytes through the files source's parser (YAML multi-document and Lists, or
 //! JSON, chosen by the first byte), into a store, through compile, twice (the second time
-//! with the first snapshot as `previous`, as a reload does). Compile is pure, so both give
-//! the same routes. Every rule path looked up again with its own host is answered by a
+//! with the first snapshot as `previous`, as a reload does) and once more without. Compile
+//! is pure, so all three give the same routes. Every rule path looked up again with its own host is answered by a
 //! rule that matches it (an Exact path by that very rule), and so is a path below a
 //! Prefix.
 #![no_main]
@@ -10,11 +10,24 @@ use libfuzzer_sys::fuzz_target;
 use portcullis::fuzzing::parse_manifest_file;
 use portcullis::ingress::compile::{CompileOptions, compile};
 use portcullis::ingress::router::RouteRole;
-use portcullis::ingress::snapshot::{Lookup, PathType};
+use portcullis::ingress::snapshot::{Lookup, PathType, Snapshot};
 use portcullis::source::ObjectStore;
 
 #[path = "common.rs"]
 mod common;
+
+/// What a snapshot routes, comparable across compiles.
+fn routes(s: &Snapshot) -> Vec<String> {
+    s.router
+        .entries()
+        .map(|(role, r)| {
+            format!(
+                "{role:?} {} {:?}{} {:?} -> {}",
+                r.ingress, r.host, r.path, r.path_type, r.backend.name
+            )
+        })
+        .collect()
+}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, content)) = data.split_first() else {
@@ -43,10 +56,20 @@ fuzz_target!(|data: &[u8]| {
         ..CompileOptions::default()
     };
     let first = compile(&store, &opts, None);
+    let again = compile(&store, &opts, None);
+    assert_eq!(
+        routes(&first),
+        routes(&again),
+        "compile is not deterministic"
+    );
+    assert_eq!(
+        first.problems, again.problems,
+        "compile is not deterministic"
+    );
     let second = compile(&store, &opts, Some(&first));
     assert_eq!(
-        first.router.len(),
-        second.router.len(),
+        routes(&first),
+        routes(&second),
         "recompile changed the routes"
     );
     assert_eq!(
