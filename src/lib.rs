@@ -11,6 +11,8 @@ pub mod body;
 pub mod config;
 pub mod dashboard;
 pub mod echo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingress;
 pub mod metrics;
 pub mod server;

@@ -265,7 +265,10 @@ type Finding = (Option<String>, String);
 
 /// Parses one file into objects. `Err` when any document fails: the file is not applied.
 /// `Ok` carries warnings for objects skipped on purpose (unsupported apiVersions).
-fn parse_file(name: &str, content: &[u8]) -> Result<(Vec<Object>, Vec<Finding>), Vec<Finding>> {
+pub(crate) fn parse_file(
+    name: &str,
+    content: &[u8],
+) -> Result<(Vec<Object>, Vec<Finding>), Vec<Finding>> {
     let text = std::str::from_utf8(content).map_err(|e| vec![(None, format!("not UTF-8: {e}"))])?;
     let documents: Vec<serde_json::Value> = if name.to_ascii_lowercase().ends_with(".json") {
         let v: serde_json::Value = serde_json::from_str(text)
