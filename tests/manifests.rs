@@ -493,7 +493,10 @@ fn deployment_meets_the_requirements() {
         assert!(r["requests"][res].is_string(), "no {res} request");
     }
     assert_eq!(r["requests"]["memory"], r["limits"]["memory"]);
-    assert!(r["limits"].get("cpu").is_none(), "the data plane must not have a CPU limit");
+    assert!(
+        r["limits"].get("cpu").is_none(),
+        "the data plane must not have a CPU limit"
+    );
     assert_eq!(pod["priorityClassName"], "portcullis-critical");
 
     // Locked down.

@@ -46,7 +46,15 @@ pub fn path(path_type: PathType, path: Option<&str>) -> Result<String, String> {
     if let Some(suffix) = BAD_SUFFIXES.iter().find(|s| p.ends_with(*s)) {
         return Err(format!("path {p:?} must not end with {suffix:?}"));
     }
-    Ok(p.to_string())
+    // Requests are matched on their normalised path, so a rule path in any other spelling
+    // (`/%61dmin`, `//x`, `/a/./b`) would never match: say so instead of serving a dead rule.
+    match crate::ingress::normalize::normalize_path(p) {
+        Ok(n) if n == p => Ok(p.to_string()),
+        Ok(n) => Err(format!(
+            "path {p:?} is not in normal form; requests are matched after normalisation, so write it as {n:?}"
+        )),
+        Err(e) => Err(format!("path {p:?} is not a valid request path: {e}")),
+    }
 }
 
 /// A rule or TLS host: a lower-case DNS-1123 subdomain, or `*.` and one; never an IP.
@@ -87,6 +95,24 @@ pub fn is_dns_subdomain(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rule_paths_must_be_in_normal_form() {
+        assert_eq!(
+            path(PathType::Prefix, Some("/admin")),
+            Ok("/admin".to_string())
+        );
+        assert_eq!(
+            path(PathType::Exact, Some("/a/b/")),
+            Ok("/a/b/".to_string())
+        );
+        let e = path(PathType::Prefix, Some("/%61dmin")).unwrap_err();
+        assert!(e.contains("write it as \"/admin\""), "{e}");
+        assert!(path(PathType::Exact, Some("//x")).is_err());
+        assert!(path(PathType::Prefix, Some("/a/%00")).is_err());
+        // Regex paths are matched as written.
+        assert!(path(PathType::ImplementationSpecific, Some("/a/(.*)")).is_ok());
+    }
 
     #[test]
     fn paths_per_api_validation() {

@@ -133,9 +133,7 @@ pub fn typed_round_trip(v: &Value) -> Option<Result<Value, String>> {
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => round_trip::<rbac::v1::RoleBinding>(v),
         ("apps/v1", "Deployment") => round_trip::<apps::v1::Deployment>(v),
         ("networking.k8s.io/v1", "IngressClass") => round_trip::<networking::v1::IngressClass>(v),
-        ("networking.k8s.io/v1", "NetworkPolicy") => {
-            round_trip::<networking::v1::NetworkPolicy>(v)
-        }
+        ("networking.k8s.io/v1", "NetworkPolicy") => round_trip::<networking::v1::NetworkPolicy>(v),
         ("scheduling.k8s.io/v1", "PriorityClass") => {
             round_trip::<k8s_openapi::api::scheduling::v1::PriorityClass>(v)
         }
