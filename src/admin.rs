@@ -87,6 +87,7 @@ fn answer(
     }
     match path {
         "/metrics" => {
+            crate::process_metrics::refresh();
             let mut resp = Response::new(body::full(metrics::encode()));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,

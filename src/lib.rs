@@ -15,6 +15,7 @@ pub mod echo;
 pub mod fuzzing;
 pub mod ingress;
 pub mod metrics;
+pub mod process_metrics;
 pub mod server;
 pub mod source;
 pub mod status;

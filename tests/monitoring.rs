@@ -161,6 +161,9 @@ async fn a_real_scrape_exports_what_the_dashboard_plots() {
         "portcullis_config_problems",
         "portcullis_config_reloads_total",
         "portcullis_access_log_dropped_total",
+        "portcullis_config_last_reload_timestamp_seconds",
+        "portcullis_process_resident_memory_bytes",
+        "portcullis_build_info",
     ] {
         assert!(
             referenced(&overlay_text()).contains(must),

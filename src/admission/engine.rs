@@ -93,6 +93,19 @@ impl Engine {
                 return Err(UnknownRule(id.clone(), all.join(", ")));
             }
         }
+        let mut settings = settings;
+        // A list of required labels is a request to check them: without this, setting
+        // `requiredLabels` alone would do nothing, the rule being off while the list is
+        // empty. An explicit action (even off) still wins.
+        if !settings.required_labels.is_empty() {
+            let entry = settings
+                .rules
+                .entry("requiredLabelsMissing".to_string())
+                .or_default();
+            if entry.action.is_none() && known.contains("requiredLabelsMissing") {
+                entry.action = Some(Action::Warn);
+            }
+        }
         Ok(Engine {
             rules,
             settings,

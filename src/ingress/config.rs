@@ -202,6 +202,7 @@ impl Publisher {
 struct Metrics {
     reloads: IntCounterVec,
     problems: IntGauge,
+    last_reload: IntGauge,
 }
 
 /// The reload metrics; `None` only if their (constant) definitions were refused.
@@ -223,9 +224,15 @@ fn metrics() -> Option<&'static Metrics> {
                 "Problems in the configuration currently served.",
             )
             .ok()?;
+            let last_reload = IntGauge::new(
+                "config_last_reload_timestamp_seconds",
+                "Unix time of the last configuration rebuild (its age: time() minus this).",
+            )
+            .ok()?;
             Some(Metrics {
                 reloads: crate::metrics::register(reloads),
                 problems: crate::metrics::register(problems),
+                last_reload: crate::metrics::register(last_reload),
             })
         })
         .as_ref()
@@ -241,6 +248,10 @@ fn report(snapshot: &Snapshot, before: &[Problem], started: Instant) {
         };
         m.reloads.with_label_values(&[result]).inc();
         m.problems.set(snapshot.problems.len() as i64);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        m.last_reload.set(i64::try_from(now).unwrap_or(i64::MAX));
     }
     let known: HashSet<String> = before.iter().map(Problem::to_string).collect();
     for p in snapshot

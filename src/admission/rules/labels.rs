@@ -314,4 +314,45 @@ mod tests {
         let ctx = Context::new("apps", "StatefulSet", Operation::Create, "ns", "", &obj, &s);
         assert!(RequiredLabelsMissing.check(&ctx).is_empty());
     }
+
+    #[test]
+    fn setting_the_list_alone_turns_the_rule_on() {
+        use crate::admission::Engine;
+        use crate::admission::settings::Action;
+        let obj = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}});
+        let findings = |s: AdmissionSettings| {
+            let engine = Engine::new(s).unwrap();
+            let ctx = Context::new(
+                "",
+                "Service",
+                Operation::Create,
+                "ns",
+                "",
+                &obj,
+                engine.settings(),
+            );
+            engine
+                .validate(&ctx)
+                .findings
+                .into_iter()
+                .filter(|f| f.rule == "requiredLabelsMissing")
+                .map(|f| f.action)
+                .collect::<Vec<_>>()
+        };
+        assert!(findings(AdmissionSettings::default()).is_empty());
+        let listed = AdmissionSettings {
+            required_labels: vec!["team".into()],
+            ..Default::default()
+        };
+        assert_eq!(findings(listed.clone()), vec![Action::Warn]);
+        let mut off = listed;
+        off.rules.insert(
+            "requiredLabelsMissing".into(),
+            crate::admission::settings::RuleSettings {
+                action: Some(Action::Off),
+                ..Default::default()
+            },
+        );
+        assert!(findings(off).is_empty(), "an explicit off wins");
+    }
 }
