@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{self, SendRequest};
@@ -61,15 +62,31 @@ impl std::fmt::Debug for H2Lease {
     }
 }
 
+/// What a connection setup ends with, in a form every waiter can have a copy of.
+type Setup = Result<Arc<H2Conn>, SetupError>;
+
+#[derive(Debug, Clone)]
+enum SetupError {
+    Connect(ConnectKind, String),
+    Handshake(String),
+}
+
+impl From<SetupError> for UpstreamError {
+    fn from(e: SetupError) -> Self {
+        match e {
+            SetupError::Connect(kind, message) => UpstreamError::Connect { kind, message },
+            SetupError::Handshake(m) => UpstreamError::Failed(m.into()),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Entry {
     current: ArcSwapOption<H2Conn>,
-    /// Serialises connection setup so a burst opens one connection, not one per request.
-    connecting: tokio::sync::Mutex<()>,
-    /// Counts failed setups; with `last_failure`, lets the requests that queued behind a
-    /// failing connect share its result instead of each paying a connect timeout in turn.
-    failures: AtomicU64,
-    last_failure: std::sync::Mutex<Option<(ConnectKind, String)>>,
+    /// The setup in progress, if any. A burst opens one connection, not one per request,
+    /// and the requests that arrive meanwhile await the same setup (and share its failure)
+    /// instead of queueing behind a lock held across the connect.
+    pending: std::sync::Mutex<Option<Shared<BoxFuture<'static, Setup>>>>,
 }
 
 /// HTTP/2 connections by (wire, endpoint authority).
@@ -150,8 +167,8 @@ impl H2Pool {
             return;
         }
         self.entries.retain(|_, e| {
-            e.connecting.try_lock().is_err()
-                || e.current.load().as_ref().is_some_and(|c| c.usable())
+            let setting_up = e.pending.lock().map_or(true, |p| p.is_some());
+            setting_up || e.current.load().as_ref().is_some_and(|c| c.usable())
         });
     }
 
@@ -166,7 +183,7 @@ impl H2Pool {
 
     async fn connection(
         &self,
-        entry: &Entry,
+        entry: &Arc<Entry>,
         connector: &Connector,
         wire: Wire,
         target: &str,
@@ -174,57 +191,79 @@ impl H2Pool {
         if let Some(c) = entry.current.load_full().filter(|c| c.usable()) {
             return Ok(c);
         }
-        let failures_before = entry.failures.load(Ordering::Acquire);
-        let _setup = entry.connecting.lock().await;
-        if let Some(c) = entry.current.load_full().filter(|c| c.usable()) {
-            return Ok(c);
-        }
-        if entry.failures.load(Ordering::Acquire) != failures_before {
-            let shared = entry
-                .last_failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            if let Some((kind, message)) = shared {
-                return Err(UpstreamError::Connect { kind, message });
+        // The lock is held only to look at or replace the pending setup, never across it.
+        let setup = {
+            let mut pending = entry.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = entry.current.load_full().filter(|c| c.usable()) {
+                return Ok(c);
             }
-        }
-        let uri: Uri = format!("{}://{target}/", wire.scheme())
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| UpstreamError::Failed(Box::new(e)))?;
-        let io = match connector.clone().call(uri).await {
-            Ok(io) => io,
-            Err(e) => {
-                *entry.last_failure.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((e.kind(), e.to_string()));
-                entry.failures.fetch_add(1, Ordering::Release);
-                return Err(UpstreamError::from_connect(e));
+            match pending.as_ref() {
+                Some(p) => p.clone(),
+                None => {
+                    let p = setup(
+                        entry.clone(),
+                        connector.clone(),
+                        wire,
+                        target.to_string(),
+                        self.settings.clone(),
+                    )
+                    .boxed()
+                    .shared();
+                    *pending = Some(p.clone());
+                    p
+                }
             }
         };
-        let mut builder = http2::Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .keep_alive_interval(self.settings.h2_keep_alive_interval)
-            .keep_alive_timeout(self.settings.h2_keep_alive_timeout);
-        let (sender, conn) = builder
-            .handshake(io)
-            .await
-            .map_err(|e| UpstreamError::Failed(Box::new(e)))?;
-        let h2 = Arc::new(H2Conn {
-            sender,
-            active: AtomicUsize::new(0),
-            last_used_us: AtomicU64::new(monotonic_us()),
-            retired: AtomicBool::new(false),
-        });
-        tokio::spawn(drive(
-            conn,
-            Arc::downgrade(&h2),
-            self.settings.h2_idle_timeout,
-            target.to_string(),
-        ));
-        entry.current.store(Some(h2.clone()));
-        Ok(h2)
+        let result = setup.clone().await;
+        // Whoever sees it finish first clears it, so the next miss starts a fresh setup.
+        let mut pending = entry.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.as_ref().is_some_and(|p| Shared::ptr_eq(p, &setup)) {
+            *pending = None;
+        }
+        drop(pending);
+        result.map_err(UpstreamError::from)
     }
+}
+
+/// Connects, handshakes, starts the connection's driver and publishes it in `entry`.
+async fn setup(
+    entry: Arc<Entry>,
+    connector: Connector,
+    wire: Wire,
+    target: String,
+    settings: UpstreamSettings,
+) -> Setup {
+    let uri: Uri = format!("{}://{target}/", wire.scheme())
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| SetupError::Handshake(e.to_string()))?;
+    let io = connector
+        .clone()
+        .call(uri)
+        .await
+        .map_err(|e| SetupError::Connect(e.kind(), e.to_string()))?;
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive_interval(settings.h2_keep_alive_interval)
+        .keep_alive_timeout(settings.h2_keep_alive_timeout);
+    let (sender, conn) = builder
+        .handshake(io)
+        .await
+        .map_err(|e| SetupError::Handshake(e.to_string()))?;
+    let h2 = Arc::new(H2Conn {
+        sender,
+        active: AtomicUsize::new(0),
+        last_used_us: AtomicU64::new(monotonic_us()),
+        retired: AtomicBool::new(false),
+    });
+    tokio::spawn(drive(
+        conn,
+        Arc::downgrade(&h2),
+        settings.h2_idle_timeout,
+        target,
+    ));
+    entry.current.store(Some(h2.clone()));
+    Ok(h2)
 }
 
 /// Runs the connection until it fails, is idle too long, or nobody can use it anymore.
