@@ -73,7 +73,7 @@ impl Rig {
 /// The eligible addresses of HOST `/` in the current snapshot.
 fn eligible(handle: &ConfigHandle) -> Option<Vec<SocketAddr>> {
     match handle.load().router.lookup(HOST, "/") {
-        Lookup::Matched { route, .. } => Some(route.backend.eligible.clone()),
+        Lookup::Matched { route, .. } => Some(route.backend.endpoints.load().eligible.clone()),
         Lookup::NotFound => None,
     }
 }
