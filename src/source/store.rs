@@ -672,6 +672,49 @@ mod tests {
     }
 
     #[test]
+    fn changes_name_the_services_whose_endpoints_moved() {
+        let services = |c: &Changes| c.endpoints_of.iter().cloned().collect::<Vec<_>>();
+        let mut store = ObjectStore::new();
+        store.insert("watch", slice("s1", "web"));
+        let c = store.take_changes();
+        assert!(c.endpoints_only());
+        assert_eq!(services(&c), ["ns/web"]);
+        assert_eq!(store.take_changes(), Changes::default(), "taken");
+
+        // A relabelled slice leaves one Service and joins another: both change.
+        store.insert("watch", slice("s1", "api"));
+        assert_eq!(services(&store.take_changes()), ["ns/api", "ns/web"]);
+        store.remove("watch", Kind::EndpointSlice, "ns/s1");
+        assert_eq!(services(&store.take_changes()), ["ns/api"]);
+
+        let endpoints = Object::from_value(json!({
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "legacy", "namespace": "ns"}
+        }))
+        .unwrap()
+        .unwrap();
+        store.insert("watch", endpoints);
+        assert_eq!(services(&store.take_changes()), ["ns/legacy"]);
+
+        let service = Object::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "ns"}
+        }))
+        .unwrap()
+        .unwrap();
+        store.replace_origin("a.yaml", vec![service.clone(), slice("s2", "web")], vec![]);
+        let c = store.take_changes();
+        assert!(c.routing && !c.endpoints_only());
+        // The same Service again with a new slice beside it: only the slice changed.
+        store.replace_origin("a.yaml", vec![service, slice("s3", "web")], vec![]);
+        let c = store.take_changes();
+        assert!(c.endpoints_only(), "{c:?}");
+        assert_eq!(services(&c), ["ns/web"]);
+        store.remove_origin("a.yaml");
+        assert!(store.take_changes().routing, "the Service went");
+    }
+
+    #[test]
     fn holds_compares_with_the_origins_own_version() {
         let mut store = ObjectStore::new();
         store.insert("watch", slice("s1", "web"));
