@@ -18,7 +18,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use portcullis::ingress::gateway::{Gateway, Inbound, ProxyConfig, Scheme};
 use portcullis::ingress::policy::Policy;
-use portcullis::ingress::snapshot::{Backend, PathType, Route, Snapshot, UpstreamProtocol};
+use portcullis::ingress::snapshot::{
+    Backend, EndpointCell, PathType, Route, Snapshot, UpstreamProtocol,
+};
 use portcullis::server::ConnInfo;
 use tokio::net::TcpListener;
 
@@ -40,8 +42,7 @@ async fn start_proxy(pods: Vec<SocketAddr>) -> SocketAddr {
         backend: Arc::new(Backend {
             name: "bench/web:80".into(),
             protocol: UpstreamProtocol::Http1,
-            endpoints: Vec::new(),
-            eligible: pods,
+            endpoints: EndpointCell::new(Vec::new(), pods),
             external: None,
         }),
         policy: Arc::new(Policy::default()),

@@ -438,10 +438,10 @@ fn named_ports_resolve_per_slice_and_merge_deduplicated() {
     let b = &route(&s, "x.com", "/").unwrap().backend;
     assert_eq!(&*b.name, "ns/web:http");
     assert_eq!(
-        addrs(&b.eligible),
+        addrs(&b.endpoints.load().eligible),
         ["10.0.0.1:8080", "10.0.0.2:8080", "10.0.0.3:8081"]
     );
-    assert_eq!(b.endpoints.len(), 3);
+    assert_eq!(b.endpoints.load().all.len(), 3);
     assert_eq!(problems_about(&s, "not-an-ip").len(), 1);
 }
 
@@ -462,10 +462,11 @@ fn readiness_fallback_to_serving_terminating() {
     );
     let s = build(&yaml);
     let b = &route(&s, "x.com", "/").unwrap().backend;
-    assert_eq!(addrs(&b.eligible), ["10.0.0.1:8080"]);
+    assert_eq!(addrs(&b.endpoints.load().eligible), ["10.0.0.1:8080"]);
     // serving defaults to ready when absent.
-    let e3 = b
-        .endpoints
+    let set = b.endpoints.load();
+    let e3 = set
+        .all
         .iter()
         .find(|e| e.addr.to_string() == "10.0.0.3:8080")
         .unwrap();
@@ -476,7 +477,15 @@ fn readiness_fallback_to_serving_terminating() {
         "serving: false, terminating: true",
     );
     let s = build(&none_left);
-    assert!(route(&s, "x.com", "/").unwrap().backend.eligible.is_empty());
+    assert!(
+        route(&s, "x.com", "/")
+            .unwrap()
+            .backend
+            .endpoints
+            .load()
+            .eligible
+            .is_empty()
+    );
 }
 
 #[test]
@@ -498,9 +507,9 @@ subsets:
     );
     let s = build(&base);
     let b = &route(&s, "x.com", "/").unwrap().backend;
-    assert_eq!(addrs(&b.eligible), ["10.0.1.1:9000"]);
-    assert_eq!(b.endpoints.len(), 2);
-    assert!(!b.endpoints[1].ready && !b.endpoints[1].serving);
+    assert_eq!(addrs(&b.endpoints.load().eligible), ["10.0.1.1:9000"]);
+    assert_eq!(b.endpoints.load().all.len(), 2);
+    assert!(!b.endpoints.load().all[1].ready && !b.endpoints.load().all[1].serving);
 
     let with_slice = format!(
         "{base}{}",
@@ -514,7 +523,7 @@ subsets:
     let s = build(&with_slice);
     let b = &route(&s, "x.com", "/").unwrap().backend;
     assert_eq!(
-        addrs(&b.eligible),
+        addrs(&b.endpoints.load().eligible),
         ["10.0.0.9:8080"],
         "slices win over Endpoints"
     );
@@ -539,7 +548,7 @@ fn external_name_services_and_loopback_refusal() {
     assert_eq!(b.external, Some(("api.example.com".to_string(), 443)));
     let b = &route(&s, "y.com", "/").unwrap().backend;
     assert_eq!(b.external, None);
-    assert!(b.eligible.is_empty());
+    assert!(b.endpoints.load().eligible.is_empty());
     assert_eq!(problems_about(&s, "loopback").len(), 1);
 }
 
@@ -553,9 +562,17 @@ fn missing_service_and_port_still_route_with_503_and_problem() {
     );
     let s = build(&yaml);
     let r = route(&s, "x.com", "/").expect("still routes");
-    assert!(r.backend.eligible.is_empty() && r.backend.external.is_none());
+    assert!(r.backend.endpoints.load().eligible.is_empty() && r.backend.external.is_none());
     assert_eq!(problems_about(&s, "ghost does not exist").len(), 1);
-    assert!(route(&s, "y.com", "/").unwrap().backend.eligible.is_empty());
+    assert!(
+        route(&s, "y.com", "/")
+            .unwrap()
+            .backend
+            .endpoints
+            .load()
+            .eligible
+            .is_empty()
+    );
     assert_eq!(problems_about(&s, "has no port 81").len(), 1);
 }
 
@@ -829,7 +846,7 @@ fn a_broken_file_changes_nothing_served() {
         assert!(source.scan(&mut st).unwrap());
         let next = compile(&st, &opts, Some(&first));
         assert_eq!(
-            route(&next, "x.com", "/").map(|r| addrs(&r.backend.eligible)),
+            route(&next, "x.com", "/").map(|r| addrs(&r.backend.endpoints.load().eligible)),
             Some(vec!["10.0.0.1:8080".to_string()])
         );
         assert!(!next.problems.is_empty());
@@ -858,12 +875,18 @@ fn fixture_directory_end_to_end() {
     let s = compile(&st, &CompileOptions::default(), None);
     assert!(s.problems.is_empty(), "{:?}", s.problems);
     let web = route(&s, "shop.example.com", "/").unwrap();
-    assert_eq!(addrs(&web.backend.eligible), ["10.0.0.1:8080"]);
-    assert_eq!(web.backend.endpoints.len(), 2);
+    assert_eq!(
+        addrs(&web.backend.endpoints.load().eligible),
+        ["10.0.0.1:8080"]
+    );
+    assert_eq!(web.backend.endpoints.load().all.len(), 2);
     // Class-less Ingress served through our default class; Endpoints v1 fallback; h2c.
     let api = route(&s, "shop.example.com", "/api/x").unwrap();
     assert_eq!(&*api.ingress, "shop/api");
-    assert_eq!(addrs(&api.backend.eligible), ["10.0.1.1:9000"]);
+    assert_eq!(
+        addrs(&api.backend.endpoints.load().eligible),
+        ["10.0.1.1:9000"]
+    );
     assert_eq!(api.backend.protocol, UpstreamProtocol::H2c);
     assert_eq!(api.policy.max_body_bytes, Some(8 << 20));
     assert_eq!(api.path_type, PathType::Prefix);

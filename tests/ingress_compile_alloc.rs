@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use portcullis::ingress::policy::Policy;
 use portcullis::ingress::router::RouterBuilder;
-use portcullis::ingress::snapshot::{Backend, Lookup, PathType, Route, UpstreamProtocol};
+use portcullis::ingress::snapshot::{
+    Backend, EndpointCell, Lookup, PathType, Route, UpstreamProtocol,
+};
 
 struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
@@ -33,8 +35,7 @@ fn route(host: &str, path: &str, t: PathType) -> Route {
         backend: Arc::new(Backend {
             name: Arc::from("b"),
             protocol: UpstreamProtocol::Http1,
-            endpoints: vec![],
-            eligible: vec![],
+            endpoints: EndpointCell::new(vec![], vec![]),
             external: None,
         }),
         policy: Arc::new(Policy::default()),

@@ -44,6 +44,8 @@ fn eligible(handle: &ConfigHandle) -> Vec<String> {
     match snap.router.lookup("x.com", "/") {
         Lookup::Matched { route, .. } => route
             .backend
+            .endpoints
+            .load()
             .eligible
             .iter()
             .map(|a| a.to_string())

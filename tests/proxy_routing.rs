@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use portcullis::ingress::balancer::eligible_from;
 use portcullis::ingress::gateway::{self, Gateway, ProxyConfig, Scheme};
 use portcullis::ingress::policy::{Balance, Policy};
-use portcullis::ingress::snapshot::{Backend, Endpoint, Snapshot, UpstreamProtocol};
+use portcullis::ingress::snapshot::{Backend, Endpoint, EndpointCell, Snapshot, UpstreamProtocol};
 use proxy_common::*;
 
 fn counts(names: &[String]) -> HashMap<String, usize> {
@@ -29,27 +29,29 @@ async fn only_eligible_endpoints_get_requests() {
     let be = Arc::new(Backend {
         name: "default/web:80".into(),
         protocol: UpstreamProtocol::Http1,
-        endpoints: vec![
-            Endpoint {
-                addr: a,
-                ready: true,
-                serving: true,
-                terminating: false,
-            },
-            Endpoint {
-                addr: b,
-                ready: true,
-                serving: true,
-                terminating: false,
-            },
-            Endpoint {
-                addr: not_eligible,
-                ready: false,
-                serving: false,
-                terminating: false,
-            },
-        ],
-        eligible: vec![a, b],
+        endpoints: EndpointCell::new(
+            vec![
+                Endpoint {
+                    addr: a,
+                    ready: true,
+                    serving: true,
+                    terminating: false,
+                },
+                Endpoint {
+                    addr: b,
+                    ready: true,
+                    serving: true,
+                    terminating: false,
+                },
+                Endpoint {
+                    addr: not_eligible,
+                    ready: false,
+                    serving: false,
+                    terminating: false,
+                },
+            ],
+            vec![a, b],
+        ),
         external: None,
     });
     let proxy = start_proxy(route(be, Policy::default()), ProxyConfig::default()).await;
@@ -88,8 +90,7 @@ async fn readiness_falls_back_to_serving_terminating() {
     let be = Arc::new(Backend {
         name: "default/web:80".into(),
         protocol: UpstreamProtocol::Http1,
-        endpoints,
-        eligible,
+        endpoints: EndpointCell::new(endpoints, eligible),
         external: None,
     });
     let proxy = start_proxy(route(be, Policy::default()), ProxyConfig::default()).await;

@@ -94,8 +94,9 @@ pub fn build(
         if backends.iter().any(|v| *v.name == *b.name) {
             continue;
         }
-        let endpoints = b
-            .endpoints
+        let set = b.endpoints.load();
+        let endpoints = set
+            .all
             .iter()
             .map(|e| {
                 let l = live(e.addr);
@@ -105,7 +106,7 @@ pub fn build(
                     ready: e.ready,
                     serving: e.serving,
                     terminating: e.terminating,
-                    eligible: b.eligible.contains(&e.addr),
+                    eligible: set.eligible.contains(&e.addr),
                     in_flight: l.map_or(0, |l| l.in_flight),
                     ewma_ms: l.and_then(|l| l.ewma_ms),
                     ejected: l.is_some_and(|l| l.ejected),
@@ -116,7 +117,7 @@ pub fn build(
         backends.push(BackendView {
             name: b.name.to_string(),
             external: b.external.as_ref().map(|(n, p)| format!("{n}:{p}")),
-            unavailable: b.external.is_none() && b.eligible.is_empty(),
+            unavailable: b.external.is_none() && set.eligible.is_empty(),
             endpoints,
         });
     }

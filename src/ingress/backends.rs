@@ -15,7 +15,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::endpoint_filter::EndpointFilter;
-use super::snapshot::{Backend, Endpoint, UpstreamProtocol};
+use super::snapshot::{Backend, Endpoint, EndpointCell, UpstreamProtocol};
 use crate::source::ObjectStore;
 
 /// An Ingress backend's port: `port.number` or `port.name`.
@@ -58,8 +58,7 @@ pub fn resolve(
     let mut backend = Backend {
         name: Arc::from(format!("{namespace}/{service}:{port}")),
         protocol: protocol.unwrap_or(UpstreamProtocol::Http1),
-        endpoints: Vec::new(),
-        eligible: Vec::new(),
+        endpoints: EndpointCell::default(),
         external: None,
     };
     let Some(svc) = store.service(namespace, service) else {
@@ -108,8 +107,9 @@ pub fn resolve(
             false
         }
     });
-    backend.endpoints = found.into_values().collect();
-    backend.eligible = eligible(&backend.endpoints);
+    let all: Vec<Endpoint> = found.into_values().collect();
+    let eligible = eligible(&all);
+    backend.endpoints = EndpointCell::new(all, eligible);
     (backend, problems)
 }
 

@@ -173,7 +173,8 @@ impl Balancer {
         balance: Balance,
         exclude: Option<SocketAddr>,
     ) -> Option<Pick> {
-        let eligible = &backend.eligible;
+        let set = backend.endpoints.load();
+        let eligible = &set.eligible;
         if eligible.is_empty() {
             return None;
         }
@@ -333,15 +334,14 @@ fn first_usable_from(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingress::snapshot::UpstreamProtocol;
+    use crate::ingress::snapshot::{EndpointCell, UpstreamProtocol};
 
     fn backend(addrs: &[&str]) -> Backend {
         let eligible: Vec<SocketAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
         Backend {
             name: "default/web:80".into(),
             protocol: UpstreamProtocol::Http1,
-            endpoints: Vec::new(),
-            eligible,
+            endpoints: EndpointCell::new(Vec::new(), eligible),
             external: None,
         }
     }

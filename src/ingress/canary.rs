@@ -17,7 +17,7 @@ pub fn choose<'a>(
     let Some(c) = canary else {
         return (main, false);
     };
-    if c.backend.eligible.is_empty() && c.backend.external.is_none() {
+    if c.backend.external.is_none() && c.backend.endpoints.load().eligible.is_empty() {
         return (main, false);
     }
     if let Some(name) = &c.header
@@ -44,15 +44,14 @@ pub fn choose<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingress::snapshot::UpstreamProtocol;
+    use crate::ingress::snapshot::{EndpointCell, UpstreamProtocol};
     use http::{HeaderName, HeaderValue};
 
     fn backend(name: &str) -> Arc<Backend> {
         Arc::new(Backend {
             name: name.into(),
             protocol: UpstreamProtocol::Http1,
-            endpoints: Vec::new(),
-            eligible: vec!["127.0.0.1:1".parse().unwrap()],
+            endpoints: EndpointCell::new(Vec::new(), vec!["127.0.0.1:1".parse().unwrap()]),
             external: None,
         })
     }
@@ -99,8 +98,7 @@ mod tests {
         c.backend = Arc::new(Backend {
             name: "empty".into(),
             protocol: UpstreamProtocol::Http1,
-            endpoints: Vec::new(),
-            eligible: Vec::new(),
+            endpoints: EndpointCell::new(Vec::new(), Vec::new()),
             external: None,
         });
         assert!(!choose(&main, Some(&c), &with("always")).1);

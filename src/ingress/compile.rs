@@ -16,15 +16,16 @@ use regex::Regex;
 use rustls::sign::CertifiedKey;
 
 use super::annotations::CanarySpec;
-use super::backends::{self, PortRef};
+use super::backends;
 use super::class::{ClassSelector, DEFAULT_CONTROLLER};
 use super::endpoint_filter::EndpointFilter;
+use super::endpoint_refresh::{BackendIndex, BackendKey};
 use super::inspect::{BackendRef, DefaultScope, RouteClaim, inspect, main_claim};
 use super::live::LiveIndex;
 use super::policy::{Canary, Policy};
 use super::problem::Problem;
 use super::router::{RouteError, RouterBuilder};
-use super::snapshot::{Backend, PathType, Route, Snapshot, UpstreamProtocol};
+use super::snapshot::{Backend, PathType, Route, Snapshot};
 use crate::source::ObjectStore;
 
 /// What compile needs to know besides the objects.
@@ -108,6 +109,7 @@ pub fn compile(
         reported: HashSet::new(),
         defaults: HashMap::new(),
     };
+    let store_problems = c.problems.len();
     let selector = ClassSelector::new(store, &opts.controller, opts.watch_without_class);
     let mut plans = c.plans(&selector);
     plans.sort_by_key(age);
@@ -143,6 +145,7 @@ pub fn compile(
     snapshot.served.sort();
     let routes = claims.into_iter().map(|(k, (o, _))| (k, o)).collect();
     snapshot.live = LiveIndex::build(store, selector, routes, canaries, c.defaults);
+    snapshot.backends = BackendIndex::build(c.backends, store_problems);
     snapshot
 }
 
@@ -151,9 +154,6 @@ pub fn compile(
 fn age(p: &Plan) -> (bool, Option<k8s_openapi::jiff::Timestamp>, Arc<str>) {
     (p.created.is_none(), p.created, p.key.clone())
 }
-
-/// namespace, Service, port, protocol override: one resolved backend per distinct key.
-type BackendKey = (String, String, PortRef, Option<UpstreamProtocol>);
 
 struct Compiler<'a> {
     store: &'a ObjectStore,

@@ -16,8 +16,9 @@ use prometheus::{IntCounterVec, IntGauge, Opts};
 use tokio::sync::watch;
 
 use super::compile::{CompileOptions, compile};
+use super::endpoint_refresh::refresh;
 use super::problem::Problem;
-use super::snapshot::Snapshot;
+use super::snapshot::{Backend, Snapshot};
 use crate::source::ObjectStore;
 use crate::source::files::{DEBOUNCE, FileSource, FilesError};
 
@@ -99,6 +100,8 @@ pub fn start_files(
     let mut store = ObjectStore::new();
     let started = Instant::now();
     source.scan(&mut store)?;
+    // The first compile covers everything scanned so far.
+    store.take_changes();
     let first = compile(&store, &opts, None);
     report(&first, &[], started);
     let handle = ConfigHandle::new(first);
@@ -134,8 +137,42 @@ pub fn start_files(
 /// Rescans the directory; the store is worth compiling only if some file changed.
 fn rescan(
     (source, store): &mut (FileSource, ObjectStore),
-) -> Result<Option<&ObjectStore>, FilesError> {
-    Ok(source.scan(store)?.then_some(&*store))
+) -> Result<Option<&mut ObjectStore>, FilesError> {
+    Ok(source.scan(store)?.then_some(store))
+}
+
+/// What one rebuild did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Published {
+    /// Nothing had changed.
+    Nothing,
+    /// Only endpoints changed; this many backends got a new set in the snapshot in force.
+    Endpoints(usize),
+    /// A new snapshot of this generation is in force.
+    Snapshot(u64),
+}
+
+enum Step {
+    Refreshed(Vec<Arc<Backend>>),
+    Compiled(Box<Snapshot>),
+}
+
+/// Swaps endpoint sets in place when only endpoints changed (and the fast path can say
+/// all of it), compiles otherwise.
+fn step(store: &mut ObjectStore, opts: &CompileOptions, previous: &Snapshot) -> Step {
+    let changes = store.take_changes();
+    if changes.endpoints_only() {
+        match refresh(
+            previous,
+            store,
+            &opts.endpoint_filter,
+            &changes.endpoints_of,
+        ) {
+            Ok(backends) => return Step::Refreshed(backends),
+            Err(why) => tracing::debug!(%why, "endpoint change needs a full compile"),
+        }
+    }
+    Step::Compiled(Box::new(compile(store, opts, Some(previous))))
 }
 
 /// The recompile-and-swap step every source shares: compile the store on a blocking
@@ -163,14 +200,15 @@ impl Publisher {
 
     /// Runs `prepare` on `state` and compiles the store it returns, both on a blocking
     /// thread (parsing and compiling are CPU work; the async workers keep serving), then
-    /// publishes the snapshot. `prepare` returns `Ok(None)` when nothing changed. Gives the
-    /// state back with `Ok(true)` if a snapshot was published; `None` only if the blocking
-    /// task died, in which case the state is lost.
+    /// publishes the snapshot. When the store says only endpoints changed, the affected
+    /// backends of the snapshot in force are refreshed instead and nothing is published.
+    /// `prepare` returns `Ok(None)` when nothing changed. Gives the state back with what
+    /// was done; `None` only if the blocking task died, in which case the state is lost.
     pub(crate) async fn rebuild<S, E>(
         &self,
         mut state: S,
-        prepare: fn(&mut S) -> Result<Option<&ObjectStore>, E>,
-    ) -> Option<(S, Result<bool, E>)>
+        prepare: fn(&mut S) -> Result<Option<&mut ObjectStore>, E>,
+    ) -> Option<(S, Result<Published, E>)>
     where
         S: Send + 'static,
         E: Send + 'static,
@@ -179,21 +217,36 @@ impl Publisher {
         let opts = self.opts.clone();
         let (state, outcome, previous, started) = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let outcome = prepare(&mut state)
-                .map(|store| store.map(|store| compile(store, &opts, Some(&previous))));
+            let outcome =
+                prepare(&mut state).map(|store| store.map(|store| step(store, &opts, &previous)));
             (state, outcome, previous, started)
         })
         .await
         .ok()?;
-        let outcome = outcome.map(|snapshot| match snapshot {
-            Some(snapshot) => {
+        let outcome = outcome.map(|step| match step {
+            Some(Step::Compiled(snapshot)) => {
                 report(&snapshot, &previous.problems, started);
                 let generation = snapshot.generation;
-                self.handle.store(Arc::new(snapshot));
+                self.handle.store(Arc::from(snapshot));
                 let _ = self.generations.send(generation);
-                true
+                Published::Snapshot(generation)
             }
-            None => false,
+            Some(Step::Refreshed(backends)) => {
+                for b in &backends {
+                    super::ingress_metrics::set_backend_gauges(b);
+                }
+                if let Some(m) = metrics() {
+                    m.reloads.with_label_values(&["endpoints"]).inc();
+                }
+                tracing::debug!(
+                    generation = previous.generation,
+                    backends = backends.len(),
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "endpoints refreshed in place"
+                );
+                Published::Endpoints(backends.len())
+            }
+            None => Published::Nothing,
         });
         Some((state, outcome))
     }
@@ -214,6 +267,7 @@ fn metrics() -> Option<&'static Metrics> {
                 Opts::new(
                     "config_reloads_total",
                     "Configuration rebuilds by result: ok, problems (built, with problems), \
+                     endpoints (only endpoints changed, swapped in place without a compile), \
                      error (source unreadable, nothing changed).",
                 ),
                 &["result"],

@@ -122,8 +122,10 @@ impl Proxy {
         let mut exclude: Option<SocketAddr> = None;
         let mut last_failure: Option<Response<Body>> = None;
         for attempt in 0..2u8 {
-            let target = match (&backend.external, backend.eligible.is_empty()) {
-                (Some((host, port)), true) => Target::External(host.clone(), *port),
+            // An ExternalName backend never has endpoints (backends::resolve), so this
+            // costs the endpoint load only where it is needed.
+            let target = match &backend.external {
+                Some((host, port)) => Target::External(host.clone(), *port),
                 _ => match self.balancer.pick(backend, route.policy.balance, exclude) {
                     Some(p) => Target::Endpoint(p),
                     None => {

@@ -121,20 +121,21 @@ pub fn status_class(status: u16) -> &'static str {
     }
 }
 
-/// Sets the endpoint gauges of one backend; the compile step calls this for every
-/// backend of a new snapshot.
+/// Sets the endpoint gauges of one backend: for every backend of a new snapshot, and for
+/// each backend the endpoint fast path refreshed.
 pub fn set_backend_gauges(backend: &Backend) {
     let Some(m) = metrics() else { return };
+    let endpoints = backend.endpoints.load();
     let count = |f: fn(&crate::ingress::snapshot::Endpoint) -> bool| {
-        backend.endpoints.iter().filter(|e| f(e)).count() as i64
+        endpoints.all.iter().filter(|e| f(e)).count() as i64
     };
     let name = &*backend.name;
     let set = |state: &str, v: i64| m.endpoints.with_label_values(&[name, state]).set(v);
     set("ready", count(|e| e.ready));
     set("serving", count(|e| e.serving));
     set("terminating", count(|e| e.terminating));
-    set("eligible", backend.eligible.len() as i64);
-    set("total", backend.endpoints.len() as i64);
+    set("eligible", endpoints.eligible.len() as i64);
+    set("total", endpoints.all.len() as i64);
 }
 
 /// Drops the gauges of a backend that is no longer in the snapshot.
@@ -196,7 +197,7 @@ pub fn record_upstream_error(service: &str, kind: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingress::snapshot::{Endpoint, UpstreamProtocol};
+    use crate::ingress::snapshot::{Endpoint, EndpointCell, UpstreamProtocol};
 
     #[test]
     fn gauges_follow_backend() {
@@ -209,12 +210,14 @@ mod tests {
         let b = Backend {
             name: "metrics-test/web:80".into(),
             protocol: UpstreamProtocol::Http1,
-            endpoints: vec![
-                ep("10.0.0.1:80", true, true, false),
-                ep("10.0.0.2:80", false, true, true),
-                ep("10.0.0.3:80", false, false, true),
-            ],
-            eligible: vec!["10.0.0.1:80".parse().unwrap()],
+            endpoints: EndpointCell::new(
+                vec![
+                    ep("10.0.0.1:80", true, true, false),
+                    ep("10.0.0.2:80", false, true, true),
+                    ep("10.0.0.3:80", false, false, true),
+                ],
+                vec!["10.0.0.1:80".parse().unwrap()],
+            ),
             external: None,
         };
         set_backend_gauges(&b);

@@ -10,6 +10,7 @@ pub mod compile;
 pub mod config;
 pub mod cow_map;
 pub mod endpoint_filter;
+pub mod endpoint_refresh;
 mod exchange;
 pub mod filters;
 pub mod forwarded;

@@ -103,6 +103,7 @@ pub fn routes_json(snapshot: &Snapshot) -> serde_json::Value {
     let routes: Vec<serde_json::Value> = route_rows(snapshot)
         .iter()
         .map(|r| {
+            let set = r.backend.endpoints.load();
             serde_json::json!({
                 "host": r.host,
                 "path": r.path,
@@ -111,15 +112,15 @@ pub fn routes_json(snapshot: &Snapshot) -> serde_json::Value {
                 "ingress": &*r.ingress,
                 "backend": &*r.backend.name,
                 "external": r.backend.external.as_ref().map(|(n, p)| format!("{n}:{p}")),
-                "endpoints": r.backend.endpoints.iter().map(|e| serde_json::json!({
+                "endpoints": set.all.iter().map(|e| serde_json::json!({
                     "address": e.addr.to_string(),
                     "ready": e.ready,
                     "serving": e.serving,
                     "terminating": e.terminating,
                     "state": endpoint_state(e),
-                    "eligible": r.backend.eligible.contains(&e.addr),
+                    "eligible": set.eligible.contains(&e.addr),
                 })).collect::<Vec<_>>(),
-                "unavailable": r.backend.external.is_none() && r.backend.eligible.is_empty(),
+                "unavailable": r.backend.external.is_none() && set.eligible.is_empty(),
             })
         })
         .collect();
@@ -227,16 +228,17 @@ fn endpoints(b: &Backend) -> String {
     if let Some((name, port)) = &b.external {
         return format!("external {name}:{port}");
     }
-    if b.endpoints.is_empty() {
+    let set = b.endpoints.load();
+    if set.all.is_empty() {
         return "<none> (503)".into();
     }
-    let list: Vec<String> = b
-        .endpoints
+    let list: Vec<String> = set
+        .all
         .iter()
         .map(|e| format!("{} ({})", e.addr, endpoint_state(e)))
         .collect();
     let mut s = list.join(", ");
-    if b.eligible.is_empty() {
+    if set.eligible.is_empty() {
         s.push_str("  => 503");
     }
     s

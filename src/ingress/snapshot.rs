@@ -2,10 +2,13 @@
 //!
 //! CONTRACT between `compile` (which builds a `Snapshot` from the object store) and the
 //! proxy (which reads it). Built once per configuration change, swapped atomically, never
-//! mutated: a request loads one `Arc<Snapshot>` and uses it from start to end.
+//! mutated except for each backend's `EndpointCell`: a request loads one `Arc<Snapshot>`
+//! and uses it from start to end.
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 /// Kubernetes path types as they appear in `spec.rules[].http.paths[].pathType`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,17 +40,53 @@ pub struct Endpoint {
     pub terminating: bool,
 }
 
+/// A backend's pods as one value, so a reader never sees `all` and `eligible` from two
+/// different EndpointSlice versions.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct EndpointSet {
+    /// Every known endpoint, for `routes` output and gauges.
+    pub all: Vec<Endpoint>,
+    /// Addresses that may take new requests: the ready ones, else serving+terminating
+    /// (kube-proxy's fallback), else none (503).
+    pub eligible: Vec<SocketAddr>,
+}
+
+/// The one part of a snapshot that changes in place: a backend's endpoints. Pods come
+/// and go far more often than routes, so an EndpointSlice change swaps this cell instead
+/// of recompiling every route (see `ingress::endpoint_refresh`). Readers pay one atomic
+/// load and never wait.
+#[derive(Debug, Default)]
+pub struct EndpointCell(ArcSwap<EndpointSet>);
+
+impl EndpointCell {
+    pub fn new(all: Vec<Endpoint>, eligible: Vec<SocketAddr>) -> Self {
+        EndpointCell(ArcSwap::from_pointee(EndpointSet { all, eligible }))
+    }
+
+    /// The current set, for one request or one report; do not hold it across waits.
+    pub fn load(&self) -> arc_swap::Guard<Arc<EndpointSet>> {
+        self.0.load()
+    }
+
+    /// Publishes a new set; requests already holding the old one finish with it.
+    pub fn store(&self, set: Arc<EndpointSet>) {
+        self.0.store(set);
+    }
+
+    /// The set, for moving it into another backend's cell.
+    pub fn into_set(self) -> Arc<EndpointSet> {
+        self.0.into_inner()
+    }
+}
+
 /// A Service port as a set of endpoints, resolved when the snapshot is built.
 #[derive(Debug)]
 pub struct Backend {
     /// `namespace/service:port` for logs, metrics and error pages.
     pub name: Arc<str>,
     pub protocol: UpstreamProtocol,
-    /// Every known endpoint, for `routes` output and gauges.
-    pub endpoints: Vec<Endpoint>,
-    /// Addresses that may take new requests: the ready ones, else serving+terminating
-    /// (kube-proxy's fallback), else none (503).
-    pub eligible: Vec<SocketAddr>,
+    /// The pods, replaced in place when only EndpointSlices or Endpoints change.
+    pub endpoints: EndpointCell,
     /// ExternalName services: proxied to this DNS name and port instead of endpoints.
     pub external: Option<(String, u16)>,
 }
@@ -94,4 +133,7 @@ pub struct Snapshot {
     /// What admission checks new Ingresses against: claimed routes, Services, TLS Secret
     /// names and our IngressClasses.
     pub live: crate::ingress::live::LiveIndex,
+    /// Every backend by the Service it reads endpoints from, so an endpoint change can
+    /// refresh just those.
+    pub backends: crate::ingress::endpoint_refresh::BackendIndex,
 }

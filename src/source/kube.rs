@@ -198,7 +198,10 @@ impl Driver {
             if !dirty || !self.unlisted.is_empty() {
                 continue;
             }
-            if let Some(at) = last_rebuild
+            // Endpoint-only changes skip the compile, so they need no pacing: a rollout's
+            // slices reach traffic as they arrive.
+            if !store.changes().endpoints_only()
+                && let Some(at) = last_rebuild
                 && at + self.min_interval > Instant::now()
             {
                 tokio::time::sleep_until(at + self.min_interval).await;
@@ -249,7 +252,7 @@ impl Driver {
 }
 
 /// The kube source compiles its store as it stands.
-fn whole(store: &mut ObjectStore) -> Result<Option<&ObjectStore>, Infallible> {
+fn whole(store: &mut ObjectStore) -> Result<Option<&mut ObjectStore>, Infallible> {
     Ok(Some(store))
 }
 

@@ -251,6 +251,24 @@ struct Origin {
     problems: Vec<Problem>,
 }
 
+/// What the store's mutations touched since the last [`ObjectStore::take_changes`], so a
+/// driver can tell a pod churn (refresh a few backends) from a routing change (compile).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// An object of a kind other than EndpointSlice or Endpoints was added, changed or
+    /// removed.
+    pub routing: bool,
+    /// `namespace/service` of every Service whose EndpointSlices or Endpoints changed.
+    pub endpoints_of: BTreeSet<String>,
+}
+
+impl Changes {
+    /// Only endpoints changed: the routes compiled before still stand.
+    pub fn endpoints_only(&self) -> bool {
+        !self.routing && !self.endpoints_of.is_empty()
+    }
+}
+
 /// Everything the sources know, by kind. Cheap to read; each mutation is proportional to
 /// what changed.
 #[derive(Debug, Default)]
@@ -264,6 +282,7 @@ pub struct ObjectStore {
     /// `namespace/service` → keys of the slices labelled with that service.
     slices_by_service: BTreeMap<String, BTreeSet<String>>,
     origins: BTreeMap<Arc<str>, Origin>,
+    changes: Changes,
 }
 
 impl ObjectStore {
@@ -273,13 +292,72 @@ impl ObjectStore {
 
     /// Replaces everything `origin` said with `objects` and its load problems with
     /// `problems` (the files source calls this once per changed file).
+    /// Objects equal to what the origin already held are not counted as changes, so a file
+    /// holding an Ingress and its EndpointSlice reads as an endpoint change when only the
+    /// slice was edited.
     pub fn replace_origin(&mut self, origin: &str, objects: Vec<Object>, problems: Vec<Problem>) {
-        self.remove_origin(origin);
+        let unchanged: BTreeSet<(Kind, String)> = objects
+            .iter()
+            .filter(|o| self.holds(origin, o))
+            .map(|o| (o.kind(), o.key()))
+            .collect();
+        let mut touched: BTreeSet<(Kind, String)> = objects
+            .iter()
+            .map(|o| (o.kind(), o.key()))
+            .filter(|k| !unchanged.contains(k))
+            .collect();
+        if let Some(state) = self.origins.get(origin) {
+            touched.extend(
+                state
+                    .objects
+                    .iter()
+                    .filter(|k| !unchanged.contains(*k))
+                    .cloned(),
+            );
+        }
+        self.note_all(&touched);
+        if let Some(state) = self.origins.remove(origin) {
+            for (kind, key) in state.objects {
+                self.remove_versions(kind, &key, origin);
+            }
+        }
         let origin_arc: Arc<str> = Arc::from(origin);
         for obj in objects {
             self.insert_arc(&origin_arc, obj);
         }
         self.origins.entry(origin_arc).or_default().problems = problems;
+        self.note_all(&touched);
+    }
+
+    /// What changed since the last call, and starts counting afresh.
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// What changed since the last `take_changes`.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
+    /// Records that `(kind, key)` changes. Called before and after the mutation, so an
+    /// EndpointSlice relabelled from one Service to another counts for both.
+    fn note(&mut self, kind: Kind, key: &str) {
+        match kind {
+            Kind::Endpoints => {
+                self.changes.endpoints_of.insert(key.to_string());
+            }
+            Kind::EndpointSlice => {
+                let services = self.slice_services(key);
+                self.changes.endpoints_of.extend(services);
+            }
+            _ => self.changes.routing = true,
+        }
+    }
+
+    fn note_all(&mut self, keys: &BTreeSet<(Kind, String)>) {
+        for (kind, key) in keys {
+            self.note(*kind, key);
+        }
     }
 
     /// Replaces only the load problems of `origin`, leaving its objects in force (the last
@@ -294,7 +372,9 @@ impl ObjectStore {
             return;
         };
         for (kind, key) in state.objects {
+            self.note(kind, &key);
             self.remove_versions(kind, &key, origin);
+            self.note(kind, &key);
         }
     }
 
@@ -305,7 +385,10 @@ impl ObjectStore {
             .get_key_value(origin)
             .map(|(k, _)| k.clone())
             .unwrap_or_else(|| Arc::from(origin));
+        let (kind, key) = (obj.kind(), obj.key());
+        self.note(kind, &key);
         self.insert_arc(&origin_arc, obj);
+        self.note(kind, &key);
     }
 
     /// Removes one object of `origin`.
@@ -313,7 +396,9 @@ impl ObjectStore {
         if let Some(state) = self.origins.get_mut(origin) {
             state.objects.remove(&(kind, key.to_string()));
         }
+        self.note(kind, key);
         self.remove_versions(kind, key, origin);
+        self.note(kind, key);
     }
 
     /// Whether `origin` already holds exactly `obj`, so storing it again would change
@@ -584,6 +669,49 @@ mod tests {
         assert_eq!(store.endpoint_slices("ns", "api").count(), 1);
         store.remove("a.yaml", Kind::EndpointSlice, "ns/s2");
         assert_eq!(store.endpoint_slices("ns", "api").count(), 0);
+    }
+
+    #[test]
+    fn changes_name_the_services_whose_endpoints_moved() {
+        let services = |c: &Changes| c.endpoints_of.iter().cloned().collect::<Vec<_>>();
+        let mut store = ObjectStore::new();
+        store.insert("watch", slice("s1", "web"));
+        let c = store.take_changes();
+        assert!(c.endpoints_only());
+        assert_eq!(services(&c), ["ns/web"]);
+        assert_eq!(store.take_changes(), Changes::default(), "taken");
+
+        // A relabelled slice leaves one Service and joins another: both change.
+        store.insert("watch", slice("s1", "api"));
+        assert_eq!(services(&store.take_changes()), ["ns/api", "ns/web"]);
+        store.remove("watch", Kind::EndpointSlice, "ns/s1");
+        assert_eq!(services(&store.take_changes()), ["ns/api"]);
+
+        let endpoints = Object::from_value(json!({
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "legacy", "namespace": "ns"}
+        }))
+        .unwrap()
+        .unwrap();
+        store.insert("watch", endpoints);
+        assert_eq!(services(&store.take_changes()), ["ns/legacy"]);
+
+        let service = Object::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "web", "namespace": "ns"}
+        }))
+        .unwrap()
+        .unwrap();
+        store.replace_origin("a.yaml", vec![service.clone(), slice("s2", "web")], vec![]);
+        let c = store.take_changes();
+        assert!(c.routing && !c.endpoints_only());
+        // The same Service again with a new slice beside it: only the slice changed.
+        store.replace_origin("a.yaml", vec![service, slice("s3", "web")], vec![]);
+        let c = store.take_changes();
+        assert!(c.endpoints_only(), "{c:?}");
+        assert_eq!(services(&c), ["ns/web"]);
+        store.remove_origin("a.yaml");
+        assert!(store.take_changes().routing, "the Service went");
     }
 
     #[test]

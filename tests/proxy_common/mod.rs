@@ -19,7 +19,9 @@ use hyper_util::server::conn::auto;
 use portcullis::echo::{self, EchoOptions};
 use portcullis::ingress::gateway::{Gateway, Inbound, ProxyConfig, Scheme};
 use portcullis::ingress::policy::Policy;
-use portcullis::ingress::snapshot::{Backend, PathType, Route, Snapshot, UpstreamProtocol};
+use portcullis::ingress::snapshot::{
+    Backend, EndpointCell, PathType, Route, Snapshot, UpstreamProtocol,
+};
 use portcullis::server::ConnInfo;
 use regex::Regex;
 use tokio::net::TcpListener;
@@ -72,8 +74,7 @@ pub fn backend_proto(
     Arc::new(Backend {
         name: name.into(),
         protocol,
-        endpoints: Vec::new(),
-        eligible: eligible.to_vec(),
+        endpoints: EndpointCell::new(Vec::new(), eligible.to_vec()),
         external: None,
     })
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::ingress::policy::Policy;
-use crate::ingress::snapshot::{Backend, UpstreamProtocol};
+use crate::ingress::snapshot::{Backend, EndpointCell, UpstreamProtocol};
 
 use PathType::{Exact, ImplementationSpecific as Impl, Prefix};
 
@@ -17,8 +17,7 @@ fn route(host: Option<&str>, path: &str, path_type: PathType, tag: &str) -> Rout
         backend: Arc::new(Backend {
             name: Arc::from(tag),
             protocol: UpstreamProtocol::Http1,
-            endpoints: vec![],
-            eligible: vec![],
+            endpoints: EndpointCell::new(vec![], vec![]),
             external: None,
         }),
         policy: Arc::new(Policy::default()),
