@@ -74,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(raw_host.trim().ends_with(&port.to_string()), "{raw_host:?}");
     }
 
-    let upgrade = forwarded::is_upgrade_request(http::Version::HTTP_11, &headers);
+    let upgrade = forwarded::is_upgrade_request(http::Version::HTTP_11, &headers, &[]);
     forwarded::strip_hop_by_hop(&mut headers, upgrade);
     if upgrade {
         assert_eq!(
