@@ -46,13 +46,11 @@ pub fn path(path_type: PathType, path: Option<&str>) -> Result<String, String> {
     if let Some(suffix) = BAD_SUFFIXES.iter().find(|s| p.ends_with(*s)) {
         return Err(format!("path {p:?} must not end with {suffix:?}"));
     }
-    // Requests are matched on their normalised path, so a rule path in any other spelling
-    // (`/%61dmin`, `//x`, `/a/./b`) would never match: say so instead of serving a dead rule.
+    // Requests are matched on their normalised path, so the rule is stored in the same
+    // form (`/%61dmin` is `/admin`, `/{id}` is `/%7Bid%7D`); in any other spelling it could
+    // never match. A path no request could have (`..` above the root, NUL) is refused.
     match crate::ingress::normalize::normalize_path(p) {
-        Ok(n) if n == p => Ok(p.to_string()),
-        Ok(n) => Err(format!(
-            "path {p:?} is not in normal form; requests are matched after normalisation, so write it as {n:?}"
-        )),
+        Ok(n) => Ok(n.into_owned()),
         Err(e) => Err(format!("path {p:?} is not a valid request path: {e}")),
     }
 }
@@ -97,7 +95,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rule_paths_must_be_in_normal_form() {
+    fn rule_paths_are_kept_in_the_form_requests_are_matched_in() {
         assert_eq!(
             path(PathType::Prefix, Some("/admin")),
             Ok("/admin".to_string())
@@ -106,9 +104,15 @@ mod tests {
             path(PathType::Exact, Some("/a/b/")),
             Ok("/a/b/".to_string())
         );
-        let e = path(PathType::Prefix, Some("/%61dmin")).unwrap_err();
-        assert!(e.contains("write it as \"/admin\""), "{e}");
-        assert!(path(PathType::Exact, Some("//x")).is_err());
+        assert_eq!(
+            path(PathType::Prefix, Some("/%61dmin")),
+            Ok("/admin".to_string())
+        );
+        assert_eq!(
+            path(PathType::Exact, Some("/{odd}")),
+            Ok("/%7Bodd%7D".to_string())
+        );
+        assert!(path(PathType::Prefix, Some("/a/../..")).is_err());
         assert!(path(PathType::Prefix, Some("/a/%00")).is_err());
         // Regex paths are matched as written.
         assert!(path(PathType::ImplementationSpecific, Some("/a/(.*)")).is_ok());
