@@ -91,6 +91,11 @@ pub struct ListenerSettings {
     /// Connections the admin listener accepts (its own budget, inside the reserve, so
     /// probes answer while the others are full).
     pub admin_max_connections: usize,
+    /// TLS session tickets (stateless resumption, key rotated every 6 hours). nginx has
+    /// them on by default; ingress-nginx turns them off (`ssl-session-tickets`).
+    pub tls_session_tickets: bool,
+    /// TLS sessions kept server-side for resumption without tickets; 0 turns the cache off.
+    pub tls_session_cache_size: usize,
 }
 
 impl Default for ListenerSettings {
@@ -108,6 +113,8 @@ impl Default for ListenerSettings {
             max_connections: 0,
             max_connections_per_client: 0,
             admin_max_connections: 128,
+            tls_session_tickets: true,
+            tls_session_cache_size: 10_000,
         }
     }
 }
@@ -130,6 +137,13 @@ impl ListenerSettings {
         o.max_header_line_bytes = self.max_header_line_bytes.max(256);
         o.limits = limits;
         o
+    }
+
+    pub fn tls_resumption(&self) -> crate::tls::Resumption {
+        crate::tls::Resumption {
+            tickets: self.tls_session_tickets,
+            cache_size: self.tls_session_cache_size,
+        }
     }
 
     pub fn client_body_timeout(&self) -> Duration {

@@ -19,7 +19,7 @@ use portcullis::server::{ConnLimits, Shutdown, fd_limit, serve};
 use portcullis::source::ObjectStore;
 use portcullis::source::kube::{KubeDriver, KubeOptions, start_kube};
 use portcullis::tls::SniResolver;
-use portcullis::tls::{CertReloader, DevCerts, server_config};
+use portcullis::tls::{CertReloader, DevCerts, Resumption, server_config_with};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -121,7 +121,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// The webhook certificate: the configured files, or freshly generated development ones.
 /// Either way the files are watched, so replacing them rotates without a restart.
-fn webhook_tls(args: &ServeArgs) -> anyhow::Result<(CertReloader, Arc<rustls::ServerConfig>)> {
+fn webhook_tls(
+    args: &ServeArgs,
+    resumption: Resumption,
+) -> anyhow::Result<(CertReloader, Arc<rustls::ServerConfig>)> {
     let (cert, key) = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => {
@@ -136,7 +139,7 @@ fn webhook_tls(args: &ServeArgs) -> anyhow::Result<(CertReloader, Arc<rustls::Se
     };
     let (reloader, resolver) = CertReloader::with_new_resolver(cert.clone(), key)
         .with_context(|| format!("loading webhook certificate {}", cert.display()))?;
-    Ok((reloader, server_config(resolver)?))
+    Ok((reloader, server_config_with(resolver, resumption)?))
 }
 
 /// The running configuration source; dropping it stops the watches.
@@ -350,7 +353,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("{note}");
     }
     let engine = Arc::new(engine);
-    let (_reloader, webhook_tls) = webhook_tls(&args)?;
+    let (_reloader, webhook_tls) = webhook_tls(&args, settings.listeners.tls_resumption())?;
     let source = config_source(&args, &settings).await?;
     let config = source.handle.clone();
     let (resolver, _default_reloader) = ingress_resolver(&args)?;
@@ -454,7 +457,10 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     ));
     let https = tokio::spawn(serve(
         bind(args.https_addr, "ingress HTTPS").await?,
-        Some(server_config(resolver)?),
+        Some(server_config_with(
+            resolver,
+            settings.listeners.tls_resumption(),
+        )?),
         gateway_handler(gateway, Scheme::Https),
         shutdown.clone(),
         opts("https"),

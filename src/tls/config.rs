@@ -1,5 +1,6 @@
 //! The rustls server configuration every TLS listener shares: ring, TLS 1.2/1.3, ALPN
-//! h2 + http/1.1, certificates from a resolver.
+//! h2 + http/1.1, certificates from a resolver, and session resumption sized for real
+//! client counts.
 //!
 //! Failure behaviour: a provider that cannot do the requested protocol versions is an
 //! error at start-up, never at handshake time.
@@ -14,13 +15,51 @@ use super::{TlsError, provider};
 /// any connection (it sniffs the h2 preface), so the list only steers the client.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
-/// A server configuration taking certificates from `resolver`.
+/// How returning clients skip the full handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resumption {
+    /// Stateless tickets whose key rotates every 6 hours (the previous key is still
+    /// accepted), as nginx does by default. Without them, TLS 1.3 resumption falls back to
+    /// the cache below, and TLS 1.2 clients use session ids.
+    pub tickets: bool,
+    /// Sessions remembered server-side. rustls' own default of 256 is exhausted by a few
+    /// hundred distinct clients taking turns, after which every handshake is a full one.
+    pub cache_size: usize,
+}
+
+impl Default for Resumption {
+    fn default() -> Self {
+        Resumption {
+            tickets: true,
+            cache_size: 10_000,
+        }
+    }
+}
+
+/// A server configuration taking certificates from `resolver`, with default resumption.
 pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_with(resolver, Resumption::default())
+}
+
+/// A server configuration taking certificates from `resolver`.
+pub fn server_config_with(
+    resolver: Arc<dyn ResolvesServerCert>,
+    resumption: Resumption,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    config.session_storage = if resumption.cache_size == 0 {
+        Arc::new(rustls::server::NoServerSessionStorage {})
+    } else {
+        rustls::server::ServerSessionMemoryCache::new(resumption.cache_size)
+    };
+    if resumption.tickets {
+        config.ticketer =
+            rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))?;
+    }
     Ok(Arc::new(config))
 }

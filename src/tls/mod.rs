@@ -10,7 +10,7 @@ pub mod reload;
 pub mod resolver;
 
 pub use client::client_config;
-pub use config::server_config;
+pub use config::{Resumption, server_config, server_config_with};
 pub use generate::{DevCerts, run_certs};
 pub use reload::CertReloader;
 pub use resolver::{CertMap, SniResolver};
