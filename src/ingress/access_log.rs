@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Method};
 
 /// The `tracing` target of access-log events.
@@ -18,9 +19,10 @@ pub struct Entry {
     pub time: SystemTime,
     pub client: IpAddr,
     pub method: Method,
-    pub host: String,
-    /// Path and query as the client sent them.
-    pub path: String,
+    /// As the client sent it (`:authority` or Host).
+    pub host: HeaderValue,
+    /// Path and query as routed (normalised; as received when that failed).
+    pub path: PathAndQuery,
     pub status: u16,
     pub request_bytes: u64,
     pub response_bytes: u64,
@@ -45,8 +47,8 @@ pub fn emit(entry: &Entry) {
         time = %rfc3339(entry.time),
         client = %entry.client,
         method = %entry.method,
-        host = %entry.host,
-        path = %entry.path,
+        host = entry.host.to_str().unwrap_or(""),
+        path = entry.path.as_str(),
         status = entry.status,
         bytes = entry.response_bytes,
         request_bytes = entry.request_bytes,
@@ -158,8 +160,8 @@ mod tests {
             time: UNIX_EPOCH,
             client: "10.1.2.3".parse().unwrap(),
             method: Method::POST,
-            host: "example.com".into(),
-            path: "/a?b=1".into(),
+            host: HeaderValue::from_static("example.com"),
+            path: PathAndQuery::from_static("/a?b=1"),
             status: 201,
             request_bytes: 5,
             response_bytes: 7,

@@ -35,6 +35,8 @@ const SWEEP_EVERY_US: u64 = 60 * 1_000_000;
 #[derive(Debug)]
 pub struct EndpointStats {
     pub addr: SocketAddr,
+    /// `addr` as a URI authority, made once: every upstream request carries it.
+    pub authority: Option<http::uri::Authority>,
     in_flight: AtomicUsize,
     /// Latency estimate in µs as `f64` bits; 0 = no sample yet.
     ewma_bits: AtomicU64,
@@ -49,6 +51,7 @@ impl EndpointStats {
     fn new(addr: SocketAddr, max_concurrency: usize) -> Self {
         Self {
             addr,
+            authority: http::uri::Authority::try_from(addr.to_string()).ok(),
             in_flight: AtomicUsize::new(0),
             ewma_bits: AtomicU64::new(0),
             last_sample_us: AtomicU64::new(0),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::HeaderMap;
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
@@ -26,7 +27,7 @@ use crate::ingress::upstream::{self, BodySlot, UpstreamBody, UpstreamError, Wire
 pub(crate) struct Exchange {
     pub(crate) method: Method,
     pub(crate) headers: HeaderMap,
-    pub(crate) upstream_pq: String,
+    pub(crate) upstream_pq: PathAndQuery,
     pub(crate) version: Version,
     pub(crate) slot: Option<Arc<BodySlot>>,
     pub(crate) wire: Wire,
@@ -93,10 +94,16 @@ enum Target {
 }
 
 impl Target {
-    fn authority(&self) -> String {
+    /// The address to dial as an authority; `None` for an ExternalName that is no valid
+    /// host name.
+    fn authority(&self) -> Option<Authority> {
         match self {
-            Target::Endpoint(p) => p.addr.to_string(),
-            Target::External(h, p) => format!("{h}:{p}"),
+            Target::Endpoint(p) => p
+                .stats
+                .authority
+                .clone()
+                .or_else(|| Authority::try_from(p.addr.to_string()).ok()),
+            Target::External(h, p) => Authority::try_from(format!("{h}:{p}")).ok(),
         }
     }
 
@@ -169,16 +176,22 @@ impl Proxy {
                     _lease: None,
                 },
             };
-            let authority = target.authority();
-            let uri_authority = match &ex.h2_authority {
-                Some(a) => a.as_str(),
-                None => authority.as_str(),
+            let Some(authority) = target.authority() else {
+                return Err(generated(
+                    StatusCode::BAD_GATEWAY,
+                    "the ExternalName service's host is not a valid host name",
+                ));
             };
-            let uri = match Uri::try_from(format!(
-                "{}://{uri_authority}{}",
-                ex.wire.scheme(),
-                ex.upstream_pq
-            )) {
+            let scheme = match ex.wire.is_tls() {
+                true => Scheme::HTTPS,
+                false => Scheme::HTTP,
+            };
+            let uri = match Uri::builder()
+                .scheme(scheme)
+                .authority(ex.h2_authority.clone().unwrap_or_else(|| authority.clone()))
+                .path_and_query(ex.upstream_pq.clone())
+                .build()
+            {
                 Ok(u) => u,
                 Err(_) => {
                     return Err(generated(
@@ -199,7 +212,7 @@ impl Proxy {
             let started = Instant::now();
             let sending = self
                 .upstreams
-                .send(ex.wire, ex.connect_timeout, &authority, up);
+                .send(ex.wire, ex.connect_timeout, authority.as_str(), up);
             let result = await_head(sending, ex, started).await;
             let elapsed = started.elapsed();
             tail.entry.upstream_duration = Some(elapsed);

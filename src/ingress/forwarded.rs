@@ -208,33 +208,48 @@ pub fn apply_forwarded(
     down: &Downstream<'_>,
     prefix: Option<&str>,
 ) -> HeaderValue {
-    let peer = down.peer.to_string();
-    let xff = match down.peer_trusted {
+    // Values are built so that each costs at most one allocation and clones cost none
+    // (this runs on every request): addresses are formatted on the stack, fixed strings
+    // are static, and the client's own Host value is reused.
+    let peer = ip_value(down.peer);
+    let prior_xff = match down.peer_trusted {
         true => {
             let prior: Vec<&str> = headers
                 .get_all(&X_FORWARDED_FOR)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .collect();
-            if prior.is_empty() {
-                peer
-            } else {
-                format!("{}, {peer}", prior.join(", "))
-            }
+            (!prior.is_empty()).then(|| prior.join(", "))
         }
-        false => peer,
+        false => None,
     };
-    set(headers, &X_FORWARDED_FOR, &xff);
+    match (prior_xff, peer.to_str()) {
+        (Some(prior), Ok(p)) => set(headers, &X_FORWARDED_FOR, &format!("{prior}, {p}")),
+        _ => {
+            headers.insert(&X_FORWARDED_FOR, peer.clone());
+        }
+    }
     if !(down.peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        set(headers, &X_FORWARDED_PROTO, down.scheme);
+        headers.insert(&X_FORWARDED_PROTO, scheme_value(down.scheme));
     }
     if !(down.peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        set(headers, &X_FORWARDED_HOST, down.host);
+        match single_value(headers, &header::HOST).filter(|v| v.as_bytes() == down.host.as_bytes())
+        {
+            Some(host) => {
+                let host = host.clone();
+                headers.insert(&X_FORWARDED_HOST, host);
+            }
+            None => set(headers, &X_FORWARDED_HOST, down.host),
+        }
     }
     if !(down.peer_trusted && headers.contains_key(&X_FORWARDED_PORT)) {
-        headers.insert(&X_FORWARDED_PORT, HeaderValue::from(down.port));
+        headers.insert(&X_FORWARDED_PORT, port_value(down.port));
     }
-    set(headers, &X_REAL_IP, &down.client.to_string());
+    let real_ip = match down.client == down.peer {
+        true => peer,
+        false => ip_value(down.client),
+    };
+    headers.insert(&X_REAL_IP, real_ip);
     if !down.peer_trusted {
         // Other spellings of "the client's address" that applications read: from an
         // untrusted peer they are whatever the client wanted them to be.
@@ -263,10 +278,62 @@ pub fn apply_forwarded(
     id
 }
 
+/// The header's value when it occurs exactly once.
+pub fn single_value<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h HeaderValue> {
+    let mut all = headers.get_all(name).iter();
+    let first = all.next()?;
+    all.next().is_none().then_some(first)
+}
+
+fn scheme_value(scheme: &str) -> HeaderValue {
+    match scheme {
+        "https" => HeaderValue::from_static("https"),
+        _ => HeaderValue::from_static("http"),
+    }
+}
+
+fn port_value(port: u16) -> HeaderValue {
+    match port {
+        80 => HeaderValue::from_static("80"),
+        443 => HeaderValue::from_static("443"),
+        p => HeaderValue::from(p),
+    }
+}
+
+/// Up to 48 bytes kept inline behind one shared allocation, so a header value made from
+/// them clones by reference count.
+struct Inline {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl AsRef<[u8]> for Inline {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+fn inline_value(
+    f: impl FnOnce(&mut std::io::Cursor<&mut [u8]>) -> std::io::Result<()>,
+) -> Option<HeaderValue> {
+    let mut buf = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    f(&mut cursor).ok()?;
+    let len = usize::try_from(cursor.position()).ok()?;
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(Inline { buf, len })).ok()
+}
+
+/// An address as a header value (an IPv6 address is at most 45 characters).
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    use std::io::Write as _;
+    inline_value(|c| write!(c, "{ip}")).unwrap_or_else(|| HeaderValue::from_static("unknown"))
+}
+
 /// A fresh request id: 32 lower-case hex characters (128 random bits).
 pub fn new_request_id() -> HeaderValue {
-    let id = format!("{:032x}", fastrand::u128(..));
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    use std::io::Write as _;
+    let n = fastrand::u128(..);
+    inline_value(|c| write!(c, "{n:032x}")).unwrap_or_else(|| HeaderValue::from_static("0"))
 }
 
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {

@@ -72,21 +72,28 @@ impl Gateway {
             }
         }
         let snapshot = self.snapshot.load_full();
-        let raw_host = forwarded::request_host(req.uri(), req.headers());
-        let (host, _) = forwarded::split_host(raw_host);
-        let host = host.into_owned();
-        let lookup = snapshot.router.lookup(&host, req.uri().path());
-        match lookup {
-            Lookup::Matched { route, captures } => {
+        // The host borrows the request, so everything that needs it is settled before the
+        // request moves on.
+        let matched = {
+            let raw_host = forwarded::request_host(req.uri(), req.headers());
+            let (host, _) = forwarded::split_host(raw_host);
+            match snapshot.router.lookup(&host, req.uri().path()) {
+                Lookup::Matched { route, captures } => {
+                    Ok((route, captures, host_has_tls(&snapshot, &host)))
+                }
+                Lookup::NotFound => Err(format!("no route for {host}{}", req.uri().path())),
+            }
+        };
+        match matched {
+            Ok((route, captures, host_tls)) => {
                 let inbound = Inbound {
                     conn,
                     scheme,
-                    host_tls: host_has_tls(&snapshot, &host),
+                    host_tls,
                 };
                 self.proxy.forward(route, &captures, req, &inbound).await
             }
-            Lookup::NotFound => {
-                let msg = format!("no route for {host}{}", req.uri().path());
+            Err(msg) => {
                 let tail = self.proxy.begin(&req, conn);
                 tail.attach(generated(StatusCode::NOT_FOUND, msg))
             }
@@ -126,7 +133,14 @@ pub fn host_has_tls(snapshot: &Snapshot, host: &str) -> bool {
     }
     match host.split_once('.') {
         Some((_, parent)) if !parent.is_empty() => {
-            snapshot.tls_hosts.contains_key(&format!("*.{parent}"))
+            // `*.parent` spelled on the stack: this runs on every request.
+            let mut buf = [0u8; 256];
+            let Some(wild) = buf.get_mut(..parent.len() + 2) else {
+                return false;
+            };
+            wild[..2].copy_from_slice(b"*.");
+            wild[2..].copy_from_slice(parent.as_bytes());
+            std::str::from_utf8(wild).is_ok_and(|w| snapshot.tls_hosts.contains_key(w))
         }
         _ => false,
     }

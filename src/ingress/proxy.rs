@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -145,12 +146,12 @@ impl Proxy {
             time: SystemTime::now(),
             client,
             method: req.method().clone(),
-            host: forwarded::request_host(req.uri(), req.headers()).to_string(),
+            host: host_value(req),
             path: req
                 .uri()
                 .path_and_query()
-                .map_or("/", |pq| pq.as_str())
-                .to_string(),
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
             status: 0,
             request_bytes: 0,
             response_bytes: 0,
@@ -201,13 +202,12 @@ impl Proxy {
         let policy = &*route.policy;
         let peer = inbound.conn.remote.ip().to_canonical();
         let peer_trusted = forwarded::is_trusted(peer, &self.config.trusted_proxies);
-        let host_raw = forwarded::request_host(req.uri(), req.headers()).to_string();
-        let (hostname, explicit_port) = forwarded::split_host(&host_raw);
-        let path_and_query = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_string();
+        // Both were taken from the request in `begin`; the clones share its buffer.
+        let host_header = tail.entry.host.clone();
+        let host_raw = host_header.to_str().unwrap_or("");
+        let (hostname, explicit_port) = forwarded::split_host(host_raw);
+        let pq = tail.entry.path.clone();
+        let path_and_query = pq.as_str();
         let content_length = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -217,10 +217,10 @@ impl Proxy {
         let head = filters::Head {
             client: tail.entry.client,
             scheme: inbound.scheme.as_str(),
-            host: &host_raw,
+            host: host_raw,
             hostname: &hostname,
             path: req.uri().path(),
-            path_and_query: &path_and_query,
+            path_and_query,
             host_tls: inbound.host_tls,
             content_length,
             https_port: self.config.https_redirect_port,
@@ -249,8 +249,20 @@ impl Proxy {
         let client_upgrade: Option<OnUpgrade> = upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let upstream_pq = match &policy.rewrite_target {
-            Some(target) => rewrite::rewrite_path_and_query(target, captures, req.uri().query()),
-            None => path_and_query.clone(),
+            Some(target) => {
+                let rewritten =
+                    rewrite::rewrite_path_and_query(target, captures, req.uri().query());
+                match PathAndQuery::try_from(rewritten) {
+                    Ok(pq) => pq,
+                    Err(_) => {
+                        return Outcome::Answer(generated(
+                            StatusCode::BAD_REQUEST,
+                            "the rewritten request path is not a valid URI",
+                        ));
+                    }
+                }
+            }
+            None => pq.clone(),
         };
 
         let (parts, body) = req.into_parts();
@@ -262,22 +274,24 @@ impl Proxy {
             client: tail.entry.client,
             peer_trusted,
             scheme: inbound.scheme.as_str(),
-            host: &host_raw,
+            host: host_raw,
             port: explicit_port.unwrap_or(inbound.scheme.default_port()),
         };
         let request_id =
             forwarded::apply_forwarded(&mut headers, &down, policy.x_forwarded_prefix.as_deref());
         tail.entry.request_id = Some(request_id);
-        let host_value = policy.upstream_vhost.as_deref().unwrap_or(&host_raw);
+        let host_value = policy.upstream_vhost.as_deref().unwrap_or(host_raw);
         // HTTP/2 carries the host as `:authority` (set from the URI); a Host header
         // alongside it would be redundant at best.
         let h2_authority = match wire.is_h2() {
             true => host_value.parse::<http::uri::Authority>().ok(),
             false => None,
         };
+        let host_unchanged = forwarded::single_value(&headers, &header::HOST)
+            .is_some_and(|v| v.as_bytes() == host_value.as_bytes());
         if wire.is_h2() {
             headers.remove(header::HOST);
-        } else if !host_value.is_empty() {
+        } else if !host_value.is_empty() && !host_unchanged {
             match HeaderValue::from_str(host_value) {
                 Ok(v) => {
                     headers.insert(header::HOST, v);
@@ -348,6 +362,18 @@ impl Proxy {
             resp.headers_mut().insert(name.clone(), value.clone());
         }
         Outcome::Streamed(resp, guards, exchange.read_timeout)
+    }
+}
+
+/// The host as the client sent it (`:authority` or Host, port included), shared with the
+/// request's own buffer where it came from a header.
+fn host_value(req: &Request<Incoming>) -> HeaderValue {
+    if let Some(a) = req.uri().authority() {
+        return HeaderValue::from_str(a.as_str()).unwrap_or_else(|_| HeaderValue::from_static(""));
+    }
+    match req.headers().get(header::HOST) {
+        Some(v) if v.to_str().is_ok() => v.clone(),
+        _ => HeaderValue::from_static(""),
     }
 }
 
