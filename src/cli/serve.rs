@@ -429,10 +429,9 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         o.grace = settings.shutdown.grace();
         o
     };
-    let admin_opts = settings.listeners.serve_options(
-        "admin",
-        ConnLimits::new(settings.listeners.admin_max_connections, 0),
-    );
+    let admin_limits = ConnLimits::new(settings.listeners.admin_max_connections, 0);
+    super::memory_trim::spawn(vec![limits.clone(), admin_limits.clone()]);
+    let admin_opts = settings.listeners.serve_options("admin", admin_limits);
     let webhook = tokio::spawn(serve(
         bind(args.webhook_addr, "webhook").await?,
         Some(webhook_tls),

@@ -46,6 +46,8 @@ pub struct ConnLimits {
     max: usize,
     per_client: usize,
     open: AtomicUsize,
+    /// Highest `open` since the last [`ConnLimits::take_peak`].
+    peak: AtomicUsize,
     clients: Mutex<HashMap<IpAddr, u32>>,
     pressure: watch::Sender<u64>,
     last_pressure_ms: AtomicU64,
@@ -58,6 +60,7 @@ impl ConnLimits {
             max: max.max(1),
             per_client,
             open: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
             clients: Mutex::new(HashMap::new()),
             pressure: watch::Sender::new(0),
             last_pressure_ms: AtomicU64::new(0),
@@ -78,9 +81,18 @@ impl ConnLimits {
         self.open.load(Ordering::Relaxed)
     }
 
+    /// The most connections open at once since the last call, which restarts the count
+    /// from those open now. A short wave that came and went between two looks still
+    /// shows.
+    pub fn take_peak(&self) -> usize {
+        let open = self.open();
+        self.peak.swap(open, Ordering::AcqRel).max(open)
+    }
+
     /// Takes a slot for a connection from `client`, or says why not.
     pub fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Slot, Refusal> {
         let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+        self.peak.fetch_max(open, Ordering::Relaxed);
         if open * 100 >= self.max.saturating_mul(PRESSURE_PERCENT) {
             self.raise_pressure();
         }
@@ -155,6 +167,18 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn peak_remembers_a_wave_between_two_looks() {
+        let l = ConnLimits::new(100, 0);
+        let slots: Vec<_> = (0..5).map(|_| l.admit(ip("10.0.0.1")).unwrap()).collect();
+        drop(slots);
+        assert_eq!(l.open(), 0);
+        assert_eq!(l.take_peak(), 5);
+        assert_eq!(l.take_peak(), 0);
+        let _one = l.admit(ip("10.0.0.1")).unwrap();
+        assert_eq!(l.take_peak(), 1);
     }
 
     #[test]
