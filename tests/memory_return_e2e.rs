@@ -1,8 +1,6 @@
 //! After a wave of connections closes, the process gives the heap they used back to the
 //! system (RSS falls again) instead of keeping it for good.
-#[allow(dead_code)]
 mod common;
-#[allow(dead_code)]
 #[path = "common/e2e.rs"]
 mod e2e;
 
