@@ -87,6 +87,7 @@ pub fn route(backend: Arc<Backend>, policy: Policy) -> Route {
         path_type: PathType::Prefix,
         backend,
         policy: Arc::new(policy),
+        metrics: Default::default(),
     }
 }
 
