@@ -279,3 +279,71 @@ pub fn retire<'a>(old: &[Arc<RouteMetrics>], new: impl IntoIterator<Item = &'a A
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(method: usize, status: u16) -> Finished {
+        Finished {
+            method,
+            status,
+            duration: Duration::from_millis(1),
+            request_bytes: 3,
+            response_bytes: 5,
+        }
+    }
+
+    fn scrape() -> String {
+        String::from_utf8(crate::metrics::encode()).unwrap_or_default()
+    }
+
+    #[test]
+    fn canary_and_odd_values_stay_bounded_and_retire_removes_them() {
+        let main: Arc<str> = Arc::from("rm-test/main:80");
+        let canary: Arc<str> = Arc::from("rm-test/canary:80");
+        let stranger: Arc<str> = Arc::from("rm-test/stranger:80");
+        let route = Arc::new(RouteMetrics::new(
+            Arc::from("rm-test/web"),
+            Some(Arc::from("rm.example")),
+            Arc::from("/shop"),
+            main.clone(),
+            Some(canary.clone()),
+        ));
+        route.record(Some(&main), &done(0, 200));
+        route.record(Some(&canary), &done(2, 201));
+        // Unknown service, method slot and status all fold into bounded values.
+        route.record(Some(&stranger), &done(99, 999));
+        route.record(None, &done(0, 200));
+        route.upstream(&main, Duration::from_millis(1));
+        route.retry(&canary);
+        let text = scrape();
+        let line = |labels: &str| {
+            text.lines()
+                .find(|l| l.starts_with("portcullis_ingress_requests_total{") && l.contains(labels))
+                .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+        };
+        assert_eq!(
+            line(r#"method="GET",namespace="rm-test",path="/shop",service="rm-test/main:80",status="200""#)
+                .as_deref(),
+            Some("2"),
+            "{text}"
+        );
+        assert!(line(r#"method="POST",namespace="rm-test",path="/shop",service="rm-test/canary:80",status="201""#).is_some());
+        assert!(line(r#"method="other",namespace="rm-test",path="/shop",service="rm-test/main:80",status="other""#).is_some());
+        assert!(!text.contains("stranger"));
+
+        // The same route compiled again keeps its series; without it, they go.
+        let same = Arc::new(RouteMetrics::new(
+            Arc::from("rm-test/web"),
+            Some(Arc::from("rm.example")),
+            Arc::from("/shop"),
+            main.clone(),
+            Some(canary.clone()),
+        ));
+        retire(std::slice::from_ref(&route), [&same]);
+        assert!(scrape().contains("rm-test/canary:80"));
+        retire(&[route], []);
+        assert!(!scrape().contains("rm-test/"), "{}", scrape());
+    }
+}
