@@ -185,7 +185,9 @@ pub struct RouteMetrics {
     main: Series,
     /// The canary backend's name, when the route's Ingress has one.
     canary_service: Option<Arc<str>>,
-    canary: OnceLock<Series>,
+    /// Boxed: a `Series` is about a kilobyte of empty slots, which most routes (no
+    /// canary) should not carry twice.
+    canary: OnceLock<Box<Series>>,
 }
 
 impl RouteMetrics {
@@ -218,7 +220,7 @@ impl RouteMetrics {
         match (service, &self.canary_service) {
             (Some(s), Some(c)) if !same(s, &main.labels.service) && same(s, c) => self
                 .canary
-                .get_or_init(|| Series::new(self.canary_labels(c))),
+                .get_or_init(|| Box::new(Series::new(self.canary_labels(c)))),
             // Anything else is the main backend, which keeps the labels bounded even if
             // a caller passed a name this route does not know.
             _ => main,
@@ -254,7 +256,7 @@ impl RouteMetrics {
     }
 
     fn each(&self) -> impl Iterator<Item = &Series> {
-        std::iter::once(&self.main).chain(self.canary.get())
+        std::iter::once(&self.main).chain(self.canary.get().map(|b| &**b))
     }
 }
 
