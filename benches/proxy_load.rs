@@ -46,6 +46,7 @@ async fn start_proxy(pods: Vec<SocketAddr>) -> SocketAddr {
             external: None,
         }),
         policy: Arc::new(Policy::default()),
+        metrics: Default::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

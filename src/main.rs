@@ -74,8 +74,9 @@ enum Command {
         #[arg(long, env = "PORTCULLIS_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// List every admission rule with its default action, mutation and Polaris category.
-    Rules,
+    /// List every admission rule with its default action, mutation, Polaris category and
+    /// what it checks; `rules ID` adds how to fix it, `--output json` gives every field.
+    Rules(cli::rules::RulesArgs),
     /// A small echo backend that answers with what it received (for demos and tests).
     Echo {
         /// Address to listen on.
@@ -143,7 +144,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => cli::audit::run(&args),
         Command::Certs(args) => cli::certs::run(&args),
         Command::Routes { manifests, config } => cli::routes::run(&manifests, config.as_deref()),
-        Command::Rules => cli::rules::run(),
+        Command::Rules(args) => cli::rules::run(&args),
         Command::Echo { addr, name } => cli::echo::run(addr, name),
     };
     match result {

@@ -39,6 +39,7 @@ fn route(host: &str, path: &str, t: PathType) -> Route {
             external: None,
         }),
         policy: Arc::new(Policy::default()),
+        metrics: Default::default(),
     }
 }
 

@@ -240,7 +240,7 @@ async fn refused_connection_is_retried_on_another_endpoint() {
     assert!(stats.health.consecutive_failures() >= 1);
     let metrics = String::from_utf8(portcullis::metrics::encode()).unwrap();
     assert!(
-        metrics.contains("portcullis_ingress_upstream_retries_total{ingress=\"default/web\",service=\"default/retry:80\"}"),
+        metrics.contains("portcullis_ingress_upstream_retries_total{host=\"\",ingress=\"web\",namespace=\"default\",path=\"/\",service=\"default/retry:80\"}"),
         "{metrics}"
     );
 }
@@ -298,7 +298,7 @@ async fn post_body_survives_a_retry() {
     );
     let metrics = String::from_utf8(portcullis::metrics::encode()).unwrap();
     assert!(metrics.contains(
-        "portcullis_ingress_upstream_retries_total{ingress=\"default/web\",service=\"default/retry-post:80\"} 1"
+        "portcullis_ingress_upstream_retries_total{host=\"\",ingress=\"web\",namespace=\"default\",path=\"/\",service=\"default/retry-post:80\"} 1"
     ));
 }
 

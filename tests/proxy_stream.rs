@@ -70,7 +70,7 @@ async fn hundred_mib_upload_streams_through() {
     let metrics = String::from_utf8(portcullis::metrics::encode()).unwrap();
     let line = metrics
         .lines()
-        .find(|l| l.starts_with("portcullis_ingress_request_bytes_total{ingress=\"default/web\"}"))
+        .find(|l| l.starts_with("portcullis_ingress_request_bytes_total{host=\"\",ingress=\"web\",namespace=\"default\",path=\"/\"}"))
         .expect("request bytes metric");
     let counted: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(counted >= (100 * MIB) as u64, "{line}");

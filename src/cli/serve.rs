@@ -294,7 +294,8 @@ fn ingress_resolver(args: &ServeArgs) -> anyhow::Result<(Arc<SniResolver>, Optio
     }
 }
 
-/// Keeps the SNI map and the endpoint gauges in step with every new snapshot.
+/// Keeps the SNI map, the endpoint gauges and the per-route series in step with every
+/// new snapshot.
 fn follow_snapshots(
     handle: ConfigHandle,
     generations: Option<watch::Receiver<u64>>,
@@ -302,6 +303,8 @@ fn follow_snapshots(
 ) {
     let apply = {
         let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
+        // Only the handles of the previous routes, not the whole snapshot, stay alive.
+        let mut routes: Vec<Arc<portcullis::ingress::route_metrics::RouteMetrics>> = Vec::new();
         move |handle: &ConfigHandle| {
             let snap = handle.load_full();
             resolver.set_map(snap.certs.clone());
@@ -315,6 +318,13 @@ fn follow_snapshots(
                 portcullis::ingress::ingress_metrics::remove_backend_gauges(gone);
             }
             known = now;
+            let current: Vec<_> = snap
+                .router
+                .entries()
+                .map(|(_, r)| r.metrics.clone())
+                .collect();
+            portcullis::ingress::route_metrics::retire(&routes, &current);
+            routes = current;
         }
     };
     let mut apply = apply;

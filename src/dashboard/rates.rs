@@ -61,15 +61,18 @@ pub fn read_totals() -> BTreeMap<String, Counts> {
                     .find(|l| l.name() == name)
                     .map(|l| l.value())
             };
-            let ingress = match label("ingress") {
-                Some("") | None => NO_ROUTE,
-                Some(i) => i,
+            // The dashboard names Ingresses `namespace/name`, the series split them.
+            let ingress = match (label("namespace").unwrap_or(""), label("ingress")) {
+                (_, Some("") | None) => NO_ROUTE.to_string(),
+                ("", Some(i)) => i.to_string(),
+                (ns, Some(i)) => format!("{ns}/{i}"),
             };
             // Counters hold whole numbers; the float is only the exposition format's.
             let value = metric.get_counter().get_value() as u64;
-            let c = totals.entry(ingress.to_string()).or_default();
+            let c = totals.entry(ingress).or_default();
             c.requests += value;
-            if label("status") == Some("5xx") {
+            // Exact codes: 5xx is any code starting with 5 (never `other`).
+            if label("status").is_some_and(|s| s.starts_with('5')) {
                 c.errors += value;
             }
         }
@@ -224,9 +227,27 @@ mod tests {
 
     #[test]
     fn totals_are_read_from_the_request_counters() {
-        ingress_metrics::record_request("rates-test/web", "svc", 200, Duration::ZERO, 0, 0);
-        ingress_metrics::record_request("rates-test/web", "svc", 503, Duration::ZERO, 0, 0);
-        ingress_metrics::record_request("rates-test/web", "other", 502, Duration::ZERO, 0, 0);
+        use crate::ingress::route_metrics::{Finished, RouteMetrics};
+        use std::sync::Arc;
+        let main: Arc<str> = Arc::from("rates-test/svc:80");
+        let canary: Arc<str> = Arc::from("rates-test/other:80");
+        let route = RouteMetrics::new(
+            Arc::from("rates-test/web"),
+            None,
+            Arc::from("/"),
+            main.clone(),
+            Some(canary.clone()),
+        );
+        let done = |status| Finished {
+            method: 0,
+            status,
+            duration: Duration::ZERO,
+            request_bytes: 0,
+            response_bytes: 0,
+        };
+        route.record(Some(&main), &done(200));
+        route.record(Some(&main), &done(503));
+        route.record(Some(&canary), &done(502));
         let t = read_totals();
         assert_eq!(
             t.get("rates-test/web"),

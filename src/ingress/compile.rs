@@ -24,6 +24,7 @@ use super::inspect::{BackendRef, DefaultScope, RouteClaim, inspect, main_claim};
 use super::live::LiveIndex;
 use super::policy::{Canary, Policy};
 use super::problem::Problem;
+use super::route_metrics::RouteMetrics;
 use super::router::{RouteError, RouterBuilder};
 use super::snapshot::{Backend, PathType, Route, Snapshot};
 use crate::source::ObjectStore;
@@ -254,13 +255,25 @@ impl Compiler<'_> {
         path_type: PathType,
         b: &BackendRef,
     ) -> Route {
+        let host: Option<Arc<str>> = host.map(Arc::from);
+        let path: Arc<str> = Arc::from(path);
+        let backend = self.backend(plan, b);
+        let canary = plan.policy.canary.as_ref().map(|c| c.backend.name.clone());
+        let metrics = Arc::new(RouteMetrics::new(
+            plan.key.clone(),
+            host.clone(),
+            path.clone(),
+            backend.name.clone(),
+            canary,
+        ));
         Route {
             ingress: plan.key.clone(),
-            host: host.map(Arc::from),
-            path: Arc::from(path),
+            host,
+            path,
             path_type,
-            backend: self.backend(plan, b),
+            backend,
             policy: plan.policy.clone(),
+            metrics,
         }
     }
 

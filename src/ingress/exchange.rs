@@ -216,7 +216,7 @@ impl Proxy {
             let result = await_head(sending, ex, started).await;
             let elapsed = started.elapsed();
             tail.entry.upstream_duration = Some(elapsed);
-            metrics::record_upstream(&route.ingress, &backend.name, elapsed);
+            route.metrics.upstream(&backend.name, elapsed);
             let stats = match &target {
                 Target::Endpoint(p) => Some(&p.stats),
                 Target::External(..) => None,
@@ -303,7 +303,7 @@ impl Proxy {
             if !retryable || attempt == 1 {
                 break;
             }
-            metrics::record_retry(&route.ingress, &backend.name);
+            route.metrics.retry(&backend.name);
         }
         Err(last_failure.unwrap_or_else(|| generated(StatusCode::BAD_GATEWAY, "upstream failed")))
     }

@@ -3,26 +3,42 @@
 //! registry; if a family cannot be built (a programming error) metrics are skipped, the
 //! proxy keeps serving.
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 
 use crate::ingress::snapshot::Backend;
 
+/// Labels of a request series, after ingress-nginx's `nginx_ingress_controller_requests`.
+/// Every value comes from configuration or a fixed list (`metric_labels`).
+pub const REQUEST_LABELS: &[&str] = &[
+    "namespace",
+    "ingress",
+    "host",
+    "path",
+    "service",
+    "method",
+    "status",
+];
+/// Labels of a route's duration and byte series (no method or status: histograms per
+/// status would multiply the bucket series by hundreds).
+pub const ROUTE_LABELS: &[&str] = &["namespace", "ingress", "host", "path"];
+/// [`ROUTE_LABELS`] plus the backend that answered.
+pub const UPSTREAM_LABELS: &[&str] = &["namespace", "ingress", "host", "path", "service"];
+
 /// All ingress metric families.
 #[derive(Debug, Clone)]
 pub struct IngressMetrics {
-    /// `ingress`, `service`, `status` (`2xx`…`5xx`).
+    /// [`REQUEST_LABELS`]; `status` is the exact code.
     pub requests: IntCounterVec,
-    /// Whole request, first byte in to last byte out; `ingress`.
+    /// Whole request, first byte in to last byte out; [`ROUTE_LABELS`].
     pub request_duration: HistogramVec,
-    /// Time to upstream response headers; `ingress`, `service`.
+    /// Time to upstream response headers; [`UPSTREAM_LABELS`].
     pub upstream_duration: HistogramVec,
-    /// Request body bytes received from clients; `ingress`.
+    /// Request body bytes received from clients; [`ROUTE_LABELS`].
     pub request_bytes: IntCounterVec,
-    /// Response body bytes sent to clients; `ingress`.
+    /// Response body bytes sent to clients; [`ROUTE_LABELS`].
     pub response_bytes: IntCounterVec,
-    /// Second attempts on another endpoint; `ingress`, `service`.
+    /// Second attempts on another endpoint; [`UPSTREAM_LABELS`].
     pub retries: IntCounterVec,
     /// Upstream failures by kind (`refused`, `connect_timeout`, `connect`, `read_timeout`,
     /// `send`); `service`, `kind`.
@@ -52,32 +68,32 @@ impl IngressMetrics {
             requests: counter(
                 "ingress_requests_total",
                 "Requests answered by the ingress listeners.",
-                &["ingress", "service", "status"],
+                REQUEST_LABELS,
             )?,
             request_duration: histogram(
                 "ingress_request_duration_seconds",
                 "Time from request to the last response byte.",
-                &["ingress"],
+                ROUTE_LABELS,
             )?,
             upstream_duration: histogram(
                 "ingress_upstream_duration_seconds",
                 "Time from sending upstream to receiving response headers.",
-                &["ingress", "service"],
+                UPSTREAM_LABELS,
             )?,
             request_bytes: counter(
                 "ingress_request_bytes_total",
                 "Request body bytes received from clients.",
-                &["ingress"],
+                ROUTE_LABELS,
             )?,
             response_bytes: counter(
                 "ingress_response_bytes_total",
                 "Response body bytes sent to clients.",
-                &["ingress"],
+                ROUTE_LABELS,
             )?,
             retries: counter(
                 "ingress_upstream_retries_total",
                 "Requests retried on another endpoint after a failure before sending.",
-                &["ingress", "service"],
+                UPSTREAM_LABELS,
             )?,
             upstream_errors: counter(
                 "ingress_upstream_errors_total",
@@ -110,17 +126,6 @@ pub fn metrics() -> Option<&'static IngressMetrics> {
         .as_ref()
 }
 
-/// `2xx`-style class of a status code.
-pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    }
-}
-
 /// Sets the endpoint gauges of one backend: for every backend of a new snapshot, and for
 /// each backend the endpoint fast path refreshed.
 pub fn set_backend_gauges(backend: &Backend) {
@@ -146,48 +151,7 @@ pub fn remove_backend_gauges(backend_name: &str) {
     }
 }
 
-/// Records one finished request.
-pub fn record_request(
-    ingress: &str,
-    service: &str,
-    status: u16,
-    duration: Duration,
-    request_bytes: u64,
-    response_bytes: u64,
-) {
-    let Some(m) = metrics() else { return };
-    m.requests
-        .with_label_values(&[ingress, service, status_class(status)])
-        .inc();
-    m.request_duration
-        .with_label_values(&[ingress])
-        .observe(duration.as_secs_f64());
-    if request_bytes > 0 {
-        m.request_bytes
-            .with_label_values(&[ingress])
-            .inc_by(request_bytes);
-    }
-    if response_bytes > 0 {
-        m.response_bytes
-            .with_label_values(&[ingress])
-            .inc_by(response_bytes);
-    }
-}
-
-pub fn record_upstream(ingress: &str, service: &str, duration: Duration) {
-    if let Some(m) = metrics() {
-        m.upstream_duration
-            .with_label_values(&[ingress, service])
-            .observe(duration.as_secs_f64());
-    }
-}
-
-pub fn record_retry(ingress: &str, service: &str) {
-    if let Some(m) = metrics() {
-        m.retries.with_label_values(&[ingress, service]).inc();
-    }
-}
-
+/// Counts an upstream failure; error paths only, so the label lookup is not cached.
 pub fn record_upstream_error(service: &str, kind: &str) {
     if let Some(m) = metrics() {
         m.upstream_errors.with_label_values(&[service, kind]).inc();
@@ -242,7 +206,5 @@ mod tests {
         remove_backend_gauges("metrics-test/web:80");
         let text = String::from_utf8(crate::metrics::encode()).unwrap();
         assert!(!text.contains("metrics-test/web:80"));
-        assert_eq!(status_class(101), "1xx");
-        assert_eq!(status_class(503), "5xx");
     }
 }

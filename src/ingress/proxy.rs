@@ -177,6 +177,7 @@ impl Proxy {
         let mut tail = self.begin(&req, inbound.conn);
         tail.entry.ingress = Some(route.ingress.clone());
         tail.entry.service = Some(route.backend.name.clone());
+        tail.route = Some(route.metrics.clone());
         match self
             .forward_inner(route, captures, req, inbound, &mut tail)
             .await

@@ -101,6 +101,9 @@ pub struct Route {
     pub path_type: PathType,
     pub backend: Arc<Backend>,
     pub policy: Arc<crate::ingress::policy::Policy>,
+    /// Metric handles with this route's labels, resolved once per route instead of per
+    /// request (`Default`: empty labels, for routes built outside `compile`).
+    pub metrics: Arc<crate::ingress::route_metrics::RouteMetrics>,
 }
 
 /// The outcome of a lookup.

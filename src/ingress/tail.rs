@@ -19,6 +19,8 @@ use crate::body::{Body, BoxError};
 use crate::ingress::access_log::{self, Entry};
 use crate::ingress::balancer::InFlight;
 use crate::ingress::ingress_metrics as metrics;
+use crate::ingress::metric_labels::method_index;
+use crate::ingress::route_metrics::{self, Finished, RouteMetrics};
 use crate::ingress::upstream::BodySlot;
 use crate::ingress::upstream_h2::H2Lease;
 
@@ -38,6 +40,8 @@ pub(crate) struct Tail {
     start: Instant,
     log: bool,
     pub(crate) slot: Option<Arc<BodySlot>>,
+    /// The matched route's handles; None for answers given before or without routing.
+    pub(crate) route: Option<Arc<RouteMetrics>>,
     done: bool,
 }
 
@@ -49,6 +53,7 @@ impl Tail {
             start: Instant::now(),
             log,
             slot: None,
+            route: None,
             done: false,
         }
     }
@@ -75,14 +80,17 @@ impl Tail {
         e.duration = self.start.elapsed();
         e.response_bytes = response_bytes;
         e.request_bytes = self.slot.as_ref().map_or(0, |s| s.bytes());
-        metrics::record_request(
-            e.ingress.as_deref().unwrap_or(""),
-            e.service.as_deref().unwrap_or(""),
-            e.status,
-            e.duration,
-            e.request_bytes,
-            e.response_bytes,
-        );
+        let done = Finished {
+            method: method_index(&e.method),
+            status: e.status,
+            duration: e.duration,
+            request_bytes: e.request_bytes,
+            response_bytes: e.response_bytes,
+        };
+        match &self.route {
+            Some(r) => r.record(e.service.as_ref(), &done),
+            None => route_metrics::record_unrouted(&done),
+        }
         if self.log {
             access_log::emit(e);
         }

@@ -80,13 +80,25 @@ pub fn backend_proto(
 }
 
 pub fn route(backend: Arc<Backend>, policy: Policy) -> Route {
+    let ingress: Arc<str> = "default/web".into();
+    let path: Arc<str> = "/".into();
+    let canary = policy.canary.as_ref().map(|c| c.backend.name.clone());
+    // Labelled as `compile` labels a route, so tests can read the series.
+    let metrics = Arc::new(portcullis::ingress::route_metrics::RouteMetrics::new(
+        ingress.clone(),
+        None,
+        path.clone(),
+        backend.name.clone(),
+        canary,
+    ));
     Route {
-        ingress: "default/web".into(),
+        ingress,
         host: None,
-        path: "/".into(),
+        path,
         path_type: PathType::Prefix,
         backend,
         policy: Arc::new(policy),
+        metrics,
     }
 }
 

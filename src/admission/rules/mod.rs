@@ -8,6 +8,7 @@ use super::patch::{PatchBuilder, Pointer};
 use super::settings::Action;
 
 pub mod disruption;
+pub mod explain;
 pub mod hardening;
 pub mod images;
 pub mod ingress;
@@ -60,6 +61,16 @@ pub trait Rule: Send + Sync {
     /// for portcullis' own rules.
     fn category(&self) -> &str {
         crate::admission::polaris::category(self.id()).unwrap_or("Other")
+    }
+
+    /// One or two sentences on what the rule checks, for `portcullis rules`.
+    fn checks(&self) -> &'static str {
+        explain::checks(self.id())
+    }
+
+    /// How to fix what the rule reports, for `portcullis rules`.
+    fn fix(&self) -> &'static str {
+        explain::fix(self.id())
     }
 
     /// What an audit says when the rule finds nothing (empty: the report says "passed").

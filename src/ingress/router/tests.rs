@@ -21,6 +21,7 @@ fn route(host: Option<&str>, path: &str, path_type: PathType, tag: &str) -> Rout
             external: None,
         }),
         policy: Arc::new(Policy::default()),
+        metrics: Default::default(),
     }
 }
 
