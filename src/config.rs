@@ -29,6 +29,7 @@ pub struct Settings {
     pub ingress: IngressSettings,
     pub shutdown: ShutdownSettings,
     pub listeners: ListenerSettings,
+    pub proxy: ProxySettings,
 }
 
 /// Data-plane settings that are not per-Ingress.
@@ -91,6 +92,9 @@ pub struct ListenerSettings {
     /// Connections the admin listener accepts (its own budget, inside the reserve, so
     /// probes answer while the others are full).
     pub admin_max_connections: usize,
+    /// Worker threads serving the ingress listeners, each with its own runtime and
+    /// `SO_REUSEPORT` socket (nginx `worker_processes`); 0: one per CPU available.
+    pub workers: usize,
     /// TLS session tickets (stateless resumption, key rotated every 6 hours). nginx has
     /// them on by default; ingress-nginx turns them off (`ssl-session-tickets`).
     pub tls_session_tickets: bool,
@@ -113,6 +117,7 @@ impl Default for ListenerSettings {
             max_connections: 0,
             max_connections_per_client: 0,
             admin_max_connections: 128,
+            workers: 0,
             tls_session_tickets: true,
             tls_session_cache_size: 10_000,
         }
@@ -154,6 +159,64 @@ impl ListenerSettings {
 /// A zero timeout would close every connection at once; it is read as one second.
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n.max(1))
+}
+
+/// Defaults of the request path towards pods. Per-Ingress annotations
+/// (`proxy-connect-timeout`, `proxy-read-timeout`, `proxy-send-timeout`) override the
+/// first three, as ingress-nginx's ConfigMap keys of the same names are overridden.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ProxySettings {
+    /// TCP connect (and upstream TLS handshake) to a pod.
+    pub connect_timeout_seconds: u64,
+    /// Response head after the request was sent, and each pause in the response body.
+    pub read_timeout_seconds: u64,
+    /// Longest pause while streaming a request body to a pod.
+    pub send_timeout_seconds: u64,
+    /// Requests in flight to one pod address; more wait up to the connect timeout, then
+    /// get 503.
+    pub max_concurrency_per_endpoint: usize,
+    /// Idle pooled HTTP/1.1 connections to pods close after this (ingress-nginx
+    /// `upstream-keepalive-timeout`). Kept below common backend keep-alives (Node's 5 s)
+    /// so a socket the pod is closing is never reused.
+    pub upstream_keep_alive_timeout_seconds: u64,
+    /// HTTP/2 (h2c, gRPC) connections to pods: PING interval and answer timeout, and how
+    /// long one without streams stays open.
+    pub upstream_http2_ping_interval_seconds: u64,
+    pub upstream_http2_ping_timeout_seconds: u64,
+    pub upstream_http2_idle_timeout_seconds: u64,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        let p = crate::ingress::gateway::ProxyConfig::default();
+        let u = &p.upstream;
+        ProxySettings {
+            connect_timeout_seconds: p.connect_timeout.as_secs(),
+            read_timeout_seconds: p.read_timeout.as_secs(),
+            send_timeout_seconds: p.send_timeout.as_secs(),
+            max_concurrency_per_endpoint: p.max_concurrency_per_endpoint,
+            upstream_keep_alive_timeout_seconds: u.idle_timeout.as_secs(),
+            upstream_http2_ping_interval_seconds: u.h2_keep_alive_interval.as_secs(),
+            upstream_http2_ping_timeout_seconds: u.h2_keep_alive_timeout.as_secs(),
+            upstream_http2_idle_timeout_seconds: u.h2_idle_timeout.as_secs(),
+        }
+    }
+}
+
+impl ProxySettings {
+    /// Applies these settings to `config` (the rest of it comes from elsewhere).
+    pub fn apply(&self, config: &mut crate::ingress::gateway::ProxyConfig) {
+        config.connect_timeout = secs(self.connect_timeout_seconds);
+        config.read_timeout = secs(self.read_timeout_seconds);
+        config.send_timeout = secs(self.send_timeout_seconds);
+        config.max_concurrency_per_endpoint = self.max_concurrency_per_endpoint.max(1);
+        let u = &mut config.upstream;
+        u.idle_timeout = secs(self.upstream_keep_alive_timeout_seconds);
+        u.h2_keep_alive_interval = secs(self.upstream_http2_ping_interval_seconds);
+        u.h2_keep_alive_timeout = secs(self.upstream_http2_ping_timeout_seconds);
+        u.h2_idle_timeout = secs(self.upstream_http2_idle_timeout_seconds);
+    }
 }
 
 /// How SIGTERM is handled.
@@ -249,6 +312,28 @@ shutdown: {drainDelaySeconds: 7}
         assert_eq!(s.shutdown.grace(), Duration::from_secs(10));
         let s = Settings::parse("t", "shutdown: {drainDelaySeconds: 0}\n").unwrap();
         assert_eq!(s.shutdown.drain_delay(), Duration::ZERO);
+    }
+
+    #[test]
+    fn proxy_settings_reach_the_proxy_config_and_keep_other_defaults() {
+        let s = Settings::parse(
+            "t",
+            "proxy: {connectTimeoutSeconds: 2, upstreamKeepAliveTimeoutSeconds: 9, maxConcurrencyPerEndpoint: 0}\n",
+        )
+        .unwrap();
+        let mut config = crate::ingress::gateway::ProxyConfig::default();
+        s.proxy.apply(&mut config);
+        assert_eq!(config.connect_timeout, Duration::from_secs(2));
+        assert_eq!(config.upstream.idle_timeout, Duration::from_secs(9));
+        // 0 would refuse every request; it is read as 1.
+        assert_eq!(config.max_concurrency_per_endpoint, 1);
+        assert_eq!(config.read_timeout, Duration::from_secs(60));
+        assert_eq!(config.upstream.h2_idle_timeout, Duration::from_secs(30));
+        // Empty settings change nothing.
+        let mut untouched = crate::ingress::gateway::ProxyConfig::default();
+        Settings::default().proxy.apply(&mut untouched);
+        assert_eq!(untouched.connect_timeout, Duration::from_secs(5));
+        assert_eq!(untouched.max_concurrency_per_endpoint, 1024);
     }
 
     #[test]

@@ -10,3 +10,4 @@ pub mod rules;
 pub mod serve;
 pub mod status;
 pub mod stdout;
+pub mod workers;

@@ -383,13 +383,14 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     for cidr in &settings.ingress.trusted_cidrs {
         trusted.push(parse_cidr(cidr)?);
     }
-    let proxy = ProxyConfig {
+    let mut proxy = ProxyConfig {
         trusted_proxies: trusted,
         access_log: settings.ingress.access_log,
         client_body_timeout: settings.listeners.client_body_timeout(),
         https_redirect_port: args.https_redirect_port,
         ..Default::default()
     };
+    settings.proxy.apply(&mut proxy);
     let gateway = Arc::new(Gateway::new(config.shared(), proxy));
     let tunnels = gateway.proxy().tunnels().clone();
 
@@ -457,23 +458,31 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         shutdown.clone(),
         opts("webhook"),
     ));
-    let http = tokio::spawn(serve(
-        bind(args.http_addr, "ingress HTTP").await?,
+    // The data plane runs on worker threads of its own (see `workers`).
+    let worker_count = super::workers::count(settings.listeners.workers);
+    let mut http = super::workers::start(
+        "http",
+        super::workers::bind(args.http_addr, worker_count, "ingress HTTP")?,
         None,
         gateway_handler(gateway.clone(), Scheme::Http),
         shutdown.clone(),
-        opts("http"),
-    ));
-    let https = tokio::spawn(serve(
-        bind(args.https_addr, "ingress HTTPS").await?,
+        || opts("http"),
+    )?;
+    let mut https = super::workers::start(
+        "https",
+        super::workers::bind(args.https_addr, worker_count, "ingress HTTPS")?,
         Some(server_config_with(
             resolver,
             settings.listeners.tls_resumption(),
         )?),
         gateway_handler(gateway, Scheme::Https),
         shutdown.clone(),
-        opts("https"),
-    ));
+        || opts("https"),
+    )?;
+    tracing::info!(
+        workers = worker_count,
+        "ingress listeners on worker threads"
+    );
     let admin = tokio::spawn(serve(
         bind(args.admin_addr, "admin").await?,
         None,
@@ -498,13 +507,16 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         // Hand the Lease over now rather than let it expire while we drain.
         status.shutdown().await;
     }
-    for (name, task) in [("webhook", webhook), ("http", http), ("https", https)] {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(listener = name, error = %e, "listener ended with an error")
-            }
-            Err(e) => tracing::warn!(listener = name, error = %e, "listener task failed"),
+    match webhook.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(listener = "webhook", error = %e, "listener ended with an error")
+        }
+        Err(e) => tracing::warn!(listener = "webhook", error = %e, "listener task failed"),
+    }
+    for (name, workers) in [("http", &mut http), ("https", &mut https)] {
+        if let Err(e) = workers.join().await {
+            tracing::warn!(listener = name, error = %e, "listener ended with an error");
         }
     }
     let open = tunnels.open();
@@ -515,6 +527,8 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     if cut > 0 {
         tracing::warn!(cut, "grace period over; closed upgraded connections");
     }
+    http.release();
+    https.release();
     admin_shutdown.trigger();
     let _ = tokio::time::timeout(Duration::from_secs(2), admin).await;
     drop(source.driver);
