@@ -173,11 +173,13 @@ enum Field {
 /// `cpuRequestsMissing`, `memoryRequestsMissing`, `memoryLimitsMissing`, `cpuLimitsMissing`
 /// (Polaris ids). `cpuLimitsMissing` has no mutation: a guessed CPU limit throttles.
 ///
-/// A request is not missing when the same resource has a limit: Kubernetes then defaults
-/// the request to the limit, so the scheduler and the HPA have a value, and adding a
-/// smaller default would silently move the pod out of the Guaranteed class. A pod-level
-/// `resources` entry for the resource also satisfies the rule (it bounds the whole pod, and
-/// a container default could contradict it).
+/// As in Polaris, the field itself must be set: a container with only a limit fails the
+/// request check, although Kubernetes would default the request to the limit (Polaris'
+/// schema requires `resources.requests.cpu`, and the explicit value is what reviewers
+/// and cost tools read). The mutation then writes the limit's own value as the request,
+/// which is what Kubernetes would have used, so nothing moves (the QoS class included).
+/// A pod-level `resources` entry for the resource also satisfies the rule (it bounds the
+/// whole pod, and a container default could contradict it); Polaris predates that field.
 struct Missing {
     id: &'static str,
     field: Field,
@@ -212,10 +214,7 @@ impl Missing {
 
     fn is_missing(&self, c: &Value, pod_spec: &Value) -> bool {
         let (section, name) = self.section_and_name();
-        let covered = |owner: &Value| {
-            field(owner, section, name).is_some()
-                || (section == "requests" && field(owner, "limits", name).is_some())
-        };
+        let covered = |owner: &Value| field(owner, section, name).is_some();
         !covered(c) && !covered(pod_spec)
     }
 
@@ -247,8 +246,13 @@ impl Missing {
         };
         let default_q = quantity::parse(default)?;
         if self.field != Field::MemoryLimit {
-            // is_missing already ruled out a limit, so any request is valid.
-            return Some(default.clone());
+            // A request above the container's limit would make the object invalid; the
+            // limit is what Kubernetes defaults the request to anyway.
+            let (_, name) = self.section_and_name();
+            return match field(c, "limits", name) {
+                Some(limit) => Some(show(limit)),
+                None => Some(default.clone()),
+            };
         }
         // A default limit below the container's own request would make the object
         // invalid: take the request instead (memory limit = request, nothing else moves).
@@ -480,10 +484,10 @@ mod tests {
     }
 
     #[test]
-    fn missing_request_is_covered_by_a_limit() {
+    fn a_limit_does_not_stand_in_for_the_request() {
         let spec = json!({});
         let limited = c(json!({"limits": {"memory": "1Gi"}}));
-        assert!(!Missing::MEMORY_REQUEST.is_missing(&limited, &spec));
+        assert!(Missing::MEMORY_REQUEST.is_missing(&limited, &spec));
         assert!(Missing::CPU_REQUEST.is_missing(&limited, &spec));
         assert!(!Missing::MEMORY_LIMIT.is_missing(&limited, &spec));
         let empty = c(json!({"limits": {"memory": ""}, "requests": {"memory": null}}));
