@@ -128,3 +128,60 @@ fn unknown_check_ids_are_an_error_listing_the_known_ones() {
         "{err}"
     );
 }
+
+#[test]
+fn polaris_json_has_polaris_layout() {
+    let out = audit(&["--format", "polaris-json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["PolarisOutputVersion"], "1.0");
+    assert_eq!(got["SourceType"], "Path");
+    assert_eq!(got["SourceName"], "tests/audit/manifests");
+    assert_eq!(got["Score"], 55);
+    assert!(got["AuditTime"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let info = &got["ClusterInfo"];
+    assert_eq!(
+        (info["Namespaces"].as_u64(), info["Controllers"].as_u64()),
+        (Some(2), Some(3))
+    );
+    let results = got["Results"].as_array().unwrap();
+    assert_eq!(results.len(), 8);
+    let find = |kind: &str, name: &str| {
+        results
+            .iter()
+            .find(|r| r["Kind"] == kind && r["Name"] == name)
+            .unwrap_or_else(|| panic!("{kind} {name} in {results:?}"))
+    };
+    // A pod-level finding, a container finding keyed by the container's name, and the
+    // configured severity.
+    let api = find("Deployment", "api");
+    assert_eq!(api["Namespace"], "shop");
+    let pod = &api["PodResult"];
+    assert_eq!(pod["Results"]["hostNetworkSet"]["Success"], false);
+    assert_eq!(pod["Results"]["hostNetworkSet"]["Severity"], "warning");
+    assert_eq!(pod["Results"]["hostNetworkSet"]["ID"], "hostNetworkSet");
+    let containers = pod["ContainerResults"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    assert_eq!(containers[0]["Name"], "api");
+    let tag = &containers[0]["Results"]["tagNotSpecified"];
+    assert_eq!(tag["Success"], false);
+    assert_eq!(tag["Severity"], "danger");
+    assert_eq!(tag["Category"], "Reliability");
+    assert!(tag["Message"].as_str().is_some_and(|m| !m.is_empty()));
+    // A success on a clean workload; an object without pods has no PodResult.
+    assert_eq!(
+        find("Deployment", "web")["PodResult"]["Results"]["tagNotSpecified"]["Success"],
+        true
+    );
+    let creds = find("ConfigMap", "creds");
+    assert!(creds["PodResult"].is_null());
+    assert_eq!(
+        creds["Results"]["sensitiveConfigmapContent"]["Success"],
+        false
+    );
+    assert_eq!(creds["CreatedTime"], "0001-01-01T00:00:00Z");
+}

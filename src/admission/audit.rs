@@ -72,6 +72,13 @@ pub struct CheckResult {
     pub severity: Option<&'static str>,
     pub message: String,
     pub path: String,
+    /// The container the finding is about, when its path is inside one (for Polaris'
+    /// layout, which groups container results).
+    #[serde(skip)]
+    pub container: Option<String>,
+    /// The check's configured severity, also for successes (Polaris reports it).
+    #[serde(skip)]
+    pub configured: &'static str,
 }
 
 /// Everything found on one object.
@@ -84,6 +91,12 @@ pub struct WorkloadResult {
     pub score: u64,
     pub counts: Counts,
     pub results: Vec<CheckResult>,
+    /// `metadata.creationTimestamp`, when the object has one.
+    #[serde(skip)]
+    pub created: Option<String>,
+    /// The object has a pod spec (a Pod or a workload with a template).
+    #[serde(skip)]
+    pub has_pod: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -198,6 +211,8 @@ fn audit_one(engine: &Engine, input: &Input, view: &ClusterView) -> WorkloadResu
                     severity: None,
                     message: rule.success_message().to_string(),
                     path: String::new(),
+                    container: None,
+                    configured: sev,
                 });
             }
             continue;
@@ -213,10 +228,13 @@ fn audit_one(engine: &Engine, input: &Input, view: &ClusterView) -> WorkloadResu
                 success: false,
                 severity: Some(sev),
                 message: v.message,
+                container: container_at(obj, &v.path.render()),
                 path: v.path.render(),
+                configured: sev,
             });
         }
     }
+    let has_pod = ctx.template.is_some();
     // Stable order for diffs: by check id, then path.
     results.sort_by(|a, b| (&a.check, &a.path).cmp(&(&b.check, &b.path)));
     WorkloadResult {
@@ -227,7 +245,28 @@ fn audit_one(engine: &Engine, input: &Input, view: &ClusterView) -> WorkloadResu
         score: counts.score(),
         counts,
         results,
+        created: obj
+            .pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        has_pod,
     }
+}
+
+/// The name of the container a JSON Pointer points into, if it does.
+fn container_at(obj: &Value, path: &str) -> Option<String> {
+    for list in ["/containers/", "/initContainers/", "/ephemeralContainers/"] {
+        if let Some(at) = path.find(list) {
+            let rest = &path[at + list.len()..];
+            let index = rest.split('/').next().unwrap_or("");
+            let item = format!("{}{index}/name", &path[..at + list.len()]);
+            return obj
+                .pointer(&item)
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+    }
+    None
 }
 
 /// Audits every input against the others (they form the cluster view).

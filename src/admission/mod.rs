@@ -5,6 +5,7 @@
 //! operations into one decision. Bad input is answered with an HTTP error or an
 //! AdmissionReview response carrying a message, never with a panic.
 pub mod audit;
+pub mod audit_polaris;
 pub mod audit_render;
 pub mod check;
 pub mod check_input;

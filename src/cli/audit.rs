@@ -15,6 +15,8 @@ use portcullis::config::Settings;
 pub enum Format {
     Table,
     Json,
+    /// Polaris' own JSON layout (`polaris audit --format json`).
+    PolarisJson,
     Html,
 }
 
@@ -169,6 +171,15 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     let text = match args.format {
         Format::Table => audit_render::table(&report),
         Format::Json => serde_json::to_string_pretty(&report)? + "\n",
+        Format::PolarisJson => {
+            let source_type = match args.audit_path {
+                Some(_) => "Path",
+                None => "Cluster",
+            };
+            let now = portcullis::ingress::access_log::rfc3339(std::time::SystemTime::now());
+            let data = portcullis::admission::audit_polaris::render(&report, &now, source_type);
+            serde_json::to_string_pretty(&data)? + "\n"
+        }
         Format::Html => audit_render::html(&report),
     };
     match &args.output_file {
