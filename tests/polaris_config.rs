@@ -1,6 +1,7 @@
 //! A Polaris configuration file with custom checks and exemptions, read as it is, drives
 //! the engine: severities, checks left out, custom JSON Schema checks (container, pod
-//! template with `{{ }}` substitution, a core kind), namespace and controller exemptions.
+//! template with `{{ }}` substitution, a core kind), namespace, controller and container
+//! exemptions.
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -22,8 +23,7 @@ fn config_with_custom_checks_and_exemptions() {
     )
     .unwrap();
     assert_eq!(engine.display_name(), Some("test-cluster"));
-    assert_eq!(notes.len(), 1, "{notes:?}");
-    assert!(notes[0].contains("containerNames"), "{notes:?}");
+    assert!(notes.is_empty(), "{notes:?}");
 
     let text = std::fs::read_to_string(dir().join("objects.yaml")).unwrap();
     let objects = parse_manifests("objects.yaml", &text).unwrap();
@@ -176,4 +176,36 @@ fn the_mutations_list_switches_polaris_fixes_on() {
             serde_json::json!({"op": "add", "path": "/spec/containers/0/securityContext", "value": {"allowPrivilegeEscalation": false}}),
         ]
     );
+}
+
+#[test]
+fn container_exemption_spares_only_that_container() {
+    let text = std::fs::read_to_string(dir().join("objects.yaml")).unwrap();
+    let objects = parse_manifests("objects.yaml", &text).unwrap();
+    let view = ClusterView::new(&objects);
+    let registry_paths = |config: &Path| -> BTreeSet<String> {
+        let (engine, _) = polaris::engine(AdmissionSettings::default(), Some(config)).unwrap();
+        check_objects(&engine, "objects.yaml", &objects, None, Some(&view))
+            .iter()
+            .filter(|r| r.finding.rule == "imageRegistry")
+            .map(|r| r.finding.path.clone())
+            .collect()
+    };
+    let with = registry_paths(&dir().join("config.yaml"));
+    assert_eq!(
+        with,
+        BTreeSet::from(["/spec/template/spec/containers/0".to_string()])
+    );
+    // The same configuration without the exemption reports the sidecar too.
+    let config = std::fs::read_to_string(dir().join("config.yaml")).unwrap();
+    let without = config.replace(
+        "  - containerNames: [istio-proxy]\n    rules: [imageRegistry]\n",
+        "",
+    );
+    assert_ne!(config, without, "the fixture's exemption was not found");
+    let scratch = tempfile::tempdir().unwrap();
+    let path = scratch.path().join("config.yaml");
+    std::fs::write(&path, without).unwrap();
+    let all = registry_paths(&path);
+    assert!(all.contains("/spec/template/spec/containers/1"), "{all:?}");
 }

@@ -200,7 +200,7 @@ fn audit_one(engine: &Engine, input: &Input, view: &ClusterView) -> WorkloadResu
         if skipped || engine.exempt(rule.as_ref(), &ctx) {
             continue;
         }
-        let found = rule.check(&ctx);
+        let found = engine.findings(rule.as_ref(), &ctx);
         if found.is_empty() {
             if rule.applies(&ctx) {
                 counts.successes += 1;
@@ -228,7 +228,7 @@ fn audit_one(engine: &Engine, input: &Input, view: &ClusterView) -> WorkloadResu
                 success: false,
                 severity: Some(sev),
                 message: v.message,
-                container: container_at(obj, &v.path.render()),
+                container: super::engine::container_at(obj, &v.path.render()),
                 path: v.path.render(),
                 configured: sev,
             });
@@ -251,22 +251,6 @@ fn audit_one(engine: &Engine, input: &Input, view: &ClusterView) -> WorkloadResu
             .map(str::to_string),
         has_pod,
     }
-}
-
-/// The name of the container a JSON Pointer points into, if it does.
-fn container_at(obj: &Value, path: &str) -> Option<String> {
-    for list in ["/containers/", "/initContainers/", "/ephemeralContainers/"] {
-        if let Some(at) = path.find(list) {
-            let rest = &path[at + list.len()..];
-            let index = rest.split('/').next().unwrap_or("");
-            let item = format!("{}{index}/name", &path[..at + list.len()]);
-            return obj
-                .pointer(&item)
-                .and_then(Value::as_str)
-                .map(str::to_string);
-        }
-    }
-    None
 }
 
 /// Audits every input against the others (they form the cluster view).

@@ -235,7 +235,7 @@ impl Engine {
         if rule_ex
             .iter()
             .chain(&self.settings.exemptions)
-            .any(|e| e.applies(ctx.namespace, ctx.name, labels))
+            .any(|e| e.containers.is_empty() && e.applies(ctx.namespace, ctx.name, labels))
         {
             return true;
         }
@@ -246,6 +246,40 @@ impl Engine {
                 .and_then(Value::as_str)
                 .is_some_and(|list| list.split(',').any(|id| id.trim() == rule.id()))
                 || super::polaris::annotation_exempt(ctx.annotations(), rule.id()))
+    }
+
+    /// Container names exempted from `rule` on this object (exemptions that name
+    /// containers); empty for most objects.
+    pub fn exempt_containers<'s>(&'s self, rule: &dyn Rule, ctx: &Context<'_>) -> Vec<&'s str> {
+        let labels = ctx.labels();
+        let rule_ex = self
+            .settings
+            .rules
+            .get(rule.id())
+            .map(|s| s.exemptions.as_slice())
+            .unwrap_or(&[]);
+        rule_ex
+            .iter()
+            .chain(&self.settings.exemptions)
+            .filter(|e| !e.containers.is_empty() && e.applies(ctx.namespace, ctx.name, labels))
+            .flat_map(|e| e.containers.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// `rule`'s findings on the object, less those inside exempted containers.
+    pub fn findings(&self, rule: &dyn Rule, ctx: &Context<'_>) -> Vec<super::rules::Violation> {
+        let found = rule.check(ctx);
+        let exempt = self.exempt_containers(rule, ctx);
+        if exempt.is_empty() {
+            return found;
+        }
+        found
+            .into_iter()
+            .filter(|v| {
+                container_at(ctx.object, &v.path.render())
+                    .is_none_or(|c| !exempt.contains(&c.as_str()))
+            })
+            .collect()
     }
 
     /// Runs every active check.
@@ -265,7 +299,7 @@ impl Engine {
             if action == Action::Off || self.exempt(rule.as_ref(), ctx) {
                 continue;
             }
-            for v in rule.check(ctx) {
+            for v in self.findings(rule.as_ref(), ctx) {
                 findings.push(Finding {
                     rule: rule.id(),
                     action,
@@ -284,7 +318,12 @@ impl Engine {
         }
         let mut patch = PatchBuilder::new(ctx.object.clone());
         for rule in &self.rules {
-            if self.mutation_on(rule.as_ref()) && !self.exempt(rule.as_ref(), ctx) {
+            // A mutation edits containers it cannot be told to spare, so an object with an
+            // exempted container is left to its owner for that rule.
+            if self.mutation_on(rule.as_ref())
+                && !self.exempt(rule.as_ref(), ctx)
+                && self.exempt_containers(rule.as_ref(), ctx).is_empty()
+            {
                 rule.mutate(ctx, &mut patch);
             }
         }
@@ -294,6 +333,22 @@ impl Engine {
         }
         patch.into_ops()
     }
+}
+
+/// The name of the container a JSON Pointer points into, if it does.
+pub fn container_at(obj: &Value, path: &str) -> Option<String> {
+    for list in ["/containers/", "/initContainers/", "/ephemeralContainers/"] {
+        if let Some(at) = path.find(list) {
+            let end = at + list.len();
+            let index = path[end..].split('/').next().unwrap_or("");
+            let item = format!("{}{index}/name", &path[..end]);
+            return obj
+                .pointer(&item)
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+    }
+    None
 }
 
 #[cfg(test)]

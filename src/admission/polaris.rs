@@ -180,20 +180,9 @@ impl PolarisConfig {
     }
 
     /// What the configuration asks for that is not done here, for the caller to report:
-    /// exemptions by container name (rules judge whole objects), mutations of checks that
-    /// have none here, custom checks' additional schemas.
+    /// mutations of checks that have none here, custom checks' additional schemas.
     pub fn unsupported(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .exemptions
-            .iter()
-            .filter(|e| !e.container_names.is_empty())
-            .map(|e| {
-                format!(
-                    "exemption by containerNames {:?} is not supported and is skipped",
-                    e.container_names
-                )
-            })
-            .collect();
+        let mut out: Vec<String> = Vec::new();
         let mutating: Vec<&'static str> = rules::catalogue()
             .iter()
             .filter(|r| r.mutation().is_some())
@@ -278,15 +267,12 @@ impl PolarisConfig {
         }
         let config_exemptions = !(self.disallow_exemptions || self.disallow_config_exemptions);
         if config_exemptions {
-            for e in self
-                .exemptions
-                .iter()
-                .filter(|e| e.container_names.is_empty())
-            {
+            for e in &self.exemptions {
                 let ex = Exemption {
                     namespaces: e.namespace.iter().cloned().collect(),
                     names: e.controller_names.clone(),
                     selector: None,
+                    containers: e.container_names.clone(),
                 };
                 if e.rules.is_empty() {
                     settings.exemptions.push(ex);

@@ -94,6 +94,10 @@ pub struct Exemption {
     /// Label selector over the object's own labels.
     #[serde(default)]
     pub selector: Option<LabelSelector>,
+    /// Container names (Polaris' containerNames): when given, the exemption covers only
+    /// findings inside these containers, not the whole object.
+    #[serde(default)]
+    pub containers: Vec<String>,
 }
 
 impl Exemption {
@@ -271,6 +275,7 @@ mod tests {
             namespaces: vec!["team-*".into()],
             names: vec!["legacy-".into()],
             selector: None,
+            containers: Vec::new(),
         };
         assert!(e.applies("team-a", "legacy-api", None));
         assert!(!e.applies("teamb", "legacy-api", None));
