@@ -180,6 +180,10 @@ pub struct ProxySettings {
     /// `upstream-keepalive-timeout`). Kept below common backend keep-alives (Node's 5 s)
     /// so a socket the pod is closing is never reused.
     pub upstream_keep_alive_timeout_seconds: u64,
+    /// Idle HTTP/1.1 connections kept per pod and worker thread (ingress-nginx
+    /// `upstream-keepalive-connections`); connections over it close when their request
+    /// ends.
+    pub upstream_keep_alive_connections: usize,
     /// HTTP/2 (h2c, gRPC) connections to pods: PING interval and answer timeout, and how
     /// long one without streams stays open.
     pub upstream_http2_ping_interval_seconds: u64,
@@ -197,6 +201,7 @@ impl Default for ProxySettings {
             send_timeout_seconds: p.send_timeout.as_secs(),
             max_concurrency_per_endpoint: p.max_concurrency_per_endpoint,
             upstream_keep_alive_timeout_seconds: u.idle_timeout.as_secs(),
+            upstream_keep_alive_connections: u.max_idle_per_endpoint,
             upstream_http2_ping_interval_seconds: u.h2_keep_alive_interval.as_secs(),
             upstream_http2_ping_timeout_seconds: u.h2_keep_alive_timeout.as_secs(),
             upstream_http2_idle_timeout_seconds: u.h2_idle_timeout.as_secs(),
@@ -213,6 +218,7 @@ impl ProxySettings {
         config.max_concurrency_per_endpoint = self.max_concurrency_per_endpoint.max(1);
         let u = &mut config.upstream;
         u.idle_timeout = secs(self.upstream_keep_alive_timeout_seconds);
+        u.max_idle_per_endpoint = self.upstream_keep_alive_connections;
         u.h2_keep_alive_interval = secs(self.upstream_http2_ping_interval_seconds);
         u.h2_keep_alive_timeout = secs(self.upstream_http2_ping_timeout_seconds);
         u.h2_idle_timeout = secs(self.upstream_http2_idle_timeout_seconds);

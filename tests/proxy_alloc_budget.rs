@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// this was written (49 before the forwarded headers, host and path stopped being copied);
 /// most of what is left is hyper's and hyper-util's own (the boxed handler and response
 /// futures, the body channel, the pool). Run with `--nocapture` to see the figure.
-const BUDGET: usize = 20;
+const BUDGET: usize = 15;
 
 struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);

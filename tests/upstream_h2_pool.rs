@@ -52,7 +52,7 @@ fn request(addr: std::net::SocketAddr) -> Request<UpstreamBody> {
 async fn a_burst_on_a_cold_pool_opens_one_connection() {
     let (addr, accepted) = h2_pod().await;
     let pool = Arc::new(Upstreams::new(UpstreamSettings::default()));
-    let target = addr.to_string();
+    let target: http::uri::Authority = addr.to_string().parse().unwrap();
     let burst: Vec<_> = (0..32)
         .map(|_| {
             let pool = pool.clone();
@@ -89,7 +89,7 @@ async fn a_burst_on_a_dead_pod_fails_as_a_connect_error_for_everyone() {
                 pool.send(
                     Wire::H2c,
                     Duration::from_secs(2),
-                    &dead.to_string(),
+                    &dead.to_string().parse().unwrap(),
                     request(dead),
                 )
                 .await
@@ -111,7 +111,7 @@ async fn a_burst_on_a_dead_pod_fails_as_a_connect_error_for_everyone() {
         .send(
             Wire::H2c,
             Duration::from_secs(2),
-            &addr.to_string(),
+            &addr.to_string().parse().unwrap(),
             request(addr),
         )
         .await

@@ -182,23 +182,27 @@ impl Proxy {
                     "the ExternalName service's host is not a valid host name",
                 ));
             };
-            let scheme = match ex.wire.is_tls() {
-                true => Scheme::HTTPS,
-                false => Scheme::HTTP,
+            // HTTP/1.1 goes in origin form on a connection the pool picked by endpoint;
+            // HTTP/2 names the client's host as `:authority` in an absolute URI.
+            let uri = if ex.wire.is_h2() {
+                let scheme = match ex.wire.is_tls() {
+                    true => Scheme::HTTPS,
+                    false => Scheme::HTTP,
+                };
+                Uri::builder()
+                    .scheme(scheme)
+                    .authority(ex.h2_authority.clone().unwrap_or_else(|| authority.clone()))
+                    .path_and_query(ex.upstream_pq.clone())
+                    .build()
+                    .ok()
+            } else {
+                Some(Uri::from(ex.upstream_pq.clone()))
             };
-            let uri = match Uri::builder()
-                .scheme(scheme)
-                .authority(ex.h2_authority.clone().unwrap_or_else(|| authority.clone()))
-                .path_and_query(ex.upstream_pq.clone())
-                .build()
-            {
-                Ok(u) => u,
-                Err(_) => {
-                    return Err(generated(
-                        StatusCode::BAD_REQUEST,
-                        "the rewritten request path is not a valid URI",
-                    ));
-                }
+            let Some(uri) = uri else {
+                return Err(generated(
+                    StatusCode::BAD_REQUEST,
+                    "the rewritten request path is not a valid URI",
+                ));
             };
             let mut up = Request::new(match &ex.slot {
                 Some(slot) => slot.attempt(),
@@ -208,11 +212,18 @@ impl Proxy {
             *up.uri_mut() = uri;
             *up.version_mut() = ex.version;
             *up.headers_mut() = ex.headers.clone();
+            // An HTTP/1.0 client may send no Host; HTTP/1.1 to the pod needs one.
+            if !ex.wire.is_h2()
+                && !up.headers().contains_key(http::header::HOST)
+                && let Ok(v) = http::HeaderValue::from_str(authority.as_str())
+            {
+                up.headers_mut().insert(http::header::HOST, v);
+            }
 
             let started = Instant::now();
             let sending = self
                 .upstreams
-                .send(ex.wire, ex.connect_timeout, authority.as_str(), up);
+                .send(ex.wire, ex.connect_timeout, &authority, up);
             let result = await_head(sending, ex, started).await;
             let elapsed = started.elapsed();
             tail.entry.upstream_duration = Some(elapsed);
@@ -228,7 +239,7 @@ impl Proxy {
                         s.health.record_success();
                     }
                     let mut guards = guards;
-                    guards._lease = lease;
+                    guards._lease = Some(lease);
                     return Ok((resp, guards));
                 }
                 Err(HeadTimeout::Read) => {

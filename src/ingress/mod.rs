@@ -35,6 +35,7 @@ pub mod snapshot;
 mod tail;
 pub mod tunnels;
 pub mod upstream;
+pub mod upstream_h1;
 pub mod upstream_h2;
 pub mod upstream_tls;
 pub mod validate;

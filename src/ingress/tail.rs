@@ -22,14 +22,15 @@ use crate::ingress::ingress_metrics as metrics;
 use crate::ingress::metric_labels::method_index;
 use crate::ingress::route_metrics::{self, Finished, RouteMetrics};
 use crate::ingress::upstream::BodySlot;
-use crate::ingress::upstream_h2::H2Lease;
+use crate::ingress::upstream::Lease;
 
-/// Held while a response streams: the endpoint's in-flight count and concurrency permit.
+/// Held while a response streams: the endpoint's in-flight count and concurrency permit,
+/// and the upstream connection (HTTP/1.1: back to its pool when this drops).
 #[derive(Debug)]
 pub(crate) struct Guards {
     pub(crate) _in_flight: Option<InFlight>,
     pub(crate) _permit: Option<OwnedSemaphorePermit>,
-    pub(crate) _lease: Option<H2Lease>,
+    pub(crate) _lease: Option<Lease>,
 }
 
 /// Per-request bookkeeping that ends in metrics and one access-log event, exactly once:

@@ -1,12 +1,11 @@
-//! Connections to pods: for HTTP/1.1, pooled hyper-util legacy clients (one keep-alive
-//! pool entry per endpoint, since requests carry the absolute URI `http://ip:port/…`);
+//! Connections to pods: for HTTP/1.1, the per-thread keep-alive pool of `upstream_h1`;
 //! for HTTP/2, the per-endpoint connections of `upstream_h2`; a TCP connector
 //! with its own connect timeout that reports *why* a connect failed, and the request body
 //! wrapper that lets a request be retried when its connection failed before any byte of
 //! the body was sent.
 //!
 //! Failure behaviour: connect errors are typed (`ConnectError`) so the proxy can eject
-//! the endpoint and retry elsewhere; everything else surfaces as hyper-util's error.
+//! the endpoint and retry elsewhere; everything else surfaces as hyper's error.
 //! TLS upstreams (HTTPS, GRPCS) go through the same connector; see `upstream_tls`.
 use std::future::Future;
 use std::io;
@@ -18,17 +17,17 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::uri::Authority;
 use http::{Request, Response, Uri};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::body::BoxError;
-use crate::ingress::cow_map::CowMap;
 use crate::ingress::health::monotonic_us;
 use crate::ingress::resolve::{self, ResolveError};
+use crate::ingress::upstream_h1::{H1Lease, H1Pool};
 use crate::ingress::upstream_h2::{H2Lease, H2Pool};
 use crate::ingress::upstream_tls::{self, UpstreamIo};
 use rustls::pki_types::ServerName;
@@ -112,16 +111,6 @@ impl UpstreamError {
         UpstreamError::Connect {
             kind: e.kind(),
             message: e.to_string(),
-        }
-    }
-
-    fn from_client(e: hyper_util::client::legacy::Error) -> Self {
-        match connect_error(&e) {
-            Some(ce) => UpstreamError::Connect {
-                kind: ce.kind(),
-                message: ce.to_string(),
-            },
-            None => UpstreamError::Failed(Box::new(e)),
         }
     }
 
@@ -239,9 +228,6 @@ impl tower::Service<Uri> for Connector {
     }
 }
 
-/// The pooled client type used for every upstream request.
-pub type UpstreamClient = Client<Connector, UpstreamBody>;
-
 /// Wire protocol of a client (its pool is separate per protocol).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Wire {
@@ -281,6 +267,9 @@ pub struct UpstreamSettings {
     /// HTTP/2 connections without streams close after this. Longer than for HTTP/1.1:
     /// HTTP/2 announces a server-side close with GOAWAY, so reuse races are not an issue.
     pub h2_idle_timeout: Duration,
+    /// Idle HTTP/1.1 connections kept per endpoint and worker thread (ingress-nginx
+    /// `upstream-keepalive-connections`); more are closed when their request ends.
+    pub max_idle_per_endpoint: usize,
 }
 
 impl Default for UpstreamSettings {
@@ -290,18 +279,16 @@ impl Default for UpstreamSettings {
             h2_keep_alive_interval: Duration::from_secs(20),
             h2_keep_alive_timeout: Duration::from_secs(10),
             h2_idle_timeout: Duration::from_secs(30),
+            max_idle_per_endpoint: 320,
         }
     }
 }
 
-/// The clients, one per (wire protocol, connect timeout). Connect timeouts are a
-/// connector setting in hyper-util, so an Ingress with its own `proxy-connect-timeout`
-/// gets its own pool; there are only ever a handful of distinct values.
+/// The connection pools towards pods, by wire protocol.
 #[derive(Debug)]
 pub struct Upstreams {
-    settings: UpstreamSettings,
-    /// HTTP/1.1 wires: hyper-util's pooled client, one pool entry per endpoint.
-    clients: CowMap<(Wire, Duration), UpstreamClient>,
+    /// HTTP/1.1 wires: keep-alive connections per worker thread and endpoint.
+    h1: Arc<H1Pool>,
     /// HTTP/2 wires: one multiplexed connection per endpoint.
     h2: H2Pool,
     tls_http1: Option<Arc<rustls::ClientConfig>>,
@@ -318,38 +305,40 @@ impl Upstreams {
             }
         };
         Self {
-            h2: H2Pool::new(settings.clone()),
-            settings,
-            clients: CowMap::new(),
+            h1: Arc::new(H1Pool::new(
+                settings.idle_timeout,
+                settings.max_idle_per_endpoint,
+            )),
+            h2: H2Pool::new(settings),
             tls_http1: tls(&[b"http/1.1"]),
             tls_h2: tls(&[b"h2"]),
         }
     }
 
     /// Sends `req` to the pod at `target` (`ip:port`, or `name:port` for ExternalName).
-    /// For HTTP/1.1 wires the request URI must be absolute and name `target`; for HTTP/2
-    /// wires it names the host the client asked for, which becomes `:authority`.
+    /// For HTTP/1.1 wires the request URI is in origin form (path and query) and the
+    /// request carries its Host header; for HTTP/2 wires the URI names the host the
+    /// client asked for, which becomes `:authority`.
     pub async fn send(
         &self,
         wire: Wire,
         connect_timeout: Duration,
-        target: &str,
+        target: &Authority,
         req: Request<UpstreamBody>,
-    ) -> Result<(Response<Incoming>, Option<H2Lease>), UpstreamError> {
+    ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
         if wire.is_h2() {
             let connector = self.connector(wire, connect_timeout);
-            let (resp, lease) = self.h2.send(&connector, wire, target, req).await?;
-            return Ok((resp, Some(lease)));
+            let (resp, lease) = self.h2.send(&connector, wire, target.as_str(), req).await?;
+            return Ok((resp, Lease::H2(lease)));
         }
-        let client = self
-            .clients
-            .get_or_insert_with(&(wire, connect_timeout), || {
-                self.build(wire, connect_timeout)
-            });
-        match client.request(req).await {
-            Ok(resp) => Ok((resp, None)),
-            Err(e) => Err(UpstreamError::from_client(e)),
-        }
+        let connector = || self.connector(wire, connect_timeout);
+        let (resp, lease) = self.h1.send(connector, wire, target, req).await?;
+        Ok((resp, Lease::H1(lease)))
+    }
+
+    /// The HTTP/1.1 pool, for tests that look at connection reuse.
+    pub fn h1_pool(&self) -> &H1Pool {
+        &self.h1
     }
 
     fn connector(&self, wire: Wire, connect_timeout: Duration) -> Connector {
@@ -363,17 +352,14 @@ impl Upstreams {
             wants_tls: wire.is_tls(),
         }
     }
+}
 
-    fn build(&self, wire: Wire, connect_timeout: Duration) -> UpstreamClient {
-        let mut b = Client::builder(TokioExecutor::new());
-        // Without pool_timer no reaper runs and idle sockets to vanished pods linger.
-        // Retrying is the proxy's one decision (exchange.rs): hyper-util's own retry of
-        // requests on connections that closed under them would add hidden attempts.
-        b.pool_timer(TokioTimer::new())
-            .pool_idle_timeout(self.settings.idle_timeout)
-            .retry_canceled_requests(false);
-        b.build(self.connector(wire, connect_timeout))
-    }
+/// What keeps an upstream connection busy while its response streams: the HTTP/1.1
+/// connection itself (back to the pool when dropped) or an HTTP/2 stream count.
+#[derive(Debug)]
+pub enum Lease {
+    H1(H1Lease),
+    H2(H2Lease),
 }
 
 /// The client's request body, shared between attempts. The body stays in the slot until
@@ -555,16 +541,4 @@ impl HttpBody for UpstreamBody {
             UpstreamBody::Stream { slot, .. } => slot.hint,
         }
     }
-}
-
-/// The connect failure behind a client error, if that is what it was.
-fn connect_error(err: &hyper_util::client::legacy::Error) -> Option<&ConnectError> {
-    let mut source = std::error::Error::source(err);
-    while let Some(e) = source {
-        if let Some(ce) = e.downcast_ref::<ConnectError>() {
-            return Some(ce);
-        }
-        source = e.source();
-    }
-    None
 }
