@@ -112,17 +112,18 @@ fn checks_without_definitions_or_severities_are_refused() {
         bad_mutation.apply(&mut settings),
         Err(PolarisError::NoMutation(_))
     ));
-    // A Polaris check whose mutation is not done here is skipped and reported.
-    let probe = PolarisConfig::parse(
+    // A Polaris check without a mutation (in Polaris either) changes nothing; that is said.
+    let tag = PolarisConfig::parse(
         "t",
-        "checks: {}\nmutations: [livenessProbeMissing, hostIPCSet]\n",
+        "checks: {}\nmutations: [tagNotSpecified, hostIPCSet, livenessProbeMissing]\n",
     )
     .unwrap();
-    let notes = probe.unsupported();
+    let notes = tag.unsupported();
     assert_eq!(notes.len(), 1, "{notes:?}");
-    assert!(notes[0].contains("livenessProbeMissing"), "{notes:?}");
-    probe.apply(&mut settings).unwrap();
+    assert!(notes[0].contains("tagNotSpecified"), "{notes:?}");
+    tag.apply(&mut settings).unwrap();
     assert_eq!(settings.rules["hostIPCSet"].mutate, Some(true));
+    assert_eq!(settings.rules["livenessProbeMissing"].mutate, Some(true));
 }
 
 #[test]
@@ -209,3 +210,91 @@ fn container_exemption_spares_only_that_container() {
     let all = registry_paths(&path);
     assert!(all.contains("/spec/template/spec/containers/1"), "{all:?}");
 }
+
+/// The ops `engine` adds to `obj`, and the ops it adds again to the patched object.
+fn patch_twice(engine: &portcullis::admission::Engine, obj: &Value) -> (Vec<Value>, Vec<Value>) {
+    let run = |o: &Value| -> Vec<portcullis::admission::patch::PatchOp> {
+        let ctx = portcullis::admission::Context::new(
+            "apps",
+            "Deployment",
+            portcullis::admission::Operation::Create,
+            "apps",
+            "",
+            o,
+            engine.settings(),
+        );
+        engine.mutate(&ctx)
+    };
+    let ops = run(obj);
+    let rendered = portcullis::admission::patch::render(&ops);
+    let patch: json_patch::Patch = serde_json::from_slice(&rendered).unwrap();
+    let mut patched = obj.clone();
+    json_patch::patch(&mut patched, &patch).unwrap();
+    let again = run(&patched);
+    (
+        ops.iter().map(|o| o.to_json()).collect(),
+        again.iter().map(|o| o.to_json()).collect(),
+    )
+}
+
+#[test]
+fn probe_cpu_limit_and_priority_mutations_only_when_listed() {
+    let deployment = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "apps"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "nginx:1.27",
+                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "64Mi"}}}]}}}});
+    let checks = "checks: {livenessProbeMissing: warning, readinessProbeMissing: warning, cpuLimitsMissing: warning, priorityClassNotSet: warning}\n";
+    let engine_with = |mutations: &str| {
+        let mut settings = AdmissionSettings::default();
+        // portcullis' own qosClassAnnotation would add its annotation to every patch.
+        settings
+            .rules
+            .entry("qosClassAnnotation".into())
+            .or_default()
+            .mutate = Some(false);
+        let c = PolarisConfig::parse("t", &format!("{checks}{mutations}")).unwrap();
+        assert!(c.unsupported().is_empty(), "{:?}", c.unsupported());
+        c.apply(&mut settings).unwrap();
+        portcullis::admission::Engine::new(settings).unwrap()
+    };
+
+    // Named in the checks but not in mutations: reported, never patched.
+    let (ops, _) = patch_twice(&engine_with(""), &deployment);
+    assert!(ops.is_empty(), "{ops:?}");
+
+    let engine = engine_with(
+        "mutations: [livenessProbeMissing, readinessProbeMissing, cpuLimitsMissing, priorityClassNotSet]\n",
+    );
+    let (ops, again) = patch_twice(&engine, &deployment);
+    let probe = serde_json::json!({"exec": {"command": ["cat", "/tmp/healthy"]}, "initialDelaySeconds": 5, "periodSeconds": 5});
+    let c = "/spec/template/spec/containers/0";
+    let want: BTreeSet<String> = [
+        serde_json::json!({"op": "add", "path": format!("{c}/resources/limits/cpu"), "value": "100m"}),
+        serde_json::json!({"op": "add", "path": format!("{c}/readinessProbe"), "value": probe}),
+        serde_json::json!({"op": "add", "path": format!("{c}/livenessProbe"), "value": probe}),
+        serde_json::json!({"op": "add", "path": "/spec/template/spec/priorityClassName", "value": "high-priority"}),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect();
+    let got: BTreeSet<String> = ops.iter().map(Value::to_string).collect();
+    assert_eq!(got, want);
+    assert_eq!(ops.len(), 4, "{ops:?}");
+    assert!(again.is_empty(), "second pass: {again:?}");
+
+    // One of them alone changes only its own field.
+    let (ops, again) = patch_twice(
+        &engine_with("mutations: [priorityClassNotSet]\n"),
+        &deployment,
+    );
+    assert_eq!(
+        ops,
+        [
+            serde_json::json!({"op": "add", "path": "/spec/template/spec/priorityClassName", "value": "high-priority"})
+        ]
+    );
+    assert!(again.is_empty(), "{again:?}");
+}
+
