@@ -298,3 +298,96 @@ fn probe_cpu_limit_and_priority_mutations_only_when_listed() {
     assert!(again.is_empty(), "{again:?}");
 }
 
+/// `(object, rule, path)` of every custom-check finding of the additional-schema fixture,
+/// judged against `view`.
+fn additional_findings(view: Option<&ClusterView>) -> BTreeSet<(String, String, String)> {
+    let (engine, notes) = polaris::engine(
+        AdmissionSettings::default(),
+        Some(&dir().join("additional-config.yaml")),
+    )
+    .unwrap();
+    assert!(notes.is_empty(), "{notes:?}");
+    let text = std::fs::read_to_string(dir().join("additional-objects.yaml")).unwrap();
+    let objects = parse_manifests("additional-objects.yaml", &text).unwrap();
+    let custom = [
+        "pdbNamed",
+        "serviceAccountNoAutomount",
+        "namespaceMonitored",
+    ];
+    check_objects(&engine, "additional-objects.yaml", &objects, None, view)
+        .iter()
+        .filter(|r| custom.contains(&r.finding.rule))
+        .map(|r| {
+            (
+                r.object.clone(),
+                r.finding.rule.to_string(),
+                r.finding.path.clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn additional_schemas_need_a_passing_object_in_the_namespace() {
+    let text = std::fs::read_to_string(dir().join("additional-objects.yaml")).unwrap();
+    let objects = parse_manifests("additional-objects.yaml", &text).unwrap();
+    let view = ClusterView::new(&objects);
+    let got = additional_findings(Some(&view));
+    let want: BTreeSet<(String, String, String)> = [
+        // No AlertmanagerConfig in it; "apps" has one and passes.
+        ("Namespace default/bare", "namespaceMonitored", ""),
+        // Its PDB is in another namespace; its ServiceAccount automounts.
+        ("Deployment apps/api", "pdbNamed", ""),
+        (
+            "Deployment apps/api",
+            "serviceAccountNoAutomount",
+            "/spec/template/spec",
+        ),
+        // Its PDB selects other pods; its ServiceAccount is not there.
+        ("Deployment apps/worker", "pdbNamed", ""),
+        (
+            "Deployment apps/worker",
+            "serviceAccountNoAutomount",
+            "/spec/template/spec",
+        ),
+    ]
+    .into_iter()
+    .map(|(o, r, p)| (o.to_string(), r.to_string(), p.to_string()))
+    .collect();
+    assert_eq!(got, want);
+
+    let (engine, _) = polaris::engine(
+        AdmissionSettings::default(),
+        Some(&dir().join("additional-config.yaml")),
+    )
+    .unwrap();
+    let reports = check_objects(&engine, "x", &objects, None, Some(&view));
+    let api = reports
+        .iter()
+        .find(|r| r.finding.rule == "pdbNamed" && r.object.ends_with("/api"))
+        .map(|r| r.finding.message.clone());
+    assert_eq!(
+        api.as_deref(),
+        Some(
+            "Needs a PodDisruptionBudget named after the Deployment selecting its pods (no policy/PodDisruptionBudget in namespace apps passes the check's additional schema)"
+        )
+    );
+    let severity = reports
+        .iter()
+        .find(|r| r.finding.rule == "serviceAccountNoAutomount")
+        .map(|r| r.finding.action.as_str());
+    assert_eq!(severity, Some("deny"));
+}
+
+#[test]
+fn additional_schemas_judge_nothing_without_a_complete_view() {
+    // Without a view, and with one that cannot prove absence (the webhook's watched
+    // view), only the main schemas judge: every object here passes those.
+    assert!(additional_findings(None).is_empty());
+    let text = std::fs::read_to_string(dir().join("additional-objects.yaml")).unwrap();
+    let mut watched = ClusterView::default();
+    for o in parse_manifests("additional-objects.yaml", &text).unwrap() {
+        watched.insert(o);
+    }
+    assert!(additional_findings(Some(&watched)).is_empty());
+}

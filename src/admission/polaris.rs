@@ -180,8 +180,7 @@ impl PolarisConfig {
     }
 
     /// What the configuration asks for that will change nothing, for the caller to
-    /// report: mutations of checks that have none (here or in Polaris), custom checks'
-    /// additional schemas.
+    /// report: mutations of checks that have none (here or in Polaris).
     pub fn unsupported(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let mutating: Vec<&'static str> = rules::catalogue()
@@ -193,13 +192,6 @@ impl PolarisConfig {
             if category(id).is_some() && !mutating.contains(&id.as_str()) {
                 out.push(format!(
                     "mutations lists {id:?}, which has no mutation (in Polaris either): nothing is changed for it"
-                ));
-            }
-        }
-        for (id, def) in &self.custom_checks {
-            if def.has_additional_schemas() {
-                out.push(format!(
-                    "custom check {id:?}: additionalSchemas are not supported; only its main schema is used"
                 ));
             }
         }
