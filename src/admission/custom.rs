@@ -237,6 +237,17 @@ impl Rule for CustomCheck {
     fn success_message(&self) -> &str {
         &self.success
     }
+    fn related_kinds(&self) -> Vec<(String, String)> {
+        let mut kinds: Vec<(String, String)> = self
+            .additional
+            .iter()
+            .map(AdditionalSchema::group_kind)
+            .collect();
+        if let Target::Kind { group, kind } = &self.target {
+            kinds.push((group.clone(), kind.clone()));
+        }
+        kinds
+    }
     fn applies(&self, ctx: &Context<'_>) -> bool {
         match &self.target {
             Target::Kind { group, kind } => ctx.group == group && ctx.kind == kind,
