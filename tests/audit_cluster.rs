@@ -116,3 +116,91 @@ async fn live_cluster_audit_is_read_only_and_scored() {
     assert_eq!(kinds, ["admins", "tool"]);
     assert_eq!(report["source"], "cluster (namespace ops)");
 }
+
+/// A Polaris configuration whose custom checks read other kinds: PodDisruptionBudgets
+/// (listed with the built-in kinds) and ServiceMonitors (a CRD this server does not serve).
+const ADDITIONAL_CONFIG: &str = r#"
+checks:
+  pdbNamed: warning
+  serviceMonitored: warning
+customChecks:
+  pdbNamed:
+    failureMessage: Needs a PodDisruptionBudget named after it
+    target: Controller
+    controllers: {include: [Deployment]}
+    schema: {}
+    additionalSchemas:
+      policy/PodDisruptionBudget:
+        properties:
+          metadata:
+            properties:
+              name: {const: "{{ .metadata.name }}-pdb"}
+  serviceMonitored:
+    failureMessage: Needs a ServiceMonitor
+    target: Controller
+    controllers: {include: [Deployment]}
+    schema: {}
+    additionalSchemas:
+      monitoring.coreos.com/ServiceMonitor: {}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_audit_lists_what_additional_schemas_read() {
+    let api = ApiServer::start().await;
+    api.apply_all([
+        deployment("shop", "web", "nginx:1.27"),
+        deployment("shop", "api", "api:1.0"),
+        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "web-pdb", "namespace": "shop"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}}),
+    ]);
+    let scratch = tempfile::tempdir().unwrap();
+    let kubeconfig = scratch.path().join("kubeconfig");
+    api.kubeconfig(&kubeconfig);
+    let config = scratch.path().join("polaris.yaml");
+    std::fs::write(&config, ADDITIONAL_CONFIG).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["audit", "--format", "json", "--polaris-config"])
+            .arg(&config)
+            .env("KUBECONFIG", &kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("PORTCULLIS_CONFIG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The kind nobody serves is named; its check then finds no ServiceMonitor anywhere.
+    assert!(
+        stderr.contains("monitoring.coreos.com/ServiceMonitor: not served by the cluster"),
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed: Vec<String> = report["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| {
+            let name = w["name"].as_str().unwrap_or("").to_string();
+            w["results"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| r["success"] == false)
+                .map(move |r| format!("{name} {}", r["check"].as_str().unwrap_or("")))
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "api pdbNamed",
+            "api serviceMonitored",
+            "web serviceMonitored"
+        ],
+        "{report}"
+    );
+}

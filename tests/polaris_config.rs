@@ -112,17 +112,18 @@ fn checks_without_definitions_or_severities_are_refused() {
         bad_mutation.apply(&mut settings),
         Err(PolarisError::NoMutation(_))
     ));
-    // A Polaris check whose mutation is not done here is skipped and reported.
-    let probe = PolarisConfig::parse(
+    // A Polaris check without a mutation (in Polaris either) changes nothing; that is said.
+    let tag = PolarisConfig::parse(
         "t",
-        "checks: {}\nmutations: [livenessProbeMissing, hostIPCSet]\n",
+        "checks: {}\nmutations: [tagNotSpecified, hostIPCSet, livenessProbeMissing]\n",
     )
     .unwrap();
-    let notes = probe.unsupported();
+    let notes = tag.unsupported();
     assert_eq!(notes.len(), 1, "{notes:?}");
-    assert!(notes[0].contains("livenessProbeMissing"), "{notes:?}");
-    probe.apply(&mut settings).unwrap();
+    assert!(notes[0].contains("tagNotSpecified"), "{notes:?}");
+    tag.apply(&mut settings).unwrap();
     assert_eq!(settings.rules["hostIPCSet"].mutate, Some(true));
+    assert_eq!(settings.rules["livenessProbeMissing"].mutate, Some(true));
 }
 
 #[test]
@@ -208,4 +209,185 @@ fn container_exemption_spares_only_that_container() {
     std::fs::write(&path, without).unwrap();
     let all = registry_paths(&path);
     assert!(all.contains("/spec/template/spec/containers/1"), "{all:?}");
+}
+
+/// The ops `engine` adds to `obj`, and the ops it adds again to the patched object.
+fn patch_twice(engine: &portcullis::admission::Engine, obj: &Value) -> (Vec<Value>, Vec<Value>) {
+    let run = |o: &Value| -> Vec<portcullis::admission::patch::PatchOp> {
+        let ctx = portcullis::admission::Context::new(
+            "apps",
+            "Deployment",
+            portcullis::admission::Operation::Create,
+            "apps",
+            "",
+            o,
+            engine.settings(),
+        );
+        engine.mutate(&ctx)
+    };
+    let ops = run(obj);
+    let rendered = portcullis::admission::patch::render(&ops);
+    let patch: json_patch::Patch = serde_json::from_slice(&rendered).unwrap();
+    let mut patched = obj.clone();
+    json_patch::patch(&mut patched, &patch).unwrap();
+    let again = run(&patched);
+    (
+        ops.iter().map(|o| o.to_json()).collect(),
+        again.iter().map(|o| o.to_json()).collect(),
+    )
+}
+
+#[test]
+fn probe_cpu_limit_and_priority_mutations_only_when_listed() {
+    let deployment = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "apps"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "nginx:1.27",
+                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "64Mi"}}}]}}}});
+    let checks = "checks: {livenessProbeMissing: warning, readinessProbeMissing: warning, cpuLimitsMissing: warning, priorityClassNotSet: warning}\n";
+    let engine_with = |mutations: &str| {
+        let mut settings = AdmissionSettings::default();
+        // portcullis' own qosClassAnnotation would add its annotation to every patch.
+        settings
+            .rules
+            .entry("qosClassAnnotation".into())
+            .or_default()
+            .mutate = Some(false);
+        let c = PolarisConfig::parse("t", &format!("{checks}{mutations}")).unwrap();
+        assert!(c.unsupported().is_empty(), "{:?}", c.unsupported());
+        c.apply(&mut settings).unwrap();
+        portcullis::admission::Engine::new(settings).unwrap()
+    };
+
+    // Named in the checks but not in mutations: reported, never patched.
+    let (ops, _) = patch_twice(&engine_with(""), &deployment);
+    assert!(ops.is_empty(), "{ops:?}");
+
+    let engine = engine_with(
+        "mutations: [livenessProbeMissing, readinessProbeMissing, cpuLimitsMissing, priorityClassNotSet]\n",
+    );
+    let (ops, again) = patch_twice(&engine, &deployment);
+    let probe = serde_json::json!({"exec": {"command": ["cat", "/tmp/healthy"]}, "initialDelaySeconds": 5, "periodSeconds": 5});
+    let c = "/spec/template/spec/containers/0";
+    let want: BTreeSet<String> = [
+        serde_json::json!({"op": "add", "path": format!("{c}/resources/limits/cpu"), "value": "100m"}),
+        serde_json::json!({"op": "add", "path": format!("{c}/readinessProbe"), "value": probe}),
+        serde_json::json!({"op": "add", "path": format!("{c}/livenessProbe"), "value": probe}),
+        serde_json::json!({"op": "add", "path": "/spec/template/spec/priorityClassName", "value": "high-priority"}),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect();
+    let got: BTreeSet<String> = ops.iter().map(Value::to_string).collect();
+    assert_eq!(got, want);
+    assert_eq!(ops.len(), 4, "{ops:?}");
+    assert!(again.is_empty(), "second pass: {again:?}");
+
+    // One of them alone changes only its own field.
+    let (ops, again) = patch_twice(
+        &engine_with("mutations: [priorityClassNotSet]\n"),
+        &deployment,
+    );
+    assert_eq!(
+        ops,
+        [
+            serde_json::json!({"op": "add", "path": "/spec/template/spec/priorityClassName", "value": "high-priority"})
+        ]
+    );
+    assert!(again.is_empty(), "{again:?}");
+}
+
+/// `(object, rule, path)` of every custom-check finding of the additional-schema fixture,
+/// judged against `view`.
+fn additional_findings(view: Option<&ClusterView>) -> BTreeSet<(String, String, String)> {
+    let (engine, notes) = polaris::engine(
+        AdmissionSettings::default(),
+        Some(&dir().join("additional-config.yaml")),
+    )
+    .unwrap();
+    assert!(notes.is_empty(), "{notes:?}");
+    let text = std::fs::read_to_string(dir().join("additional-objects.yaml")).unwrap();
+    let objects = parse_manifests("additional-objects.yaml", &text).unwrap();
+    let custom = [
+        "pdbNamed",
+        "serviceAccountNoAutomount",
+        "namespaceMonitored",
+    ];
+    check_objects(&engine, "additional-objects.yaml", &objects, None, view)
+        .iter()
+        .filter(|r| custom.contains(&r.finding.rule))
+        .map(|r| {
+            (
+                r.object.clone(),
+                r.finding.rule.to_string(),
+                r.finding.path.clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn additional_schemas_need_a_passing_object_in_the_namespace() {
+    let text = std::fs::read_to_string(dir().join("additional-objects.yaml")).unwrap();
+    let objects = parse_manifests("additional-objects.yaml", &text).unwrap();
+    let view = ClusterView::new(&objects);
+    let got = additional_findings(Some(&view));
+    let want: BTreeSet<(String, String, String)> = [
+        // No AlertmanagerConfig in it; "apps" has one and passes.
+        ("Namespace default/bare", "namespaceMonitored", ""),
+        // Its PDB is in another namespace; its ServiceAccount automounts.
+        ("Deployment apps/api", "pdbNamed", ""),
+        (
+            "Deployment apps/api",
+            "serviceAccountNoAutomount",
+            "/spec/template/spec",
+        ),
+        // Its PDB selects other pods; its ServiceAccount is not there.
+        ("Deployment apps/worker", "pdbNamed", ""),
+        (
+            "Deployment apps/worker",
+            "serviceAccountNoAutomount",
+            "/spec/template/spec",
+        ),
+    ]
+    .into_iter()
+    .map(|(o, r, p)| (o.to_string(), r.to_string(), p.to_string()))
+    .collect();
+    assert_eq!(got, want);
+
+    let (engine, _) = polaris::engine(
+        AdmissionSettings::default(),
+        Some(&dir().join("additional-config.yaml")),
+    )
+    .unwrap();
+    let reports = check_objects(&engine, "x", &objects, None, Some(&view));
+    let api = reports
+        .iter()
+        .find(|r| r.finding.rule == "pdbNamed" && r.object.ends_with("/api"))
+        .map(|r| r.finding.message.clone());
+    assert_eq!(
+        api.as_deref(),
+        Some(
+            "Needs a PodDisruptionBudget named after the Deployment selecting its pods (no policy/PodDisruptionBudget in namespace apps passes the check's additional schema)"
+        )
+    );
+    let severity = reports
+        .iter()
+        .find(|r| r.finding.rule == "serviceAccountNoAutomount")
+        .map(|r| r.finding.action.as_str());
+    assert_eq!(severity, Some("deny"));
+}
+
+#[test]
+fn additional_schemas_judge_nothing_without_a_complete_view() {
+    // Without a view, and with one that cannot prove absence (the webhook's watched
+    // view), only the main schemas judge: every object here passes those.
+    assert!(additional_findings(None).is_empty());
+    let text = std::fs::read_to_string(dir().join("additional-objects.yaml")).unwrap();
+    let mut watched = ClusterView::default();
+    for o in parse_manifests("additional-objects.yaml", &text).unwrap() {
+        watched.insert(o);
+    }
+    assert!(additional_findings(Some(&watched)).is_empty());
 }

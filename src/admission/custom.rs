@@ -1,18 +1,21 @@
 //! Polaris custom checks: a JSON Schema over an object, its pod template, pod spec or
-//! each container, with Polaris' `{{ .field }}` substitutions, run as a rule.
+//! each container, with Polaris' `{{ .field }}` substitutions, plus the additional schemas
+//! other objects of the cluster must meet, run as a rule.
 //!
 //! Schemas are validated by the `jsonschema` crate. A schema without `{{` is compiled once
 //! when the configuration is read (so a broken schema is a start-up error); a templated
 //! one is rendered and compiled per object, and an object whose rendering does not make
-//! a valid schema gets a finding saying so rather than a silent pass. Of Go's template
-//! language only field substitution (`{{ .metadata.name }}`, `{{ .Polaris.PodSpec.x }}`)
-//! is supported; `if`, `range` and functions are refused when the configuration is read.
+//! a valid schema gets a finding saying so rather than a silent pass. How schemas are
+//! rendered is in `custom_schema`, what additional schemas mean in `custom_additional`.
 use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::cluster::ClusterView;
 use super::context::Context;
+use super::custom_additional::{self, AdditionalSchema, Miss};
+use super::custom_schema::{Prepared, Schema};
 use super::patch::Pointer;
 use super::rules::{Rule, Violation};
 use super::settings::Action;
@@ -31,6 +34,16 @@ pub enum CustomError {
     Schema(String),
     #[error("template {0:?} is not supported: only {{{{ .field.path }}}} substitutions are")]
     Template(String),
+    #[error(
+        "additional schema key {0:?} is not a kind (use group/Kind, or Kind for the core group)"
+    )]
+    AdditionalKind(String),
+    #[error("additional schema for {key}: {source}")]
+    Additional {
+        key: String,
+        #[source]
+        source: Box<CustomError>,
+    },
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -72,12 +85,6 @@ pub struct CustomCheckDef {
     pub additional_schema_strings: HashMap<String, String>,
 }
 
-impl CustomCheckDef {
-    pub fn has_additional_schemas(&self) -> bool {
-        !self.additional_schemas.is_empty() || !self.additional_schema_strings.is_empty()
-    }
-}
-
 /// What the schema is applied to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
@@ -117,77 +124,6 @@ fn parse_target(def: &CustomCheckDef) -> Result<Target, CustomError> {
     })
 }
 
-/// The schema source: a ready validator, or text to render per object.
-enum Schema {
-    Fixed(Box<jsonschema::Validator>),
-    Templated(String),
-}
-
-fn compile(schema: &Value) -> Result<jsonschema::Validator, CustomError> {
-    jsonschema::validator_for(schema).map_err(|e| CustomError::Schema(e.to_string()))
-}
-
-fn parse_text(text: &str) -> Result<Value, CustomError> {
-    serde_saphyr::from_str(text).map_err(|e| CustomError::SchemaText(e.to_string()))
-}
-
-/// The `{{ ... }}` expressions of a template, trimmed.
-fn expressions(text: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            out.push(after.trim());
-            break;
-        };
-        out.push(after[..end].trim());
-        rest = &after[end + 2..];
-    }
-    out
-}
-
-fn is_field_path(expr: &str) -> bool {
-    expr.starts_with('.')
-        && expr[1..].split('.').all(|p| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
-        })
-}
-
-/// Renders `{{ .a.b }}` from `data`: strings as they are, other values as JSON, missing
-/// fields as an empty string.
-pub fn render(text: &str, data: &Value) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let expr = after[..end].trim();
-        let mut cur = Some(data);
-        for part in expr
-            .trim_start_matches('.')
-            .split('.')
-            .filter(|p| !p.is_empty())
-        {
-            cur = cur.and_then(|v| v.get(part));
-        }
-        match cur {
-            Some(Value::String(s)) => out.push_str(s),
-            Some(Value::Null) | None => {}
-            Some(v) => out.push_str(&v.to_string()),
-        }
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// A custom check ready to run.
 pub struct CustomCheck {
     id: &'static str,
@@ -197,25 +133,19 @@ pub struct CustomCheck {
     target: Target,
     def: CustomCheckDef,
     schema: Schema,
+    additional: Vec<AdditionalSchema>,
 }
 
 impl CustomCheck {
     pub fn new(id: &str, def: &CustomCheckDef) -> Result<Self, CustomError> {
         let target = parse_target(def)?;
         let schema = match (&def.schema, &def.schema_string, &def.json_schema) {
-            (Some(v), _, _) => Schema::Fixed(Box::new(compile(v)?)),
-            (None, Some(text), _) | (None, None, Some(text)) => {
-                if let Some(bad) = expressions(text).into_iter().find(|e| !is_field_path(e)) {
-                    return Err(CustomError::Template(bad.to_string()));
-                }
-                if text.contains("{{") {
-                    Schema::Templated(text.clone())
-                } else {
-                    Schema::Fixed(Box::new(compile(&parse_text(text)?)?))
-                }
-            }
+            (Some(v), _, _) => Schema::from_value(v)?,
+            (None, Some(text), _) | (None, None, Some(text)) => Schema::from_text(text)?,
             (None, None, None) => return Err(CustomError::NoSchema),
         };
+        let additional =
+            custom_additional::parse(&def.additional_schema_strings, &def.additional_schemas)?;
         Ok(CustomCheck {
             // Rule ids are `&'static str` so findings and metrics can hold them without
             // copies; a configuration is read once per process, so leaking its few ids
@@ -233,6 +163,7 @@ impl CustomCheck {
             target,
             def: def.clone(),
             schema,
+            additional,
         })
     }
 
@@ -242,48 +173,55 @@ impl CustomCheck {
             && !f.exclude.iter().any(|k| k == kind)
     }
 
-    /// Whether `instance` passes, rendering the schema against `data` when templated. A
-    /// rendering that is not a valid schema fails, with the reason.
-    fn passes(&self, instance: &Value, data: &Value) -> Result<(), String> {
-        match &self.schema {
-            Schema::Fixed(v) => v.is_valid(instance).then_some(()).ok_or_default(),
-            Schema::Templated(text) => {
-                let rendered = render(text, data);
-                let schema = parse_text(&rendered).map_err(|e| e.to_string())?;
-                let v = compile(&schema).map_err(|e| e.to_string())?;
-                v.is_valid(instance).then_some(()).ok_or_default()
-            }
+    /// Whether `instance` passes the main schema, rendered against `data` when templated,
+    /// and `object`'s related objects in `view` pass the additional ones.
+    fn passes(
+        &self,
+        instance: &Value,
+        object: &Value,
+        data: &Value,
+        view: Option<&ClusterView>,
+    ) -> Result<(), Failure> {
+        match self.schema.prepare(data) {
+            Prepared::Unusable(reason) => return Err(Failure::Unusable(reason)),
+            p if !p.passes(instance) => return Err(Failure::Main),
+            _ => {}
         }
+        custom_additional::check(&self.additional, object, data, view).map_err(Failure::Related)
     }
 
     fn violation(
         &self,
         what: Option<String>,
-        why: Result<(), String>,
+        why: Result<(), Failure>,
         path: Pointer,
     ) -> Option<Violation> {
-        let err = why.err()?;
+        let failure = why.err()?;
         let mut message = match what {
             Some(w) => format!("{w}: {}", self.failure),
             None => self.failure.clone(),
         };
-        if !err.is_empty() {
-            message.push_str(&format!(
+        match failure {
+            Failure::Main => {}
+            Failure::Unusable(err) => message.push_str(&format!(
                 " (the check's schema could not be used for this object: {err})"
-            ));
+            )),
+            Failure::Related(Miss::NoMatch { key, namespace }) => message.push_str(&format!(
+                " (no {key} in namespace {namespace} passes the check's additional schema)"
+            )),
+            Failure::Related(Miss::Unusable { key, reason }) => message.push_str(&format!(
+                " (the check's additional schema for {key} could not be used for this object: {reason})"
+            )),
         }
         Some(Violation::new(message, path))
     }
 }
 
-trait OkOrDefault {
-    fn ok_or_default(self) -> Result<(), String>;
-}
-
-impl OkOrDefault for Option<()> {
-    fn ok_or_default(self) -> Result<(), String> {
-        self.ok_or_else(String::new)
-    }
+/// Why a custom check failed, for its message.
+enum Failure {
+    Main,
+    Unusable(String),
+    Related(Miss),
 }
 
 impl Rule for CustomCheck {
@@ -298,6 +236,17 @@ impl Rule for CustomCheck {
     }
     fn success_message(&self) -> &str {
         &self.success
+    }
+    fn related_kinds(&self) -> Vec<(String, String)> {
+        let mut kinds: Vec<(String, String)> = self
+            .additional
+            .iter()
+            .map(AdditionalSchema::group_kind)
+            .collect();
+        if let Target::Kind { group, kind } = &self.target {
+            kinds.push((group.clone(), kind.clone()));
+        }
+        kinds
     }
     fn applies(&self, ctx: &Context<'_>) -> bool {
         match &self.target {
@@ -334,9 +283,13 @@ impl Rule for CustomCheck {
                 if let Value::Object(m) = &mut data {
                     m.insert("Polaris".into(), Value::Object(polaris));
                 }
-                self.violation(None, self.passes(ctx.object, &data), root)
-                    .into_iter()
-                    .collect()
+                self.violation(
+                    None,
+                    self.passes(ctx.object, ctx.object, &data, ctx.cluster),
+                    root,
+                )
+                .into_iter()
+                .collect()
             }
             Target::PodTemplate | Target::PodSpec => {
                 let Some(t) = template else { return Vec::new() };
@@ -351,9 +304,13 @@ impl Rule for CustomCheck {
                 if let Value::Object(m) = &mut data {
                     m.insert("Polaris".into(), Value::Object(polaris));
                 }
-                self.violation(None, self.passes(&instance, &data), path)
-                    .into_iter()
-                    .collect()
+                self.violation(
+                    None,
+                    self.passes(&instance, ctx.object, &data, ctx.cluster),
+                    path,
+                )
+                .into_iter()
+                .collect()
             }
             Target::Container { as_pod_spec } => {
                 let Some(t) = template else { return Vec::new() };
@@ -387,7 +344,7 @@ impl Rule for CustomCheck {
                     }
                     out.extend(self.violation(
                         Some(c.label()),
-                        self.passes(&instance, &d),
+                        self.passes(&instance, ctx.object, &d, ctx.cluster),
                         c.ptr.clone(),
                     ));
                 }
@@ -403,15 +360,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn substitutions_only() {
-        let data = json!({"metadata": {"name": "web", "labels": {"n": 3}}});
-        assert_eq!(
-            render(
-                "a {{ .metadata.name }} b {{.metadata.labels.n}} c {{ .x.y }}",
-                &data
-            ),
-            "a web b 3 c "
-        );
+    fn unusable_definitions_are_refused() {
         let def = CustomCheckDef {
             schema_string: Some("{{ if .x }}type: object{{ end }}".into()),
             ..Default::default()
@@ -436,6 +385,27 @@ mod tests {
         assert!(matches!(
             CustomCheck::new("c", &def),
             Err(CustomError::Target(_))
+        ));
+        let def = CustomCheckDef {
+            schema: Some(json!({})),
+            additional_schema_strings: HashMap::from([("pdb".into(), "{}".into())]),
+            ..Default::default()
+        };
+        assert!(matches!(
+            CustomCheck::new("c", &def),
+            Err(CustomError::AdditionalKind(_))
+        ));
+        let def = CustomCheckDef {
+            schema: Some(json!({})),
+            additional_schema_strings: HashMap::from([(
+                "policy/PodDisruptionBudget".into(),
+                "{{ range .x }}".into(),
+            )]),
+            ..Default::default()
+        };
+        assert!(matches!(
+            CustomCheck::new("c", &def),
+            Err(CustomError::Additional { .. })
         ));
     }
 }

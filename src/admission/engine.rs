@@ -142,6 +142,20 @@ impl Engine {
         &self.rules
     }
 
+    /// The `(group, kind)`s the rules that are on need listed beyond the built-in ones
+    /// (custom checks' targets and additional schemas), each once, sorted.
+    pub fn related_kinds(&self) -> Vec<(String, String)> {
+        let mut kinds: Vec<(String, String)> = self
+            .rules
+            .iter()
+            .filter(|r| self.action(r.as_ref()) != Action::Off)
+            .flat_map(|r| r.related_kinds())
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+
     pub fn settings(&self) -> &AdmissionSettings {
         &self.settings
     }

@@ -12,6 +12,8 @@ pub mod check_input;
 pub mod cluster;
 pub mod context;
 pub mod custom;
+pub mod custom_additional;
+pub mod custom_schema;
 pub mod engine;
 pub mod http;
 pub mod ingress;

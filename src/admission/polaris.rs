@@ -179,8 +179,8 @@ impl PolarisConfig {
         })
     }
 
-    /// What the configuration asks for that is not done here, for the caller to report:
-    /// mutations of checks that have none here, custom checks' additional schemas.
+    /// What the configuration asks for that will change nothing, for the caller to
+    /// report: mutations of checks that have none (here or in Polaris).
     pub fn unsupported(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let mutating: Vec<&'static str> = rules::catalogue()
@@ -191,14 +191,7 @@ impl PolarisConfig {
         for id in &self.mutations {
             if category(id).is_some() && !mutating.contains(&id.as_str()) {
                 out.push(format!(
-                    "mutation of {id:?} is not supported (a guessed probe, CPU limit or priority class would do harm) and is skipped"
-                ));
-            }
-        }
-        for (id, def) in &self.custom_checks {
-            if def.has_additional_schemas() {
-                out.push(format!(
-                    "custom check {id:?}: additionalSchemas are not supported; only its main schema is used"
+                    "mutations lists {id:?}, which has no mutation (in Polaris either): nothing is changed for it"
                 ));
             }
         }
@@ -263,7 +256,7 @@ impl PolarisConfig {
             } else if category(&id).is_none() {
                 return Err(PolarisError::NoMutation(id));
             }
-            // A Polaris check without a mutation here is reported by `unsupported`.
+            // A Polaris check without a mutation is reported by `unsupported`.
         }
         let config_exemptions = !(self.disallow_exemptions || self.disallow_config_exemptions);
         if config_exemptions {

@@ -101,7 +101,10 @@ fn read_files(path: &Path) -> anyhow::Result<Vec<Input>> {
 
 /// The live cluster's objects, listed once; kinds that cannot be listed are named on
 /// stderr and skipped.
-fn live_inputs(namespace: Option<&str>) -> anyhow::Result<(String, Vec<Input>)> {
+fn live_inputs(
+    namespace: Option<&str>,
+    extra: &[(String, String)],
+) -> anyhow::Result<(String, Vec<Input>)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -110,7 +113,7 @@ fn live_inputs(namespace: Option<&str>) -> anyhow::Result<(String, Vec<Input>)> 
         let client = kube::Client::try_default()
             .await
             .context("connecting to the cluster (in-cluster service account or KUBECONFIG)")?;
-        portcullis::source::cluster_list::list_all(client, namespace)
+        portcullis::source::cluster_list::list_all(client, namespace, extra)
             .await
             .context("listing the cluster's objects")
     })?;
@@ -149,7 +152,7 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     }
     let (source, inputs) = match &args.audit_path {
         Some(path) => (path.display().to_string(), read_files(path)?),
-        None => live_inputs(args.namespace.as_deref())?,
+        None => live_inputs(args.namespace.as_deref(), &engine.related_kinds())?,
     };
     // Progress only where someone watches: a terminal on stderr, and a large audit.
     let show = std::io::stderr().is_terminal() && inputs.len() >= 1000;

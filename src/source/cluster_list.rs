@@ -112,44 +112,90 @@ fn owned(v: &Value) -> bool {
 /// Lists every kind in [`KINDS`], in all namespaces or in `namespace` (cluster-scoped kinds
 /// are listed either way: bindings and roles apply to every namespace). Pods, ReplicaSets
 /// and Jobs that a controller owns are left out: their owner's template is audited.
+///
+/// `extra` names further `(group, kind)`s to list (what custom checks' additional schemas
+/// read); their version, plural and scope come from the server's discovery. One the server
+/// does not serve, or that may not be listed, is named in the notes and skipped.
 pub async fn list_all(
     client: kube::Client,
     namespace: Option<&str>,
+    extra: &[(String, String)],
 ) -> Result<Listing, kube::Error> {
     let mut out = Listing::default();
     for (group, version, kind, plural, namespaced) in KINDS {
         let ar =
             ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-        let api: Api<DynamicObject> = match (namespaced, namespace) {
-            (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
-            _ => Api::all_with(client.clone(), &ar),
-        };
-        let mut params = ListParams::default().limit(PAGE);
-        loop {
-            let page = match api.list(&params).await {
-                Ok(p) => p,
-                Err(kube::Error::Api(e)) if e.code == 403 || e.code == 404 => {
-                    out.notes.push(format!(
-                        "{plural}: not listed ({} {}): their checks are skipped",
-                        e.code, e.reason
-                    ));
-                    break;
-                }
-                Err(e) => return Err(e),
-            };
-            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-            for item in page.items {
-                if let Some(v) = as_manifest(item, &ar.api_version, kind)
-                    && !(OWNED_KINDS.contains(&kind) && owned(&v))
-                {
-                    out.objects.push(v);
-                }
-            }
-            match next {
-                Some(token) => params = params.continue_token(&token),
-                None => break,
-            }
+        let skipped = "their checks are skipped";
+        list_kind(&client, &ar, namespaced, namespace, skipped, &mut out).await?;
+    }
+    for (group, kind) in extra {
+        if KINDS.iter().any(|(g, _, k, _, _)| g == group && k == kind) {
+            continue;
         }
+        let shown = if group.is_empty() {
+            kind.clone()
+        } else {
+            format!("{group}/{kind}")
+        };
+        // A custom check that needs a kind nobody can list fails on every object it
+        // judges: the notes say why, rather than the audit giving up as Polaris does.
+        let missing = "custom checks that need these objects find none";
+        let found = match kube::discovery::group(&client, group).await {
+            Ok(g) => g.recommended_kind(kind),
+            Err(kube::Error::Api(e)) if e.code == 403 || e.code == 404 => None,
+            Err(kube::Error::Discovery(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let Some((ar, caps)) = found else {
+            out.notes
+                .push(format!("{shown}: not served by the cluster: {missing}"));
+            continue;
+        };
+        let namespaced = caps.scope == kube::discovery::Scope::Namespaced;
+        list_kind(&client, &ar, namespaced, namespace, missing, &mut out).await?;
     }
     Ok(out)
+}
+
+/// Lists one kind into `out`, paged. A kind the server refuses (403) or does not serve
+/// (404) is noted with `consequence`, what its absence means for the checks.
+async fn list_kind(
+    client: &kube::Client,
+    ar: &ApiResource,
+    namespaced: bool,
+    namespace: Option<&str>,
+    consequence: &str,
+    out: &mut Listing,
+) -> Result<(), kube::Error> {
+    let api: Api<DynamicObject> = match (namespaced, namespace) {
+        (true, Some(ns)) => Api::namespaced_with(client.clone(), ns, ar),
+        _ => Api::all_with(client.clone(), ar),
+    };
+    let kind = ar.kind.as_str();
+    let mut params = ListParams::default().limit(PAGE);
+    loop {
+        let page = match api.list(&params).await {
+            Ok(p) => p,
+            Err(kube::Error::Api(e)) if e.code == 403 || e.code == 404 => {
+                out.notes.push(format!(
+                    "{}: not listed ({} {}): {consequence}",
+                    ar.plural, e.code, e.reason
+                ));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+        for item in page.items {
+            if let Some(v) = as_manifest(item, &ar.api_version, kind)
+                && !(OWNED_KINDS.contains(&kind) && owned(&v))
+            {
+                out.objects.push(v);
+            }
+        }
+        match next {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(()),
+        }
+    }
 }

@@ -89,6 +89,13 @@ pub trait Rule: Send + Sync {
         Vec::new()
     }
 
+    /// Kinds this rule judges or reads from the cluster view that a live audit may not
+    /// list on its own (a custom check's target and additional-schema kinds), as
+    /// `(group, kind)`, so the audit lists them too.
+    fn related_kinds(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Adds operations that fix what `check` complains about, reading the object as
     /// `patch.doc()` (earlier mutations already applied). Must be idempotent: on its own
     /// output it adds nothing.

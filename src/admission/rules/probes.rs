@@ -1,12 +1,17 @@
 //! Probe rules: missing readiness/liveness probes, liveness probes that check too little or
 //! start too early, readiness slower to react than liveness, and probes without exactly one
 //! handler. Only workloads meant to keep running are asked for probes (a Job's pod may
-//! finish); a probe that is not a map counts as absent. These rules never mutate: a guessed
-//! probe would restart healthy pods.
-use serde_json::Value;
+//! finish); a probe that is not a map counts as absent.
+//!
+//! Only the two "missing" rules can mutate, and only when switched on (a Polaris
+//! configuration's `mutations` list, or `mutate: true` in the settings): the probe they
+//! write is Polaris' placeholder, which knows nothing of the application, so by default a
+//! guess that could restart healthy pods is never made.
+use serde_json::{Value, json};
 
 use super::{Rule, Violation};
 use crate::admission::context::Context;
+use crate::admission::patch::PatchBuilder;
 use crate::admission::settings::Action;
 use crate::admission::template::{ContainerKind, ContainerRef, containers};
 
@@ -87,6 +92,16 @@ impl ProbeMissing {
         field: "livenessProbe",
         why: "a hung process is never restarted",
     };
+
+    /// Polaris' mutation value for both probes, kept identical so a configuration moved
+    /// from Polaris patches objects the same way.
+    fn placeholder() -> Value {
+        json!({
+            "exec": {"command": ["cat", "/tmp/healthy"]},
+            "initialDelaySeconds": 5,
+            "periodSeconds": 5,
+        })
+    }
 }
 
 impl Rule for ProbeMissing {
@@ -112,6 +127,26 @@ impl Rule for ProbeMissing {
                 )
             })
             .collect()
+    }
+    fn mutation(&self) -> Option<bool> {
+        Some(false)
+    }
+    fn mutate(&self, ctx: &Context<'_>, patch: &mut PatchBuilder) {
+        let Some(t) = ctx.template.as_ref().filter(|t| t.long_running) else {
+            return;
+        };
+        // The same containers `check` reports, read from the patched document; `set`
+        // also replaces a probe that is present but not a map (null, a string), as
+        // Polaris' `add` does.
+        let targets: Vec<_> = containers(patch.doc(), &t.spec)
+            .into_iter()
+            .filter(|c| c.kind == ContainerKind::Container)
+            .filter(|c| probe(c.value, self.field).is_none())
+            .map(|c| c.ptr.child(self.field))
+            .collect();
+        for ptr in targets {
+            patch.set(&ptr, Self::placeholder());
+        }
     }
 }
 

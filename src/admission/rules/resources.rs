@@ -161,6 +161,9 @@ fn long_lived<'v>(doc: &'v Value, spec: &Pointer) -> Vec<ContainerRef<'v>> {
         .collect()
 }
 
+/// The CPU limit Polaris' `cpuLimitsMissing` mutation writes.
+const POLARIS_CPU_LIMIT: &str = "100m";
+
 /// Which resource field a `Missing` rule looks after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
@@ -171,7 +174,11 @@ enum Field {
 }
 
 /// `cpuRequestsMissing`, `memoryRequestsMissing`, `memoryLimitsMissing`, `cpuLimitsMissing`
-/// (Polaris ids). `cpuLimitsMissing` has no mutation: a guessed CPU limit throttles.
+/// (Polaris ids). `cpuLimitsMissing` mutates only when switched on (a Polaris
+/// configuration's `mutations` list, or `mutate: true` in the settings): a guessed CPU
+/// limit throttles, so it is never written by default. When on, it writes Polaris' 100m,
+/// or the container's CPU request when that is larger (Polaris would write 100m there too
+/// and produce an object the API server rejects for its request above the limit).
 ///
 /// As in Polaris, the field itself must be set: a container with only a limit fails the
 /// request check, although Kubernetes would default the request to the limit (Polaris'
@@ -242,7 +249,14 @@ impl Missing {
             Field::CpuRequest => &d.cpu_request,
             Field::MemoryRequest => &d.memory_request,
             Field::MemoryLimit => &d.memory_limit,
-            Field::CpuLimit => return None,
+            Field::CpuLimit => {
+                let polaris = quantity::parse(POLARIS_CPU_LIMIT)?;
+                let request = field(c, "requests", CPU);
+                return match request.and_then(|r| quantity::from_json(r).map(|q| (r, q))) {
+                    Some((r, q)) if q > polaris => Some(show(r)),
+                    _ => Some(POLARIS_CPU_LIMIT.to_string()),
+                };
+            }
         };
         let default_q = quantity::parse(default)?;
         if self.field != Field::MemoryLimit {
@@ -278,7 +292,7 @@ impl Rule for Missing {
         Action::Warn
     }
     fn mutation(&self) -> Option<bool> {
-        (self.field != Field::CpuLimit).then_some(true)
+        Some(self.field != Field::CpuLimit)
     }
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         let Some(t) = &ctx.template else {
@@ -498,14 +512,21 @@ mod tests {
     use crate::admission::context::Operation;
     use crate::admission::settings::AdmissionSettings;
 
-    /// Runs every resources mutation in catalogue order and returns the result.
-    fn mutate_all(obj: &Value, settings: &AdmissionSettings) -> Value {
+    /// Runs the resources mutations that are on by default (with `opt_in`, the ones that
+    /// must be switched on too) in catalogue order and returns the result.
+    fn mutate_with(obj: &Value, settings: &AdmissionSettings, opt_in: bool) -> Value {
         let ctx = Context::new("", "Pod", Operation::Create, "default", "", obj, settings);
         let mut patch = PatchBuilder::new(obj.clone());
         for r in rules() {
-            r.mutate(&ctx, &mut patch);
+            if r.mutation() == Some(true) || (opt_in && r.mutation().is_some()) {
+                r.mutate(&ctx, &mut patch);
+            }
         }
         patch.doc().clone()
+    }
+
+    fn mutate_all(obj: &Value, settings: &AdmissionSettings) -> Value {
+        mutate_with(obj, settings, false)
     }
 
     fn pod(containers: Value) -> Value {
@@ -548,9 +569,11 @@ mod tests {
             json!({"limits": {"memory": "32Mi"}}),
             json!({"limits": {"cpu": "10m"}}),
             json!({"requests": {"memory": ""}, "limits": {"memory": ""}}),
+            // Above Polaris' 100m CPU limit: the opt-in limit takes the request.
+            json!({"requests": {"cpu": "2"}}),
         ];
-        for res in cases {
-            let out = mutate_all(&pod(json!([c(res.clone())])), &settings);
+        for (res, opt_in) in cases.iter().flat_map(|r| [(r, false), (r, true)]) {
+            let out = mutate_with(&pod(json!([c(res.clone())])), &settings, opt_in);
             assert!(
                 findings(&RequestAboveLimit, &out).is_empty(),
                 "{res} -> {}",
@@ -566,6 +589,9 @@ mod tests {
                     "{} still fires on {res}",
                     m.id
                 );
+            }
+            if opt_in {
+                assert!(findings(&Missing::CPU_LIMIT, &out).is_empty(), "{res}");
             }
         }
     }

@@ -3,8 +3,9 @@
 //! Only pods meant to keep running are asked to spread.
 use serde_json::Value;
 
-use super::{Rule, Violation};
+use super::{Rule, Violation, violations_now};
 use crate::admission::context::Context;
+use crate::admission::patch::PatchBuilder;
 use crate::admission::settings::Action;
 
 /// The scheduling rules.
@@ -17,7 +18,15 @@ pub fn rules() -> Vec<Box<dyn Rule>> {
 
 /// `priorityClassNotSet` (Polaris id): without `priorityClassName` the pod gets the
 /// cluster's default priority, usually zero, and is preempted like a batch job.
+///
+/// Its mutation is off unless switched on (a Polaris configuration's `mutations` list, or
+/// `mutate: true` in the settings). It writes Polaris' `high-priority`, a class that
+/// must exist in the cluster: the API server refuses a pod naming a class it does not
+/// know, so only a cluster that has it should turn this on.
 pub struct PriorityClassNotSet;
+
+/// The class Polaris' `priorityClassNotSet` mutation names.
+const POLARIS_PRIORITY_CLASS: &str = "high-priority";
 
 impl Rule for PriorityClassNotSet {
     fn id(&self) -> &'static str {
@@ -42,6 +51,15 @@ impl Rule for PriorityClassNotSet {
             "pod has no priorityClassName: set one so the scheduler knows which pods to keep when a node runs short",
             ptr,
         )]
+    }
+    fn mutation(&self) -> Option<bool> {
+        Some(false)
+    }
+    fn mutate(&self, ctx: &Context<'_>, patch: &mut PatchBuilder) {
+        // The finding points at the field; `set` replaces an empty or non-string one.
+        for v in violations_now(self, ctx, patch) {
+            patch.set(&v.path, Value::String(POLARIS_PRIORITY_CLASS.to_string()));
+        }
     }
 }
 
