@@ -171,27 +171,7 @@ impl FileSource {
     /// editor temporaries or the `..data`/`..2024_…` internals of a Kubernetes volume, whose
     /// visible entries are symlinks into them and are followed like any file.
     fn list(&self) -> Result<Vec<String>, FilesError> {
-        let err = |source| FilesError::ReadDir {
-            path: self.dir.display().to_string(),
-            source,
-        };
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(&self.dir).map_err(err)? {
-            let entry = entry.map_err(err)?;
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if name.starts_with('.') || !is_manifest_name(&name) {
-                continue;
-            }
-            // metadata() follows symlinks; dangling links and directories are skipped.
-            match std::fs::metadata(entry.path()) {
-                Ok(m) if m.is_file() => names.push(name),
-                _ => continue,
-            }
-        }
-        names.sort();
-        Ok(names)
+        manifest_names(&self.dir)
     }
 
     /// Starts a watch on the directory. Every relevant event is signalled on the returned
@@ -247,7 +227,34 @@ fn is_manifest_name(name: &str) -> bool {
     lower.ends_with(".yaml") || lower.ends_with(".yml") || lower.ends_with(".json")
 }
 
-fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
+/// Manifest file names directly in `dir`, sorted, as the source reads them (see
+/// `FileSource::list`); other readers of the directory use it to see the same files.
+pub fn manifest_names(dir: &Path) -> Result<Vec<String>, FilesError> {
+    let err = |source| FilesError::ReadDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(err)? {
+        let entry = entry.map_err(err)?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if name.starts_with('.') || !is_manifest_name(&name) {
+            continue;
+        }
+        // metadata() follows symlinks; dangling links and directories are skipped.
+        match std::fs::metadata(entry.path()) {
+            Ok(m) if m.is_file() => names.push(name),
+            _ => continue,
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The bytes of a manifest file, refused above the size limit.
+pub(crate) fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let file = std::fs::File::open(path)?;
     let mut buf = Vec::new();
