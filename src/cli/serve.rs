@@ -166,7 +166,10 @@ struct ConfigSource {
 
 /// Where the objects for the dashboard's audit come from.
 enum AuditFrom {
-    Manifests(PathBuf),
+    Manifests {
+        dir: PathBuf,
+        changed_scans: Arc<std::sync::atomic::AtomicU64>,
+    },
     Watched(Arc<arc_swap::ArcSwap<portcullis::source::kube::HeldObjects>>),
     /// No source: nothing to audit.
     Nothing,
@@ -244,7 +247,10 @@ async fn config_source(args: &ServeArgs, settings: &Settings) -> anyhow::Result<
                 generations: Some(driver.subscribe()),
                 ready: always_ready,
                 client: None,
-                audit_from: AuditFrom::Manifests(dir.clone()),
+                audit_from: AuditFrom::Manifests {
+                    dir: dir.clone(),
+                    changed_scans: driver.changed_scans(),
+                },
                 driver: Driver::Files(driver),
             })
         }
@@ -305,9 +311,9 @@ fn start_audit(
         return None;
     }
     let from: Arc<dyn AuditSource> = match &source.audit_from {
-        AuditFrom::Manifests(dir) => Arc::new(ManifestsDir {
+        AuditFrom::Manifests { dir, changed_scans } => Arc::new(ManifestsDir {
             dir: dir.clone(),
-            config: source.handle.clone(),
+            changed_scans: changed_scans.clone(),
         }),
         AuditFrom::Watched(held) => Arc::new(Watched {
             config: source.handle.clone(),

@@ -5,6 +5,7 @@
 //! the API server: the audit costs no extra watches or permissions.
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use serde_json::Value;
@@ -42,18 +43,18 @@ pub trait AuditSource: Send + Sync + 'static {
     fn read(&self) -> Result<Inputs, InputsError>;
 }
 
-/// The manifests directory of `--source files`. Its version is the snapshot generation:
-/// the files source compiles after every change to any manifest file, including files
-/// that hold only kinds the data plane ignores.
+/// The manifests directory of `--source files`. Its version counts the files source's
+/// scans that found a file changed (`FilesDriver::changed_scans`), so an edit to kinds
+/// the data plane ignores is audited too.
 #[derive(Debug)]
 pub struct ManifestsDir {
     pub dir: PathBuf,
-    pub config: ConfigHandle,
+    pub changed_scans: Arc<AtomicU64>,
 }
 
 impl AuditSource for ManifestsDir {
     fn version(&self) -> u64 {
-        self.config.load().generation
+        self.changed_scans.load(Ordering::Acquire)
     }
 
     fn read(&self) -> Result<Inputs, InputsError> {
@@ -134,8 +135,6 @@ impl AuditSource for Watched {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingress::compile::{CompileOptions, compile};
-    use crate::source::ObjectStore;
 
     #[test]
     fn reads_every_object_of_the_directory() {
@@ -151,11 +150,7 @@ mod tests {
         std::fs::write(dir.path().join("notes.txt"), "kind: Pod\n").unwrap();
         let source = ManifestsDir {
             dir: dir.path().to_path_buf(),
-            config: ConfigHandle::new(compile(
-                &ObjectStore::new(),
-                &CompileOptions::default(),
-                None,
-            )),
+            changed_scans: Arc::default(),
         };
         let inputs = source.read().unwrap();
         assert!(inputs.complete);
@@ -172,7 +167,7 @@ mod tests {
     fn a_missing_directory_is_an_error() {
         let source = ManifestsDir {
             dir: PathBuf::from("/nonexistent/portcullis-audit"),
-            config: ConfigHandle::new(Default::default()),
+            changed_scans: Arc::default(),
         };
         assert!(source.read().is_err());
     }

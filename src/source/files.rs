@@ -8,6 +8,8 @@
 //! and changes nothing.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -54,6 +56,10 @@ struct FileState {
 pub struct FileSource {
     dir: PathBuf,
     files: BTreeMap<String, FileState>,
+    /// Scans that found a file changed. Readers of the whole directory (the dashboard's
+    /// audit) follow it rather than the snapshot generation, which an edit touching only
+    /// kinds the data plane ignores, next to an EndpointSlice, would leave unchanged.
+    changed_scans: Arc<AtomicU64>,
 }
 
 /// Reads every manifest in `dir` once: the store plus every problem found.
@@ -70,7 +76,13 @@ impl FileSource {
         FileSource {
             dir: dir.into(),
             files: BTreeMap::new(),
+            changed_scans: Arc::default(),
         }
+    }
+
+    /// Counts the scans that found some file changed, appeared or vanished.
+    pub fn changed_scans(&self) -> Arc<AtomicU64> {
+        self.changed_scans.clone()
     }
 
     pub fn dir(&self) -> &Path {
@@ -159,6 +171,9 @@ impl FileSource {
                     applied,
                 },
             );
+        }
+        if changed {
+            self.changed_scans.fetch_add(1, Ordering::Release);
         }
         Ok(changed)
     }
@@ -416,6 +431,25 @@ mod tests {
         assert!(source.scan(&mut store).unwrap());
         assert!(store.service("ns", "web").is_none());
         assert!(store.problems().is_empty());
+    }
+
+    #[test]
+    fn changed_scans_count_edits_to_kinds_the_store_ignores() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("svc.yaml"), SVC).unwrap();
+        let mut source = FileSource::new(dir.path());
+        let counter = source.changed_scans();
+        let mut store = ObjectStore::new();
+        source.scan(&mut store).unwrap();
+        source.scan(&mut store).unwrap();
+        assert_eq!(counter.load(Ordering::SeqCst), 1, "an idle rescan counted");
+        std::fs::write(
+            dir.path().join("app.yaml"),
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n",
+        )
+        .unwrap();
+        source.scan(&mut store).unwrap();
+        assert_eq!(counter.load(Ordering::SeqCst), 2);
     }
 
     #[test]
