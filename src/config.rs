@@ -30,6 +30,7 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     pub listeners: ListenerSettings,
     pub proxy: ProxySettings,
+    pub dashboard: DashboardSettings,
 }
 
 /// Data-plane settings that are not per-Ingress.
@@ -225,6 +226,40 @@ impl ProxySettings {
     }
 }
 
+/// The admin dashboard's background audit (see `dashboard::audit`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DashboardSettings {
+    /// Audit the served objects in the background and show the findings. Off: the
+    /// dashboard's `audit` stays null and no audit ever runs.
+    pub audit: bool,
+    /// Audits are at least this far apart, however often the configuration changes: an
+    /// audit of a large cluster is real CPU work, and a person reading the page gains
+    /// nothing from more than one every few seconds. A change during the wait is picked
+    /// up when it ends.
+    pub audit_min_interval_seconds: u64,
+    /// At most this many failing findings are listed (dangers first); the scores and
+    /// counts still cover all of them. Keeps the document the page polls every second
+    /// small on a cluster with thousands of findings.
+    pub audit_max_findings: usize,
+}
+
+impl Default for DashboardSettings {
+    fn default() -> Self {
+        DashboardSettings {
+            audit: true,
+            audit_min_interval_seconds: 30,
+            audit_max_findings: 500,
+        }
+    }
+}
+
+impl DashboardSettings {
+    pub fn audit_min_interval(&self) -> Duration {
+        Duration::from_secs(self.audit_min_interval_seconds)
+    }
+}
+
 /// How SIGTERM is handled.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -340,6 +375,17 @@ shutdown: {drainDelaySeconds: 7}
         Settings::default().proxy.apply(&mut untouched);
         assert_eq!(untouched.connect_timeout, Duration::from_secs(5));
         assert_eq!(untouched.max_concurrency_per_endpoint, 1024);
+    }
+
+    #[test]
+    fn dashboard_audit_defaults_and_off_switch() {
+        let s = Settings::parse("t", "").unwrap();
+        assert!(s.dashboard.audit);
+        assert_eq!(s.dashboard.audit_min_interval(), Duration::from_secs(30));
+        assert_eq!(s.dashboard.audit_max_findings, 500);
+        let s = Settings::parse("t", "dashboard: {audit: false}\n").unwrap();
+        assert!(!s.dashboard.audit);
+        assert_eq!(s.dashboard.audit_max_findings, 500);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The dashboard as a person sees it: the real `portcullis serve` (with an admin token),
 //! its page open in a real headless Chromium from Debian's packages, and the rendered DOM
-//! checked for the served route, then, without reloading, for an endpoint that turns
-//! not-ready and a denied review appearing.
+//! checked for the served route and the background audit's score and findings, then,
+//! without reloading, for an endpoint that turns not-ready, a denied review and the
+//! audit finding of a workload added to the manifests appearing.
 //!
 //! Chromium is installed with apt when missing. When it cannot be had, the test says why
 //! and passes without asserting, unless `CI` is set: there a missing browser fails it.
@@ -104,6 +105,32 @@ fn polls(dom: &str) -> u32 {
         .unwrap_or(0)
 }
 
+/// A Deployment the default rules find fault with: its image has no fixed tag.
+fn untagged_deployment() -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "risky", "namespace": NS},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "risky"}},
+            "template": {
+                "metadata": {"labels": {"app": "risky"}},
+                "spec": {"containers": [{"name": "app", "image": "nginx:latest"}]}
+            }
+        }
+    })
+}
+
+/// The overall score the page shows, when it shows one.
+fn audit_score(dom: &str) -> Option<u64> {
+    let at = dom.find("id=\"audit-score\"")?;
+    let rest = &dom[at..];
+    let start = rest.find('>')? + 1;
+    let end = rest[start..].find('<')? + start;
+    rest[start..end].trim().parse().ok()
+}
+
 /// The first number cell of a table row.
 fn first_number(row: &str) -> Option<f64> {
     row.split("<td class=\"num\">")
@@ -144,7 +171,12 @@ async fn dashboard_in_headless_chromium() {
         "30-slices.yaml",
         &e2e::yaml(&[slice("web", "a", a, true), slice("web", "b", b, true)]),
     );
-    let gw = Portcullis::start(m, &["--admin-token", TOKEN]).await;
+    // Audits a second apart at most (the default is 30 s), so an edit shows up quickly.
+    let settings_dir = tempfile::tempdir().unwrap();
+    let settings = settings_dir.path().join("settings.yaml");
+    std::fs::write(&settings, "dashboard: {auditMinIntervalSeconds: 1}\n").unwrap();
+    let settings = settings.display().to_string();
+    let gw = Portcullis::start(m, &["--admin-token", TOKEN, "--config", &settings]).await;
     for _ in 0..4 {
         let reply = http_get(gw.http, HOST, "/shop").await.unwrap();
         assert_eq!(reply.status, StatusCode::OK);
@@ -185,6 +217,38 @@ async fn dashboard_in_headless_chromium() {
         .unwrap_or_else(|| panic!("no traffic row:\n{dom}"));
     assert!(traffic.contains(">4<"), "4 requests not counted: {traffic}");
     let polls_before = polls(&dom);
+
+    // The background audit of the manifests: a score, and the Ingress without TLS among
+    // the failing checks.
+    let tls_row = "data-check=\"tlsSettingsMissing\"";
+    let dom = block_in_place(|| {
+        browser.wait_dom(&tab, SHOWN_WITHIN, "the first audit", |d| {
+            d.contains(tls_row) && audit_score(d).is_some()
+        })
+    });
+    let score = audit_score(&dom).unwrap_or_else(|| panic!("no audit score:\n{dom}"));
+    assert!(score <= 100, "score {score}");
+    let finding = row(table(&dom, "audit-findings"), tls_row)
+        .unwrap_or_else(|| panic!("no tlsSettingsMissing row:\n{dom}"));
+    for cell in [
+        "Ingress e2e/shop",
+        "tlsSettingsMissing",
+        ">warning<",
+        "spec.tls",
+    ] {
+        assert!(finding.contains(cell), "finding lacks {cell}: {finding}");
+    }
+    let ns = row(table(&dom, "audit-namespaces"), "<td>e2e</td>")
+        .unwrap_or_else(|| panic!("no namespace score for e2e:\n{dom}"));
+    assert!(ns.contains("badge"), "namespace score not shown: {ns}");
+    assert!(
+        !dom.contains("tagNotSpecified"),
+        "a finding before its workload exists:\n{dom}"
+    );
+    assert!(
+        !dom.contains("\"findings\""),
+        "the audit is dumped as JSON:\n{dom}"
+    );
 
     // An EndpointSlice edit turns pod-b not ready; the open page shows it by itself.
     e2e::write_atomic(
@@ -254,4 +318,39 @@ async fn dashboard_in_headless_chromium() {
         dom.contains("<li class=\"empty\">no problems</li>"),
         "a clean configuration shows problems:\n{dom}"
     );
+
+    // A workload added to the manifests is audited and its finding appears on the open
+    // page, without a reload.
+    let polls_before = polls(&dom);
+    e2e::write_atomic(m, "40-workloads.yaml", &e2e::yaml(&[untagged_deployment()]));
+    let tag_row = "data-check=\"tagNotSpecified\"";
+    let dom = block_in_place(|| {
+        browser.wait_dom(&tab, SHOWN_WITHIN, "the new workload's finding", |d| {
+            d.contains(tag_row)
+        })
+    });
+    assert!(polls(&dom) > polls_before, "not updated by its own polling");
+    let finding = row(table(&dom, "audit-findings"), tag_row)
+        .unwrap_or_else(|| panic!("no tagNotSpecified row:\n{dom}"));
+    for cell in ["Deployment e2e/risky", ">danger<", "nginx:latest"] {
+        assert!(finding.contains(cell), "finding lacks {cell}: {finding}");
+    }
+    // Dangers are listed first.
+    let findings = table(&dom, "audit-findings");
+    let first_danger = findings.find("data-severity=\"danger\"");
+    let first_warning = findings.find("data-severity=\"warning\"");
+    assert!(first_danger < first_warning, "{findings}");
+    // The JSON says the same as the page.
+    let state = admin_json(gw.admin, "/dashboard/state.json").await;
+    let audit = &state["audit"];
+    assert!(audit["objects"].as_u64().is_some_and(|n| n >= 6), "{audit}");
+    assert!(
+        audit["findings"].as_array().is_some_and(|f| f
+            .iter()
+            .any(|f| f["check"] == "tagNotSpecified"
+                && f["name"] == "risky"
+                && f["severity"] == "danger")),
+        "{audit}"
+    );
+    assert_eq!(audit_score(&dom), audit["score"].as_u64(), "{audit}");
 }

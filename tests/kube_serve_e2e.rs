@@ -1,7 +1,8 @@
 //! `portcullis serve` with the Kubernetes source, as a child process: a kubeconfig
 //! pointing at the in-process fake API server, the source chosen by default because
 //! KUBERNETES_SERVICE_HOST is set (as in a pod), /readyz held at 503 until every watch has
-//! listed, and traffic following an EndpointSlice change.
+//! listed, traffic following an EndpointSlice change, and the dashboard's background audit
+//! of the watched objects.
 #[path = "common/apiserver.rs"]
 mod apiserver;
 mod common;
@@ -173,6 +174,24 @@ async fn in_a_pod_serve_watches_the_api_and_is_ready_only_after_every_list() {
     );
     assert!(metrics.contains(r#"portcullis_kube_objects{kind="Ingress"} 1"#));
     assert!(p.log().contains("every watch has listed"));
+
+    // The dashboard audits what the watches hold, without asking the API for more.
+    let (audit, _) = eventually(QUICK, "the dashboard's audit", || async {
+        let r = p.get_admin("/dashboard/state.json").await.ok()?;
+        let state: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+        let audit = state.get("audit")?.clone();
+        (!audit.is_null()).then_some(audit)
+    })
+    .await;
+    assert_eq!(audit["source"], "cluster (watched objects)", "{audit}");
+    assert!(
+        audit["findings"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["kind"] == "Ingress"
+                && f["name"] == "shop"
+                && f["check"] == "tlsSettingsMissing")),
+        "{audit}"
+    );
 }
 
 #[tokio::test]

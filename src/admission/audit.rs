@@ -266,11 +266,28 @@ pub fn audit_with_progress(
     progress: &mut dyn FnMut(usize, usize),
 ) -> AuditReport {
     let view = ClusterView::new(inputs.iter().map(|i| &i.object));
+    audit_in_view(engine, source, inputs, &view, progress)
+}
+
+/// Audits the inputs against the inputs themselves, as a view that does not claim to
+/// be complete: for objects seen through watches, where an absence proves nothing.
+pub fn audit_watched(engine: &Engine, source: &str, inputs: &[Input]) -> AuditReport {
+    let view = ClusterView::partial(inputs.iter().map(|i| &i.object));
+    audit_in_view(engine, source, inputs, &view, &mut |_, _| {})
+}
+
+fn audit_in_view(
+    engine: &Engine,
+    source: &str,
+    inputs: &[Input],
+    view: &ClusterView,
+    progress: &mut dyn FnMut(usize, usize),
+) -> AuditReport {
     let total = inputs.len();
     let mut workloads: Vec<WorkloadResult> = Vec::with_capacity(total);
     for (done, i) in inputs.iter().enumerate() {
         if i.object.get("kind").and_then(Value::as_str).is_some() {
-            workloads.push(audit_one(engine, i, &view));
+            workloads.push(audit_one(engine, i, view));
         }
         progress(done + 1, total);
     }

@@ -7,6 +7,7 @@
 //! view that lacks the object it needs says so in its message instead of guessing.
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwapOption;
 
@@ -29,11 +30,19 @@ pub struct ClusterView {
 #[derive(Debug, Clone, Default)]
 pub struct ClusterViewHandle {
     current: Arc<ArcSwapOption<ClusterView>>,
+    /// Counts publications, so a background reader (the dashboard's audit) can tell
+    /// cheaply whether the view changed since it last looked.
+    published: Arc<AtomicU64>,
 }
 
 impl ClusterViewHandle {
     pub fn load(&self) -> Option<Arc<ClusterView>> {
         self.current.load_full()
+    }
+
+    /// How many views were published so far.
+    pub fn version(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
     }
 
     /// Publishes the watched objects as the new view. It does not claim completeness: an
@@ -44,6 +53,7 @@ impl ClusterViewHandle {
             view.insert(o);
         }
         self.current.store(Some(Arc::new(view)));
+        self.published.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -85,6 +95,21 @@ impl ClusterView {
             view.insert(o.clone());
         }
         view
+    }
+
+    /// A view of `objects` that does not claim to be complete (objects seen through
+    /// watches, which may lag behind the cluster).
+    pub fn partial<'a>(objects: impl IntoIterator<Item = &'a Value>) -> Self {
+        let mut view = ClusterView::default();
+        for o in objects {
+            view.insert(o.clone());
+        }
+        view
+    }
+
+    /// Every object in the view, kind by kind.
+    pub fn objects(&self) -> impl Iterator<Item = &Value> {
+        self.by_kind.values().flatten()
     }
 
     /// Whether an object missing from the view is missing from the cluster.

@@ -159,7 +159,20 @@ struct ConfigSource {
     ready: watch::Receiver<bool>,
     /// The API client, with --source kube (Ingress status is written through it).
     client: Option<kube::Client>,
+    /// What the dashboard's background audit reads.
+    audit_from: AuditFrom,
     driver: Driver,
+}
+
+/// Where the objects for the dashboard's audit come from.
+enum AuditFrom {
+    Manifests {
+        dir: PathBuf,
+        changed_scans: Arc<std::sync::atomic::AtomicU64>,
+    },
+    Watched(Arc<arc_swap::ArcSwap<portcullis::source::kube::HeldObjects>>),
+    /// No source: nothing to audit.
+    Nothing,
 }
 
 /// The gateway's configuration: the Kubernetes API, the watched manifests directory, or
@@ -222,6 +235,7 @@ async fn config_source(args: &ServeArgs, settings: &Settings) -> anyhow::Result<
                 generations: Some(driver.subscribe()),
                 ready: driver.ready(),
                 client: Some(client),
+                audit_from: AuditFrom::Watched(driver.held()),
                 driver: Driver::Kube(driver),
             })
         }
@@ -233,6 +247,10 @@ async fn config_source(args: &ServeArgs, settings: &Settings) -> anyhow::Result<
                 generations: Some(driver.subscribe()),
                 ready: always_ready,
                 client: None,
+                audit_from: AuditFrom::Manifests {
+                    dir: dir.clone(),
+                    changed_scans: driver.changed_scans(),
+                },
                 driver: Driver::Files(driver),
             })
         }
@@ -246,6 +264,7 @@ async fn config_source(args: &ServeArgs, settings: &Settings) -> anyhow::Result<
                 generations: None,
                 ready: always_ready,
                 client: None,
+                audit_from: AuditFrom::Nothing,
                 driver: Driver::None,
             })
         }
@@ -276,6 +295,43 @@ fn cluster_view(
         "watching the objects cross-object rules read"
     );
     Some(handle)
+}
+
+/// Starts the dashboard's background audit when it is on and there is something to
+/// audit; the cell it publishes into, for the dashboard.
+fn start_audit(
+    settings: &portcullis::config::DashboardSettings,
+    engine: &Arc<portcullis::admission::Engine>,
+    source: &ConfigSource,
+    cluster: Option<portcullis::admission::cluster::ClusterViewHandle>,
+) -> Option<portcullis::dashboard::audit::AuditCell> {
+    use portcullis::dashboard::audit_inputs::{AuditSource, ManifestsDir, Watched};
+    if !settings.audit {
+        tracing::info!("dashboard audit is off (dashboard.audit: false)");
+        return None;
+    }
+    let from: Arc<dyn AuditSource> = match &source.audit_from {
+        AuditFrom::Manifests { dir, changed_scans } => Arc::new(ManifestsDir {
+            dir: dir.clone(),
+            changed_scans: changed_scans.clone(),
+        }),
+        AuditFrom::Watched(held) => Arc::new(Watched {
+            config: source.handle.clone(),
+            held: held.clone(),
+            cluster,
+        }),
+        AuditFrom::Nothing => return None,
+    };
+    let cell = portcullis::dashboard::audit::AuditCell::default();
+    portcullis::dashboard::audit_task::Auditor {
+        engine: engine.clone(),
+        source: from,
+        min_interval: settings.audit_min_interval(),
+        max_findings: settings.audit_max_findings,
+        cell: cell.clone(),
+    }
+    .spawn(source.ready.clone());
+    Some(cell)
 }
 
 /// The resolver for the ingress HTTPS listener: Ingress certificates by SNI over a
@@ -379,6 +435,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         .client
         .clone()
         .and_then(|client| cluster_view(&engine, client));
+    let audit = start_audit(&settings.dashboard, &engine, &source, cluster.clone());
     let mut trusted = Vec::new();
     for cidr in &settings.ingress.trusted_cidrs {
         trusted.push(parse_cidr(cidr)?);
@@ -409,7 +466,10 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
             let config = config.clone();
             Arc::new(move || serde_json::to_value(&config.load().problems).unwrap_or_default())
         },
-        dashboard: Some(Arc::new(Dashboard::new(gateway.clone()))),
+        dashboard: Some(Arc::new(match audit {
+            Some(cell) => Dashboard::new(gateway.clone()).with_audit(cell),
+            None => Dashboard::new(gateway.clone()),
+        })),
         access: Access {
             // An empty value (a variable set but blank) means no token, not "any token".
             token: args.admin_token.clone().filter(|t| !t.is_empty()),

@@ -3,8 +3,9 @@
 //! `/dashboard/state.json` every second.
 //!
 //! It reads what other modules already keep: the current snapshot, the balancer's
-//! per-endpoint state, the request counters and the recent admission decisions. It never
-//! writes any of them, so looking at the dashboard cannot change what is served.
+//! per-endpoint state, the request counters, the recent admission decisions and the last
+//! background audit (`audit_task`). It never writes any of them, so looking at the
+//! dashboard cannot change what is served.
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +17,9 @@ use crate::ingress::gateway::Gateway;
 use crate::ingress::health::monotonic_us;
 
 pub mod access;
+pub mod audit;
+pub mod audit_inputs;
+pub mod audit_task;
 pub mod rates;
 pub mod state;
 
@@ -29,6 +33,8 @@ const PAGE: &str = include_str!("page.html");
 pub struct Dashboard {
     gateway: Arc<Gateway>,
     rates: rates::RateSampler,
+    /// Where the background audit publishes; None while auditing is off.
+    audit: Option<audit::AuditCell>,
 }
 
 impl Dashboard {
@@ -36,7 +42,14 @@ impl Dashboard {
         Dashboard {
             gateway,
             rates: rates::RateSampler::new(),
+            audit: None,
         }
+    }
+
+    /// Shows the audits published into `cell`.
+    pub fn with_audit(mut self, cell: audit::AuditCell) -> Self {
+        self.audit = Some(cell);
+        self
     }
 
     /// The dashboard document; `problems` is what `/problems` reports.
@@ -65,6 +78,7 @@ impl Dashboard {
             ingresses,
             problems,
             recent::ring().newest_first(),
+            self.audit.as_ref().and_then(|cell| cell.load_full()),
         )
     }
 

@@ -1,13 +1,15 @@
 //! What the dashboard page shows, as one JSON document: the routes of a snapshot, each
 //! backend's endpoints joined with what the balancer has learned about them, request
-//! rates per Ingress, the problems and the recent admission decisions.
+//! rates per Ingress, the problems, the recent admission decisions and the last audit.
 //!
 //! Pure: the caller passes the snapshot and a lookup for the live endpoint figures, so
 //! this is tested without a running proxy. It cannot fail.
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::audit::AuditSummary;
 use super::rates::IngressRate;
 use crate::admission::recent::RecentDecision;
 use crate::ingress::routes::{endpoint_state, route_rows};
@@ -34,9 +36,19 @@ pub struct DashboardState {
     pub ingresses: Vec<IngressRate>,
     pub problems: serde_json::Value,
     pub decisions: Vec<RecentDecision>,
-    /// Reserved for the findings of `portcullis audit`, which this build does not have:
-    /// always null, so the page and its readers can tell "no audit" from "no findings".
-    pub audit: Option<serde_json::Value>,
+    /// The last background audit of the served objects (layout in `dashboard::audit`):
+    /// null while auditing is off or before the first audit has finished, so readers
+    /// can tell "no audit" from "no findings".
+    #[serde(serialize_with = "shared_audit")]
+    pub audit: Option<Arc<AuditSummary>>,
+}
+
+/// The summary is shared with the audit cell rather than copied per request.
+fn shared_audit<S: serde::Serializer>(
+    audit: &Option<Arc<AuditSummary>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    audit.as_deref().serialize(s)
 }
 
 #[derive(Debug, Serialize)]
@@ -86,6 +98,7 @@ pub fn build(
     ingresses: Vec<IngressRate>,
     problems: serde_json::Value,
     decisions: Vec<RecentDecision>,
+    audit: Option<Arc<AuditSummary>>,
 ) -> DashboardState {
     let rows = route_rows(snapshot);
     let mut backends: Vec<BackendView> = Vec::new();
@@ -139,7 +152,7 @@ pub fn build(
         ingresses,
         problems,
         decisions,
-        audit: None,
+        audit,
     }
 }
 
@@ -208,7 +221,14 @@ endpoints:
                 consecutive_failures: 2,
             })
         };
-        let state = build(&snap, &live, Vec::new(), serde_json::json!([]), Vec::new());
+        let state = build(
+            &snap,
+            &live,
+            Vec::new(),
+            serde_json::json!([]),
+            Vec::new(),
+            None,
+        );
         assert_eq!(state.routes.len(), 1);
         let r = &state.routes[0];
         assert_eq!(
@@ -260,8 +280,76 @@ endpoints:
             Vec::new(),
             serde_json::json!([{"message": "x"}]),
             Vec::new(),
+            None,
         );
         assert!(state.routes.is_empty() && state.backends.is_empty());
         assert_eq!(state.problems[0]["message"], "x");
+    }
+
+    #[test]
+    fn carries_the_last_audit() {
+        use crate::admission::audit::{Counts, NamespaceResult};
+        use crate::dashboard::audit::Finding;
+        let counts = Counts {
+            successes: 6,
+            warnings: 1,
+            dangers: 1,
+        };
+        let audit = AuditSummary {
+            time_ms: 1_700_000_000_000,
+            duration_ms: 2.0,
+            source: "/manifests".into(),
+            objects: 3,
+            score: counts.score(),
+            counts,
+            namespaces: vec![NamespaceResult {
+                namespace: "shop".into(),
+                score: counts.score(),
+                counts,
+            }],
+            findings: vec![Finding {
+                kind: "Deployment".into(),
+                namespace: "shop".into(),
+                name: "web".into(),
+                check: "tagNotSpecified".into(),
+                severity: "danger",
+                message: "pin a tag".into(),
+                path: "/spec/template/spec/containers/0/image".into(),
+            }],
+            findings_total: 2,
+            truncated: true,
+        };
+        let state = build(
+            &Snapshot::default(),
+            &|_| None,
+            Vec::new(),
+            serde_json::json!([]),
+            Vec::new(),
+            Some(Arc::new(audit)),
+        );
+        let json = serde_json::to_value(&state).unwrap();
+        let a = &json["audit"];
+        assert_eq!(a["score"], 80);
+        assert_eq!(a["objects"], 3);
+        assert_eq!(a["timeMs"], 1_700_000_000_000u64);
+        assert_eq!(a["source"], "/manifests");
+        assert_eq!(a["counts"]["dangers"], 1);
+        assert_eq!(a["namespaces"][0]["namespace"], "shop");
+        assert_eq!(a["namespaces"][0]["score"], 80);
+        assert_eq!(a["findingsTotal"], 2);
+        assert_eq!(a["truncated"], true);
+        let f = &a["findings"][0];
+        assert_eq!(
+            (&f["kind"], &f["namespace"], &f["name"]),
+            (&"Deployment".into(), &"shop".into(), &"web".into())
+        );
+        assert_eq!(
+            (&f["check"], &f["severity"], &f["message"]),
+            (
+                &"tagNotSpecified".into(),
+                &"danger".into(),
+                &"pin a tag".into()
+            )
+        );
     }
 }

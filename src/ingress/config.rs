@@ -67,6 +67,7 @@ pub enum ConfigError {
 pub struct FilesDriver {
     handle: ConfigHandle,
     generations: watch::Receiver<u64>,
+    changed_scans: Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -78,6 +79,12 @@ impl FilesDriver {
     /// Changes whenever a new snapshot is published (value: its generation).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.generations.clone()
+    }
+
+    /// Grows with every rescan that found a manifest file changed (see
+    /// `FileSource::changed_scans`).
+    pub fn changed_scans(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.changed_scans.clone()
     }
 }
 
@@ -95,6 +102,7 @@ pub fn start_files(
 ) -> Result<FilesDriver, ConfigError> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
     let mut source = FileSource::new(dir);
+    let changed_scans = source.changed_scans();
     // Watch before the first scan so nothing written in between is missed.
     let (watcher, mut events) = source.watch()?;
     let mut store = ObjectStore::new();
@@ -130,6 +138,7 @@ pub fn start_files(
     Ok(FilesDriver {
         handle,
         generations,
+        changed_scans,
         task,
     })
 }

@@ -8,6 +8,8 @@
 //! and changes nothing.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -54,6 +56,10 @@ struct FileState {
 pub struct FileSource {
     dir: PathBuf,
     files: BTreeMap<String, FileState>,
+    /// Scans that found a file changed. Readers of the whole directory (the dashboard's
+    /// audit) follow it rather than the snapshot generation, which an edit touching only
+    /// kinds the data plane ignores, next to an EndpointSlice, would leave unchanged.
+    changed_scans: Arc<AtomicU64>,
 }
 
 /// Reads every manifest in `dir` once: the store plus every problem found.
@@ -70,7 +76,13 @@ impl FileSource {
         FileSource {
             dir: dir.into(),
             files: BTreeMap::new(),
+            changed_scans: Arc::default(),
         }
+    }
+
+    /// Counts the scans that found some file changed, appeared or vanished.
+    pub fn changed_scans(&self) -> Arc<AtomicU64> {
+        self.changed_scans.clone()
     }
 
     pub fn dir(&self) -> &Path {
@@ -160,6 +172,9 @@ impl FileSource {
                 },
             );
         }
+        if changed {
+            self.changed_scans.fetch_add(1, Ordering::Release);
+        }
         Ok(changed)
     }
 
@@ -171,27 +186,7 @@ impl FileSource {
     /// editor temporaries or the `..data`/`..2024_…` internals of a Kubernetes volume, whose
     /// visible entries are symlinks into them and are followed like any file.
     fn list(&self) -> Result<Vec<String>, FilesError> {
-        let err = |source| FilesError::ReadDir {
-            path: self.dir.display().to_string(),
-            source,
-        };
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(&self.dir).map_err(err)? {
-            let entry = entry.map_err(err)?;
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if name.starts_with('.') || !is_manifest_name(&name) {
-                continue;
-            }
-            // metadata() follows symlinks; dangling links and directories are skipped.
-            match std::fs::metadata(entry.path()) {
-                Ok(m) if m.is_file() => names.push(name),
-                _ => continue,
-            }
-        }
-        names.sort();
-        Ok(names)
+        manifest_names(&self.dir)
     }
 
     /// Starts a watch on the directory. Every relevant event is signalled on the returned
@@ -247,7 +242,34 @@ fn is_manifest_name(name: &str) -> bool {
     lower.ends_with(".yaml") || lower.ends_with(".yml") || lower.ends_with(".json")
 }
 
-fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
+/// Manifest file names directly in `dir`, sorted, as the source reads them (see
+/// `FileSource::list`); other readers of the directory use it to see the same files.
+pub fn manifest_names(dir: &Path) -> Result<Vec<String>, FilesError> {
+    let err = |source| FilesError::ReadDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(err)? {
+        let entry = entry.map_err(err)?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if name.starts_with('.') || !is_manifest_name(&name) {
+            continue;
+        }
+        // metadata() follows symlinks; dangling links and directories are skipped.
+        match std::fs::metadata(entry.path()) {
+            Ok(m) if m.is_file() => names.push(name),
+            _ => continue,
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The bytes of a manifest file, refused above the size limit.
+pub(crate) fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let file = std::fs::File::open(path)?;
     let mut buf = Vec::new();
@@ -409,6 +431,25 @@ mod tests {
         assert!(source.scan(&mut store).unwrap());
         assert!(store.service("ns", "web").is_none());
         assert!(store.problems().is_empty());
+    }
+
+    #[test]
+    fn changed_scans_count_edits_to_kinds_the_store_ignores() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("svc.yaml"), SVC).unwrap();
+        let mut source = FileSource::new(dir.path());
+        let counter = source.changed_scans();
+        let mut store = ObjectStore::new();
+        source.scan(&mut store).unwrap();
+        source.scan(&mut store).unwrap();
+        assert_eq!(counter.load(Ordering::SeqCst), 1, "an idle rescan counted");
+        std::fs::write(
+            dir.path().join("app.yaml"),
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n",
+        )
+        .unwrap();
+        source.scan(&mut store).unwrap();
+        assert_eq!(counter.load(Ordering::SeqCst), 2);
     }
 
     #[test]
