@@ -235,8 +235,10 @@ impl Balancer {
                 .map(|i| eligible[(start + i) % n])
                 .find(|a| Some(*a) != exclude)
         })?;
+        // Usually known already: the same map answers without a second load.
+        let known = map.get(&chosen).cloned();
         drop(map);
-        let stats = self.stats_for(chosen);
+        let stats = known.unwrap_or_else(|| self.stats_for(chosen));
         stats.last_used_us.store(now, Ordering::Relaxed);
         Some(Pick {
             addr: chosen,

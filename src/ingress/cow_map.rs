@@ -1,26 +1,27 @@
 //! A read-mostly map: lock-free reads through `ArcSwap`, copy-on-write inserts. Used for
 //! state that outlives snapshots (endpoint stats, round-robin cursors, upstream clients)
 //! where a miss is rare (a new endpoint or setting) and a read happens on every request.
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::ingress::fast_map::FastMap;
+
 /// A map whose values are shared `Arc`s; reads never block, writes copy the map.
 pub struct CowMap<K, V> {
-    inner: ArcSwap<HashMap<K, Arc<V>>>,
+    inner: ArcSwap<FastMap<K, Arc<V>>>,
 }
 
 impl<K: Eq + Hash + Clone, V> CowMap<K, V> {
     pub fn new() -> Self {
         Self {
-            inner: ArcSwap::from_pointee(HashMap::new()),
+            inner: ArcSwap::from_pointee(FastMap::default()),
         }
     }
 
     /// The whole current map, for several reads that should agree with each other.
-    pub fn load(&self) -> arc_swap::Guard<Arc<HashMap<K, Arc<V>>>> {
+    pub fn load(&self) -> arc_swap::Guard<Arc<FastMap<K, Arc<V>>>> {
         self.inner.load()
     }
 
@@ -43,7 +44,7 @@ impl<K: Eq + Hash + Clone, V> CowMap<K, V> {
                 return Arc::clone(map);
             }
             winner = Some(fresh.clone());
-            let mut next = HashMap::clone(map);
+            let mut next = FastMap::clone(map);
             next.insert(key.clone(), fresh.clone());
             Arc::new(next)
         });
@@ -53,7 +54,7 @@ impl<K: Eq + Hash + Clone, V> CowMap<K, V> {
     /// Drops every entry for which `keep` is false (one copy of the map).
     pub fn retain(&self, keep: impl Fn(&K, &V) -> bool) {
         self.inner.rcu(|map| {
-            let mut next = HashMap::clone(map);
+            let mut next = FastMap::clone(map);
             next.retain(|k, v| keep(k, v));
             Arc::new(next)
         });

@@ -47,7 +47,6 @@ where
     F: std::future::Future<Output = T>,
 {
     tokio::pin!(fut);
-    let started_us = monotonic_us();
     let mut deadline = tokio::time::Instant::from_std(started) + ex.read_timeout;
     let mut last_bytes = 0;
     loop {
@@ -58,6 +57,10 @@ where
                     return Err(HeadTimeout::Read);
                 };
                 let now = tokio::time::Instant::now();
+                // `started` on the monotonic_us clock, worked out only on this slow path.
+                let started_us = monotonic_us().saturating_sub(
+                    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                );
                 if let Some(done_us) = slot.finished_at_us() {
                     let done = tokio::time::Instant::from_std(started)
                         + Duration::from_micros(done_us.saturating_sub(started_us));

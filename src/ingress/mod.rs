@@ -12,6 +12,7 @@ pub mod cow_map;
 pub mod endpoint_filter;
 pub mod endpoint_refresh;
 mod exchange;
+pub mod fast_map;
 pub mod filters;
 pub mod forwarded;
 pub mod gateway;

@@ -26,9 +26,11 @@
 //! element-wise prefix (`/foo/barbaz` falls back from `/foo/bar` to `/foo/{*rest}`).
 //! Lookup allocates nothing on our side; matchit 0.9.2 itself allocates a small backtrack
 //! stack when the walk passes a node that has both static and catch-all children.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use regex::Regex;
+
+use crate::ingress::fast_map::FastMap;
 
 use super::snapshot::{Lookup, PathType, Route};
 
@@ -51,8 +53,8 @@ pub enum RouteRole {
 pub struct Router {
     routes: Vec<Route>,
     roles: Vec<RouteRole>,
-    exact: HashMap<Box<str>, VirtualHost>,
-    wildcard: HashMap<Box<str>, VirtualHost>,
+    exact: FastMap<Box<str>, VirtualHost>,
+    wildcard: FastMap<Box<str>, VirtualHost>,
     hostless: Option<VirtualHost>,
     catch_all: Option<u32>,
     /// compile's memory (last good Ingresses, parsed certificates) for the next build.

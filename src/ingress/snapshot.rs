@@ -4,7 +4,6 @@
 //! proxy (which reads it). Built once per configuration change, swapped atomically, never
 //! mutated except for each backend's `EndpointCell`: a request loads one `Arc<Snapshot>`
 //! and uses it from start to end.
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -127,7 +126,7 @@ pub struct Snapshot {
     /// SNI map built from the TLS Secrets named by served Ingresses.
     pub certs: crate::tls::resolver::CertMap,
     /// Hosts that have TLS configured (for the HTTP→HTTPS redirect).
-    pub tls_hosts: HashMap<String, ()>,
+    pub tls_hosts: crate::ingress::fast_map::FastMap<String, ()>,
     /// Everything wrong with the current objects, each naming its source.
     pub problems: Vec<crate::ingress::problem::Problem>,
     /// `namespace/name` of every Ingress this snapshot serves (ours by class, and valid now

@@ -93,6 +93,8 @@ impl Tail {
             None => route_metrics::record_unrouted(&done),
         }
         if self.log {
+            let now = std::time::SystemTime::now();
+            e.time = now.checked_sub(e.duration).unwrap_or(now);
             access_log::emit(e);
         }
     }

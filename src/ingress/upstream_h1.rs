@@ -19,7 +19,6 @@
 //! written hands the request back, and it goes once more on a fresh connection to the
 //! same endpoint (nothing of it was sent, so this is not a retry of the request).
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +31,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use thread_local::ThreadLocal;
 use tower::Service;
 
+use crate::ingress::fast_map::FastMap;
 use crate::ingress::health::monotonic_us;
 use crate::ingress::upstream::{Connector, UpstreamBody, UpstreamError, Wire};
 
@@ -78,7 +78,7 @@ type Key = (Wire, Authority);
 /// One thread's idle connections.
 #[derive(Default)]
 struct Lists {
-    by_endpoint: HashMap<Key, Vec<Idle>>,
+    by_endpoint: FastMap<Key, Vec<Idle>>,
     checkouts: u32,
 }
 
@@ -264,7 +264,7 @@ impl H1Pool {
 }
 
 /// Drops closed connections and the lists of endpoints that have none left.
-fn sweep(by_endpoint: &mut HashMap<Key, Vec<Idle>>) {
+fn sweep(by_endpoint: &mut FastMap<Key, Vec<Idle>>) {
     by_endpoint.retain(|_, list| {
         list.retain(|idle| !idle.sender.is_closed());
         !list.is_empty()

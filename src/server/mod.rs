@@ -334,13 +334,14 @@ type HttpBuilder = AutoBuilder<TokioExecutor>;
 
 fn http_builder(opts: &ServeOptions) -> HttpBuilder {
     let mut builder = AutoBuilder::new(TokioExecutor::new());
-    // hyper's own head timer runs from when it starts waiting for a head, idle time
-    // included, so it is set to the longer of the two limits as a backstop; the
-    // connection task enforces each limit where it applies.
+    // hyper's own head timer is off: the connection task enforces the head timeout (first
+    // request) and the keep-alive idle timeout (a partial head between requests counts as
+    // idle) itself, and hyper's timer would cost a clock read and a timer-wheel reset on
+    // every request.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_read_timeout.max(opts.keep_alive_timeout))
+        .header_read_timeout(None)
         .max_buf_size(opts.max_header_bytes.max(8192));
     builder
         .http2()
