@@ -59,6 +59,14 @@ pub fn is_upgrade_request(version: http::Version, headers: &HeaderMap, allowed: 
 /// Removes hop-by-hop headers. With `upgrade`, `Upgrade` survives and `Connection` is
 /// reduced to `upgrade` so the next hop switches protocols too.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none of these: one pass over the names is cheaper than a
+    // hashed removal of each (this runs twice per request).
+    if !headers.keys().any(is_hop_by_hop) {
+        if upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        return;
+    }
     // Headers named by Connection are hop-by-hop too; collect before removing.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -323,17 +331,68 @@ fn inline_value(
     HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(Inline { buf, len })).ok()
 }
 
+/// The names `strip_hop_by_hop` removes (besides those a Connection header lists).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRANSFER_ENCODING,
+        &header::TRAILER,
+        &header::PROXY_AUTHORIZATION,
+        &header::PROXY_AUTHENTICATE,
+        &PROXY,
+        &header::UPGRADE,
+    ]
+    .contains(&name)
+}
+
+/// Slots of the per-thread cache of formatted addresses.
+const IP_CACHE_SLOTS: usize = 16;
+
+thread_local! {
+    /// Recently formatted client addresses: requests come in runs from the same peers
+    /// (keep-alive connections, a cloud load balancer's few addresses), and a hit costs a
+    /// reference count instead of formatting and an allocation.
+    static IP_VALUES: std::cell::RefCell<[Option<(IpAddr, HeaderValue)>; IP_CACHE_SLOTS]> =
+        const { std::cell::RefCell::new([const { None }; IP_CACHE_SLOTS]) };
+}
+
 /// An address as a header value (an IPv6 address is at most 45 characters).
 fn ip_value(ip: IpAddr) -> HeaderValue {
+    let slot = match ip {
+        IpAddr::V4(a) => usize::from(a.octets()[3] ^ a.octets()[2]),
+        IpAddr::V6(a) => usize::from(a.octets()[15] ^ a.octets()[14]),
+    } % IP_CACHE_SLOTS;
+    let cached = IP_VALUES.with(|c| match &c.borrow()[slot] {
+        Some((at, v)) if *at == ip => Some(v.clone()),
+        _ => None,
+    });
+    if let Some(v) = cached {
+        return v;
+    }
     use std::io::Write as _;
-    inline_value(|c| write!(c, "{ip}")).unwrap_or_else(|| HeaderValue::from_static("unknown"))
+    let value =
+        inline_value(|c| write!(c, "{ip}")).unwrap_or_else(|| HeaderValue::from_static("unknown"));
+    IP_VALUES.with(|c| c.borrow_mut()[slot] = Some((ip, value.clone())));
+    value
 }
 
 /// A fresh request id: 32 lower-case hex characters (128 random bits).
 pub fn new_request_id() -> HeaderValue {
-    use std::io::Write as _;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = fastrand::u128(..);
-    inline_value(|c| write!(c, "{n:032x}")).unwrap_or_else(|| HeaderValue::from_static("0"))
+    inline_value(|c| {
+        // By hand: the formatting machinery costs more than the random number.
+        let mut out = [0u8; 32];
+        for (i, b) in out.iter_mut().enumerate() {
+            let nibble = (n >> (124 - 4 * i)) & 0xf;
+            *b = HEX[nibble as usize];
+        }
+        std::io::Write::write_all(c, &out)
+    })
+    .unwrap_or_else(|| HeaderValue::from_static("0"))
 }
 
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
@@ -514,5 +573,45 @@ mod tests {
         assert_eq!(id.len(), 32);
         assert!(id.to_str().unwrap().chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(h["x-request-id"], id);
+    }
+
+    #[test]
+    fn request_ids_are_fresh_lower_case_hex() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        for id in [a, b] {
+            let s = id.to_str().unwrap();
+            assert_eq!(s.len(), 32);
+            assert!(
+                s.bytes()
+                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+            );
+        }
+    }
+
+    #[test]
+    fn address_values_stay_right_when_cache_slots_collide() {
+        // Same slot (last two octets xor to 1), different addresses, in turns.
+        let ips: [IpAddr; 3] = [
+            "10.0.0.1".parse().unwrap(),
+            "10.0.1.0".parse().unwrap(),
+            "fe80::1".parse().unwrap(),
+        ];
+        for _ in 0..3 {
+            for ip in ips {
+                assert_eq!(ip_value(ip).to_str().unwrap(), ip.to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_hop_by_hop_leaves_the_headers_as_they_were() {
+        let mut h = hm(&[("host", "a"), ("accept", "*/*"), ("x-custom", "1")]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 3);
+        let mut h = hm(&[("host", "a")]);
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h["connection"], "upgrade");
     }
 }
