@@ -89,12 +89,12 @@ enum Command {
 }
 
 /// Operational logs go to stderr; access-log lines (one JSON object per request) go to
-/// stdout through their own layer, so they can be collected apart from the rest.
+/// stdout from a thread of their own (`log_writer`), so they can be collected apart from
+/// the rest and never slow a request.
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
     use tracing_subscriber::prelude::*;
-    use tracing_subscriber::{EnvFilter, filter};
     let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let not_access = filter::filter_fn(|m| m.target() != portcullis::ingress::access_log::TARGET);
     // Colours only for a person at a terminal: in files and log collectors the escape
     // codes are noise.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
@@ -103,17 +103,10 @@ fn init_logging(format: LogFormat) {
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
     let ops = match format {
-        LogFormat::Text => fmt.with_filter(not_access).boxed(),
-        LogFormat::Json => fmt.json().with_filter(not_access).boxed(),
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().boxed(),
     };
-    let access = portcullis::ingress::access_log::layer().with_filter(filter::filter_fn(|m| {
-        m.target() == portcullis::ingress::access_log::TARGET
-    }));
-    tracing_subscriber::registry()
-        .with(env)
-        .with(ops)
-        .with(access)
-        .init();
+    tracing_subscriber::registry().with(env).with(ops).init();
 }
 
 fn main() -> ExitCode {

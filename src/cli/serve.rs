@@ -440,6 +440,11 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     for cidr in &settings.ingress.trusted_cidrs {
         trusted.push(parse_cidr(cidr)?);
     }
+    if settings.ingress.access_log
+        && let Err(e) = portcullis::ingress::log_writer::stdout()
+    {
+        tracing::warn!(error = %e, "no access-log thread: the access log is off");
+    }
     let mut proxy = ProxyConfig {
         trusted_proxies: trusted,
         access_log: settings.ingress.access_log,

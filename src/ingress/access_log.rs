@@ -1,17 +1,18 @@
-//! One access-log event per request, emitted through `tracing` with target `access_log`
-//! when the response is finished (last body byte sent, or the client went away), so bytes
-//! and duration are the real ones. [`layer`] renders these events as one JSON object per
-//! line; the binary installs it next to its normal log layer. Logging never fails a
-//! request.
+//! One access-log line per request, written when the response is finished (last body
+//! byte sent, or the client went away), so bytes and duration are the real ones: one flat
+//! JSON object per line on stdout.
+//!
+//! The request path only hands the finished `Entry` to the log thread (`log_writer`):
+//! the JSON is formatted and written there, so a request pays neither for formatting nor
+//! for a write system call, and a stalled stdout drops lines instead of stalling the data
+//! plane. Logging never fails a request.
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method};
-
-/// The `tracing` target of access-log events.
-pub const TARGET: &str = "access_log";
+use serde::Serialize;
 
 /// What is known about a request when it finishes.
 #[derive(Debug, Clone)]
@@ -35,56 +36,66 @@ pub struct Entry {
     pub retries: u8,
 }
 
-/// Emits `entry` as an `access_log` event.
+/// Queues `entry` for the access log, if the log thread runs (`log_writer::stdout`
+/// starts it; without it, as in library tests, nothing is written).
 pub fn emit(entry: &Entry) {
-    let request_id = entry
-        .request_id
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    tracing::info!(
-        target: TARGET,
-        time = %rfc3339(entry.time),
-        client = %entry.client,
-        method = %entry.method,
-        host = entry.host.to_str().unwrap_or(""),
-        path = entry.path.as_str(),
-        status = entry.status,
-        bytes = entry.response_bytes,
-        request_bytes = entry.request_bytes,
-        duration_ms = ms(entry.duration),
-        upstream_addr = entry.upstream_addr.map(|a| a.to_string()).unwrap_or_default(),
-        upstream_duration_ms = entry.upstream_duration.map(ms).unwrap_or(-1.0),
-        ingress = entry.ingress.as_deref().unwrap_or(""),
-        service = entry.service.as_deref().unwrap_or(""),
-        request_id = request_id,
-        retries = entry.retries,
-    );
+    crate::ingress::log_writer::submit(entry.clone());
+}
+
+/// The line as written: field names and order are the log's stable format.
+#[derive(Serialize)]
+struct Line<'a> {
+    time: String,
+    client: String,
+    method: &'a str,
+    host: &'a str,
+    path: &'a str,
+    status: u16,
+    bytes: u64,
+    request_bytes: u64,
+    duration_ms: f64,
+    upstream_addr: String,
+    upstream_duration_ms: f64,
+    ingress: &'a str,
+    service: &'a str,
+    request_id: &'a str,
+    retries: u8,
+}
+
+/// Appends `entry` as one JSON object and a newline to `out` (on the log thread).
+pub fn write_line(entry: &Entry, out: &mut Vec<u8>) {
+    let line = Line {
+        time: rfc3339(entry.time),
+        client: entry.client.to_string(),
+        method: entry.method.as_str(),
+        host: entry.host.to_str().unwrap_or(""),
+        path: entry.path.as_str(),
+        status: entry.status,
+        bytes: entry.response_bytes,
+        request_bytes: entry.request_bytes,
+        duration_ms: ms(entry.duration),
+        upstream_addr: entry
+            .upstream_addr
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        upstream_duration_ms: entry.upstream_duration.map(ms).unwrap_or(-1.0),
+        ingress: entry.ingress.as_deref().unwrap_or(""),
+        service: entry.service.as_deref().unwrap_or(""),
+        request_id: entry
+            .request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+        retries: entry.retries,
+    };
+    // Serializing plain strings and numbers into a Vec cannot fail.
+    if serde_json::to_writer(&mut *out, &line).is_ok() {
+        out.push(b'\n');
+    }
 }
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
-}
-
-/// A tracing layer that writes access-log events (and only those) to stdout as one
-/// flat JSON object per line, through a bounded queue (see `log_writer`).
-pub fn layer<S>() -> impl tracing_subscriber::Layer<S>
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    use tracing_subscriber::Layer as _;
-    tracing_subscriber::fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_target(false)
-        .with_level(false)
-        .without_time()
-        .with_writer(crate::ingress::log_writer::NonBlocking::stdout())
-        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
-            m.target() == TARGET
-        }))
 }
 
 /// UTC timestamp with milliseconds, e.g. `2026-11-22T10:04:05.123Z`.
@@ -121,9 +132,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-    use std::sync::Mutex;
-    use tracing_subscriber::layer::SubscriberExt;
 
     #[test]
     fn timestamps() {
@@ -134,33 +142,13 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-12-31T23:59:59.000Z");
     }
 
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn one_json_line_per_entry() {
-        let buf = Buf::default();
-        let writer = buf.clone();
-        let layer = tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .without_time()
-            .with_writer(move || writer.clone());
-        let subscriber = tracing_subscriber::registry().with(layer);
         let entry = Entry {
             time: UNIX_EPOCH,
             client: "10.1.2.3".parse().unwrap(),
             method: Method::POST,
-            host: HeaderValue::from_static("example.com"),
+            host: HeaderValue::from_static("ex\"ample\\.com"),
             path: PathAndQuery::from_static("/a?b=1"),
             status: 201,
             request_bytes: 5,
@@ -173,19 +161,27 @@ mod tests {
             request_id: Some(HeaderValue::from_static("abc")),
             retries: 1,
         };
-        tracing::subscriber::with_default(subscriber, || emit(&entry));
-        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        assert_eq!(out.lines().count(), 1);
-        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-        assert_eq!(v["target"], "access_log");
+        let mut out = Vec::new();
+        write_line(&entry, &mut out);
+        write_line(&entry, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        let v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(v["status"], 201);
         assert_eq!(v["method"], "POST");
+        assert_eq!(v["client"], "10.1.2.3");
+        // A quote or backslash in the host is escaped, not the end of the string.
+        assert_eq!(v["host"], "ex\"ample\\.com");
         assert_eq!(v["path"], "/a?b=1");
         assert_eq!(v["bytes"], 7);
+        assert_eq!(v["request_bytes"], 5);
         assert_eq!(v["duration_ms"], 1.5);
         assert_eq!(v["upstream_addr"], "10.0.0.1:8080");
+        assert_eq!(v["upstream_duration_ms"], 1.0);
         assert_eq!(v["ingress"], "default/web");
+        assert_eq!(v["service"], "default/web:80");
         assert_eq!(v["request_id"], "abc");
+        assert_eq!(v["retries"], 1);
         assert_eq!(v["time"], "1970-01-01T00:00:00.000Z");
     }
 }

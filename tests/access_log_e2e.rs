@@ -1,0 +1,86 @@
+//! The access log through the real binary: `portcullis serve` (access log on, as by
+//! default) writes exactly one JSON line per request to stdout, from its log thread,
+//! with what happened to the request: routed and proxied, or answered 404.
+mod common;
+#[path = "common/e2e.rs"]
+mod e2e;
+
+use std::time::Duration;
+
+use e2e::{
+    Portcullis, eventually, http_get, ingress, ingress_class, pod, service, slice, write_atomic,
+    yaml,
+};
+use http::StatusCode;
+use serde_json::Value;
+
+const HOST: &str = "shop.log.test";
+
+/// The access-log lines among everything the process wrote (operational logs are text).
+fn access_lines(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("request_id").is_some())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_json_line_per_request_with_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let (web, _web) = pod("127.0.0.2", "web-1").await;
+    let m = dir.path();
+    write_atomic(m, "00-class.yaml", &yaml(&[ingress_class()]));
+    write_atomic(
+        m,
+        "10-shop.yaml",
+        &yaml(&[ingress("shop", HOST, None, &[("/", "web")], &[])]),
+    );
+    write_atomic(m, "20-services.yaml", &yaml(&[service("web")]));
+    write_atomic(
+        m,
+        "30-slices.yaml",
+        &yaml(&[slice("web", "web-1", web, true)]),
+    );
+    let gw = Portcullis::start(m, &[]).await;
+
+    for i in 0..5 {
+        let reply = http_get(gw.http, HOST, &format!("/items/{i}?page=2"))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let reply = http_get(gw.http, "nobody.log.test", "/missing")
+        .await
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+
+    let (lines, _) = eventually(Duration::from_secs(5), "six access-log lines", || {
+        let lines = access_lines(&gw.log());
+        async move { (lines.len() >= 6).then_some(lines) }
+    })
+    .await;
+    // No more than one each, even after a moment more.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(access_lines(&gw.log()).len(), 6, "{}", gw.log());
+
+    for (i, line) in lines.iter().take(5).enumerate() {
+        assert_eq!(line["status"], 200, "{line}");
+        assert_eq!(line["method"], "GET");
+        assert_eq!(line["host"], HOST);
+        assert_eq!(line["path"], format!("/items/{i}?page=2"));
+        assert_eq!(line["upstream_addr"], web.to_string());
+        assert_eq!(line["service"], "e2e/web:80");
+        assert_eq!(line["ingress"], "e2e/shop");
+        assert_eq!(line["client"], "127.0.0.1");
+        assert!(line["bytes"].as_u64().unwrap() > 0, "{line}");
+        assert!(line["duration_ms"].as_f64().unwrap() >= 0.0);
+        let id = line["request_id"].as_str().unwrap();
+        assert_eq!(id.len(), 32, "{line}");
+        assert!(line["time"].as_str().unwrap().ends_with('Z'));
+    }
+    let missing = &lines[5];
+    assert_eq!(missing["status"], 404, "{missing}");
+    assert_eq!(missing["host"], "nobody.log.test");
+    assert_eq!(missing["upstream_addr"], "");
+}
