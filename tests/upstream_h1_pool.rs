@@ -231,8 +231,7 @@ async fn a_refused_connect_is_a_typed_connect_error() {
     let err = pool
         .send(Wire::Http1, Duration::from_secs(2), &target, request("/"))
         .await
-        .err()
-        .expect("a closed port answered");
+        .expect_err("a closed port answered");
     match err {
         portcullis::ingress::upstream::UpstreamError::Connect { kind, .. } => {
             assert_eq!(kind, portcullis::ingress::upstream::ConnectKind::Refused)

@@ -176,7 +176,7 @@ impl H1Pool {
     fn checkout(&self, key: &Key) -> Option<(SendRequest<UpstreamBody>, Arc<ConnState>)> {
         let mut lists = self.lists.get_or_default().borrow_mut();
         lists.checkouts = lists.checkouts.wrapping_add(1);
-        if lists.checkouts % SWEEP_EVERY == 0 {
+        if lists.checkouts.is_multiple_of(SWEEP_EVERY) {
             sweep(&mut lists.by_endpoint);
         }
         let list = lists.by_endpoint.get_mut(key)?;
