@@ -60,6 +60,10 @@ pub fn server_config_with(
     if resumption.tickets {
         config.ticketer =
             rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))?;
+        // One ticket per handshake (rustls and OpenSSL send two): a client resumes one
+        // connection with it and gets a fresh one there, and each ticket costs an
+        // encryption and a record on every handshake.
+        config.send_tls13_tickets = 1;
     }
     Ok(Arc::new(config))
 }
