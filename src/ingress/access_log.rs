@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method};
-use serde::Serialize;
 
 /// What is known about a request when it finishes.
 #[derive(Debug, Clone)]
@@ -42,56 +41,71 @@ pub fn emit(entry: &Entry) {
     crate::ingress::log_writer::submit(entry.clone());
 }
 
-/// The line as written: field names and order are the log's stable format.
-#[derive(Serialize)]
-struct Line<'a> {
-    time: String,
-    client: String,
-    method: &'a str,
-    host: &'a str,
-    path: &'a str,
-    status: u16,
-    bytes: u64,
-    request_bytes: u64,
-    duration_ms: f64,
-    upstream_addr: String,
-    upstream_duration_ms: f64,
-    ingress: &'a str,
-    service: &'a str,
-    request_id: &'a str,
-    retries: u8,
+/// Appends `entry` as one JSON object and a newline to `out` (on the log thread). The
+/// field names and their order are the log's stable format. Written by hand into the
+/// batch buffer: no intermediate strings per line.
+pub fn write_line(entry: &Entry, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    // Writes into a Vec cannot fail.
+    let _ = write!(out, "{{\"time\":\"");
+    write_rfc3339(entry.time, out);
+    let _ = write!(out, "\",\"client\":\"{}\",\"method\":", entry.client);
+    json_str(entry.method.as_str().as_bytes(), out);
+    out.extend_from_slice(b",\"host\":");
+    json_str(entry.host.as_bytes(), out);
+    out.extend_from_slice(b",\"path\":");
+    json_str(entry.path.as_str().as_bytes(), out);
+    let _ = write!(
+        out,
+        ",\"status\":{},\"bytes\":{},\"request_bytes\":{},\"duration_ms\":{},\"upstream_addr\":\"",
+        entry.status,
+        entry.response_bytes,
+        entry.request_bytes,
+        ms(entry.duration)
+    );
+    if let Some(addr) = entry.upstream_addr {
+        let _ = write!(out, "{addr}");
+    }
+    let _ = write!(
+        out,
+        "\",\"upstream_duration_ms\":{},\"ingress\":",
+        entry.upstream_duration.map(ms).unwrap_or(-1.0)
+    );
+    json_str(entry.ingress.as_deref().unwrap_or("").as_bytes(), out);
+    out.extend_from_slice(b",\"service\":");
+    json_str(entry.service.as_deref().unwrap_or("").as_bytes(), out);
+    out.extend_from_slice(b",\"request_id\":");
+    json_str(
+        entry.request_id.as_ref().map_or(&b""[..], |v| v.as_bytes()),
+        out,
+    );
+    let _ = writeln!(out, ",\"retries\":{}}}", entry.retries);
 }
 
-/// Appends `entry` as one JSON object and a newline to `out` (on the log thread).
-pub fn write_line(entry: &Entry, out: &mut Vec<u8>) {
-    let line = Line {
-        time: rfc3339(entry.time),
-        client: entry.client.to_string(),
-        method: entry.method.as_str(),
-        host: entry.host.to_str().unwrap_or(""),
-        path: entry.path.as_str(),
-        status: entry.status,
-        bytes: entry.response_bytes,
-        request_bytes: entry.request_bytes,
-        duration_ms: ms(entry.duration),
-        upstream_addr: entry
-            .upstream_addr
-            .map(|a| a.to_string())
-            .unwrap_or_default(),
-        upstream_duration_ms: entry.upstream_duration.map(ms).unwrap_or(-1.0),
-        ingress: entry.ingress.as_deref().unwrap_or(""),
-        service: entry.service.as_deref().unwrap_or(""),
-        request_id: entry
-            .request_id
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(""),
-        retries: entry.retries,
-    };
-    // Serializing plain strings and numbers into a Vec cannot fail.
-    if serde_json::to_writer(&mut *out, &line).is_ok() {
-        out.push(b'\n');
+/// `bytes` as a JSON string. Header values may hold any byte but control characters;
+/// bytes that are not UTF-8 become U+FFFD so the line stays valid JSON.
+fn json_str(bytes: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.extend_from_slice(b"\\\""),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                    use std::io::Write as _;
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => {
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+            }
+        }
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{fffd}".as_bytes());
+        }
     }
+    out.push(b'"');
 }
 
 fn ms(d: Duration) -> f64 {
@@ -100,18 +114,26 @@ fn ms(d: Duration) -> f64 {
 
 /// UTC timestamp with milliseconds, e.g. `2026-11-22T10:04:05.123Z`.
 pub fn rfc3339(t: SystemTime) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_rfc3339(t, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn write_rfc3339(t: SystemTime, out: &mut Vec<u8>) {
+    use std::io::Write as _;
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, day) = civil_from_days(days);
-    format!(
+    let _ = write!(
+        out,
         "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,
         (rem % 3600) / 60,
         rem % 60,
         d.subsec_millis()
-    )
+    );
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's
@@ -183,5 +205,37 @@ mod tests {
         assert_eq!(v["request_id"], "abc");
         assert_eq!(v["retries"], 1);
         assert_eq!(v["time"], "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn odd_header_bytes_stay_valid_json() {
+        let mut entry = sample();
+        entry.host = HeaderValue::from_bytes(b"a\tb\xffc").unwrap();
+        let mut out = Vec::new();
+        write_line(&entry, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["host"], "a\tb\u{fffd}c");
+        assert_eq!(v["upstream_addr"], "");
+        assert_eq!(v["upstream_duration_ms"], -1.0);
+    }
+
+    fn sample() -> Entry {
+        Entry {
+            time: UNIX_EPOCH,
+            client: "::1".parse().unwrap(),
+            method: Method::GET,
+            host: HeaderValue::from_static("example.com"),
+            path: PathAndQuery::from_static("/"),
+            status: 404,
+            request_bytes: 0,
+            response_bytes: 0,
+            duration: Duration::from_millis(12),
+            upstream_addr: None,
+            upstream_duration: None,
+            ingress: None,
+            service: None,
+            request_id: None,
+            retries: 0,
+        }
     }
 }
