@@ -22,6 +22,7 @@
 //! Counts = { "successes": n, "warnings": n, "dangers": n }
 //! ```
 //! Workloads are sorted by namespace, kind and name; results by check id.
+use crate::admission::lookup::At;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -246,7 +247,7 @@ fn audit_one(engine: &Engine, input: &Input, view: &ClusterView) -> WorkloadResu
         counts,
         results,
         created: obj
-            .pointer("/metadata/creationTimestamp")
+            .at("/metadata/creationTimestamp")
             .and_then(Value::as_str)
             .map(str::to_string),
         has_pod,

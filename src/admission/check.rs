@@ -1,5 +1,6 @@
 //! `portcullis check FILE...`: the same rules over manifests, offline. Prints a table or
 //! JSON and tells the caller whether anything would be denied.
+use crate::admission::lookup::At;
 use std::fmt::Write as _;
 
 use serde_json::Value;
@@ -84,7 +85,7 @@ pub fn check_objects(
         let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
         let namespace = obj
-            .pointer("/metadata/namespace")
+            .at("/metadata/namespace")
             .and_then(Value::as_str)
             .unwrap_or("default");
         let mut ctx = Context::new(
@@ -171,7 +172,7 @@ items:
         let objs = parse_manifests("t", text).unwrap();
         let names: Vec<&str> = objs
             .iter()
-            .filter_map(|o| o.pointer("/metadata/name")?.as_str())
+            .filter_map(|o| o.at("/metadata/name")?.as_str())
             .collect();
         assert_eq!(names, ["a", "b", "c"]);
     }

@@ -1,5 +1,6 @@
 //! What a rule gets to look at: one object, how it is being changed, and where its pod
 //! template is.
+use crate::admission::lookup::At;
 use std::cell::OnceCell;
 
 use serde_json::{Map, Value};
@@ -68,8 +69,8 @@ impl<'a> Context<'a> {
     ) -> Self {
         let name = if name.is_empty() {
             object
-                .pointer("/metadata/name")
-                .or_else(|| object.pointer("/metadata/generateName"))
+                .at("/metadata/name")
+                .or_else(|| object.at("/metadata/generateName"))
                 .and_then(Value::as_str)
                 .unwrap_or("")
         } else {
@@ -102,14 +103,14 @@ impl<'a> Context<'a> {
     /// The object's own labels.
     pub fn labels(&self) -> Option<&'a Map<String, Value>> {
         self.object
-            .pointer("/metadata/labels")
+            .at("/metadata/labels")
             .and_then(Value::as_object)
     }
 
     /// The object's own annotations.
     pub fn annotations(&self) -> Option<&'a Map<String, Value>> {
         self.object
-            .pointer("/metadata/annotations")
+            .at("/metadata/annotations")
             .and_then(Value::as_object)
     }
 

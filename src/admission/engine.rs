@@ -1,5 +1,6 @@
 //! Runs the rule catalogue over one object: picks each rule's action from the settings,
 //! applies exemptions, and gathers findings and patch operations.
+use crate::admission::lookup::At;
 use std::collections::HashSet;
 
 use serde_json::Value;
@@ -202,7 +203,7 @@ impl Engine {
         // undeletable.
         if ctx
             .object
-            .pointer("/metadata/deletionTimestamp")
+            .at("/metadata/deletionTimestamp")
             .is_some_and(|v| !v.is_null())
         {
             return Some(Skip::Deleting);
@@ -356,10 +357,7 @@ pub fn container_at(obj: &Value, path: &str) -> Option<String> {
             let end = at + list.len();
             let index = path[end..].split('/').next().unwrap_or("");
             let item = format!("{}{index}/name", &path[..end]);
-            return obj
-                .pointer(&item)
-                .and_then(Value::as_str)
-                .map(str::to_string);
+            return obj.at(&item).and_then(Value::as_str).map(str::to_string);
         }
     }
     None

@@ -18,6 +18,7 @@ pub mod engine;
 pub mod http;
 pub mod ingress;
 pub mod live;
+pub mod lookup;
 pub mod metrics;
 pub mod patch;
 pub mod polaris;

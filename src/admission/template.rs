@@ -1,5 +1,6 @@
 //! Finding pod templates inside workload objects, each with its JSON Pointer base, so a
 //! container rule is written once and works for every workload kind.
+use crate::admission::lookup::At;
 use serde_json::Value;
 
 use super::patch::Pointer;
@@ -21,9 +22,7 @@ pub struct PodTemplate {
 pub fn find(group: &str, kind: &str, object: &Value) -> Option<PodTemplate> {
     let (spec, long_running): (&[&str], bool) = match (group, kind) {
         ("", "Pod") => {
-            let restart = object
-                .pointer("/spec/restartPolicy")
-                .and_then(Value::as_str);
+            let restart = object.at("/spec/restartPolicy").and_then(Value::as_str);
             (&["spec"], !matches!(restart, Some("Never" | "OnFailure")))
         }
         ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")

@@ -5,6 +5,7 @@
 //! The Deployment checks read PDBs and HPAs from the cluster view. A PDB protects a
 //! Deployment when its selector selects the Deployment's pod template in the same
 //! namespace (Kubernetes' meaning; an empty selector selects every pod).
+use crate::admission::lookup::At;
 use serde_json::{Map, Value};
 
 use super::workloads::label_selector_misses;
@@ -46,7 +47,7 @@ fn matching_pdbs<'v>(
 ) -> impl Iterator<Item = &'v Value> + 'v {
     view.in_namespace("policy", "PodDisruptionBudget", namespace)
         .filter(move |pdb| {
-            pdb.pointer("/spec/selector")
+            pdb.at("/spec/selector")
                 .and_then(Value::as_object)
                 .is_some_and(|sel| label_selector_misses(sel, Some(labels)).is_empty())
         })
@@ -127,7 +128,7 @@ impl Rule for PdbDisruptionsIsZero {
         }
         let get = |f: &str| {
             ctx.object
-                .pointer(&format!("/spec/{f}"))
+                .at(&format!("/spec/{f}"))
                 .and_then(int_or_percent)
         };
         let (field, text) = match (get("minAvailable"), get("maxUnavailable")) {
@@ -150,7 +151,7 @@ fn is_hpa(ctx: &Context<'_>) -> bool {
 
 /// `minReplicas`, Kubernetes' default 1 when unset.
 fn hpa_min(hpa: &Value) -> i64 {
-    hpa.pointer("/spec/minReplicas")
+    hpa.at("/spec/minReplicas")
         .and_then(Value::as_i64)
         .unwrap_or(1)
 }
@@ -227,7 +228,7 @@ pub struct PdbMinAvailableGreaterThanHpaMinReplicas;
 /// `minAvailable` as a pod count for `replicas` pods (percentages round up, as the
 /// disruption controller does).
 pub fn min_available(pdb: &Value, replicas: i64) -> Option<i64> {
-    let (n, percent) = int_or_percent(pdb.pointer("/spec/minAvailable")?)?;
+    let (n, percent) = int_or_percent(pdb.at("/spec/minAvailable")?)?;
     Some(if percent {
         (n.saturating_mul(replicas) + 99).div_euclid(100)
     } else {
@@ -258,7 +259,7 @@ impl Rule for PdbMinAvailableGreaterThanHpaMinReplicas {
             .in_namespace("autoscaling", "HorizontalPodAutoscaler", namespace)
             .find(|h| {
                 let target = |f: &str| {
-                    h.pointer(&format!("/spec/scaleTargetRef/{f}"))
+                    h.at(&format!("/spec/scaleTargetRef/{f}"))
                         .and_then(Value::as_str)
                 };
                 target("kind") == Some("Deployment") && target("name") == Some(name)

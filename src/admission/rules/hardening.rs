@@ -8,6 +8,7 @@
 //! `runAsPrivileged` rule. Fields of the wrong type count as not set. The checks Polaris
 //! can fix carry its mutation (set the flag, drop ALL, remove the host port), off unless
 //! configured.
+use crate::admission::lookup::At;
 use serde_json::Value;
 
 use super::{Rule, Violation, violations_now};
@@ -56,7 +57,7 @@ pub fn capability(name: &str) -> String {
 }
 
 fn capability_list(c: &Value, which: &str) -> Vec<String> {
-    c.pointer(&format!("/securityContext/capabilities/{which}"))
+    c.at(&format!("/securityContext/capabilities/{which}"))
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).map(capability).collect())
         .unwrap_or_default()
@@ -452,7 +453,7 @@ pub struct HostProcess;
 
 fn host_process(owner: &Value) -> bool {
     owner
-        .pointer("/securityContext/windowsOptions/hostProcess")
+        .at("/securityContext/windowsOptions/hostProcess")
         .and_then(Value::as_bool)
         == Some(true)
 }

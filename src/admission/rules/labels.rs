@@ -1,6 +1,7 @@
 //! Object metadata rules: labels the cluster requires on Deployments and Services, and the
 //! default labels/annotations added to every object. Odd metadata (a list where a map
 //! belongs, non-string values) is treated as missing or left alone, never a panic.
+use crate::admission::lookup::At;
 use serde_json::{Map, Value};
 
 use super::{Rule, Violation};
@@ -184,7 +185,7 @@ impl Rule for MetadataAndInstanceMismatched {
         }
         let name = ctx
             .object
-            .pointer("/metadata/name")
+            .at("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or(ctx.name);
         let have = ctx

@@ -2,6 +2,7 @@
 //! the whole termination grace period. Commands are read as argv lists; anything that is
 //! not a list of strings, or a script too dynamic to read (`sleep $DELAY`), is skipped
 //! rather than guessed at.
+use crate::admission::lookup::At;
 use serde_json::Value;
 
 use super::{Rule, Violation};
@@ -187,10 +188,10 @@ fn sleep_argv(words: &[&str]) -> Option<f64> {
 /// `sleep N`, or the sleeps in an exec `sh -c "sleep N; …"` (backgrounded ones excluded).
 pub fn prestop_sleep(container: &Value) -> Option<f64> {
     let pre = container.get("lifecycle")?.get("preStop")?;
-    if let Some(s) = pre.pointer("/sleep/seconds").and_then(Value::as_f64) {
+    if let Some(s) = pre.at("/sleep/seconds").and_then(Value::as_f64) {
         return Some(s);
     }
-    let argv = strings(pre.pointer("/exec/command"))?;
+    let argv = strings(pre.at("/exec/command"))?;
     if let Some(s) = sleep_argv(&argv) {
         return Some(s);
     }

@@ -1,5 +1,6 @@
 //! Network exposure after Polaris: pods that no NetworkPolicy confines in both directions,
 //! and Ingresses served without TLS.
+use crate::admission::lookup::At;
 use serde_json::Value;
 
 use super::workloads::label_selector_misses;
@@ -20,7 +21,7 @@ pub struct MissingNetworkPolicy;
 
 fn non_empty_list(policy: &Value, field: &str) -> bool {
     policy
-        .pointer(&format!("/spec/{field}"))
+        .at(&format!("/spec/{field}"))
         .and_then(Value::as_array)
         .is_some_and(|a| !a.is_empty())
 }
@@ -28,10 +29,7 @@ fn non_empty_list(policy: &Value, field: &str) -> bool {
 /// Both directions are governed: non-empty ingress and egress rules, and `policyTypes`
 /// (when given) naming both.
 fn governs_both(policy: &Value) -> bool {
-    let types_ok = match policy
-        .pointer("/spec/policyTypes")
-        .and_then(Value::as_array)
-    {
+    let types_ok = match policy.at("/spec/policyTypes").and_then(Value::as_array) {
         None => true,
         Some(types) => ["ingress", "egress"].iter().all(|want| {
             types
@@ -73,7 +71,7 @@ impl Rule for MissingNetworkPolicy {
             .in_namespace("networking.k8s.io", "NetworkPolicy", namespace)
             .filter(|p| governs_both(p))
             .any(|p| {
-                p.pointer("/spec/podSelector")
+                p.at("/spec/podSelector")
                     .and_then(Value::as_object)
                     .is_some_and(|sel| label_selector_misses(sel, Some(labels)).is_empty())
             });

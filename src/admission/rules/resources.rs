@@ -425,6 +425,7 @@ impl Rule for QosClassAnnotation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admission::lookup::At;
     use serde_json::json;
 
     fn c(resources: Value) -> Value {
@@ -544,13 +545,13 @@ mod tests {
         let settings = AdmissionSettings::default();
         let out = mutate_all(&pod(json!([{"name": "a"}])), &settings);
         assert_eq!(
-            out.pointer("/spec/containers/0/resources"),
+            out.at("/spec/containers/0/resources"),
             Some(
                 &json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}})
             )
         );
         assert_eq!(
-            out.pointer("/metadata/annotations/portcullis.io~1qos-class"),
+            out.at("/metadata/annotations/portcullis.io~1qos-class"),
             Some(&json!("Burstable"))
         );
     }
@@ -601,7 +602,7 @@ mod tests {
         let mut settings = AdmissionSettings::default();
         settings.defaults.memory_limit = "plenty".into();
         let out = mutate_all(&pod(json!([{"name": "a"}])), &settings);
-        assert_eq!(out.pointer("/spec/containers/0/resources/limits"), None);
+        assert_eq!(out.at("/spec/containers/0/resources/limits"), None);
     }
 
     #[test]
@@ -676,11 +677,11 @@ mod tests {
         json_patch::patch(&mut out, &patch).unwrap();
         assert!(run(&out).is_empty(), "second pass: {:?}", run(&out));
         assert_eq!(
-            out.pointer("/spec/template/spec/containers/1/resources/limits/memory"),
+            out.at("/spec/template/spec/containers/1/resources/limits/memory"),
             Some(&json!("2Gi"))
         );
         assert_eq!(
-            out.pointer("/spec/template/metadata/annotations/portcullis.io~1qos-class"),
+            out.at("/spec/template/metadata/annotations/portcullis.io~1qos-class"),
             Some(&json!("Burstable"))
         );
         let ctx = Context::new(

@@ -5,6 +5,7 @@
 //! `mutations:` list): silently dropping a privilege someone asked for breaks their pod in
 //! ways that are hard to trace, so it has to be asked for. Fields of the wrong type count
 //! as not set.
+use crate::admission::lookup::At;
 use serde_json::Value;
 
 use super::{Rule, Violation, violations_now};
@@ -85,7 +86,7 @@ impl Rule for RunAsPrivileged {
     fn check(&self, ctx: &Context<'_>) -> Vec<Violation> {
         pod_containers(ctx)
             .into_iter()
-            .filter(|c| c.value.pointer("/securityContext/privileged").and_then(Value::as_bool) == Some(true))
+            .filter(|c| c.value.at("/securityContext/privileged").and_then(Value::as_bool) == Some(true))
             .map(|c| {
                 Violation::new(
                     format!(
@@ -224,7 +225,7 @@ impl Rule for DangerousCapabilities {
         for c in pod_containers(ctx) {
             let Some(added) = c
                 .value
-                .pointer("/securityContext/capabilities/add")
+                .at("/securityContext/capabilities/add")
                 .and_then(Value::as_array)
             else {
                 continue;
@@ -268,7 +269,7 @@ impl Rule for RestrictedCapabilities {
         for c in pod_containers(ctx) {
             let Some(added) = c
                 .value
-                .pointer("/securityContext/capabilities/add")
+                .at("/securityContext/capabilities/add")
                 .and_then(Value::as_array)
             else {
                 continue;

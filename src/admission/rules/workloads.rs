@@ -2,6 +2,7 @@
 //! rolling updates that cannot make progress, StatefulSets without a
 //! governing Service. Odd input (wrong types, null) counts as absent or is skipped; a value
 //! the API server would reject on its own is left to it unless the rule is about it.
+use crate::admission::lookup::At;
 use serde_json::{Map, Value};
 
 use super::{Rule, Violation};
@@ -273,7 +274,7 @@ impl Rule for JobRestartPolicy {
 /// `spec.replicas`, with the API default of 1 when absent or not a number.
 pub(super) fn replicas(object: &Value) -> i64 {
     object
-        .pointer("/spec/replicas")
+        .at("/spec/replicas")
         .and_then(Value::as_i64)
         .unwrap_or(1)
 }
