@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::context::{Context, Operation};
 use super::patch::{PatchBuilder, PatchOp, Pointer};
 use super::rules::{self, Rule};
-use super::settings::{Action, AdmissionSettings};
+use super::settings::{Action, AdmissionSettings, Exemption};
 
 /// Annotation keys users put on objects.
 pub const ANNOTATION_VALIDATE: &str = "portcullis.io/validate";
@@ -238,18 +238,22 @@ impl Engine {
         None
     }
 
-    /// Whether an exemption (configured or by annotation) takes `rule` off this object.
-    pub fn exempt(&self, rule: &dyn Rule, ctx: &Context<'_>) -> bool {
-        let labels = ctx.labels();
-        let rule_ex = self
-            .settings
+    /// The configured exemptions that can apply to `rule`: its own, then the global ones.
+    fn exemptions_for<'s>(&'s self, rule: &dyn Rule) -> impl Iterator<Item = &'s Exemption> {
+        self.settings
             .rules
             .get(rule.id())
             .map(|s| s.exemptions.as_slice())
-            .unwrap_or(&[]);
-        if rule_ex
+            .unwrap_or(&[])
             .iter()
             .chain(&self.settings.exemptions)
+    }
+
+    /// Whether an exemption (configured or by annotation) takes `rule` off this object.
+    pub fn exempt(&self, rule: &dyn Rule, ctx: &Context<'_>) -> bool {
+        let labels = ctx.labels();
+        if self
+            .exemptions_for(rule)
             .any(|e| e.containers.is_empty() && e.applies(ctx.namespace, ctx.name, labels))
         {
             return true;
@@ -267,15 +271,7 @@ impl Engine {
     /// containers); empty for most objects.
     pub fn exempt_containers<'s>(&'s self, rule: &dyn Rule, ctx: &Context<'_>) -> Vec<&'s str> {
         let labels = ctx.labels();
-        let rule_ex = self
-            .settings
-            .rules
-            .get(rule.id())
-            .map(|s| s.exemptions.as_slice())
-            .unwrap_or(&[]);
-        rule_ex
-            .iter()
-            .chain(&self.settings.exemptions)
+        self.exemptions_for(rule)
             .filter(|e| !e.containers.is_empty() && e.applies(ctx.namespace, ctx.name, labels))
             .flat_map(|e| e.containers.iter().map(String::as_str))
             .collect()

@@ -91,17 +91,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
                 .trim()
                 .eq_ignore_ascii_case("trailers")
         });
-    for name in [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRANSFER_ENCODING,
-        &header::TRAILER,
-        &header::PROXY_AUTHORIZATION,
-        &header::PROXY_AUTHENTICATE,
-        &PROXY,
-    ] {
+    for name in hop_by_hop_names() {
         headers.remove(name);
     }
     if te_trailers {
@@ -331,8 +321,8 @@ fn inline_value(
     HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(Inline { buf, len })).ok()
 }
 
-/// The names `strip_hop_by_hop` removes (besides those a Connection header lists).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+/// The hop-by-hop names always removed (Upgrade is kept for an upgrade).
+fn hop_by_hop_names() -> [&'static HeaderName; 9] {
     [
         &header::CONNECTION,
         &KEEP_ALIVE,
@@ -343,9 +333,13 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         &header::PROXY_AUTHORIZATION,
         &header::PROXY_AUTHENTICATE,
         &PROXY,
-        &header::UPGRADE,
     ]
-    .contains(&name)
+}
+
+/// Whether `strip_hop_by_hop` has anything to do for `name` (besides the names a
+/// Connection header lists, which only exist with a Connection header).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::UPGRADE || hop_by_hop_names().contains(&name)
 }
 
 /// Slots of the per-thread cache of formatted addresses.
