@@ -300,6 +300,25 @@ impl Settings {
         Self::parse(&path.display().to_string(), &text)
     }
 
+    /// Reads a settings file laid over `base`, a partial settings document (from an
+    /// ingress-nginx ConfigMap): whatever the file sets wins.
+    pub fn parse_over(
+        name: &str,
+        text: &str,
+        mut base: serde_json::Value,
+    ) -> Result<Settings, ConfigError> {
+        let error = |message: String| ConfigError::Parse {
+            path: name.to_string(),
+            message,
+        };
+        if !text.trim().is_empty() {
+            let file: serde_json::Value =
+                serde_saphyr::from_str(text).map_err(|e| error(e.to_string()))?;
+            crate::ingress::nginx_configmap::merge(&mut base, file);
+        }
+        serde_json::from_value(base).map_err(|e| error(e.to_string()))
+    }
+
     pub fn parse(name: &str, text: &str) -> Result<Settings, ConfigError> {
         if text.trim().is_empty() {
             return Ok(Settings::default());

@@ -61,6 +61,9 @@ enum Command {
     /// Audit manifests offline with every rule and Polaris' score; exit 3 on a danger
     /// (--set-exit-code-on-danger), 4 below a score (--set-exit-code-below-score).
     Audit(cli::audit::AuditArgs),
+    /// Report what would change if these Ingresses and this ingress-nginx ConfigMap were
+    /// served by portcullis; exit 1 when anything would behave differently.
+    Migrate(cli::migrate::MigrateArgs),
     /// Write a development CA and serving certificate for a webhook Service.
     Certs(cli::certs::CertsArgs),
     /// Print the compiled route table of a manifests directory.
@@ -135,6 +138,7 @@ fn main() -> ExitCode {
             },
         ),
         Command::Audit(args) => cli::audit::run(&args),
+        Command::Migrate(args) => cli::migrate::run(&args),
         Command::Certs(args) => cli::certs::run(&args),
         Command::Routes { manifests, config } => cli::routes::run(&manifests, config.as_deref()),
         Command::Rules(args) => cli::rules::run(&args),

@@ -270,7 +270,7 @@ fn annotations_reach_the_route_policy() {
     let s = build(&ingress(
         "ns/a",
         None,
-        r#"nginx.ingress.kubernetes.io/whitelist-source-range: "10.0.0.0/8", portcullis.io/proxy-read-timeout: "5s", nginx.ingress.kubernetes.io/backend-protocol: GRPC, nginx.ingress.kubernetes.io/proxy-buffering: "on""#,
+        r#"nginx.ingress.kubernetes.io/whitelist-source-range: "10.0.0.0/8", portcullis.io/proxy-read-timeout: "5s", nginx.ingress.kubernetes.io/backend-protocol: GRPC, nginx.ingress.kubernetes.io/enable-modsecurity: "true""#,
         &[("x.com", "/", "Prefix", "s", "80")],
     ));
     let r = route(&s, "x.com", "/").unwrap();
@@ -281,7 +281,7 @@ fn annotations_reach_the_route_policy() {
     );
     assert_eq!(r.backend.protocol, UpstreamProtocol::H2c);
     assert_eq!(
-        problems_about(&s, "proxy-buffering").len(),
+        problems_about(&s, "enable-modsecurity").len(),
         1,
         "unsupported = warning"
     );

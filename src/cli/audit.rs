@@ -84,7 +84,7 @@ fn manifest_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn read_files(path: &Path) -> anyhow::Result<Vec<Input>> {
+pub(crate) fn read_files(path: &Path) -> anyhow::Result<Vec<Input>> {
     let mut inputs = Vec::new();
     for file in manifest_files(path)? {
         let name = file.display().to_string();
@@ -101,7 +101,7 @@ fn read_files(path: &Path) -> anyhow::Result<Vec<Input>> {
 
 /// The live cluster's objects, listed once; kinds that cannot be listed are named on
 /// stderr and skipped.
-fn live_inputs(
+pub(crate) fn live_inputs(
     namespace: Option<&str>,
     extra: &[(String, String)],
 ) -> anyhow::Result<(String, Vec<Input>)> {

@@ -5,6 +5,7 @@ pub mod check;
 pub mod check_output;
 pub mod echo;
 pub mod memory_trim;
+pub mod migrate;
 pub mod routes;
 pub mod rules;
 pub mod serve;

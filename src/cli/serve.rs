@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// A Polaris configuration file (checks, exemptions, customChecks, mutations).
     #[arg(long, env = "PORTCULLIS_POLARIS_CONFIG")]
     polaris_config: Option<PathBuf>,
+    /// An ingress-nginx controller ConfigMap manifest whose keys become settings (the
+    /// settings file wins where both set something); `portcullis migrate` shows the mapping.
+    #[arg(long, env = "PORTCULLIS_NGINX_CONFIGMAP")]
+    nginx_configmap: Option<PathBuf>,
     /// Webhook serving certificate (PEM). Without it a development CA and certificate are
     /// generated into --cert-dir.
     #[arg(long, env = "PORTCULLIS_TLS_CERT", requires = "tls_key")]
@@ -400,11 +404,37 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding the {what} listener to {addr}"))
 }
 
-async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
-    let mut settings = match &args.config {
-        Some(p) => Settings::load(p)?,
-        None => Settings::default(),
+/// The settings file, laid over an ingress-nginx ConfigMap when one is given.
+fn load_settings(args: &ServeArgs) -> anyhow::Result<Settings> {
+    let Some(cm) = &args.nginx_configmap else {
+        return Ok(match &args.config {
+            Some(p) => Settings::load(p)?,
+            None => Settings::default(),
+        });
     };
+    let data = super::migrate::configmap_file(cm)?;
+    let translation = portcullis::ingress::nginx_configmap::translate(&data);
+    for key in &translation.keys {
+        if key.status.changes_behaviour() {
+            tracing::warn!(
+                key = %key.key,
+                status = key.status.label(),
+                "ingress-nginx ConfigMap key not applied (portcullis migrate explains)"
+            );
+        }
+    }
+    let (name, text) = match &args.config {
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        ),
+        None => (cm.display().to_string(), String::new()),
+    };
+    Ok(Settings::parse_over(&name, &text, translation.settings)?)
+}
+
+async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
+    let mut settings = load_settings(&args)?;
     if let Some(s) = args.drain_delay {
         settings.shutdown.drain_delay_seconds = s;
     }

@@ -24,6 +24,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 
+use super::catalogue::{self, Support};
 use super::policy::{Balance, Policy};
 use super::snapshot::UpstreamProtocol;
 
@@ -162,7 +163,10 @@ impl<'a> Parser<'a> {
             if let Some(short) = key.strip_prefix(PORTCULLIS_PREFIX) {
                 if is_snippet(short) {
                     self.snippet(key);
-                } else if !SHARED.contains(&short) && !OWN.contains(&short) {
+                } else if !SHARED.contains(&short)
+                    && !OWN.contains(&short)
+                    && !matches!(catalogue::support(short), Some(Support::NoOp(_)))
+                {
                     self.out.errors.push(Note::on(
                         key,
                         format!("{key}: unknown portcullis.io annotation"),
@@ -171,26 +175,55 @@ impl<'a> Parser<'a> {
             } else if let Some(short) = key.strip_prefix(NGINX_PREFIX) {
                 if is_snippet(short) {
                     self.snippet(key);
-                } else if short.starts_with("auth-") || short == "satisfy" {
-                    self.out.errors.push(Note::on(
-                        key,
-                        format!(
-                            "{key}: not supported, and serving without it would bypass access control"
-                        ),
-                    ));
-                } else if !SHARED.contains(&short) {
-                    self.out.warnings.push(Note::on(
-                        key,
-                        format!("{key}: not supported by portcullis; ignored"),
-                    ));
-                } else if let Some((_, own)) = self.own.get(short)
-                    && *own != value.as_str()
-                {
-                    self.out.warnings.push(Note::on(
-                        key,
-                        format!("{key}: overridden by {PORTCULLIS_PREFIX}{short}"),
-                    ));
+                } else if SHARED.contains(&short) {
+                    if let Some((_, own)) = self.own.get(short)
+                        && *own != value.as_str()
+                    {
+                        self.out.warnings.push(Note::on(
+                            key,
+                            format!("{key}: overridden by {PORTCULLIS_PREFIX}{short}"),
+                        ));
+                    }
+                } else {
+                    self.not_shared(key, short);
                 }
+            }
+        }
+    }
+
+    /// An nginx annotation the parser does not read: accepted, warned about or refused,
+    /// as the catalogue says.
+    fn not_shared(&mut self, key: &str, short: &str) {
+        match catalogue::support(short) {
+            Some(Support::NoOp(_)) => {}
+            Some(Support::Refused(why)) => {
+                self.out.errors.push(Note::on(key, format!("{key}: {why}")));
+            }
+            _ if short.starts_with("auth-") || short == "satisfy" => {
+                self.out.errors.push(Note::on(
+                    key,
+                    format!(
+                        "{key}: not supported, and serving without it would bypass access control"
+                    ),
+                ));
+            }
+            Some(Support::Unsupported(instead)) => {
+                self.out.warnings.push(Note::on(
+                    key,
+                    format!("{key}: not supported by portcullis; ignored (instead: {instead})"),
+                ));
+            }
+            Some(_) => {
+                self.out.warnings.push(Note::on(
+                    key,
+                    format!("{key}: not supported by portcullis; ignored"),
+                ));
+            }
+            None => {
+                self.out.warnings.push(Note::on(
+                    key,
+                    format!("{key}: not an ingress-nginx annotation portcullis knows; ignored"),
+                ));
             }
         }
     }
@@ -700,12 +733,23 @@ mod tests {
     #[test]
     fn unsupported_nginx_annotations_are_warnings() {
         let p = parse(&[
-            ("nginx.ingress.kubernetes.io/proxy-buffering", "on"),
+            ("nginx.ingress.kubernetes.io/enable-modsecurity", "true"),
             ("kubernetes.io/ingress.class", "portcullis"),
             ("example.com/anything", "x"),
         ]);
         assert!(p.is_ok());
         assert_eq!(p.warnings.len(), 1);
+        assert!(
+            p.warnings[0].message.contains("instead: "),
+            "{:?}",
+            p.warnings
+        );
+        // Buffering tunables are accepted silently, under either prefix: bodies stream.
+        let p = parse(&[
+            ("nginx.ingress.kubernetes.io/proxy-buffering", "on"),
+            ("portcullis.io/proxy-request-buffering", "off"),
+        ]);
+        assert!(p.is_ok() && p.warnings.is_empty(), "{:?}", p.warnings);
         // request-headers exists only under portcullis.io.
         let p = parse(&[("nginx.ingress.kubernetes.io/request-headers", "X-A: b")]);
         assert!(p.policy.request_headers.is_empty());

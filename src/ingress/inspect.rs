@@ -424,7 +424,7 @@ mod tests {
                 "nginx.ingress.kubernetes.io/use-regex": "true",
                 "nginx.ingress.kubernetes.io/proxy-body-size": "10mb",
                 "nginx.ingress.kubernetes.io/server-snippet": "return 200;",
-                "nginx.ingress.kubernetes.io/proxy-buffering": "on"
+                "nginx.ingress.kubernetes.io/enable-modsecurity": "true"
             }},
             "spec": {"rules": [
                 {"host": "Bad.Host", "http": {"paths": [
@@ -470,7 +470,7 @@ mod tests {
             [
                 (
                     IssueKind::Annotation,
-                    annotation("nginx.ingress.kubernetes.io/proxy-buffering")
+                    annotation("nginx.ingress.kubernetes.io/enable-modsecurity")
                 ),
                 (IssueKind::Spec, Field::Path { rule: 1, path: 3 }),
                 (IssueKind::Spec, Field::Tls(1)),

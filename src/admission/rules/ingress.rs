@@ -587,7 +587,7 @@ spec:
                 "nginx.ingress.kubernetes.io/use-regex": "true",
                 "nginx.ingress.kubernetes.io/proxy-read-timeout": "5h",
                 "nginx.ingress.kubernetes.io/configuration-snippet": "more_set_headers x;",
-                "nginx.ingress.kubernetes.io/proxy-buffering": "on"
+                "nginx.ingress.kubernetes.io/enable-modsecurity": "true"
             }),
             paths(
                 "shop.example.com",
@@ -634,7 +634,7 @@ spec:
         let p = one("ingressInvalidSpec");
         assert_eq!(p.path.render(), "/spec/rules/0/http/paths/2");
         let w = one("ingressAnnotationIgnored");
-        assert!(w.message.contains("proxy-buffering"), "{}", w.message);
+        assert!(w.message.contains("enable-modsecurity"), "{}", w.message);
     }
 
     #[test]
