@@ -907,3 +907,50 @@ fn fixture_directory_end_to_end() {
         assert!(text.contains(needle), "{needle} missing in\n{text}");
     }
 }
+
+#[test]
+fn service_upstream_sends_to_the_cluster_ip() {
+    let svc = |name: &str, cluster_ip: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: ns}}\nspec:\n  clusterIP: \"{cluster_ip}\"\n  ports: [{{port: 80, targetPort: 8080}}]\n---\n"
+        )
+    };
+    let pods = |svc: &str| {
+        slice(
+            &format!("ns/{svc}-1"),
+            svc,
+            "[{port: 8080}]",
+            r#"[{addresses: ["10.0.0.1"], conditions: {ready: true}}]"#,
+        )
+    };
+    let yaml = format!(
+        "{}{}{}{}{}{}",
+        ingress(
+            "ns/a",
+            None,
+            r#"nginx.ingress.kubernetes.io/service-upstream: "true""#,
+            &[
+                ("x.com", "/", "Prefix", "web", "80"),
+                ("y.com", "/", "Prefix", "headless", "80")
+            ]
+        ),
+        svc("web", "10.96.0.10"),
+        pods("web"),
+        svc("headless", "None"),
+        pods("headless"),
+        ingress("ns/b", None, "", &[("z.com", "/", "Prefix", "web", "80")]),
+    );
+    let s = build(&yaml);
+    let web = &route(&s, "x.com", "/").unwrap().backend;
+    assert_eq!(addrs(&web.endpoints.load().eligible), ["10.96.0.10:80"]);
+    // A headless Service has no ClusterIP: its pods are used, and the problem is named.
+    let headless = &route(&s, "y.com", "/").unwrap().backend;
+    assert_eq!(
+        addrs(&headless.endpoints.load().eligible),
+        ["10.0.0.1:8080"]
+    );
+    assert_eq!(problems_about(&s, "no ClusterIP").len(), 1);
+    // The same Service without the annotation still goes to its pods.
+    let plain = &route(&s, "z.com", "/").unwrap().backend;
+    assert_eq!(addrs(&plain.endpoints.load().eligible), ["10.0.0.1:8080"]);
+}

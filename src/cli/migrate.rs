@@ -37,9 +37,17 @@ pub struct MigrateArgs {
     /// Write the settings the ConfigMap amounts to here (a settings file for --config).
     #[arg(long)]
     write_settings: Option<PathBuf>,
+    /// Print what portcullis does with every ingress-nginx annotation (a Markdown table,
+    /// the one in docs/MIGRATING.md) and exit.
+    #[arg(long, conflicts_with_all = ["manifests", "namespace", "configmap", "write_settings"])]
+    list: bool,
 }
 
 pub fn run(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
+    if args.list {
+        super::stdout::write(&migrate::catalogue_table());
+        return Ok(ExitCode::SUCCESS);
+    }
     let inputs = match &args.manifests {
         Some(path) => super::audit::read_files(path)?,
         None => super::audit::live_inputs(args.namespace.as_deref(), &[])?.1,

@@ -53,6 +53,7 @@ const SHARED: &[&str] = &[
     "canary-weight",
     "canary-by-header",
     "canary-by-header-value",
+    "service-upstream",
 ];
 /// Annotations that exist only under `portcullis.io/`.
 const OWN: &[&str] = &["request-headers", "response-headers", "upgrade-protocols"];
@@ -308,6 +309,7 @@ impl<'a> Parser<'a> {
         policy.upgrade_protocols = self
             .value("upgrade-protocols", parse_upgrade_protocols)
             .unwrap_or_default();
+        policy.service_upstream = self.value("service-upstream", parse_bool).unwrap_or(false);
         self.out.policy = policy;
         self.parse_canary();
     }

@@ -44,16 +44,26 @@ impl std::fmt::Display for PortRef {
     }
 }
 
-/// Resolves one backend. `protocol` (from the `backend-protocol` annotation) overrides the
-/// Service port's `appProtocol`. Returns the backend and what was wrong on the way.
+/// What an Ingress's annotations ask of how its backends are resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ResolveAs {
+    /// `backend-protocol`: overrides the Service port's `appProtocol`.
+    pub protocol: Option<UpstreamProtocol>,
+    /// `service-upstream`: one endpoint, the Service's ClusterIP and port, so a mesh
+    /// sidecar or kube-proxy picks the pod (ingress-nginx's meaning).
+    pub service_upstream: bool,
+}
+
+/// Resolves one backend. Returns the backend and what was wrong on the way.
 pub fn resolve(
     store: &ObjectStore,
     filter: &EndpointFilter,
     namespace: &str,
     service: &str,
     port: &PortRef,
-    protocol: Option<UpstreamProtocol>,
+    how: ResolveAs,
 ) -> (Backend, Vec<String>) {
+    let protocol = how.protocol;
     let mut problems = Vec::new();
     let mut backend = Backend {
         name: Arc::from(format!("{namespace}/{service}:{port}")),
@@ -90,13 +100,35 @@ pub fn resolve(
     };
 
     let mut found: BTreeMap<SocketAddr, Endpoint> = BTreeMap::new();
-    let mut any_slice = false;
-    for slice in store.endpoint_slices(namespace, service) {
-        any_slice = true;
-        from_slice(slice, svc_port, &mut found, &mut problems);
+    if how.service_upstream {
+        match cluster_ip(svc, svc_port) {
+            Some(addr) => {
+                merge(
+                    &mut found,
+                    Endpoint {
+                        addr,
+                        ready: true,
+                        serving: true,
+                        terminating: false,
+                    },
+                );
+            }
+            None => problems.push(format!(
+                "Service {namespace}/{service} has no ClusterIP for service-upstream; its endpoints are used"
+            )),
+        }
     }
-    if !any_slice {
-        from_endpoints(store, namespace, service, svc_port, &mut found);
+    // With service-upstream the ClusterIP stands for every pod; the pods' own
+    // addresses are read only when there is no ClusterIP to use.
+    if found.is_empty() {
+        let mut any_slice = false;
+        for slice in store.endpoint_slices(namespace, service) {
+            any_slice = true;
+            from_slice(slice, svc_port, &mut found, &mut problems);
+        }
+        if !any_slice {
+            from_endpoints(store, namespace, service, svc_port, &mut found);
+        }
     }
     found.retain(|addr, _| match filter.refuses(*addr) {
         None => true,
@@ -111,6 +143,14 @@ pub fn resolve(
     let eligible = eligible(&all);
     backend.endpoints = EndpointCell::new(all, eligible);
     (backend, problems)
+}
+
+/// The Service's ClusterIP with the port clients of the Service use; `None` for headless
+/// Services and ones without an address yet.
+fn cluster_ip(svc: &Service, port: &ServicePort) -> Option<SocketAddr> {
+    let ip: IpAddr = svc.spec.as_ref()?.cluster_ip.as_deref()?.parse().ok()?;
+    let port = u16::try_from(port.port).ok().filter(|p| *p != 0)?;
+    Some(SocketAddr::new(ip, port))
 }
 
 /// The addresses that may take new requests: ready ones; if none, serving ∧ terminating

@@ -314,7 +314,9 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("server-snippet", Refused(SNIPPET)),
     (
         "service-upstream",
-        Unsupported("the default: traffic goes to ready pod addresses from EndpointSlices"),
+        Differs(
+            "one endpoint, the ClusterIP: no retry on another pod, and the mesh or kube-proxy balances",
+        ),
     ),
     ("session-cookie-change-on-failure", Honoured),
     ("session-cookie-conditional-samesite-none", Honoured),

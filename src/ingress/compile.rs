@@ -217,12 +217,15 @@ impl Compiler<'_> {
     }
 
     fn backend(&mut self, plan: &Plan, b: &BackendRef) -> Arc<Backend> {
-        let proto = plan.policy.backend_protocol;
+        let how = backends::ResolveAs {
+            protocol: plan.policy.backend_protocol,
+            service_upstream: plan.policy.service_upstream,
+        };
         let cache_key = (
             plan.namespace.clone(),
             b.service.clone(),
             b.port.clone(),
-            proto,
+            how,
         );
         let store = self.store;
         let filter = self.filter;
@@ -231,7 +234,7 @@ impl Compiler<'_> {
             .entry(cache_key)
             .or_insert_with(|| {
                 let (backend, messages) =
-                    backends::resolve(store, filter, &plan.namespace, &b.service, &b.port, proto);
+                    backends::resolve(store, filter, &plan.namespace, &b.service, &b.port, how);
                 (Arc::new(backend), messages)
             })
             .clone();

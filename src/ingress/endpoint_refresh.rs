@@ -11,13 +11,14 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::backends::{self, PortRef};
+use super::backends::{self, PortRef, ResolveAs};
 use super::endpoint_filter::EndpointFilter;
-use super::snapshot::{Backend, Snapshot, UpstreamProtocol};
+use super::snapshot::{Backend, Snapshot};
 use crate::source::ObjectStore;
 
-/// namespace, Service, port, protocol override: one resolved backend per distinct key.
-pub(crate) type BackendKey = (String, String, PortRef, Option<UpstreamProtocol>);
+/// namespace, Service, port, how the annotations resolve it: one resolved backend per
+/// distinct key.
+pub(crate) type BackendKey = (String, String, PortRef, ResolveAs);
 
 /// A snapshot's backends by the `namespace/service` whose endpoints they read.
 #[derive(Debug, Default)]
@@ -102,9 +103,8 @@ pub fn refresh(
         .filter_map(|s| index.by_service.get(s))
         .flatten()
     {
-        let (namespace, service, port, protocol) = &entry.key;
-        let (resolved, messages) =
-            backends::resolve(store, filter, namespace, service, port, *protocol);
+        let (namespace, service, port, how) = &entry.key;
+        let (resolved, messages) = backends::resolve(store, filter, namespace, service, port, *how);
         let old = &entry.backend;
         if messages != entry.messages {
             return Err(NeedsCompile::Messages(old.name.clone()));

@@ -190,6 +190,19 @@ pub fn judge_configmap(source: &str, data: &BTreeMap<String, String>) -> ConfigM
     }
 }
 
+/// Every catalogue entry as a Markdown table: annotation, treatment, and why or instead.
+pub fn catalogue_table() -> String {
+    let mut out = String::from("| annotation | portcullis | notes |\n|---|---|---|\n");
+    for (name, support) in catalogue::ANNOTATIONS {
+        out.push_str(&format!(
+            "| `{name}` | {} | {} |\n",
+            support.label(),
+            support.detail().replace('|', "\\|")
+        ));
+    }
+    out
+}
+
 /// The report as text: one block per Ingress, then the ConfigMap, then a summary.
 pub fn render_text(report: &MigrationReport) -> String {
     use std::fmt::Write as _;

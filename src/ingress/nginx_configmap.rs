@@ -219,7 +219,7 @@ fn rule(key: &str) -> Option<Rule> {
         }
         "default-type" => Unsupported("the backend sets Content-Type"),
         "lua-shared-dicts" | "plugins" => Unsupported("Lua plugins have no counterpart"),
-        "service-upstream" => Unsupported("traffic goes to ready pod addresses"),
+        "service-upstream" => Unsupported("the service-upstream annotation on each Ingress"),
         "proxy-stream-timeout"
         | "proxy-stream-next-upstream"
         | "proxy-stream-next-upstream-timeout"

@@ -64,4 +64,6 @@ pub struct Policy {
     /// Extra response headers set on the way back.
     pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub canary: Option<Canary>,
+    /// `service-upstream`: proxy to the Service's ClusterIP instead of its pods.
+    pub service_upstream: bool,
 }
