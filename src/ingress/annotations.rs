@@ -54,6 +54,9 @@ const SHARED: &[&str] = &[
     "canary-by-header",
     "canary-by-header-value",
     "service-upstream",
+    "mirror-target",
+    "mirror-host",
+    "mirror-request-body",
 ];
 /// Annotations that exist only under `portcullis.io/`.
 const OWN: &[&str] = &["request-headers", "response-headers", "upgrade-protocols"];
@@ -310,8 +313,25 @@ impl<'a> Parser<'a> {
             .value("upgrade-protocols", parse_upgrade_protocols)
             .unwrap_or_default();
         policy.service_upstream = self.value("service-upstream", parse_bool).unwrap_or(false);
+        policy.mirror = self.parse_mirror();
         self.out.policy = policy;
         self.parse_canary();
+    }
+
+    fn parse_mirror(&mut self) -> Option<std::sync::Arc<super::mirror::Mirror>> {
+        // nginx reads "on"/"off" here, and ingress-nginx mirrors the body by default.
+        let body = self
+            .value("mirror-request-body", |v| {
+                match v.to_ascii_lowercase().as_str() {
+                    "on" | "true" => Ok(true),
+                    "off" | "false" => Ok(false),
+                    _ => Err("expected on or off".into()),
+                }
+            })
+            .unwrap_or(true);
+        let host = self.get("mirror-host").map(|(_, v)| v.trim());
+        self.value("mirror-target", |v| super::mirror::parse(v, host, body))
+            .map(std::sync::Arc::new)
     }
 
     fn parse_canary(&mut self) {

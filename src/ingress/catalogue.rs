@@ -242,12 +242,9 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
             "`ewma` (the default: peak-EWMA with two random choices) and `round_robin`; other values refuse the Ingress",
         ),
     ),
-    ("mirror-host", Unsupported("mirroring is not built in")),
-    (
-        "mirror-request-body",
-        Unsupported("mirroring is not built in"),
-    ),
-    ("mirror-target", Unsupported("mirroring is not built in")),
+    ("mirror-host", Honoured),
+    ("mirror-request-body", Honoured),
+    ("mirror-target", Honoured),
     ("modsecurity-snippet", Refused(SNIPPET)),
     (
         "modsecurity-transaction-id",

@@ -24,6 +24,7 @@ pub mod live;
 pub mod log_writer;
 pub mod metric_labels;
 pub mod migrate;
+pub mod mirror;
 pub mod nginx_configmap;
 pub mod normalize;
 pub mod policy;

@@ -66,4 +66,6 @@ pub struct Policy {
     pub canary: Option<Canary>,
     /// `service-upstream`: proxy to the Service's ClusterIP instead of its pods.
     pub service_upstream: bool,
+    /// `mirror-target`: copies of requests go there too.
+    pub mirror: Option<std::sync::Arc<crate::ingress::mirror::Mirror>>,
 }

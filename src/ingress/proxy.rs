@@ -29,7 +29,7 @@ use crate::ingress::snapshot::{Route, UpstreamProtocol};
 use crate::ingress::tail::{Guards, ProxiedBody, Tail};
 use crate::ingress::tunnels::Tunnels;
 use crate::ingress::upstream::{BodySlot, UpstreamSettings, Upstreams, Wire};
-use crate::ingress::{canary, filters, rewrite};
+use crate::ingress::{canary, filters, mirror, rewrite};
 use crate::server::ConnInfo;
 
 /// How the client reached us.
@@ -111,7 +111,8 @@ pub struct Inbound<'a> {
 pub struct Proxy {
     pub(crate) config: ProxyConfig,
     pub(crate) balancer: Balancer,
-    pub(crate) upstreams: Upstreams,
+    /// Shared with background mirror requests.
+    pub(crate) upstreams: std::sync::Arc<Upstreams>,
     pub(crate) tunnels: Tunnels,
 }
 
@@ -119,7 +120,7 @@ impl Proxy {
     pub fn new(config: ProxyConfig) -> Self {
         Self {
             balancer: Balancer::new(config.max_concurrency_per_endpoint),
-            upstreams: Upstreams::new(config.upstream.clone()),
+            upstreams: std::sync::Arc::new(Upstreams::new(config.upstream.clone())),
             tunnels: Tunnels::default(),
             config,
         }
@@ -308,8 +309,18 @@ impl Proxy {
             headers.insert(name.clone(), value.clone());
         }
 
+        let mut mirror_body = None;
         let slot = if body.is_end_stream() {
             None
+        } else if policy.mirror.as_ref().is_some_and(|m| m.body) {
+            let (tx, rx) = mirror::tee();
+            mirror_body = Some(rx);
+            Some(BodySlot::with_tee(
+                body,
+                policy.max_body_bytes,
+                self.config.client_body_timeout,
+                tx,
+            ))
         } else {
             Some(BodySlot::new(
                 body,
@@ -317,6 +328,21 @@ impl Proxy {
                 self.config.client_body_timeout,
             ))
         };
+        if let Some(m) = &policy.mirror {
+            m.send(
+                &self.upstreams,
+                mirror::Original {
+                    method: &method,
+                    headers: &headers,
+                    path: &pq,
+                },
+                mirror_body,
+                policy
+                    .connect_timeout
+                    .unwrap_or(self.config.connect_timeout),
+                policy.read_timeout.unwrap_or(self.config.read_timeout),
+            );
+        }
         tail.slot = slot.clone();
 
         let exchange = Exchange {

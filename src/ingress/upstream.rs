@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 
 use crate::body::BoxError;
 use crate::ingress::health::monotonic_us;
+use crate::ingress::mirror::{MirrorBody, Tee, TeeSender};
 use crate::ingress::resolve::{self, ResolveError};
 use crate::ingress::upstream_h1::{H1Lease, H1Pool};
 use crate::ingress::upstream_h2::{H2Lease, H2Pool};
@@ -377,10 +378,32 @@ pub struct BodySlot {
     hint: SizeHint,
     /// Longest pause between two reads of the client's body.
     read_timeout: Duration,
+    /// `mirror-target` with a body: each frame is offered to the mirror's queue too.
+    /// `None` (the usual case) costs one check per frame.
+    tee: Option<Mutex<Option<TeeSender>>>,
 }
 
 impl BodySlot {
     pub fn new(body: Incoming, limit: Option<u64>, read_timeout: Duration) -> Arc<Self> {
+        Self::build(body, limit, read_timeout, None)
+    }
+
+    /// A slot whose frames are also offered to a mirror's queue.
+    pub fn with_tee(
+        body: Incoming,
+        limit: Option<u64>,
+        read_timeout: Duration,
+        tee: TeeSender,
+    ) -> Arc<Self> {
+        Self::build(body, limit, read_timeout, Some(Mutex::new(Some(tee))))
+    }
+
+    fn build(
+        body: Incoming,
+        limit: Option<u64>,
+        read_timeout: Duration,
+        tee: Option<Mutex<Option<TeeSender>>>,
+    ) -> Arc<Self> {
         let hint = body.size_hint();
         Arc::new(Self {
             body: Mutex::new(Some(body)),
@@ -391,7 +414,32 @@ impl BodySlot {
             finished_us: AtomicU64::new(0),
             hint,
             read_timeout,
+            tee,
         })
+    }
+
+    /// Offers a frame (or the end, `None`) to the mirror; a full or closed queue loses
+    /// the mirror its copy rather than holding up the real request.
+    fn offer(&self, data: Option<&Bytes>) {
+        let Some(tee) = &self.tee else { return };
+        let Ok(mut guard) = tee.lock() else { return };
+        let Some(tx) = guard.as_ref() else { return };
+        let item = match data {
+            Some(b) => Tee::Data(b.clone()),
+            None => Tee::End,
+        };
+        if tx.try_send(item).is_err() || data.is_none() {
+            *guard = None;
+        }
+    }
+
+    /// The client's body failed: the mirror must not take what it got as whole.
+    fn cut_tee(&self) {
+        if let Some(tee) = &self.tee
+            && let Ok(mut guard) = tee.lock()
+        {
+            *guard = None;
+        }
     }
 
     /// Some attempt started sending the body: no retry past this point.
@@ -431,6 +479,8 @@ impl BodySlot {
 #[derive(Debug)]
 pub enum UpstreamBody {
     Empty,
+    /// A mirror's copy of the client's body.
+    Mirror(MirrorBody),
     Stream {
         slot: Arc<BodySlot>,
         inner: Option<Incoming>,
@@ -479,6 +529,7 @@ impl HttpBody for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let (slot, inner, stall) = match self.get_mut() {
             UpstreamBody::Empty => return Poll::Ready(None),
+            UpstreamBody::Mirror(m) => return Pin::new(m).poll_frame(cx),
             UpstreamBody::Stream { slot, inner, stall } => (slot, inner, stall),
         };
         if inner.is_none() {
@@ -504,19 +555,26 @@ impl HttpBody for UpstreamBody {
                         && total > limit
                     {
                         slot.over_limit.store(true, Ordering::Relaxed);
+                        slot.cut_tee();
                         return Poll::Ready(Some(Err(Box::new(BodyError::TooLarge(limit)))));
                     }
+                    slot.offer(Some(data));
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(BodyError::Client(e))))),
+            Poll::Ready(Some(Err(e))) => {
+                slot.cut_tee();
+                Poll::Ready(Some(Err(Box::new(BodyError::Client(e)))))
+            }
             Poll::Ready(None) => {
+                slot.offer(None);
                 slot.finished_us
                     .store(monotonic_us().max(1), Ordering::Relaxed);
                 Poll::Ready(None)
             }
             Poll::Pending => {
                 if Stall::expired(stall, slot.read_timeout, cx) {
+                    slot.cut_tee();
                     return Poll::Ready(Some(Err(Box::new(BodyError::ClientTimeout(
                         slot.read_timeout,
                     )))));
@@ -529,6 +587,7 @@ impl HttpBody for UpstreamBody {
     fn is_end_stream(&self) -> bool {
         match self {
             UpstreamBody::Empty => true,
+            UpstreamBody::Mirror(m) => m.is_end_stream(),
             UpstreamBody::Stream { inner: Some(b), .. } => b.is_end_stream(),
             UpstreamBody::Stream { slot, .. } => slot.hint.upper() == Some(0),
         }
@@ -537,6 +596,7 @@ impl HttpBody for UpstreamBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             UpstreamBody::Empty => SizeHint::with_exact(0),
+            UpstreamBody::Mirror(m) => m.size_hint(),
             UpstreamBody::Stream { inner: Some(b), .. } => b.size_hint(),
             UpstreamBody::Stream { slot, .. } => slot.hint,
         }
