@@ -153,3 +153,23 @@ fn a_configmap_key_that_would_be_lost_fails() {
     assert!(out.contains("use-gzip"), "{out}");
     assert!(out.contains("Behaviour would change"), "{out}");
 }
+
+/// docs/MIGRATING.md carries the catalogue as `migrate --list` prints it.
+#[test]
+fn the_migration_guide_lists_the_catalogue() {
+    let (code, table, err) = migrate(&["--list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(table.lines().count() > 100, "{table}");
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/MIGRATING.md"))
+        .expect("docs/MIGRATING.md");
+    let start = "<!-- generated: portcullis migrate --list -->\n";
+    let section = doc
+        .split_once(start)
+        .and_then(|(_, rest)| rest.split_once("<!-- end generated -->"))
+        .map(|(inside, _)| inside)
+        .expect("generated section markers");
+    assert_eq!(
+        section, table,
+        "regenerate the table: portcullis migrate --list"
+    );
+}
