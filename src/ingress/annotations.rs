@@ -52,6 +52,22 @@ const SHARED: &[&str] = &[
     "canary-weight",
     "canary-by-header",
     "canary-by-header-value",
+    // ingress::edge
+    "enable-cors",
+    "cors-allow-origin",
+    "cors-allow-methods",
+    "cors-allow-headers",
+    "cors-expose-headers",
+    "cors-allow-credentials",
+    "cors-max-age",
+    "permanent-redirect",
+    "permanent-redirect-code",
+    "temporal-redirect",
+    "temporal-redirect-code",
+    "from-to-www-redirect",
+    "server-alias",
+    "custom-http-errors",
+    "default-backend",
 ];
 /// Annotations that exist only under `portcullis.io/`.
 const OWN: &[&str] = &["request-headers", "response-headers", "upgrade-protocols"];
@@ -275,6 +291,9 @@ impl<'a> Parser<'a> {
         policy.upgrade_protocols = self
             .value("upgrade-protocols", parse_upgrade_protocols)
             .unwrap_or_default();
+        let (edge, edge_errors) = super::edge::parse(|short| self.get(short));
+        policy.edge = edge;
+        self.out.errors.extend(edge_errors);
         self.out.policy = policy;
         self.parse_canary();
     }

@@ -64,4 +64,7 @@ pub struct Policy {
     /// Extra response headers set on the way back.
     pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub canary: Option<Canary>,
+    /// CORS, fixed/www redirects, aliases and error pages (`ingress::edge`); `None` for an
+    /// Ingress without those annotations.
+    pub edge: Option<std::sync::Arc<crate::ingress::edge::EdgePolicy>>,
 }
