@@ -150,13 +150,11 @@ impl EdgePolicy {
 struct Reader<G> {
     get: G,
     errors: Vec<Note>,
-    seen: bool,
 }
 
 impl<'a, G: Fn(&str) -> Option<(&'a str, &'a str)>> Reader<G> {
     fn value<T>(&mut self, short: &str, f: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
         let (key, raw) = (self.get)(short)?;
-        self.seen = true;
         match f(raw.trim()) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -171,14 +169,13 @@ impl<'a, G: Fn(&str) -> Option<(&'a str, &'a str)>> Reader<G> {
 }
 
 /// Parses the edge annotations; `get` looks a short name up under the preferred prefix
-/// (`(full key, value)`). `None` when none of them is set.
+/// (`(full key, value)`). `None` when none of them asks for anything.
 pub fn parse<'a>(
     get: impl Fn(&str) -> Option<(&'a str, &'a str)>,
 ) -> (Option<Arc<EdgePolicy>>, Vec<Note>) {
     let mut r = Reader {
         get,
         errors: Vec::new(),
-        seen: false,
     };
     let mut edge = EdgePolicy::default();
     let cors_on = r.value("enable-cors", parse_bool).unwrap_or(false);
@@ -221,8 +218,14 @@ pub fn parse<'a>(
         .value("custom-http-errors", parse_codes)
         .unwrap_or_default();
     edge.default_backend = r.value("default-backend", parse_service_name);
-    let result = r.seen.then(|| Arc::new(edge));
-    (result, r.errors)
+    // Annotations that switch nothing on (`enable-cors: "false"`) leave the fast path.
+    let active = edge.cors.is_some()
+        || edge.redirect.is_some()
+        || edge.from_to_www
+        || !edge.aliases.is_empty()
+        || !edge.error_codes.is_empty()
+        || edge.default_backend.is_some();
+    (active.then(|| Arc::new(edge)), r.errors)
 }
 
 pub(crate) fn parse_bool(v: &str) -> Result<bool, String> {
@@ -345,6 +348,42 @@ mod tests {
     fn nothing_set_is_none() {
         let (edge, errors) = parse_map(&[]);
         assert!(edge.is_none() && errors.is_empty());
+    }
+
+    #[test]
+    fn cors_annotations() {
+        let (edge, errors) = parse_map(&[
+            ("enable-cors", "true"),
+            (
+                "cors-allow-origin",
+                "https://a.example.com, http://*.b.example:8080",
+            ),
+            ("cors-allow-methods", "GET, PUT"),
+            ("cors-allow-headers", "X-A, X_B"),
+            ("cors-expose-headers", "X-Total"),
+            ("cors-allow-credentials", "false"),
+            ("cors-max-age", "60"),
+        ]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let cors = edge.unwrap().cors.clone().unwrap();
+        assert!(matches!(&cors.origins, cors::Origins::List(l) if l.len() == 2));
+        assert!(!cors.credentials);
+        let mut h = http::HeaderMap::new();
+        cors.decorate(&mut h, HeaderValue::from_static("https://a.example.com"));
+        assert_eq!(h["access-control-allow-methods"], "GET, PUT");
+        assert_eq!(h["access-control-allow-headers"], "X-A, X_B");
+        assert_eq!(h["access-control-expose-headers"], "X-Total");
+        assert_eq!(h["access-control-max-age"], "60");
+
+        // cors-* without enable-cors: checked, but CORS stays off.
+        let (edge, errors) = parse_map(&[("cors-max-age", "60")]);
+        assert!(errors.is_empty());
+        assert!(
+            edge.is_none(),
+            "nothing to do: the route keeps the fast path"
+        );
+        let (edge, _) = parse_map(&[("enable-cors", "false")]);
+        assert!(edge.is_none());
     }
 
     #[test]
