@@ -204,3 +204,62 @@ fn aliases_and_www_twins_lose_to_real_hosts() {
     );
     assert_eq!(&*route(&snap, "www.taken.test").ingress, "shop/twin");
 }
+
+#[test]
+fn aliases_of_a_tls_host_are_tls_hosts() {
+    let tls = ingress(
+        "secure",
+        "2020-01-01T00:00:00Z",
+        "secure.test",
+        &[("server-alias", "alias.secure.test, taken.test")],
+    )
+    .replace(
+        "spec:\n  ingressClassName: portcullis\n",
+        "spec:\n  ingressClassName: portcullis\n  tls: [{hosts: [secure.test]}]\n",
+    );
+    let snap = build(
+        &[
+            tls,
+            ingress("taken", "2024-01-01T00:00:00Z", "taken.test", &[]),
+        ],
+        &CompileOptions::default(),
+    );
+    assert!(snap.tls_hosts.contains_key("secure.test"));
+    assert!(snap.tls_hosts.contains_key("alias.secure.test"));
+    assert!(!snap.tls_hosts.contains_key("taken.test"));
+}
+
+#[test]
+fn controller_wide_default_backend_answers_unmatched_requests() {
+    let opts = CompileOptions {
+        error_defaults: ErrorDefaults::from_settings(Some("ops/errors:80"), &[]).unwrap(),
+        ..CompileOptions::default()
+    };
+    let snap = build(
+        &[ingress("plain", "2024-01-01T00:00:00Z", "plain.test", &[])],
+        &opts,
+    );
+    assert_eq!(&*route(&snap, "nobody.test").backend.name, "ops/errors:80");
+    assert_eq!(&*route(&snap, "plain.test").backend.name, "shop/web:80");
+    // Without the setting, nothing.
+    let snap = build(
+        &[ingress("plain", "2024-01-01T00:00:00Z", "plain.test", &[])],
+        &CompileOptions::default(),
+    );
+    assert!(matches!(
+        snap.router.lookup("nobody.test", "/"),
+        Lookup::NotFound
+    ));
+    // A rule-less Ingress's defaultBackend keeps the catch-all.
+    let own = r#"
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: fallback, namespace: shop}
+spec:
+  ingressClassName: portcullis
+  defaultBackend: {service: {name: web, port: {number: 80}}}
+"#;
+    let snap = build(&[own.to_string()], &opts);
+    assert_eq!(&*route(&snap, "nobody.test").backend.name, "shop/web:80");
+}

@@ -507,6 +507,11 @@ async fn controller_wide_error_pages_from_settings() {
     let r = send(gw, req(Method::GET, "plain.e2e.test", "/idle", &[])).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(pod_name(&r).as_deref(), Some("errors-1"));
+    // ...and whatever matches no rule, as is.
+    let r = send(gw, req(Method::GET, "nobody.e2e.test", "/x?y=1", &[])).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(pod_name(&r).as_deref(), Some("errors-1"));
+    assert_eq!(echoed(&r)["path"], "/x?y=1");
     // Its own list overrides the controller-wide one.
     let r = send(gw, req(Method::GET, "errors.e2e.test", "/status/503", &[])).await;
     assert_eq!(page_headers(&r)["x-code"], "503");

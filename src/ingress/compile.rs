@@ -134,6 +134,7 @@ pub fn compile(
         c.attach_canary(plan, &mut builder, &claims, &mut canaries);
     }
     c.add_edge_hosts(&plans, &mut builder);
+    c.add_default_catch_all(&mut builder);
     let mut snapshot = Snapshot {
         generation: previous.map_or(1, |p| p.generation + 1),
         ..Snapshot::default()
@@ -151,6 +152,7 @@ pub fn compile(
     }
     router.memory = c.memory;
     snapshot.router = router;
+    edge::alias_tls_hosts(&plans, &mut snapshot);
     snapshot.problems = c.problems;
     snapshot.served = plans.iter().map(|p| p.key.clone()).collect();
     snapshot.served.sort();

@@ -7,8 +7,19 @@ use std::sync::Arc;
 use super::{Compiler, Plan};
 use crate::ingress::backends::{self, PortRef};
 use crate::ingress::edge::EdgePolicy;
+use crate::ingress::policy::Policy;
+use crate::ingress::problem::Problem;
+use crate::ingress::route_metrics::RouteMetrics;
 use crate::ingress::router::RouterBuilder;
-use crate::ingress::snapshot::{Backend, PathType};
+use crate::ingress::snapshot::{Backend, Lookup, PathType, Route, Snapshot};
+
+/// The route that answers `path` on `host`, if any.
+fn route_at<'a>(snapshot: &'a Snapshot, host: &str, path: &str) -> Option<&'a Route> {
+    match snapshot.router.lookup(host, path) {
+        Lookup::Matched { route, .. } => Some(route),
+        Lookup::NotFound => None,
+    }
+}
 
 impl Compiler<'_> {
     /// Fills the plan's error backend and codes from its annotations and the defaults.
@@ -23,7 +34,9 @@ impl Compiler<'_> {
             (Some(name), _) => {
                 let port = self.first_port(&plan.namespace, name);
                 match port {
-                    Some(port) => Some(self.shared_backend(plan, &plan.namespace, name, port)),
+                    Some(port) => {
+                        Some(self.shared_backend(Some(plan), &plan.namespace, name, port))
+                    }
                     None => {
                         let m = format!(
                             "default-backend: Service {}/{name} does not exist or has no port; ignored",
@@ -35,7 +48,7 @@ impl Compiler<'_> {
                 }
             }
             (None, Some((ns, name, port))) => {
-                Some(self.shared_backend(plan, ns, name, port.clone()))
+                Some(self.shared_backend(Some(plan), ns, name, port.clone()))
             }
             (None, None) => None,
         };
@@ -59,10 +72,10 @@ impl Compiler<'_> {
     }
 
     /// A backend from the shared cache (so endpoint changes refresh it), its problems
-    /// reported once per Ingress.
+    /// reported once per Ingress (or once, for the controller-wide one).
     fn shared_backend(
         &mut self,
-        plan: &Plan,
+        plan: Option<&Plan>,
         namespace: &str,
         service: &str,
         port: PortRef,
@@ -77,16 +90,49 @@ impl Compiler<'_> {
                 (Arc::new(b), m)
             })
             .clone();
-        if !messages.is_empty()
-            && self
-                .reported
-                .insert((plan.key.clone(), backend.name.clone()))
-        {
+        let owner: Arc<str> = plan.map_or_else(|| Arc::from(""), |p| p.key.clone());
+        if !messages.is_empty() && self.reported.insert((owner, backend.name.clone())) {
             for m in messages {
-                self.problem(plan.origin.as_deref(), &plan.key, m);
+                match plan {
+                    Some(p) => self.problem(p.origin.as_deref(), &p.key, m),
+                    None => self.problems.push(Problem {
+                        file: None,
+                        object: None,
+                        message: format!("proxy.defaultBackend: {m}"),
+                    }),
+                }
             }
         }
         backend
+    }
+
+    /// The controller-wide default backend answers what no rule matches, as ingress-nginx's
+    /// does, unless a rule-less Ingress's `defaultBackend` already took that place.
+    pub(super) fn add_default_catch_all(&mut self, builder: &mut RouterBuilder) {
+        let Some((ns, name, port)) = self.edge_defaults.backend.clone() else {
+            return;
+        };
+        let backend = self.shared_backend(None, &ns, &name, port);
+        let ingress: Arc<str> = Arc::from("");
+        let path: Arc<str> = Arc::from("/");
+        let metrics = Arc::new(RouteMetrics::new(
+            ingress.clone(),
+            None,
+            path.clone(),
+            backend.name.clone(),
+            None,
+        ));
+        let route = Route {
+            ingress,
+            host: None,
+            path,
+            path_type: PathType::Prefix,
+            backend,
+            policy: Arc::new(Policy::default()),
+            metrics,
+        };
+        // Taken: an Ingress's own catch-all wins, as in ingress-nginx.
+        let _ = builder.set_catch_all(route);
     }
 
     /// `server-alias` names, then the twins of `from-to-www-redirect`; each only where no
@@ -140,6 +186,42 @@ impl Compiler<'_> {
                     let m = format!("from-to-www-redirect for {twin}: {e}");
                     self.problem(plan.origin.as_deref(), &plan.key, m);
                 }
+            }
+        }
+    }
+}
+
+/// Alias names of a host with TLS count as TLS hosts too (the alias is the same nginx
+/// server there), so the HTTPS redirect applies to them alike.
+pub(super) fn alias_tls_hosts(plans: &[Plan], snapshot: &mut Snapshot) {
+    for plan in plans.iter().filter(|p| p.canary.is_none()) {
+        let Some(edge) = plan
+            .policy
+            .edge
+            .as_deref()
+            .filter(|e| !e.aliases.is_empty())
+        else {
+            continue;
+        };
+        let Some((host, path)) = plan
+            .paths
+            .iter()
+            .find_map(|p| Some((p.host.as_deref()?, p.path.as_str())))
+        else {
+            continue;
+        };
+        if !snapshot.tls_hosts.contains_key(host) {
+            continue;
+        }
+        let Some(own) = route_at(snapshot, host, path) else {
+            continue;
+        };
+        let own: *const Route = own;
+        for alias in edge.aliases.iter().filter(|a| !a.starts_with("*.")) {
+            // The same route object: the alias got the host's rules (a real host did not
+            // take the name).
+            if route_at(snapshot, alias, path).is_some_and(|r| std::ptr::eq(r, own)) {
+                snapshot.tls_hosts.insert(alias.clone(), ());
             }
         }
     }
