@@ -190,6 +190,13 @@ pub struct ProxySettings {
     pub upstream_http2_ping_interval_seconds: u64,
     pub upstream_http2_ping_timeout_seconds: u64,
     pub upstream_http2_idle_timeout_seconds: u64,
+    /// ingress-nginx's default backend, `namespace/service:port`: serves the error pages
+    /// of `customHttpErrors` (and of Ingresses with `custom-http-errors` but no
+    /// `default-backend`), and the requests of routes whose Service has no ready endpoint.
+    pub default_backend: Option<String>,
+    /// Upstream status codes answered by the default backend's page for every Ingress
+    /// without its own `custom-http-errors` (ingress-nginx `custom-http-errors`).
+    pub custom_http_errors: Vec<u16>,
 }
 
 impl Default for ProxySettings {
@@ -206,11 +213,22 @@ impl Default for ProxySettings {
             upstream_http2_ping_interval_seconds: u.h2_keep_alive_interval.as_secs(),
             upstream_http2_ping_timeout_seconds: u.h2_keep_alive_timeout.as_secs(),
             upstream_http2_idle_timeout_seconds: u.h2_idle_timeout.as_secs(),
+            default_backend: None,
+            custom_http_errors: Vec::new(),
         }
     }
 }
 
 impl ProxySettings {
+    /// The controller-wide error pages, checked.
+    pub fn error_defaults(&self) -> Result<crate::ingress::edge::ErrorDefaults, String> {
+        crate::ingress::edge::ErrorDefaults::from_settings(
+            self.default_backend.as_deref(),
+            &self.custom_http_errors,
+        )
+        .map_err(|e| format!("proxy.{e}"))
+    }
+
     /// Applies these settings to `config` (the rest of it comes from elsewhere).
     pub fn apply(&self, config: &mut crate::ingress::gateway::ProxyConfig) {
         config.connect_timeout = secs(self.connect_timeout_seconds);

@@ -259,6 +259,10 @@ fn live_state(dir: &Path, settings: &Settings) -> anyhow::Result<Snapshot> {
     let (store, _) =
         load_all(dir).with_context(|| format!("loading manifests from {}", dir.display()))?;
     let opts = CompileOptions {
+        error_defaults: settings
+            .proxy
+            .error_defaults()
+            .map_err(|e| anyhow::anyhow!("settings: {e}"))?,
         controller: settings.ingress.controller.clone(),
         watch_without_class: settings.ingress.watch_without_class,
         ..Default::default()

@@ -13,6 +13,10 @@ pub fn run(manifests: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> 
         None => Settings::default(),
     };
     let opts = CompileOptions {
+        error_defaults: settings
+            .proxy
+            .error_defaults()
+            .map_err(|e| anyhow::anyhow!("settings: {e}"))?,
         controller: settings.ingress.controller,
         watch_without_class: settings.ingress.watch_without_class,
         ..Default::default()

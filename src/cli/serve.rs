@@ -214,10 +214,15 @@ async fn config_source(args: &ServeArgs, settings: &Settings) -> anyhow::Result<
         );
         endpoint_filter.deny_local = false;
     }
+    let error_defaults = settings
+        .proxy
+        .error_defaults()
+        .map_err(|e| anyhow::anyhow!("settings: {e}"))?;
     let opts = CompileOptions {
         controller: settings.ingress.controller.clone(),
         watch_without_class: settings.ingress.watch_without_class,
         endpoint_filter,
+        error_defaults,
     };
     let (_, always_ready) = watch::channel(true);
     match (kind, &args.manifests) {

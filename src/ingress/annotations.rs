@@ -57,6 +57,22 @@ const SHARED: &[&str] = &[
     "mirror-target",
     "mirror-host",
     "mirror-request-body",
+    // ingress::edge
+    "enable-cors",
+    "cors-allow-origin",
+    "cors-allow-methods",
+    "cors-allow-headers",
+    "cors-expose-headers",
+    "cors-allow-credentials",
+    "cors-max-age",
+    "permanent-redirect",
+    "permanent-redirect-code",
+    "temporal-redirect",
+    "temporal-redirect-code",
+    "from-to-www-redirect",
+    "server-alias",
+    "custom-http-errors",
+    "default-backend",
 ];
 /// Annotations that exist only under `portcullis.io/`.
 const OWN: &[&str] = &["request-headers", "response-headers", "upgrade-protocols"];
@@ -314,6 +330,9 @@ impl<'a> Parser<'a> {
             .unwrap_or_default();
         policy.service_upstream = self.value("service-upstream", parse_bool).unwrap_or(false);
         policy.mirror = self.parse_mirror();
+        let (edge, edge_errors) = super::edge::parse(|short| self.get(short));
+        policy.edge = edge;
+        self.out.errors.extend(edge_errors);
         self.out.policy = policy;
         self.parse_canary();
     }

@@ -29,6 +29,8 @@ use super::router::{RouteError, RouterBuilder};
 use super::snapshot::{Backend, PathType, Route, Snapshot};
 use crate::source::ObjectStore;
 
+mod edge;
+
 /// What compile needs to know besides the objects.
 #[derive(Debug, Clone)]
 pub struct CompileOptions {
@@ -38,6 +40,8 @@ pub struct CompileOptions {
     pub watch_without_class: bool,
     /// Endpoint addresses never dialled.
     pub endpoint_filter: EndpointFilter,
+    /// Controller-wide error pages and default backend.
+    pub error_defaults: super::edge::ErrorDefaults,
 }
 
 impl Default for CompileOptions {
@@ -46,6 +50,7 @@ impl Default for CompileOptions {
             controller: DEFAULT_CONTROLLER.to_string(),
             watch_without_class: false,
             endpoint_filter: EndpointFilter::default(),
+            error_defaults: Default::default(),
         }
     }
 }
@@ -109,11 +114,15 @@ pub fn compile(
         backends: HashMap::new(),
         reported: HashSet::new(),
         defaults: HashMap::new(),
+        edge_defaults: &opts.error_defaults,
     };
     let store_problems = c.problems.len();
     let selector = ClassSelector::new(store, &opts.controller, opts.watch_without_class);
     let mut plans = c.plans(&selector);
     plans.sort_by_key(age);
+    for plan in plans.iter_mut().filter(|p| p.canary.is_none()) {
+        c.resolve_edge(plan);
+    }
 
     let mut builder = RouterBuilder::new();
     let mut claims: Claims = HashMap::new();
@@ -124,6 +133,8 @@ pub fn compile(
     for plan in plans.iter().filter(|p| p.canary.is_some()) {
         c.attach_canary(plan, &mut builder, &claims, &mut canaries);
     }
+    c.add_edge_hosts(&plans, &mut builder);
+    c.add_default_catch_all(&mut builder);
     let mut snapshot = Snapshot {
         generation: previous.map_or(1, |p| p.generation + 1),
         ..Snapshot::default()
@@ -141,6 +152,7 @@ pub fn compile(
     }
     router.memory = c.memory;
     snapshot.router = router;
+    edge::alias_tls_hosts(&plans, &mut snapshot);
     snapshot.problems = c.problems;
     snapshot.served = plans.iter().map(|p| p.key.clone()).collect();
     snapshot.served.sort();
@@ -167,6 +179,7 @@ struct Compiler<'a> {
     reported: HashSet<(Arc<str>, Arc<str>)>,
     /// Which Ingress's defaultBackend serves each scope, for admission.
     defaults: HashMap<DefaultScope, Arc<str>>,
+    edge_defaults: &'a super::edge::ErrorDefaults,
 }
 
 impl Compiler<'_> {

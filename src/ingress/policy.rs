@@ -68,4 +68,7 @@ pub struct Policy {
     pub service_upstream: bool,
     /// `mirror-target`: copies of requests go there too.
     pub mirror: Option<std::sync::Arc<crate::ingress::mirror::Mirror>>,
+    /// CORS, fixed/www redirects, aliases and error pages (`ingress::edge`); `None` for an
+    /// Ingress without those annotations.
+    pub edge: Option<std::sync::Arc<crate::ingress::edge::EdgePolicy>>,
 }

@@ -22,6 +22,8 @@ use ipnet::IpNet;
 use crate::body::{self, Body};
 use crate::ingress::access_log::Entry;
 use crate::ingress::balancer::Balancer;
+use crate::ingress::cors::Cors;
+use crate::ingress::error_pages::Original;
 use crate::ingress::exchange::Exchange;
 use crate::ingress::forwarded::{self, Downstream};
 use crate::ingress::respond::generated;
@@ -181,8 +183,12 @@ impl Proxy {
         tail.entry.ingress = Some(route.ingress.clone());
         tail.entry.service = Some(route.backend.name.clone());
         tail.route = Some(route.metrics.clone());
-        match self
-            .forward_inner(route, captures, req, inbound, &mut tail)
+        let cors = match route.policy.edge.as_deref() {
+            Some(edge) => edge.cors_for(req.headers()),
+            None => None,
+        };
+        let mut resp = match self
+            .forward_inner(route, captures, req, inbound, &mut tail, cors.is_some())
             .await
         {
             Outcome::Answer(resp) => tail.attach(resp),
@@ -192,7 +198,11 @@ impl Proxy {
                 let body = ProxiedBody::new(incoming, tail, guards, read_timeout);
                 Response::from_parts(parts, body.boxed())
             }
+        };
+        if let Some((c, allow)) = cors {
+            c.decorate(resp.headers_mut(), allow);
         }
+        resp
     }
 
     async fn forward_inner(
@@ -202,6 +212,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         inbound: &Inbound<'_>,
         tail: &mut Tail,
+        cors_allowed: bool,
     ) -> Outcome {
         let policy = &*route.policy;
         let peer = inbound.conn.remote.ip().to_canonical();
@@ -229,12 +240,26 @@ impl Proxy {
             content_length,
             https_port: self.config.https_redirect_port,
         };
+        // Redirect annotations answer before the access checks, as their nginx `return`
+        // does; nothing reaches a backend either way.
+        if let Some(edge) = policy.edge.as_deref()
+            && let Some(answer) = edge.redirect_for(head.scheme, explicit_port, path_and_query)
+        {
+            return Outcome::Answer(answer);
+        }
         if let Some(answer) = filters::check(policy, &head) {
             return Outcome::Answer(answer);
+        }
+        if cors_allowed && Cors::is_preflight(req.method(), req.headers()) {
+            return Outcome::Answer(Cors::preflight());
         }
 
         let (backend, _is_canary) =
             canary::choose(&route.backend, policy.canary.as_ref(), req.headers());
+        let backend = match policy.edge.as_deref() {
+            Some(edge) => edge.fallback(backend),
+            None => backend,
+        };
         tail.entry.service = Some(backend.name.clone());
         let protocol = policy.backend_protocol.unwrap_or(backend.protocol);
         let wire = match protocol {
@@ -366,8 +391,43 @@ impl Proxy {
         };
         let (mut resp, guards) = match self.exchange(route, backend, &exchange, tail).await {
             Ok(ok) => ok,
-            Err(answer) => return Outcome::Answer(answer),
+            Err(answer) => {
+                // Our own 502/503/504 get the error page too, as nginx's do.
+                let own = matches!(answer.status().as_u16(), 502..=504);
+                if own
+                    && let Some(edge) = policy.edge.as_deref()
+                    && let Some(pages) = edge.intercepts(answer.status())
+                {
+                    let original = Original {
+                        status: answer.status(),
+                        backend,
+                        headers: &exchange.headers,
+                        exchange: &exchange,
+                    };
+                    if let Some((page, guards, read_timeout)) =
+                        self.error_page(route, pages, original, tail).await
+                    {
+                        return Outcome::Streamed(page, guards, read_timeout);
+                    }
+                }
+                return Outcome::Answer(answer);
+            }
         };
+        if let Some(edge) = policy.edge.as_deref()
+            && let Some(pages) = edge.intercepts(resp.status())
+        {
+            let original = Original {
+                status: resp.status(),
+                backend,
+                headers: &exchange.headers,
+                exchange: &exchange,
+            };
+            if let Some((page, guards, read_timeout)) =
+                self.error_page(route, pages, original, tail).await
+            {
+                return Outcome::Streamed(page, guards, read_timeout);
+            }
+        }
 
         *resp.version_mut() = parts.version;
         if let Some(client_upgrade) = client_upgrade

@@ -67,7 +67,7 @@ struct Slot {
     prefix: Option<u32>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct RegexRoute {
     re: Regex,
     route: u32,
@@ -179,7 +179,7 @@ impl HostKey {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct VhostBuild {
     /// matchit route (escaped) → slot.
     slots: BTreeMap<String, Slot>,
@@ -291,6 +291,25 @@ impl RouterBuilder {
         }
         let i = self.push(route, RouteRole::CatchAll)?;
         self.catch_all = Some(i);
+        Ok(())
+    }
+
+    /// Whether `host` (`*.parent` for a wildcard) already has rules or a fallback.
+    pub fn has_host(&self, host: &str) -> bool {
+        self.hosts.contains_key(&HostKey::of(Some(host)))
+    }
+
+    /// Serves `alias` with the rules of `host` as they are now (`server-alias`). Add
+    /// aliases after every rule: an alias never takes a name that has rules of its own.
+    pub fn alias(&mut self, alias: &str, host: &str) -> Result<(), RouteError> {
+        let key = HostKey::of(Some(alias));
+        if key == HostKey::Hostless || self.hosts.contains_key(&key) {
+            return Err(RouteError::Taken);
+        }
+        let Some(rules) = self.hosts.get(&HostKey::of(Some(host))).cloned() else {
+            return Err(RouteError::Taken);
+        };
+        self.hosts.insert(key, rules);
         Ok(())
     }
 

@@ -1,0 +1,153 @@
+//! Custom error pages (`custom-http-errors` with `default-backend`, or the controller-wide
+//! `proxy.customHttpErrors` / `proxy.defaultBackend`): when the answer for a route has
+//! one of the listed codes, a `GET /` goes to the error backend with ingress-nginx's
+//! `X-Code`, `X-Format`, `X-Original-URI`, `X-Namespace`, `X-Ingress-Name`,
+//! `X-Service-Name`, `X-Service-Port` and `X-Request-ID` headers, and the client gets its
+//! body under the original status code.
+//!
+//! Failure behaviour: if the error backend cannot be reached or fails, the caller sends
+//! the original answer; an error page never replaces a response with a worse one.
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Method, Response, StatusCode, Version};
+use hyper::body::Incoming;
+
+use crate::ingress::exchange::Exchange;
+use crate::ingress::forwarded;
+use crate::ingress::proxy::Proxy;
+use crate::ingress::snapshot::{Backend, Route, UpstreamProtocol};
+use crate::ingress::tail::{Guards, Tail};
+use crate::ingress::upstream::Wire;
+
+static TEXT_HTML: HeaderValue = HeaderValue::from_static("text/html");
+
+/// What the error page request needs from the original one.
+pub(crate) struct Original<'a> {
+    pub status: StatusCode,
+    /// The backend the request was meant for (`namespace/service:port`).
+    pub backend: &'a Backend,
+    pub headers: &'a HeaderMap,
+    pub exchange: &'a Exchange,
+}
+
+impl Proxy {
+    /// Fetches the error page from `error_backend`; `None` when that failed.
+    pub(crate) async fn error_page(
+        &self,
+        route: &Route,
+        error_backend: &Backend,
+        original: Original<'_>,
+        tail: &mut Tail,
+    ) -> Option<(Response<Incoming>, Guards, Duration)> {
+        let headers = page_headers(route, &original, tail);
+        let wire = match error_backend.protocol {
+            UpstreamProtocol::Http1 => Wire::Http1,
+            UpstreamProtocol::H2c => Wire::H2c,
+            UpstreamProtocol::Https => Wire::Https,
+            UpstreamProtocol::Grpcs => Wire::Grpcs,
+        };
+        let h2_authority = match wire.is_h2() {
+            true => original
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.parse().ok()),
+            false => None,
+        };
+        let ex = &original.exchange;
+        let page = Exchange {
+            method: Method::GET,
+            headers,
+            upstream_pq: PathAndQuery::from_static("/"),
+            version: if wire.is_h2() {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            },
+            slot: None,
+            wire,
+            h2_authority,
+            connect_timeout: ex.connect_timeout,
+            read_timeout: ex.read_timeout,
+            send_timeout: ex.send_timeout,
+            upgrade: false,
+        };
+        match self.exchange(route, error_backend, &page, tail).await {
+            Ok((mut resp, guards)) => {
+                forwarded::strip_hop_by_hop(resp.headers_mut(), false);
+                *resp.status_mut() = original.status;
+                Some((resp, guards, page.read_timeout))
+            }
+            Err(failed) => {
+                tracing::debug!(
+                    backend = %error_backend.name,
+                    status = %failed.status(),
+                    "error backend failed; sending the original answer"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// The request headers of the error page request, named as ingress-nginx names them.
+fn page_headers(route: &Route, original: &Original<'_>, tail: &Tail) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(12);
+    h.insert("x-code", HeaderValue::from(original.status.as_u16()));
+    let format = original
+        .headers
+        .get(header::ACCEPT)
+        .filter(|v| !v.is_empty())
+        .unwrap_or(&TEXT_HTML);
+    h.insert("x-format", format.clone());
+    if let Ok(v) = HeaderValue::from_str(tail.entry.path.as_str()) {
+        h.insert("x-original-uri", v);
+    }
+    let (namespace, ingress) = route
+        .ingress
+        .split_once('/')
+        .unwrap_or(("", &route.ingress));
+    let (service, port) = service_and_port(&original.backend.name);
+    for (name, value) in [
+        ("x-namespace", namespace),
+        ("x-ingress-name", ingress),
+        ("x-service-name", service),
+        ("x-service-port", port),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    }
+    if let Some(id) = &tail.entry.request_id {
+        h.insert("x-request-id", id.clone());
+    }
+    for name in [header::HOST, header::USER_AGENT] {
+        if let Some(v) = original.headers.get(&name) {
+            h.insert(name, v.clone());
+        }
+    }
+    if let Some(v) = original.headers.get("x-forwarded-for") {
+        h.insert("x-forwarded-for", v.clone());
+    }
+    h
+}
+
+/// `namespace/service:port` → (`service`, `port`).
+fn service_and_port(name: &str) -> (&str, &str) {
+    let rest = name.split_once('/').map_or(name, |(_, r)| r);
+    rest.rsplit_once(':').unwrap_or((rest, ""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_name_parts() {
+        assert_eq!(service_and_port("shop/web:http"), ("web", "http"));
+        assert_eq!(service_and_port("shop/web:8080"), ("web", "8080"));
+        assert_eq!(service_and_port("web"), ("web", ""));
+    }
+}
