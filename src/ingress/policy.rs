@@ -64,4 +64,7 @@ pub struct Policy {
     /// Extra response headers set on the way back.
     pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub canary: Option<Canary>,
+    /// Rate limits, session affinity, consistent hashing and upstream retries
+    /// (`ingress::traffic`); `None` when the Ingress asks for none of them.
+    pub traffic: Option<std::sync::Arc<crate::ingress::traffic::Traffic>>,
 }

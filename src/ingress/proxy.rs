@@ -79,6 +79,8 @@ pub struct ProxyConfig {
     /// timeout, then get 503.
     pub max_concurrency_per_endpoint: usize,
     pub upstream: UpstreamSettings,
+    /// Status codes of requests refused by an Ingress's rate or connection limit.
+    pub limit_status: crate::ingress::rate_limit::LimitStatus,
 }
 
 impl Default for ProxyConfig {
@@ -93,6 +95,7 @@ impl Default for ProxyConfig {
             https_redirect_port: None,
             max_concurrency_per_endpoint: 1024,
             upstream: UpstreamSettings::default(),
+            limit_status: Default::default(),
         }
     }
 }
@@ -113,6 +116,8 @@ pub struct Proxy {
     pub(crate) balancer: Balancer,
     pub(crate) upstreams: Upstreams,
     pub(crate) tunnels: Tunnels,
+    /// Rate-limit state per Ingress, kept across snapshot swaps.
+    pub(crate) limits: crate::ingress::rate_limit::Registry,
 }
 
 impl Proxy {
@@ -121,6 +126,7 @@ impl Proxy {
             balancer: Balancer::new(config.max_concurrency_per_endpoint),
             upstreams: Upstreams::new(config.upstream.clone()),
             tunnels: Tunnels::default(),
+            limits: Default::default(),
             config,
         }
     }
@@ -229,6 +235,11 @@ impl Proxy {
             https_port: self.config.https_redirect_port,
         };
         if let Some(answer) = filters::check(policy, &head) {
+            return Outcome::Answer(answer);
+        }
+        if let Some(traffic) = &policy.traffic
+            && let Some(answer) = traffic.admit(self, route, head.client, tail)
+        {
             return Outcome::Answer(answer);
         }
 
