@@ -367,11 +367,23 @@ fn check_with_manifests_exit_codes() {
 async fn malformed_traffic_annotations_are_denied_with_the_reason() {
     let hook = start(live_handle()).await;
     let mut c = hook.client().await;
-    let cases = [(
-        "nginx.ingress.kubernetes.io/limit-rps",
-        "ten",
-        "expected a non-negative integer",
-    )];
+    let cases = [
+        (
+            "nginx.ingress.kubernetes.io/limit-rps",
+            "ten",
+            "expected a non-negative integer",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/affinity",
+            "ip",
+            "the only affinity type is cookie",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/upstream-hash-by",
+            "$upstream_addr",
+            "$upstream_addr is not supported",
+        ),
+    ];
     for (i, (key, value, reason)) in cases.into_iter().enumerate() {
         let obj = ingress(
             &format!("traffic-{i}"),

@@ -4,16 +4,20 @@
 //! annotation parser.
 mod proxy_common;
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
+use http::Request;
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use portcullis::ingress::annotations::parse_annotations;
-use portcullis::ingress::gateway::ProxyConfig;
+use portcullis::ingress::gateway::{ProxyConfig, Scheme};
 use portcullis::ingress::policy::Policy;
+use portcullis::ingress::snapshot::{Backend, EndpointSet};
 use proxy_common::*;
 
 /// The policy the real parser makes of these annotations (which must be valid).
@@ -139,4 +143,291 @@ async fn connection_limit_counts_requests_in_flight_per_address() {
     assert_eq!(two, [200, 200, 503, 503]);
     // All released: the next requests pass.
     assert_eq!(get(&c1, &url).await.status, 200);
+}
+
+fn set_endpoints(be: &Backend, eligible: &[SocketAddr]) {
+    be.endpoints.store(Arc::new(EndpointSet {
+        all: Vec::new(),
+        eligible: eligible.to_vec(),
+    }));
+}
+
+/// The `name=value` part of a Set-Cookie, and the whole header.
+fn issued(a: &Answer) -> Option<(String, String)> {
+    let line = a.headers.get("set-cookie")?.to_str().unwrap().to_string();
+    let pair = line.split(';').next().unwrap().to_string();
+    Some((pair, line))
+}
+
+async fn get_with_cookie(c: &TestClient, url: &str, cookie: &str) -> Answer {
+    let req = Request::get(url)
+        .header("cookie", cookie)
+        .body(Full::default())
+        .unwrap();
+    send(c, req).await
+}
+
+async fn get_with_header(c: &TestClient, url: &str, name: &str, value: &str) -> Answer {
+    let req = Request::get(url)
+        .header(name, value)
+        .body(Full::default())
+        .unwrap();
+    send(c, req).await
+}
+
+#[tokio::test]
+async fn balanced_affinity_sticks_and_rebalances_on_endpoint_changes() {
+    let pods = [
+        pod("127.0.0.170").await,
+        pod("127.0.0.171").await,
+        pod("127.0.0.172").await,
+    ];
+    let be = backend("default/web:80", &pods);
+    let p = policy(&[("nginx.ingress.kubernetes.io/affinity", "cookie")]);
+    let proxy = start_proxy(route(be.clone(), p), ProxyConfig::default()).await;
+    let url = proxy.url("/");
+    let c = client();
+
+    // 40 new clients: each gets a cookie on its first response.
+    let mut sessions = Vec::new();
+    for _ in 0..40 {
+        let first = get(&c, &url).await;
+        assert_eq!(first.status, 200);
+        let (pair, line) = issued(&first).expect("first response sets the cookie");
+        assert!(pair.starts_with("INGRESSCOOKIE="), "{line}");
+        assert!(line.ends_with("; Path=/; HttpOnly"), "{line}");
+        assert!(
+            !line.contains("127.0.0"),
+            "no pod address in the cookie: {line}"
+        );
+        sessions.push((pair, first.pod()));
+    }
+    let spread: std::collections::HashSet<_> = sessions.iter().map(|(_, p)| p).collect();
+    assert_eq!(spread.len(), 3, "new sessions spread over every pod");
+    // Each comes back to its pod, without a new cookie.
+    for (cookie, pod) in &sessions {
+        for _ in 0..5 {
+            let again = get_with_cookie(&c, &url, cookie).await;
+            assert_eq!(&again.pod(), pod);
+            assert!(issued(&again).is_none());
+        }
+    }
+
+    // The pod of the first session stops being ready: its clients move, the others stay.
+    let gone = sessions[0].1.clone();
+    let rest: Vec<SocketAddr> = pods
+        .iter()
+        .copied()
+        .filter(|a| echo_name(*a) != gone)
+        .collect();
+    set_endpoints(&be, &rest);
+    let mut moved_to = HashMap::new();
+    for (cookie, pod) in &sessions {
+        let now = get_with_cookie(&c, &url, cookie).await.pod();
+        if *pod == gone {
+            assert_ne!(now, gone);
+            // …and the move sticks.
+            assert_eq!(get_with_cookie(&c, &url, cookie).await.pod(), now);
+            moved_to.insert(cookie.clone(), now);
+        } else {
+            assert_eq!(&now, pod, "a client of a remaining pod stays");
+        }
+    }
+    assert!(!moved_to.is_empty());
+
+    // A new pod takes over some sessions (balanced mode), and only to itself.
+    let newcomer = pod("127.0.0.173").await;
+    let mut grown = rest.clone();
+    grown.push(newcomer);
+    set_endpoints(&be, &grown);
+    let mut taken = 0;
+    for (cookie, pod) in &sessions {
+        let before = moved_to.get(cookie).unwrap_or(pod);
+        let now = get_with_cookie(&c, &url, cookie).await.pod();
+        if &now != before {
+            assert_eq!(now, echo_name(newcomer));
+            taken += 1;
+        }
+    }
+    assert!(taken > 0, "the new pod got some of the sessions");
+}
+
+#[tokio::test]
+async fn persistent_affinity_keeps_clients_until_their_pod_leaves() {
+    let pods = [pod("127.0.0.175").await, pod("127.0.0.176").await];
+    let be = backend("default/web:80", &pods);
+    let p = policy(&[
+        ("nginx.ingress.kubernetes.io/affinity", "cookie"),
+        ("nginx.ingress.kubernetes.io/affinity-mode", "persistent"),
+        ("nginx.ingress.kubernetes.io/session-cookie-name", "route"),
+    ]);
+    let proxy = start_proxy(route(be.clone(), p), ProxyConfig::default()).await;
+    let url = proxy.url("/");
+    let c = client();
+    let mut sessions = Vec::new();
+    for _ in 0..10 {
+        let first = get(&c, &url).await;
+        let (pair, line) = issued(&first).expect("cookie on the first response");
+        assert!(pair.starts_with("route="), "{line}");
+        assert!(!line.contains("127.0.0"), "{line}");
+        sessions.push((pair, first.pod()));
+    }
+    // The cookie names the pod: equal pods, equal cookies.
+    for (a, pa) in &sessions {
+        for (b, pb) in &sessions {
+            assert_eq!(a == b, pa == pb);
+        }
+    }
+    // A new pod gets no existing client.
+    let newcomer = pod("127.0.0.177").await;
+    set_endpoints(&be, &[pods[0], pods[1], newcomer]);
+    for (cookie, pod) in &sessions {
+        let r = get_with_cookie(&c, &url, cookie).await;
+        assert_eq!(&r.pod(), pod);
+        assert!(issued(&r).is_none());
+    }
+    // Pod 0 leaves: its clients get another pod and a cookie naming it.
+    set_endpoints(&be, &[pods[1], newcomer]);
+    for (cookie, pod) in &sessions {
+        let r = get_with_cookie(&c, &url, cookie).await;
+        if *pod == echo_name(pods[0]) {
+            let (fresh, _) = issued(&r).expect("a moved client gets a new cookie");
+            assert_ne!(&fresh, cookie);
+            let now = r.pod();
+            for _ in 0..3 {
+                assert_eq!(get_with_cookie(&c, &url, &fresh).await.pod(), now);
+            }
+        } else {
+            assert_eq!(&r.pod(), pod);
+        }
+    }
+    // A cookie naming no pod is treated as none.
+    let r = get_with_cookie(&c, &url, "route=zzz").await;
+    assert_eq!(r.status, 200);
+    assert!(issued(&r).is_some());
+}
+
+#[tokio::test]
+async fn cookie_attributes_from_annotations() {
+    let a = pod("127.0.0.178").await;
+    let p = policy(&[
+        ("nginx.ingress.kubernetes.io/affinity", "cookie"),
+        ("nginx.ingress.kubernetes.io/session-cookie-path", "/shop"),
+        (
+            "nginx.ingress.kubernetes.io/session-cookie-domain",
+            "example.com",
+        ),
+        ("nginx.ingress.kubernetes.io/session-cookie-max-age", "3600"),
+        ("nginx.ingress.kubernetes.io/session-cookie-expires", "7200"),
+        (
+            "nginx.ingress.kubernetes.io/session-cookie-samesite",
+            "Strict",
+        ),
+    ]);
+    let https = start_proxy_with(
+        TestRoute {
+            route: route(backend("default/web:80", &[a]), p.clone()),
+            regex: None,
+            host_tls: false,
+        },
+        ProxyConfig::default(),
+        Scheme::Https,
+    )
+    .await;
+    let (_, line) = issued(&get(&client(), &https.url("/")).await).unwrap();
+    let attrs: Vec<&str> = line.split("; ").skip(1).collect();
+    assert_eq!(attrs[0], "Path=/shop");
+    assert_eq!(attrs[1], "Domain=example.com");
+    assert!(
+        attrs[2].starts_with("Expires=") && attrs[2].ends_with(" GMT"),
+        "{line}"
+    );
+    assert_eq!(
+        attrs[3..],
+        ["Max-Age=3600", "Secure", "HttpOnly", "SameSite=Strict"]
+    );
+    // Over plain HTTP no Secure, unless the annotation asks for it.
+    let plain = start_proxy(
+        route(backend("default/web:80", &[a]), p),
+        ProxyConfig::default(),
+    )
+    .await;
+    let (_, line) = issued(&get(&client(), &plain.url("/")).await).unwrap();
+    assert!(!line.contains("Secure"), "{line}");
+    let forced = policy(&[
+        ("nginx.ingress.kubernetes.io/affinity", "cookie"),
+        ("nginx.ingress.kubernetes.io/session-cookie-secure", "true"),
+    ]);
+    plain.set_route(route(backend("default/web:80", &[a]), forced));
+    let (_, line) = issued(&get(&client(), &plain.url("/")).await).unwrap();
+    assert!(line.contains("; Secure"), "{line}");
+}
+
+#[tokio::test]
+async fn hash_by_is_stable_and_moves_about_one_nth_when_an_endpoint_leaves() {
+    let pods = [
+        pod("127.0.0.180").await,
+        pod("127.0.0.181").await,
+        pod("127.0.0.182").await,
+        pod("127.0.0.183").await,
+    ];
+    let be = backend("default/web:80", &pods);
+    let p = policy(&[(
+        "nginx.ingress.kubernetes.io/upstream-hash-by",
+        "$http_x_user$arg_cart",
+    )]);
+    let proxy = start_proxy(route(be.clone(), p), ProxyConfig::default()).await;
+    let c = client();
+    let keys: Vec<String> = (0..200).map(|i| format!("user-{i}")).collect();
+    let mut owner = HashMap::new();
+    for k in &keys {
+        let url = proxy.url("/items?cart=7");
+        let first = get_with_header(&c, &url, "x-user", k).await.pod();
+        for _ in 0..2 {
+            assert_eq!(
+                get_with_header(&c, &url, "x-user", k).await.pod(),
+                first,
+                "{k}"
+            );
+        }
+        owner.insert(k.clone(), first);
+    }
+    let load = owner.values().fold(HashMap::new(), |mut m, p| {
+        *m.entry(p.clone()).or_insert(0) += 1;
+        m
+    });
+    assert_eq!(load.len(), 4, "{load:?}");
+    // A different query value is a different key (the template reads `$arg_cart`).
+    let mut other_cart = 0;
+    for k in keys.iter().take(40) {
+        let r = get_with_header(&c, &proxy.url("/items?cart=8"), "x-user", k).await;
+        if r.pod() != owner[k] {
+            other_cart += 1;
+        }
+    }
+    assert!(other_cart > 10, "{other_cart} of 40 keys changed pod");
+
+    let gone = pods[2];
+    set_endpoints(&be, &[pods[0], pods[1], pods[3]]);
+    let mut moved = 0;
+    for k in &keys {
+        let now = get_with_header(&c, &proxy.url("/items?cart=7"), "x-user", k)
+            .await
+            .pod();
+        if now != owner[k] {
+            assert_eq!(
+                owner[k],
+                echo_name(gone),
+                "only keys of the removed pod move"
+            );
+            moved += 1;
+        }
+    }
+    assert_eq!(
+        moved,
+        load[&echo_name(gone)],
+        "every key of the removed pod moves"
+    );
+    // About a quarter of the keys.
+    assert!((25..=80).contains(&moved), "{moved} of 200 moved");
 }

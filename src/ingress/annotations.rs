@@ -59,6 +59,18 @@ const SHARED: &[&str] = &[
     "limit-connections",
     "limit-whitelist",
     "limit-allowlist",
+    "affinity",
+    "affinity-mode",
+    "session-cookie-name",
+    "session-cookie-path",
+    "session-cookie-domain",
+    "session-cookie-expires",
+    "session-cookie-max-age",
+    "session-cookie-samesite",
+    "session-cookie-conditional-samesite-none",
+    "session-cookie-secure",
+    "session-cookie-change-on-failure",
+    "upstream-hash-by",
 ];
 /// Annotations that exist only under `portcullis.io/`.
 const OWN: &[&str] = &["request-headers", "response-headers", "upgrade-protocols"];

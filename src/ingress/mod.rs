@@ -1,6 +1,7 @@
 //! The ingress data plane: Ingress objects compiled into an immutable snapshot, a router
 //! over it, and the proxy that forwards matched requests to ready endpoints.
 pub mod access_log;
+pub mod affinity;
 pub mod annotations;
 pub mod backends;
 pub mod balancer;
@@ -16,6 +17,8 @@ pub mod fast_map;
 pub mod filters;
 pub mod forwarded;
 pub mod gateway;
+pub mod hash_by;
+pub mod hash_ring;
 pub mod health;
 pub mod ingress_metrics;
 pub mod inspect;

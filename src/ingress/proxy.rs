@@ -237,10 +237,21 @@ impl Proxy {
         if let Some(answer) = filters::check(policy, &head) {
             return Outcome::Answer(answer);
         }
-        if let Some(traffic) = &policy.traffic
-            && let Some(answer) = traffic.admit(self, route, head.client, tail)
-        {
-            return Outcome::Answer(answer);
+        let mut steer = None;
+        if let Some(traffic) = &policy.traffic {
+            if let Some(answer) = traffic.admit(self, route, head.client, tail) {
+                return Outcome::Answer(answer);
+            }
+            let view = crate::ingress::hash_by::RequestView {
+                client: head.client,
+                scheme: head.scheme,
+                method: req.method(),
+                hostname: &hostname,
+                path: head.path,
+                path_and_query,
+                headers: req.headers(),
+            };
+            steer = traffic.steer(&view, req.headers());
         }
 
         let (backend, _is_canary) =
@@ -348,6 +359,7 @@ impl Proxy {
             read_timeout: policy.read_timeout.unwrap_or(self.config.read_timeout),
             send_timeout: policy.send_timeout.unwrap_or(self.config.send_timeout),
             upgrade,
+            steer,
         };
         let (mut resp, guards) = match self.exchange(route, backend, &exchange, tail).await {
             Ok(ok) => ok,
@@ -355,6 +367,9 @@ impl Proxy {
         };
 
         *resp.version_mut() = parts.version;
+        if let Some(steer) = &exchange.steer {
+            steer.respond(resp.headers_mut(), route, inbound.scheme == Scheme::Https);
+        }
         if let Some(client_upgrade) = client_upgrade
             && resp.status() == StatusCode::SWITCHING_PROTOCOLS
         {
