@@ -431,3 +431,38 @@ async fn hash_by_is_stable_and_moves_about_one_nth_when_an_endpoint_leaves() {
     // About a quarter of the keys.
     assert!((25..=80).contains(&moved), "{moved} of 200 moved");
 }
+
+#[tokio::test]
+async fn change_on_failure_points_the_cookie_at_the_pod_that_answered() {
+    use portcullis::ingress::hash_ring::endpoint_id;
+    let alive = pod("127.0.0.185").await;
+    let dead = dead_addr("127.0.0.186").await;
+    let cookie = format!("route={:016x}", endpoint_id(dead));
+    for change in [false, true] {
+        let p = policy(&[
+            ("nginx.ingress.kubernetes.io/affinity", "cookie"),
+            ("nginx.ingress.kubernetes.io/affinity-mode", "persistent"),
+            ("nginx.ingress.kubernetes.io/session-cookie-name", "route"),
+            (
+                "nginx.ingress.kubernetes.io/session-cookie-change-on-failure",
+                if change { "true" } else { "false" },
+            ),
+        ]);
+        // A fresh proxy each time: no passive-health memory of the dead pod.
+        let proxy = start_proxy(
+            route(backend("default/web:80", &[alive, dead]), p),
+            ProxyConfig::default(),
+        )
+        .await;
+        let r = get_with_cookie(&client(), &proxy.url("/"), &cookie).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.pod(), echo_name(alive), "the retry went to the live pod");
+        match change {
+            true => assert_eq!(
+                issued(&r).map(|(pair, _)| pair),
+                Some(format!("route={:016x}", endpoint_id(alive)))
+            ),
+            false => assert!(issued(&r).is_none(), "the client keeps its cookie"),
+        }
+    }
+}
