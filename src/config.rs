@@ -197,6 +197,11 @@ pub struct ProxySettings {
     /// Upstream status codes answered by the default backend's page for every Ingress
     /// without its own `custom-http-errors` (ingress-nginx `custom-http-errors`).
     pub custom_http_errors: Vec<u16>,
+    /// Status of requests over an Ingress's `limit-rps` / `limit-rpm` (ingress-nginx
+    /// `limit-req-status-code`), and over its `limit-connections` (`limit-conn-status-code`);
+    /// 400 to 599, default 503.
+    pub limit_req_status_code: crate::ingress::rate_limit::RefusalCode,
+    pub limit_conn_status_code: crate::ingress::rate_limit::RefusalCode,
 }
 
 impl Default for ProxySettings {
@@ -215,6 +220,8 @@ impl Default for ProxySettings {
             upstream_http2_idle_timeout_seconds: u.h2_idle_timeout.as_secs(),
             default_backend: None,
             custom_http_errors: Vec::new(),
+            limit_req_status_code: Default::default(),
+            limit_conn_status_code: Default::default(),
         }
     }
 }
@@ -241,6 +248,10 @@ impl ProxySettings {
         u.h2_keep_alive_interval = secs(self.upstream_http2_ping_interval_seconds);
         u.h2_keep_alive_timeout = secs(self.upstream_http2_ping_timeout_seconds);
         u.h2_idle_timeout = secs(self.upstream_http2_idle_timeout_seconds);
+        config.limit_status = crate::ingress::rate_limit::LimitStatus {
+            request: self.limit_req_status_code.0,
+            connection: self.limit_conn_status_code.0,
+        };
     }
 }
 
@@ -412,6 +423,27 @@ shutdown: {drainDelaySeconds: 7}
         Settings::default().proxy.apply(&mut untouched);
         assert_eq!(untouched.connect_timeout, Duration::from_secs(5));
         assert_eq!(untouched.max_concurrency_per_endpoint, 1024);
+    }
+
+    #[test]
+    fn limit_status_codes() {
+        let s = Settings::parse(
+            "t",
+            "proxy: {limitReqStatusCode: 429, limitConnStatusCode: 503}\n",
+        )
+        .unwrap();
+        let mut config = crate::ingress::gateway::ProxyConfig::default();
+        s.proxy.apply(&mut config);
+        assert_eq!(config.limit_status.request, 429);
+        assert_eq!(config.limit_status.connection, 503);
+        assert_eq!(
+            crate::ingress::gateway::ProxyConfig::default()
+                .limit_status
+                .request,
+            503
+        );
+        let e = Settings::parse("t", "proxy: {limitReqStatusCode: 200}\n").unwrap_err();
+        assert!(e.to_string().contains("400 to 599"), "{e}");
     }
 
     #[test]

@@ -360,3 +360,41 @@ fn check_with_manifests_exit_codes() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("does-not-exist"), "{err}");
 }
+
+/// Rate limits, affinity and hashing are parsed by the same code admission uses: a
+/// malformed value is denied, naming the annotation and why.
+#[tokio::test]
+async fn malformed_traffic_annotations_are_denied_with_the_reason() {
+    let hook = start(live_handle()).await;
+    let mut c = hook.client().await;
+    let cases = [
+        (
+            "nginx.ingress.kubernetes.io/limit-rps",
+            "ten",
+            "expected a non-negative integer",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/affinity",
+            "ip",
+            "the only affinity type is cookie",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/upstream-hash-by",
+            "$upstream_addr",
+            "$upstream_addr is not supported",
+        ),
+    ];
+    for (i, (key, value, reason)) in cases.into_iter().enumerate() {
+        let obj = ingress(
+            &format!("traffic-{i}"),
+            json!({ key: value }),
+            rules(
+                "blog.example.com",
+                json!([path("/", "Prefix", json!({"number": 80}))]),
+            ),
+        );
+        let resp = validate(&mut c, "CREATE", &obj, None).await;
+        assert_denied_by(&resp, "ingressInvalidAnnotation", key);
+        assert!(message(&resp).contains(reason), "{}", message(&resp));
+    }
+}

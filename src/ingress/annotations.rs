@@ -73,6 +73,25 @@ const SHARED: &[&str] = &[
     "server-alias",
     "custom-http-errors",
     "default-backend",
+    // Rate limits, session affinity, consistent hashing: see `ingress::traffic`.
+    "limit-rps",
+    "limit-rpm",
+    "limit-burst-multiplier",
+    "limit-connections",
+    "limit-whitelist",
+    "limit-allowlist",
+    "affinity",
+    "affinity-mode",
+    "session-cookie-name",
+    "session-cookie-path",
+    "session-cookie-domain",
+    "session-cookie-expires",
+    "session-cookie-max-age",
+    "session-cookie-samesite",
+    "session-cookie-conditional-samesite-none",
+    "session-cookie-secure",
+    "session-cookie-change-on-failure",
+    "upstream-hash-by",
 ];
 /// Annotations that exist only under `portcullis.io/`.
 const OWN: &[&str] = &["request-headers", "response-headers", "upgrade-protocols"];
@@ -168,13 +187,13 @@ fn is_snippet(short: &str) -> bool {
     short.ends_with("-snippet")
 }
 
-struct Parser<'a> {
+pub(super) struct Parser<'a> {
     map: &'a BTreeMap<String, String>,
     /// Short name → (full key, value), per prefix; built in one pass so lookups allocate
     /// nothing (compile parses every Ingress on every rebuild).
     own: HashMap<&'a str, (&'a str, &'a str)>,
     nginx: HashMap<&'a str, (&'a str, &'a str)>,
-    out: ParsedAnnotations,
+    pub(super) out: ParsedAnnotations,
 }
 
 impl<'a> Parser<'a> {
@@ -256,7 +275,7 @@ impl<'a> Parser<'a> {
     }
 
     /// The value of `short` under the preferred prefix, with the full key for messages.
-    fn get(&self, short: &str) -> Option<(&'a str, &'a str)> {
+    pub(super) fn get(&self, short: &str) -> Option<(&'a str, &'a str)> {
         if let Some(found) = self.own.get(short) {
             return Some(*found);
         }
@@ -267,7 +286,11 @@ impl<'a> Parser<'a> {
     }
 
     /// Parses `short` with `f`; a parse error is recorded and yields `None`.
-    fn value<T>(&mut self, short: &str, f: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    pub(super) fn value<T>(
+        &mut self,
+        short: &str,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let (key, raw) = self.get(short)?;
         match f(raw.trim()) {
             Ok(v) => Some(v),
@@ -333,6 +356,7 @@ impl<'a> Parser<'a> {
         let (edge, edge_errors) = super::edge::parse(|short| self.get(short));
         policy.edge = edge;
         self.out.errors.extend(edge_errors);
+        policy.traffic = super::traffic::parse(self);
         self.out.policy = policy;
         self.parse_canary();
     }

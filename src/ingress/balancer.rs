@@ -266,6 +266,21 @@ impl Balancer {
         }
     }
 
+    /// `addr` as a pick, for choices made outside this balancer (affinity, hashing).
+    pub(crate) fn pick_addr(&self, addr: SocketAddr) -> Pick {
+        let stats = self.stats_for(addr);
+        stats.last_used_us.store(monotonic_us(), Ordering::Relaxed);
+        Pick { addr, stats }
+    }
+
+    /// Whether `addr` sits out a passive-health backoff at `now`.
+    pub(crate) fn is_ejected(&self, addr: SocketAddr, now: u64) -> bool {
+        self.stats
+            .load()
+            .get(&addr)
+            .is_some_and(|s| s.health.is_ejected(now))
+    }
+
     /// Number of addresses with kept state.
     pub fn tracked(&self) -> usize {
         self.stats.len()

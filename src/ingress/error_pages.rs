@@ -73,6 +73,8 @@ impl Proxy {
             read_timeout: ex.read_timeout,
             send_timeout: ex.send_timeout,
             upgrade: false,
+            // The error backend is balanced on its own, not by the route's affinity.
+            steer: None,
         };
         match self.exchange(route, error_backend, &page, tail).await {
             Ok((mut resp, guards)) => {

@@ -37,6 +37,8 @@ pub(crate) struct Exchange {
     pub(crate) read_timeout: Duration,
     pub(crate) send_timeout: Duration,
     pub(crate) upgrade: bool,
+    /// Affinity or hashing, when the Ingress asks for either.
+    pub(crate) steer: Option<crate::ingress::traffic::Steer>,
 }
 
 /// Waits for the response head. The read timeout counts from the end of the request
@@ -136,7 +138,12 @@ impl Proxy {
             // costs the endpoint load only where it is needed.
             let target = match &backend.external {
                 Some((host, port)) => Target::External(host.clone(), *port),
-                _ => match self.balancer.pick(backend, route.policy.balance, exclude) {
+                _ => match self.pick_endpoint(
+                    backend,
+                    route.policy.balance,
+                    ex.steer.as_ref(),
+                    exclude,
+                ) {
                     Some(p) => Target::Endpoint(p),
                     None => {
                         return Err(last_failure.unwrap_or_else(|| {

@@ -1,6 +1,7 @@
 //! The ingress data plane: Ingress objects compiled into an immutable snapshot, a router
 //! over it, and the proxy that forwards matched requests to ready endpoints.
 pub mod access_log;
+pub mod affinity;
 pub mod annotations;
 pub mod backends;
 pub mod balancer;
@@ -20,6 +21,8 @@ pub mod fast_map;
 pub mod filters;
 pub mod forwarded;
 pub mod gateway;
+pub mod hash_by;
+pub mod hash_ring;
 pub mod health;
 pub mod ingress_metrics;
 pub mod inspect;
@@ -33,6 +36,7 @@ pub mod normalize;
 pub mod policy;
 pub mod problem;
 pub mod proxy;
+pub mod rate_limit;
 pub mod resolve;
 pub mod respond;
 pub mod rewrite;
@@ -41,6 +45,7 @@ pub mod router;
 pub mod routes;
 pub mod snapshot;
 mod tail;
+pub mod traffic;
 pub mod tunnels;
 pub mod upstream;
 pub mod upstream_h1;

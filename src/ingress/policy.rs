@@ -71,4 +71,7 @@ pub struct Policy {
     /// CORS, fixed/www redirects, aliases and error pages (`ingress::edge`); `None` for an
     /// Ingress without those annotations.
     pub edge: Option<std::sync::Arc<crate::ingress::edge::EdgePolicy>>,
+    /// Rate limits, session affinity, consistent hashing and upstream retries
+    /// (`ingress::traffic`); `None` when the Ingress asks for none of them.
+    pub traffic: Option<std::sync::Arc<crate::ingress::traffic::Traffic>>,
 }

@@ -81,6 +81,8 @@ pub struct ProxyConfig {
     /// timeout, then get 503.
     pub max_concurrency_per_endpoint: usize,
     pub upstream: UpstreamSettings,
+    /// Status codes of requests refused by an Ingress's rate or connection limit.
+    pub limit_status: crate::ingress::rate_limit::LimitStatus,
 }
 
 impl Default for ProxyConfig {
@@ -95,6 +97,7 @@ impl Default for ProxyConfig {
             https_redirect_port: None,
             max_concurrency_per_endpoint: 1024,
             upstream: UpstreamSettings::default(),
+            limit_status: Default::default(),
         }
     }
 }
@@ -116,6 +119,8 @@ pub struct Proxy {
     /// Shared with background mirror requests.
     pub(crate) upstreams: std::sync::Arc<Upstreams>,
     pub(crate) tunnels: Tunnels,
+    /// Rate-limit state per Ingress, kept across snapshot swaps.
+    pub(crate) limits: crate::ingress::rate_limit::Registry,
 }
 
 impl Proxy {
@@ -124,6 +129,7 @@ impl Proxy {
             balancer: Balancer::new(config.max_concurrency_per_endpoint),
             upstreams: std::sync::Arc::new(Upstreams::new(config.upstream.clone())),
             tunnels: Tunnels::default(),
+            limits: Default::default(),
             config,
         }
     }
@@ -252,6 +258,22 @@ impl Proxy {
         }
         if cors_allowed && Cors::is_preflight(req.method(), req.headers()) {
             return Outcome::Answer(Cors::preflight());
+        }
+        let mut steer = None;
+        if let Some(traffic) = &policy.traffic {
+            if let Some(answer) = traffic.admit(self, route, head.client, tail) {
+                return Outcome::Answer(answer);
+            }
+            let view = crate::ingress::hash_by::RequestView {
+                client: head.client,
+                scheme: head.scheme,
+                method: req.method(),
+                hostname: &hostname,
+                path: head.path,
+                path_and_query,
+                headers: req.headers(),
+            };
+            steer = traffic.steer(&view, req.headers());
         }
 
         let (backend, _is_canary) =
@@ -388,6 +410,7 @@ impl Proxy {
             read_timeout: policy.read_timeout.unwrap_or(self.config.read_timeout),
             send_timeout: policy.send_timeout.unwrap_or(self.config.send_timeout),
             upgrade,
+            steer,
         };
         let (mut resp, guards) = match self.exchange(route, backend, &exchange, tail).await {
             Ok(ok) => ok,
@@ -430,6 +453,9 @@ impl Proxy {
         }
 
         *resp.version_mut() = parts.version;
+        if let Some(steer) = &exchange.steer {
+            steer.respond(resp.headers_mut(), route, inbound.scheme == Scheme::Https);
+        }
         if let Some(client_upgrade) = client_upgrade
             && resp.status() == StatusCode::SWITCHING_PROTOCOLS
         {

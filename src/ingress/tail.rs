@@ -43,6 +43,8 @@ pub(crate) struct Tail {
     pub(crate) slot: Option<Arc<BodySlot>>,
     /// The matched route's handles; None for answers given before or without routing.
     pub(crate) route: Option<Arc<RouteMetrics>>,
+    /// A `limit-connections` slot, released with the tail when the response is done.
+    pub(crate) hold: Option<crate::ingress::rate_limit::ConnGuard>,
     done: bool,
 }
 
@@ -55,6 +57,7 @@ impl Tail {
             log,
             slot: None,
             route: None,
+            hold: None,
             done: false,
         }
     }
