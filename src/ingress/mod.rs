@@ -32,6 +32,7 @@ pub mod rewrite;
 pub mod route_metrics;
 pub mod router;
 pub mod routes;
+pub mod secret_refs;
 pub mod snapshot;
 mod tail;
 pub mod tunnels;
