@@ -52,6 +52,20 @@ const SHARED: &[&str] = &[
     "canary-weight",
     "canary-by-header",
     "canary-by-header-value",
+    "auth-type",
+    "auth-secret",
+    "auth-secret-type",
+    "auth-realm",
+    "auth-url",
+    "auth-method",
+    "auth-signin",
+    "auth-signin-redirect-param",
+    "auth-response-headers",
+    "auth-request-redirect",
+    "auth-proxy-set-headers",
+    "auth-cache-key",
+    "auth-cache-duration",
+    "satisfy",
 ];
 /// Annotations that exist only under `portcullis.io/`.
 const OWN: &[&str] = &["request-headers", "response-headers", "upgrade-protocols"];
@@ -147,7 +161,7 @@ fn is_snippet(short: &str) -> bool {
     short.ends_with("-snippet")
 }
 
-struct Parser<'a> {
+pub(crate) struct Parser<'a> {
     map: &'a BTreeMap<String, String>,
     /// Short name → (full key, value), per prefix; built in one pass so lookups allocate
     /// nothing (compile parses every Ingress on every rebuild).
@@ -171,7 +185,9 @@ impl<'a> Parser<'a> {
             } else if let Some(short) = key.strip_prefix(NGINX_PREFIX) {
                 if is_snippet(short) {
                     self.snippet(key);
-                } else if short.starts_with("auth-") || short == "satisfy" {
+                } else if (short.starts_with("auth-") || short == "satisfy")
+                    && !SHARED.contains(&short)
+                {
                     self.out.errors.push(Note::on(
                         key,
                         format!(
@@ -202,8 +218,17 @@ impl<'a> Parser<'a> {
         ));
     }
 
+    /// Records an error about annotation `key` (a rule between several annotations).
+    pub(crate) fn error(&mut self, key: &str, message: String) {
+        self.out.errors.push(Note::on(key, message));
+    }
+
+    pub(crate) fn warn(&mut self, key: &str, message: String) {
+        self.out.warnings.push(Note::on(key, message));
+    }
+
     /// The value of `short` under the preferred prefix, with the full key for messages.
-    fn get(&self, short: &str) -> Option<(&'a str, &'a str)> {
+    pub(crate) fn get(&self, short: &str) -> Option<(&'a str, &'a str)> {
         if let Some(found) = self.own.get(short) {
             return Some(*found);
         }
@@ -214,7 +239,11 @@ impl<'a> Parser<'a> {
     }
 
     /// Parses `short` with `f`; a parse error is recorded and yields `None`.
-    fn value<T>(&mut self, short: &str, f: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    pub(crate) fn value<T>(
+        &mut self,
+        short: &str,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let (key, raw) = self.get(short)?;
         match f(raw.trim()) {
             Ok(v) => Some(v),
@@ -275,6 +304,7 @@ impl<'a> Parser<'a> {
         policy.upgrade_protocols = self
             .value("upgrade-protocols", parse_upgrade_protocols)
             .unwrap_or_default();
+        policy.auth = super::auth::parse(self);
         self.out.policy = policy;
         self.parse_canary();
     }
@@ -680,7 +710,8 @@ mod tests {
                 "deny all;",
             ),
             ("portcullis.io/server-snippet", "x"),
-            ("nginx.ingress.kubernetes.io/auth-url", "http://auth"),
+            ("nginx.ingress.kubernetes.io/auth-url", "ftp://auth"),
+            ("nginx.ingress.kubernetes.io/auth-keepalive", "10"),
         ];
         for (k, v) in cases {
             let p = parse(&[(k, v)]);

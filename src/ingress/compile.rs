@@ -213,6 +213,11 @@ impl Compiler<'_> {
                 }
             }
         }
+        for p in &mut plans {
+            for m in super::auth::resolve::attach(&mut p.policy, store, &p.namespace) {
+                self.problem(p.origin.as_deref(), &p.key, m);
+            }
+        }
         plans
     }
 

@@ -64,4 +64,6 @@ pub struct Policy {
     /// Extra response headers set on the way back.
     pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub canary: Option<Canary>,
+    /// Basic / external authentication and `satisfy` (see `ingress::auth`).
+    pub auth: Option<std::sync::Arc<crate::ingress::auth::Auth>>,
 }
