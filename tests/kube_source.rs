@@ -455,6 +455,67 @@ async fn only_tls_and_named_secrets_are_held() {
     .await;
 }
 
+/// The status of GET `/` on HOST with `authorization`.
+async fn status_with(rig: &Rig, authorization: &str) -> StatusCode {
+    let mut c = common::Client::plain(rig.gateway.addr, common::Proto::H1)
+        .await
+        .unwrap();
+    let mut req = c.request(HOST, "/");
+    req.headers_mut()
+        .insert("authorization", authorization.parse().unwrap());
+    c.send(req).await.unwrap().status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_follows_its_secret() {
+    let (pods, _tasks) = pods(1).await;
+    let api = ApiServer::start().await;
+    api.apply_all(app(pods[0]));
+    api.apply(ingress(
+        "shop",
+        HOST,
+        None,
+        &[("/", "web")],
+        &[
+            ("nginx.ingress.kubernetes.io/auth-type", "basic"),
+            ("nginx.ingress.kubernetes.io/auth-secret", "users"),
+        ],
+    ));
+    // alice:{SHA} of "open sesame"; later bob:{SHA} of "swordfish".
+    let alice = json!({"auth": "YWxpY2U6e1NIQX1XOHIvZnlML1V6eWdtYk5BanEySGJBNjdxYWM9"});
+    let bob = json!({"auth": "Ym9iOntTSEF9VDFjWUhjcXQ2WUJWWHl6bWRWeWtKZkFHV0w0PQ=="});
+    api.apply(opaque_secret("users", alice.clone()));
+    let rig = Rig::start(api, KubeOptions::default()).await;
+    rig.wait_ready().await;
+    let (alice_ok, bob_ok) = (
+        "Basic YWxpY2U6b3BlbiBzZXNhbWU=",
+        "Basic Ym9iOnN3b3JkZmlzaA==",
+    );
+    // Served with its users from the first snapshot on.
+    assert_eq!(status_with(&rig, alice_ok).await, StatusCode::OK);
+    assert_eq!(status_with(&rig, bob_ok).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(rig.who("/").await, Err(StatusCode::UNAUTHORIZED));
+
+    rig.api.apply(opaque_secret("users", bob));
+    eventually(QUICK, "the new user list in force", || async {
+        (status_with(&rig, bob_ok).await == StatusCode::OK).then_some(())
+    })
+    .await;
+    assert_eq!(status_with(&rig, alice_ok).await, StatusCode::UNAUTHORIZED);
+
+    // Deleted: fail closed with 503, never served unauthenticated.
+    assert!(rig.api.delete("Secret", NS, "users"));
+    eventually(QUICK, "a missing Secret refuses", || async {
+        (status_with(&rig, bob_ok).await == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await;
+    rig.api.apply(opaque_secret("users", alice));
+    eventually(QUICK, "the Secret back", || async {
+        (status_with(&rig, alice_ok).await == StatusCode::OK).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_writes_and_no_op_updates_do_not_rebuild() {
     let (pods, _tasks) = pods(2).await;
