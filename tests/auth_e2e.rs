@@ -461,6 +461,15 @@ async fn external_auth_decides() {
         assert_eq!(r.status, StatusCode::FORBIDDEN);
     }
     assert_eq!(rig.auth.calls(), before + 4);
+
+    let metrics = rig.gw.admin_get("/metrics").await.unwrap().text();
+    for series in [
+        r#"portcullis_ingress_auth_total{kind="external",result="cached"}"#,
+        r#"portcullis_ingress_auth_total{kind="external",result="error"}"#,
+        r#"portcullis_ingress_auth_total{kind="external",result="denied"}"#,
+    ] {
+        assert!(metrics.contains(series), "{series} missing");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

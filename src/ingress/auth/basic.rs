@@ -13,6 +13,7 @@ use http::{HeaderMap, Response, StatusCode};
 
 use super::cache::{self, Cache};
 use super::htpasswd::Users;
+use super::metrics::{self, Kind, count};
 use crate::body::Body;
 use crate::ingress::respond::generated;
 
@@ -77,12 +78,14 @@ impl Basic {
         let users = match &self.users {
             UsersState::Ready(users) => users,
             UsersState::Unresolved | UsersState::Missing => {
+                count(Kind::Basic, metrics::Outcome::FailClosed);
                 return Some(generated(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the basic auth Secret of this Ingress is missing",
                 ));
             }
             UsersState::Unusable => {
+                count(Kind::Basic, metrics::Outcome::FailClosed);
                 return Some(generated(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "the basic auth Secret of this Ingress is unusable",
@@ -90,10 +93,12 @@ impl Basic {
             }
         };
         let Some(header) = headers.get(header::AUTHORIZATION) else {
+            count(Kind::Basic, metrics::Outcome::Denied);
             return Some(self.challenge());
         };
         let key = cache::key(&[header.as_bytes()]);
         if self.verified.get(&key).is_some() {
+            count(Kind::Basic, metrics::Outcome::Cached);
             return None;
         }
         let ok = match credentials(headers) {
@@ -110,9 +115,11 @@ impl Basic {
             None => false,
         };
         if ok {
+            count(Kind::Basic, metrics::Outcome::Pass);
             self.verified.put(key, (), VERIFIED_TTL);
             return None;
         }
+        count(Kind::Basic, metrics::Outcome::Denied);
         Some(self.challenge())
     }
 

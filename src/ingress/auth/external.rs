@@ -19,6 +19,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::cache::{self, Cache};
+use super::metrics::{self, Kind, count};
 use super::template::{Template, escape_into};
 use super::{Head, Verdict};
 use crate::ingress::respond::{generated, redirect};
@@ -92,11 +93,15 @@ impl External {
             .map(|k| cache::key(&[k.expand(&vars).as_bytes()]));
         let cached = cache_key.as_ref().and_then(|k| self.outcomes.get(k));
         let outcome = match cached {
-            Some(outcome) => outcome,
+            Some(outcome) => {
+                count(Kind::External, metrics::Outcome::Cached);
+                outcome
+            }
             None => {
                 let (outcome, status) = match self.ask(head).await {
                     Ok(answer) => answer,
                     Err(reason) => {
+                        count(Kind::External, metrics::Outcome::Error);
                         tracing::warn!(%reason, "external auth failed");
                         return Verdict::Answer(generated(
                             StatusCode::INTERNAL_SERVER_ERROR,
@@ -107,6 +112,11 @@ impl External {
                 if let (Some(key), Some(ttl)) = (cache_key, self.ttl(status)) {
                     self.outcomes.put(key, outcome.clone(), ttl);
                 }
+                let result = match outcome {
+                    Outcome::Pass(_) => metrics::Outcome::Pass,
+                    Outcome::Deny(..) => metrics::Outcome::Denied,
+                };
+                count(Kind::External, result);
                 outcome
             }
         };

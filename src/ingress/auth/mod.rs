@@ -14,6 +14,7 @@ pub mod cache;
 pub mod external;
 pub mod htpasswd;
 mod md5_crypt;
+mod metrics;
 pub mod resolve;
 pub mod template;
 
