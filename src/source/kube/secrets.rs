@@ -256,3 +256,82 @@ async fn get(api: Api<Secret>, name: String, key: String, seq: u64, out: mpsc::S
     };
     let _ = out.send(Change::Fetched { key, seq, result }).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ORIGIN: &str = "kubernetes:secrets";
+
+    fn secret(data: Option<&str>) -> Secret {
+        let mut v = json!({
+            "metadata": {"name": "users", "namespace": "ns"}, "type": "Opaque"
+        });
+        if let Some(d) = data {
+            v["data"] = json!({"auth": d});
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn held(store: &ObjectStore) -> Option<String> {
+        let data = store.secret_data("ns", "users")?;
+        Some(String::from_utf8_lossy(data.get("auth")?).into_owned())
+    }
+
+    fn seq(keeper: &Keeper) -> u64 {
+        keeper.pending.get("ns/users").map(|(s, _)| *s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_the_newest_answer_counts() {
+        // Nothing listens there: the GET tasks retry until the keeper drops them.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let (tx, _rx) = mpsc::channel(8);
+        let mut keeper = Keeper::new(Wanted::default(), client, tx, ORIGIN);
+        let mut store = ObjectStore::new();
+        let ingress = Object::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "web", "namespace": "ns", "annotations": {
+                "nginx.ingress.kubernetes.io/auth-secret": "users"}}
+        }))
+        .unwrap()
+        .unwrap();
+        store.insert("kubernetes:ingresses", ingress);
+
+        // Newly named and not held: read by GET.
+        assert!(!keeper.refresh(&mut store));
+        assert!(keeper.fetching());
+        let first = seq(&keeper);
+        // A stub from the watch (trimmed before the set grew) asks again.
+        assert!(!keeper.apply(&mut store, secret(None)));
+        let second = seq(&keeper);
+        assert!(second > first);
+        let found = |d: &str| Fetch::Found(secret(Some(d)));
+        assert!(!keeper.fetched(&mut store, "ns/users", first, found("b2xk")));
+        assert_eq!(held(&store), None, "the overtaken answer is ignored");
+        assert!(keeper.fetched(&mut store, "ns/users", second, found("bmV3")));
+        assert_eq!(held(&store).as_deref(), Some("new"));
+        assert!(!keeper.fetching());
+
+        // A full watch event supersedes a GET in flight.
+        keeper.apply(&mut store, secret(None));
+        let third = seq(&keeper);
+        assert!(keeper.apply(&mut store, secret(Some("bmV3ZXI="))));
+        assert!(!keeper.fetched(&mut store, "ns/users", third, found("b2xk")));
+        assert_eq!(held(&store).as_deref(), Some("newer"));
+
+        // A 404 removes it; the Ingress going drops it too.
+        keeper.apply(&mut store, secret(None));
+        assert!(keeper.fetched(&mut store, "ns/users", seq(&keeper), Fetch::Missing));
+        assert_eq!(held(&store), None);
+        assert!(keeper.apply(&mut store, secret(Some("eA=="))));
+        store.remove("kubernetes:ingresses", Kind::Ingress, "ns/web");
+        assert!(keeper.refresh(&mut store));
+        assert!(store.secret_by_key("ns/users").is_none());
+        // Unnamed now: a full event is not stored.
+        assert!(!keeper.apply(&mut store, secret(Some("eA=="))));
+        assert!(store.secret_by_key("ns/users").is_none());
+    }
+}
