@@ -234,6 +234,37 @@ async fn ingress_reviews_against_the_live_snapshot() {
         "nginx.ingress.kubernetes.io/proxy-read-timeout",
     );
 
+    // A malformed auth value is denied with the parser's reason.
+    let digest = ingress(
+        "digest",
+        json!({"nginx.ingress.kubernetes.io/auth-type": "digest",
+               "nginx.ingress.kubernetes.io/auth-secret": "users"}),
+        rules(
+            "blog.example.com",
+            json!([path("/", "Prefix", json!({"number": 80}))]),
+        ),
+    );
+    let resp = validate(&mut c, "CREATE", &digest, None).await;
+    assert_denied_by(
+        &resp,
+        "ingressInvalidAnnotation",
+        "auth-type: digest authentication is not supported",
+    );
+    let variable = ingress(
+        "auth-url",
+        json!({"nginx.ingress.kubernetes.io/auth-url": "http://auth.sso/$upstream_addr"}),
+        rules(
+            "blog.example.com",
+            json!([path("/", "Prefix", json!({"number": 80}))]),
+        ),
+    );
+    let resp = validate(&mut c, "CREATE", &variable, None).await;
+    assert_denied_by(
+        &resp,
+        "ingressInvalidAnnotation",
+        "nginx variable $upstream_addr is not supported",
+    );
+
     // A snippet: its own rule, and not also an invalid annotation.
     let snippet = ingress(
         "snippet",

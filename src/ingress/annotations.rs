@@ -92,6 +92,20 @@ const SHARED: &[&str] = &[
     "session-cookie-secure",
     "session-cookie-change-on-failure",
     "upstream-hash-by",
+    "auth-type",
+    "auth-secret",
+    "auth-secret-type",
+    "auth-realm",
+    "auth-url",
+    "auth-method",
+    "auth-signin",
+    "auth-signin-redirect-param",
+    "auth-response-headers",
+    "auth-request-redirect",
+    "auth-proxy-set-headers",
+    "auth-cache-key",
+    "auth-cache-duration",
+    "satisfy",
 ];
 /// Annotations that exist only under `portcullis.io/`.
 const OWN: &[&str] = &["request-headers", "response-headers", "upgrade-protocols"];
@@ -187,7 +201,7 @@ fn is_snippet(short: &str) -> bool {
     short.ends_with("-snippet")
 }
 
-pub(super) struct Parser<'a> {
+pub(crate) struct Parser<'a> {
     map: &'a BTreeMap<String, String>,
     /// Short name → (full key, value), per prefix; built in one pass so lookups allocate
     /// nothing (compile parses every Ingress on every rebuild).
@@ -274,8 +288,17 @@ impl<'a> Parser<'a> {
         ));
     }
 
+    /// Records an error about annotation `key` (a rule between several annotations).
+    pub(crate) fn error(&mut self, key: &str, message: String) {
+        self.out.errors.push(Note::on(key, message));
+    }
+
+    pub(crate) fn warn(&mut self, key: &str, message: String) {
+        self.out.warnings.push(Note::on(key, message));
+    }
+
     /// The value of `short` under the preferred prefix, with the full key for messages.
-    pub(super) fn get(&self, short: &str) -> Option<(&'a str, &'a str)> {
+    pub(crate) fn get(&self, short: &str) -> Option<(&'a str, &'a str)> {
         if let Some(found) = self.own.get(short) {
             return Some(*found);
         }
@@ -286,7 +309,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Parses `short` with `f`; a parse error is recorded and yields `None`.
-    pub(super) fn value<T>(
+    pub(crate) fn value<T>(
         &mut self,
         short: &str,
         f: impl FnOnce(&str) -> Result<T, String>,
@@ -357,6 +380,7 @@ impl<'a> Parser<'a> {
         policy.edge = edge;
         self.out.errors.extend(edge_errors);
         policy.traffic = super::traffic::parse(self);
+        policy.auth = super::auth::parse(self);
         self.out.policy = policy;
         self.parse_canary();
     }
@@ -778,7 +802,8 @@ mod tests {
                 "deny all;",
             ),
             ("portcullis.io/server-snippet", "x"),
-            ("nginx.ingress.kubernetes.io/auth-url", "http://auth"),
+            ("nginx.ingress.kubernetes.io/auth-url", "ftp://auth"),
+            ("nginx.ingress.kubernetes.io/auth-always-set-cookie", "true"),
         ];
         for (k, v) in cases {
             let p = parse(&[(k, v)]);

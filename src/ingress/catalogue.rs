@@ -71,7 +71,9 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("app-root", Honoured),
     (
         "auth-always-set-cookie",
-        Unsupported("cookies set by the auth service reach the client only on its 401/403 answers"),
+        Refused(
+            "cookies the auth service sets on success do not reach the client, and authentication is never served differently from what was asked",
+        ),
     ),
     ("auth-cache-duration", Honoured),
     ("auth-cache-key", Honoured),

@@ -40,8 +40,10 @@ pub fn check(policy: &Policy, head: &Head<'_>) -> Option<Response<Body>> {
             format!("client address {} is denied", head.client),
         ));
     }
+    // With `satisfy: any` a client outside the allowlist may still authenticate.
     if !policy.allow_source.is_empty()
         && !policy.allow_source.iter().any(|n| n.contains(&head.client))
+        && !policy.auth.as_ref().is_some_and(|a| a.satisfy_any)
     {
         return Some(generated(
             StatusCode::FORBIDDEN,

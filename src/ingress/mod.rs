@@ -3,6 +3,7 @@
 pub mod access_log;
 pub mod affinity;
 pub mod annotations;
+pub mod auth;
 pub mod backends;
 pub mod balancer;
 pub mod canary;
@@ -43,6 +44,7 @@ pub mod rewrite;
 pub mod route_metrics;
 pub mod router;
 pub mod routes;
+pub mod secret_refs;
 pub mod snapshot;
 mod tail;
 pub mod traffic;

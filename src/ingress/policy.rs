@@ -74,4 +74,6 @@ pub struct Policy {
     /// Rate limits, session affinity, consistent hashing and upstream retries
     /// (`ingress::traffic`); `None` when the Ingress asks for none of them.
     pub traffic: Option<std::sync::Arc<crate::ingress::traffic::Traffic>>,
+    /// Basic / external authentication and `satisfy` (see `ingress::auth`).
+    pub auth: Option<std::sync::Arc<crate::ingress::auth::Auth>>,
 }

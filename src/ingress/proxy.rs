@@ -31,7 +31,7 @@ use crate::ingress::snapshot::{Route, UpstreamProtocol};
 use crate::ingress::tail::{Guards, ProxiedBody, Tail};
 use crate::ingress::tunnels::Tunnels;
 use crate::ingress::upstream::{BodySlot, UpstreamSettings, Upstreams, Wire};
-use crate::ingress::{canary, filters, mirror, rewrite};
+use crate::ingress::{auth, canary, filters, mirror, rewrite};
 use crate::server::ConnInfo;
 
 /// How the client reached us.
@@ -275,6 +275,13 @@ impl Proxy {
             };
             steer = traffic.steer(&view, req.headers());
         }
+        let mut from_auth = None;
+        if let Some(auth) = &policy.auth {
+            match self.authorize(auth, policy, &head, &req).await {
+                auth::Verdict::Pass(headers) => from_auth = headers,
+                auth::Verdict::Answer(answer) => return Outcome::Answer(answer),
+            }
+        }
 
         let (backend, _is_canary) =
             canary::choose(&route.backend, policy.canary.as_ref(), req.headers());
@@ -354,6 +361,9 @@ impl Proxy {
         }
         for (name, value) in &policy.request_headers {
             headers.insert(name.clone(), value.clone());
+        }
+        if let Some(external) = policy.auth.as_ref().and_then(|a| a.external.as_ref()) {
+            external.set_upstream_headers(&mut headers, from_auth);
         }
 
         let mut mirror_body = None;
@@ -477,6 +487,31 @@ impl Proxy {
             resp.headers_mut().insert(name.clone(), value.clone());
         }
         Outcome::Streamed(resp, guards, exchange.read_timeout)
+    }
+}
+
+impl Proxy {
+    /// Runs the route's authentication unless `satisfy: any` lets the client in by address.
+    async fn authorize(
+        &self,
+        auth: &std::sync::Arc<auth::Auth>,
+        policy: &crate::ingress::policy::Policy,
+        head: &filters::Head<'_>,
+        req: &Request<Incoming>,
+    ) -> auth::Verdict {
+        if auth::allowlisted(auth, &policy.allow_source, head.client) {
+            return auth::Verdict::Pass(None);
+        }
+        let head = auth::Head {
+            client: head.client,
+            scheme: head.scheme,
+            hostname: head.hostname,
+            host: head.host,
+            method: req.method(),
+            path_and_query: head.path_and_query,
+            headers: req.headers(),
+        };
+        auth::authorize(auth, &head).await
     }
 }
 

@@ -1,0 +1,263 @@
+//! External auth (`auth-url`): before a request is proxied, a bodiless subrequest with the
+//! client's headers goes to the auth service, which decides. A 2xx lets the request through
+//! (copying `auth-response-headers` from the answer into the upstream request), 401 and 403
+//! reach the client with the service's `WWW-Authenticate` and `Location` (or, with
+//! `auth-signin`, a 401 becomes a 302 to the sign-in page carrying the original URL), and
+//! anything else, including no answer, is a 500.
+//!
+//! Outcomes may be cached per `auth-cache-key` (expanded per request, stored as a digest)
+//! for the durations of `auth-cache-duration`.
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::cache::{self, Cache};
+use super::metrics::{self, Kind, count};
+use super::template::{Template, escape_into};
+use super::{Head, Verdict};
+use crate::ingress::respond::{generated, redirect};
+
+/// Longest wait for the auth service's answer (connect included).
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// What ingress-nginx sends as `X-Sent-From`; auth services written for it may look.
+const SENT_FROM: HeaderValue = HeaderValue::from_static("nginx-ingress-controller");
+
+/// Headers of the client request not passed to the auth service: they frame a body the
+/// subrequest does not have, or belong to the client's hop.
+const NOT_FORWARDED: [HeaderName; 8] = [
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+    header::UPGRADE,
+    header::TE,
+    header::TRAILER,
+    header::EXPECT,
+];
+
+/// One `auth-cache-duration` rule: these statuses (empty: 200, 301, 302, as nginx's
+/// `proxy_cache_valid`) are kept this long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRule {
+    pub statuses: Vec<u16>,
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+enum Outcome {
+    Pass(Option<HeaderMap>),
+    Deny(StatusCode, HeaderMap),
+}
+
+#[derive(Debug)]
+pub struct External {
+    pub url: Template,
+    pub method: Method,
+    pub signin: Option<Template>,
+    pub redirect_param: String,
+    pub response_headers: Vec<HeaderName>,
+    pub request_redirect: Option<Template>,
+    pub cache_key: Option<Template>,
+    pub cache_rules: Vec<CacheRule>,
+    outcomes: Cache<Outcome>,
+}
+
+impl External {
+    pub fn new(url: Template) -> External {
+        External {
+            url,
+            method: Method::GET,
+            signin: None,
+            redirect_param: "rd".into(),
+            response_headers: Vec::new(),
+            request_redirect: None,
+            cache_key: None,
+            cache_rules: Vec::new(),
+            outcomes: Cache::default(),
+        }
+    }
+
+    pub async fn check(&self, head: &Head<'_>) -> Verdict {
+        let vars = head.vars();
+        let cache_key = self
+            .cache_key
+            .as_ref()
+            .map(|k| cache::key(&[k.expand(&vars).as_bytes()]));
+        let cached = cache_key.as_ref().and_then(|k| self.outcomes.get(k));
+        let outcome = match cached {
+            Some(outcome) => {
+                count(Kind::External, metrics::Outcome::Cached);
+                outcome
+            }
+            None => {
+                let (outcome, status) = match self.ask(head).await {
+                    Ok(answer) => answer,
+                    Err(reason) => {
+                        count(Kind::External, metrics::Outcome::Error);
+                        tracing::warn!(%reason, "external auth failed");
+                        return Verdict::Answer(generated(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "the authentication service did not answer usefully",
+                        ));
+                    }
+                };
+                if let (Some(key), Some(ttl)) = (cache_key, self.ttl(status)) {
+                    self.outcomes.put(key, outcome.clone(), ttl);
+                }
+                let result = match outcome {
+                    Outcome::Pass(_) => metrics::Outcome::Pass,
+                    Outcome::Deny(..) => metrics::Outcome::Denied,
+                };
+                count(Kind::External, result);
+                outcome
+            }
+        };
+        match outcome {
+            Outcome::Pass(headers) => Verdict::Pass(headers),
+            Outcome::Deny(status, headers) => Verdict::Answer(self.deny(status, headers, head)),
+        }
+    }
+
+    /// Removes the client's own copies of `auth-response-headers` (a client must not pose
+    /// as the auth service) and adds the service's.
+    pub fn set_upstream_headers(&self, headers: &mut HeaderMap, from_auth: Option<HeaderMap>) {
+        for name in &self.response_headers {
+            headers.remove(name);
+        }
+        if let Some(from_auth) = from_auth {
+            for (name, value) in &from_auth {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+    }
+
+    fn ttl(&self, status: StatusCode) -> Option<Duration> {
+        let code = status.as_u16();
+        self.cache_rules
+            .iter()
+            .find(|r| {
+                r.statuses.contains(&code)
+                    || (r.statuses.is_empty() && matches!(code, 200 | 301 | 302))
+            })
+            .map(|r| r.ttl)
+    }
+
+    fn deny(
+        &self,
+        status: StatusCode,
+        from_auth: HeaderMap,
+        head: &Head<'_>,
+    ) -> Response<crate::body::Body> {
+        if status == StatusCode::UNAUTHORIZED
+            && let Some(signin) = &self.signin
+        {
+            let mut location = signin.expand(&head.vars());
+            if !signin.contains(&format!("{}=", self.redirect_param)) {
+                location.push(if location.contains('?') { '&' } else { '?' });
+                location.push_str(&self.redirect_param);
+                location.push('=');
+                location.push_str(head.scheme);
+                location.push_str("://");
+                location.push_str(head.host);
+                escape_into(&mut location, head.path_and_query);
+            }
+            return redirect(StatusCode::FOUND, &location);
+        }
+        let mut resp = generated(status, "denied by the authentication service");
+        for (name, value) in &from_auth {
+            resp.headers_mut().append(name.clone(), value.clone());
+        }
+        resp
+    }
+
+    /// Sends the subrequest; the outcome and the status it came from.
+    async fn ask(&self, head: &Head<'_>) -> Result<(Outcome, StatusCode), String> {
+        let vars = head.vars();
+        let url = self.url.expand(&vars);
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| format!("auth-url {url:?} is not a valid URL"))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("auth-url {url:?} has no host"))?
+            .clone();
+        let mut req = Request::builder()
+            .method(self.method.clone())
+            .uri(uri)
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let headers = req.headers_mut();
+        for (name, value) in head.headers {
+            if !NOT_FORWARDED.contains(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        let value = |s: &str| HeaderValue::from_str(s).map_err(|_| format!("header value {s:?}"));
+        headers.insert(header::HOST, value(authority.as_str())?);
+        let original = format!("{}://{}{}", head.scheme, head.host, head.path_and_query);
+        headers.insert("x-original-url", value(&original)?);
+        headers.insert("x-original-method", value(head.method.as_str())?);
+        headers.insert("x-sent-from", SENT_FROM);
+        let client = head.client.to_string();
+        headers.insert("x-real-ip", value(&client)?);
+        headers.insert("x-forwarded-for", value(&client)?);
+        headers.insert("x-forwarded-host", value(head.host)?);
+        headers.insert("x-forwarded-proto", value(head.scheme)?);
+        let redirect_to = match &self.request_redirect {
+            Some(t) => t.expand(&vars),
+            None => head.path_and_query.to_string(),
+        };
+        headers.insert("x-auth-request-redirect", value(&redirect_to)?);
+
+        let resp = tokio::time::timeout(AUTH_TIMEOUT, client_pool().request(req))
+            .await
+            .map_err(|_| "the authentication service did not answer in time".to_string())?
+            .map_err(|e| format!("the authentication service is unreachable: {e}"))?;
+        let status = resp.status();
+        let outcome = if status.is_success() {
+            let mut copied = HeaderMap::new();
+            for name in &self.response_headers {
+                for v in resp.headers().get_all(name) {
+                    copied.append(name.clone(), v.clone());
+                }
+            }
+            Outcome::Pass((!copied.is_empty()).then_some(copied))
+        } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let mut kept = HeaderMap::new();
+            for name in [
+                header::WWW_AUTHENTICATE,
+                header::LOCATION,
+                header::SET_COOKIE,
+            ] {
+                for v in resp.headers().get_all(&name) {
+                    kept.append(name.clone(), v.clone());
+                }
+            }
+            Outcome::Deny(status, kept)
+        } else {
+            return Err(format!("the authentication service answered {status}"));
+        };
+        Ok((outcome, status))
+    }
+}
+
+type Pool = Client<HttpConnector, Empty<Bytes>>;
+
+/// One pooled client for every auth service (keep-alive across requests).
+fn client_pool() -> &'static Arc<Pool> {
+    static POOL: OnceLock<Arc<Pool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        Arc::new(Client::builder(TokioExecutor::new()).build(connector))
+    })
+}

@@ -1,0 +1,93 @@
+//! Authentication in front of an Ingress's routes, as ingress-nginx's annotations ask for
+//! it: basic auth against a Secret (`auth-type: basic`), an external auth service
+//! (`auth-url`), and `satisfy` to combine either with the source allowlist.
+//!
+//! `parse` turns the annotations into an [`Auth`] (pure, so admission shares it); compile
+//! fills in the users from the Secret (`resolve`); the proxy calls [`authorize`] once per
+//! request on routes that have an `Auth`, and routes without one never reach this module.
+//!
+//! Failure behaviour: fail closed. A missing Secret answers 503, an unusable one 500, an
+//! unreachable or misbehaving auth service 500; none ever lets a request through.
+mod annotations;
+pub mod basic;
+pub mod cache;
+pub mod external;
+pub mod htpasswd;
+mod md5_crypt;
+mod metrics;
+pub mod resolve;
+pub mod template;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{HeaderMap, Response};
+use ipnet::IpNet;
+
+pub(crate) use self::annotations::parse;
+use crate::body::Body;
+
+/// What the auth annotations of one Ingress ask for.
+#[derive(Debug)]
+pub struct Auth {
+    /// `satisfy: any`: a client inside the allowlist skips authentication, one outside it
+    /// may still authenticate (instead of getting 403).
+    pub satisfy_any: bool,
+    pub basic: Option<basic::Basic>,
+    pub external: Option<external::External>,
+}
+
+/// The request facts authorization needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    pub client: IpAddr,
+    pub scheme: &'a str,
+    /// Host without port, lower case.
+    pub hostname: &'a str,
+    /// The Host header as sent (port included).
+    pub host: &'a str,
+    pub method: &'a http::Method,
+    pub path_and_query: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+impl Head<'_> {
+    fn vars(&self) -> template::Vars<'_> {
+        template::Vars {
+            scheme: self.scheme,
+            host: self.hostname,
+            http_host: self.host,
+            method: self.method.as_str(),
+            path_and_query: self.path_and_query,
+            remote_addr: self.client,
+            headers: self.headers,
+        }
+    }
+}
+
+/// How authorization ended.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Let the request through, adding these headers (from the auth service) upstream.
+    Pass(Option<HeaderMap>),
+    /// Answer the client with this instead.
+    Answer(Response<Body>),
+}
+
+/// Whether `satisfy: any` lets this client in without authenticating.
+pub fn allowlisted(auth: &Auth, allow: &[IpNet], client: IpAddr) -> bool {
+    auth.satisfy_any && !allow.is_empty() && allow.iter().any(|n| n.contains(&client))
+}
+
+/// Authenticates one request: basic first, then the external service (both must pass).
+pub async fn authorize(auth: &Arc<Auth>, head: &Head<'_>) -> Verdict {
+    if let Some(b) = &auth.basic
+        && let Some(answer) = b.check(head.headers).await
+    {
+        return Verdict::Answer(answer);
+    }
+    match &auth.external {
+        Some(e) => e.check(head).await,
+        None => Verdict::Pass(None),
+    }
+}
