@@ -9,6 +9,7 @@ pub mod class;
 pub mod compile;
 pub mod config;
 pub mod cow_map;
+pub mod edge_headers;
 pub mod endpoint_filter;
 pub mod endpoint_refresh;
 mod exchange;

@@ -79,6 +79,11 @@ pub struct ProxyConfig {
     /// timeout, then get 503.
     pub max_concurrency_per_endpoint: usize,
     pub upstream: UpstreamSettings,
+    /// HSTS and server tokens (`edge` settings); `None`: nothing added.
+    pub edge_headers: Option<crate::ingress::edge_headers::EdgeHeaders>,
+    /// From a trusted peer, send the whole X-Forwarded-For chain upstream (the peer
+    /// appended); false sends the client address alone (`computeFullForwardedFor`).
+    pub full_forwarded_for: bool,
 }
 
 impl Default for ProxyConfig {
@@ -93,6 +98,8 @@ impl Default for ProxyConfig {
             https_redirect_port: None,
             max_concurrency_per_endpoint: 1024,
             upstream: UpstreamSettings::default(),
+            edge_headers: None,
+            full_forwarded_for: true,
         }
     }
 }
@@ -282,6 +289,13 @@ impl Proxy {
         };
         let request_id =
             forwarded::apply_forwarded(&mut headers, &down, policy.x_forwarded_prefix.as_deref());
+        // X-Real-IP already holds the client alone, as a shared value.
+        if peer_trusted
+            && !self.config.full_forwarded_for
+            && let Some(client) = headers.get(&forwarded::X_REAL_IP).cloned()
+        {
+            headers.insert(&forwarded::X_FORWARDED_FOR, client);
+        }
         tail.entry.request_id = Some(request_id);
         let host_value = policy.upstream_vhost.as_deref().unwrap_or(host_raw);
         // HTTP/2 carries the host as `:authority` (set from the URI); a Host header

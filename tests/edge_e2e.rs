@@ -1,0 +1,319 @@
+//! The client-facing edge through the real binary: PROXY protocol v1 and v2 on the HTTP
+//! and HTTPS listeners (the client address the pod sees, and connections without a
+//! header refused), and HSTS on HTTPS answers only.
+mod common;
+#[path = "common/e2e.rs"]
+mod e2e;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use common::TIMEOUT;
+use e2e::{
+    Portcullis, ingress, ingress_class, pod, service, slice, tls_secret, write_atomic, yaml,
+};
+use portcullis::tls::DevCerts;
+use rustls_pki_types::ServerName;
+use rustls_pki_types::pem::PemObject as _;
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const PLAIN: &str = "plain.edge.test";
+const SECURE: &str = "secure.edge.test";
+
+struct Site {
+    gw: Portcullis,
+    ca: String,
+    _dir: tempfile::TempDir,
+    _pod: tokio::task::JoinHandle<()>,
+}
+
+/// plain.edge.test (no TLS) and secure.edge.test (TLS, no redirect) → one echo pod;
+/// `settings` is the settings file's text.
+async fn site(settings: &str) -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("manifests");
+    std::fs::create_dir(&m).unwrap();
+    let (web, task) = pod("127.0.0.2", "web-1").await;
+    let certs = DevCerts::generate_for_names(&[SECURE.to_string()]).unwrap();
+    write_atomic(&m, "00-class.yaml", &yaml(&[ingress_class()]));
+    write_atomic(
+        &m,
+        "10-ingress.yaml",
+        &yaml(&[
+            ingress("plain", PLAIN, None, &[("/", "web")], &[]),
+            ingress(
+                "secure",
+                SECURE,
+                Some("secure-tls"),
+                &[("/", "web")],
+                &[("nginx.ingress.kubernetes.io/ssl-redirect", "false")],
+            ),
+            service("web"),
+            slice("web", "web-1", web, true),
+            tls_secret("secure-tls", &certs.cert_pem, &certs.key_pem),
+        ]),
+    );
+    let config = dir.path().join("settings.yaml");
+    std::fs::write(&config, settings).unwrap();
+    let gw = Portcullis::start(&m, &["--config", config.to_str().unwrap()]).await;
+    Site {
+        gw,
+        ca: certs.ca_pem.clone(),
+        _dir: dir,
+        _pod: task,
+    }
+}
+
+/// One HTTP/1.1 GET on `io`, answer read to the end (the request asks for close).
+async fn raw_get<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, host: &str) -> Option<String> {
+    raw_get_with(io, host, "").await
+}
+
+async fn raw_get_with<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    host: &str,
+    extra: &str,
+) -> Option<String> {
+    let req = format!("GET /who HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
+    io.write_all(req.as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(TIMEOUT, io.read_to_end(&mut out)).await;
+    read.ok()?.ok()?;
+    (!out.is_empty()).then(|| String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The echo pod's JSON from a raw answer.
+fn echoed(answer: &str) -> Value {
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
+
+fn header_of<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
+    let head = answer.split("\r\n\r\n").next()?;
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+async fn connect_with(addr: SocketAddr, header: &[u8]) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(header).await.unwrap();
+    tcp
+}
+
+async fn tls_over(tcp: TcpStream, ca: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let config: Arc<rustls::ClientConfig> =
+        portcullis::tls::client_config(ca.as_bytes(), &[b"http/1.1"]).unwrap();
+    let name = ServerName::try_from(SECURE.to_string()).unwrap();
+    tokio::time::timeout(
+        TIMEOUT,
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .expect("TLS handshake timed out")
+    .expect("TLS handshake")
+}
+
+fn v2_header(command: u8, family: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    out.push(0x20 | command);
+    out.push(family);
+    out.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+#[tokio::test]
+async fn proxy_protocol_names_the_client_and_is_required() {
+    let s = site("edge: {useProxyProtocol: true, proxyProtocolHeaderTimeoutSeconds: 2}\n").await;
+    let gw = &s.gw;
+
+    // v1 on HTTP: the pod sees the balancer's client, not 127.0.0.1.
+    let mut tcp = connect_with(gw.http, b"PROXY TCP4 203.0.113.7 10.0.0.1 51000 80\r\n").await;
+    let answer = raw_get(&mut tcp, PLAIN).await.expect("an answer");
+    let echo = echoed(&answer);
+    assert_eq!(echo["headers"]["x-forwarded-for"], "203.0.113.7", "{echo}");
+    assert_eq!(echo["headers"]["x-real-ip"], "203.0.113.7");
+
+    // v2 with an IPv6 client and an unknown TLV, on HTTPS.
+    let mut body = "2001:db8::9"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets()
+        .to_vec();
+    body.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+    body.extend_from_slice(&[0x9c, 0x40, 0x01, 0xbb, 0xEE, 0, 2, 7, 7]);
+    let tcp = connect_with(gw.https, &v2_header(1, 0x21, &body)).await;
+    let mut tls = tls_over(tcp, &s.ca).await;
+    let answer = raw_get(&mut tls, SECURE).await.expect("an answer");
+    let echo = echoed(&answer);
+    assert_eq!(echo["headers"]["x-forwarded-for"], "2001:db8::9", "{echo}");
+    assert_eq!(echo["headers"]["x-forwarded-proto"], "https");
+
+    // v2 LOCAL (a balancer health check): the connection's own address.
+    let mut tcp = connect_with(gw.http, &v2_header(0, 0x00, &[])).await;
+    let echo = echoed(&raw_get(&mut tcp, PLAIN).await.expect("an answer"));
+    assert_eq!(echo["headers"]["x-forwarded-for"], "127.0.0.1");
+
+    // Without a header, or with a broken one, the connection is closed unanswered: on
+    // HTTP, and on HTTPS before any handshake.
+    let mut tcp = TcpStream::connect(gw.http).await.unwrap();
+    assert_eq!(raw_get(&mut tcp, PLAIN).await, None);
+    let mut tcp = connect_with(gw.http, b"PROXY TCP4 1.2.3.4 5.6.7.8 99999 80\r\n").await;
+    assert_eq!(raw_get(&mut tcp, PLAIN).await, None);
+    let tcp = TcpStream::connect(gw.https).await.unwrap();
+    let config = portcullis::tls::client_config(s.ca.as_bytes(), &[b"http/1.1"]).unwrap();
+    let name = ServerName::try_from(SECURE.to_string()).unwrap();
+    let refused = tokio::time::timeout(
+        TIMEOUT,
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .expect("closed within the timeout");
+    assert!(
+        refused.is_err(),
+        "a TLS client without a PROXY header was served"
+    );
+    // A connection that sends nothing is closed after the header timeout.
+    let mut silent = TcpStream::connect(gw.http).await.unwrap();
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(TIMEOUT, silent.read(&mut buf))
+        .await
+        .expect("closed after the header timeout");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    let metrics = gw.admin_get("/metrics").await.unwrap().text();
+    assert!(
+        metrics.contains("proxy_protocol_failures_total{listener=\"http\",reason=\"missing\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn hsts_on_https_answers_only() {
+    let s = site("").await;
+    let tcp = TcpStream::connect(s.gw.https).await.unwrap();
+    let mut tls = tls_over(tcp, &s.ca).await;
+    let answer = raw_get(&mut tls, SECURE).await.expect("an answer");
+    assert_eq!(
+        header_of(&answer, "strict-transport-security"),
+        Some("max-age=31536000; includeSubDomains"),
+        "{answer}"
+    );
+    // The same host over plain HTTP, and a host without TLS: no HSTS.
+    for host in [SECURE, PLAIN] {
+        let mut tcp = TcpStream::connect(s.gw.http).await.unwrap();
+        let answer = raw_get(&mut tcp, host).await.expect("an answer");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(
+            header_of(&answer, "strict-transport-security"),
+            None,
+            "{host}"
+        );
+    }
+    // Server tokens are off by default: generated answers name no version.
+    let mut tcp = TcpStream::connect(s.gw.http).await.unwrap();
+    let answer = raw_get(&mut tcp, "nowhere.edge.test").await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert_eq!(header_of(&answer, "server"), Some("portcullis"));
+}
+
+#[tokio::test]
+async fn edge_settings_tune_hsts_and_reject_unknown_ciphers() {
+    let s = site(
+        "edge: {hstsMaxAge: 600, hstsIncludeSubdomains: false, hstsPreload: true, serverTokens: true, sslProtocols: TLSv1.3}\n",
+    )
+    .await;
+    let tcp = TcpStream::connect(s.gw.https).await.unwrap();
+    let mut tls = tls_over(tcp, &s.ca).await;
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    let answer = raw_get(&mut tls, SECURE).await.expect("an answer");
+    assert_eq!(
+        header_of(&answer, "strict-transport-security"),
+        Some("max-age=600; preload")
+    );
+    let mut tcp = TcpStream::connect(s.gw.http).await.unwrap();
+    let answer = raw_get(&mut tcp, "nowhere.edge.test").await.unwrap();
+    assert!(
+        header_of(&answer, "server").is_some_and(|v| v.starts_with("portcullis/")),
+        "{answer}"
+    );
+    // A TLS 1.2-only client is refused by a TLS 1.3-only listener.
+    let config = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
+        .with_root_certificates({
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls_pki_types::CertificateDer::pem_slice_iter(s.ca.as_bytes()) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            roots
+        })
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(s.gw.https).await.unwrap();
+    let name = ServerName::try_from(SECURE.to_string()).unwrap();
+    let r = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await;
+    assert!(r.is_err(), "TLS 1.2 accepted");
+    drop(s);
+
+    // An unknown cipher name stops the start with a message naming it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("settings.yaml");
+    std::fs::write(
+        &config,
+        "edge: {sslCiphers: \"ECDHE-RSA-AES128-GCM-SHA256:BOGUS-CIPHER\"}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--manifests"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .args(["--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0"])
+        .args([
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--webhook-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--cert-dir")
+        .arg(dir.path().join("certs"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown cipher \"BOGUS-CIPHER\""), "{err}");
+}
+
+#[tokio::test]
+async fn forwarded_headers_settings() {
+    let xff = "X-Forwarded-For: 198.51.100.1, 10.1.1.1\r\n";
+    // Off (the default): the client's X-Forwarded-For is not believed.
+    let s = site("").await;
+    let mut tcp = TcpStream::connect(s.gw.http).await.unwrap();
+    let echo = echoed(&raw_get_with(&mut tcp, PLAIN, xff).await.unwrap());
+    assert_eq!(echo["headers"]["x-forwarded-for"], "127.0.0.1");
+    drop(s);
+    // useForwardedHeaders: the left-most address is the client, sent alone.
+    let s = site("edge: {useForwardedHeaders: true}\n").await;
+    let mut tcp = TcpStream::connect(s.gw.http).await.unwrap();
+    let echo = echoed(&raw_get_with(&mut tcp, PLAIN, xff).await.unwrap());
+    assert_eq!(echo["headers"]["x-forwarded-for"], "198.51.100.1", "{echo}");
+    assert_eq!(echo["headers"]["x-real-ip"], "198.51.100.1");
+    drop(s);
+    // computeFullForwardedFor: the chain with the peer appended.
+    let s = site("edge: {useForwardedHeaders: true, computeFullForwardedFor: true}\n").await;
+    let mut tcp = TcpStream::connect(s.gw.http).await.unwrap();
+    let echo = echoed(&raw_get_with(&mut tcp, PLAIN, xff).await.unwrap());
+    assert_eq!(
+        echo["headers"]["x-forwarded-for"],
+        "198.51.100.1, 10.1.1.1, 127.0.0.1"
+    );
+    assert_eq!(echo["headers"]["x-real-ip"], "198.51.100.1");
+}
