@@ -317,3 +317,119 @@ async fn forwarded_headers_settings() {
     );
     assert_eq!(echo["headers"]["x-real-ip"], "198.51.100.1");
 }
+
+const PASS: &str = "pass.edge.test";
+
+/// A TLS echo pod on 127.0.0.3 with a certificate of its own for pass.edge.test.
+async fn tls_pod() -> (SocketAddr, DevCerts, tokio::task::JoinHandle<()>) {
+    let certs = DevCerts::generate_for_names(&[PASS.to_string()]).unwrap();
+    let resolver = Arc::new(portcullis::tls::SniResolver::new(
+        certs.certified_key().unwrap(),
+    ));
+    let config = portcullis::tls::server_config(resolver).unwrap();
+    let (addr, task) = portcullis::echo::spawn_echo_tls(
+        "127.0.0.3:0".parse().unwrap(),
+        portcullis::echo::EchoOptions {
+            name: "tls-1".into(),
+            delay: std::time::Duration::ZERO,
+        },
+        config,
+    )
+    .await
+    .unwrap();
+    (addr, certs, task)
+}
+
+#[tokio::test]
+async fn ssl_passthrough_shows_the_pods_own_certificate() {
+    let (addr, pod_certs, _task) = tls_pod().await;
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("manifests");
+    std::fs::create_dir(&m).unwrap();
+    let (web, _web) = pod("127.0.0.2", "web-1").await;
+    let ours = DevCerts::generate_for_names(&[SECURE.to_string()]).unwrap();
+    write_atomic(&m, "00-class.yaml", &yaml(&[ingress_class()]));
+    write_atomic(
+        &m,
+        "10-ingress.yaml",
+        &yaml(&[
+            ingress(
+                "pass",
+                PASS,
+                None,
+                &[("/", "tlsweb")],
+                &[("nginx.ingress.kubernetes.io/ssl-passthrough", "true")],
+            ),
+            ingress("secure", SECURE, Some("secure-tls"), &[("/", "web")], &[]),
+            service("tlsweb"),
+            slice("tlsweb", "tlsweb-1", addr, true),
+            service("web"),
+            slice("web", "web-1", web, true),
+            tls_secret("secure-tls", &ours.cert_pem, &ours.key_pem),
+        ]),
+    );
+    let on = dir.path().join("on.yaml");
+    std::fs::write(&on, "edge: {enableSslPassthrough: true}\n").unwrap();
+    let gw = Portcullis::start(&m, &["--config", on.to_str().unwrap()]).await;
+
+    // A client trusting only the pod's CA completes the handshake through portcullis:
+    // the pod terminated TLS, with its own certificate, and answers over it.
+    let (reply, client) = common::https_get(
+        gw.https,
+        PASS,
+        pod_certs.ca_pem.as_bytes(),
+        common::Proto::H1,
+        "/through",
+    )
+    .await
+    .expect("handshake with the pod's own certificate");
+    assert_eq!(
+        client.peer_leaf,
+        Some(common::leaf_der(&pod_certs.cert_pem))
+    );
+    assert_eq!(reply.header("x-echo-name"), Some("tls-1"));
+    let echo: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(echo["tls"], true);
+    assert_eq!(echo["path"], "/through");
+    // Nothing was added on the way: no forwarded headers, it is the client's own request.
+    assert!(echo["headers"]["x-forwarded-for"].is_null(), "{echo}");
+    // HTTP/2 too (ALPN is between the client and the pod).
+    let (reply, client) = common::https_get(
+        gw.https,
+        PASS,
+        pod_certs.ca_pem.as_bytes(),
+        common::Proto::H2,
+        "/h2",
+    )
+    .await
+    .unwrap();
+    assert_eq!(client.alpn.as_deref(), Some(&b"h2"[..]));
+    assert_eq!(reply.header("x-echo-name"), Some("tls-1"));
+
+    // Other hosts are terminated here as before.
+    let (reply, client) = common::https_get(
+        gw.https,
+        SECURE,
+        ours.ca_pem.as_bytes(),
+        common::Proto::H1,
+        "/",
+    )
+    .await
+    .unwrap();
+    assert_eq!(client.peer_leaf, Some(common::leaf_der(&ours.cert_pem)));
+    assert_eq!(reply.header("x-echo-name"), Some("web-1"));
+    drop(gw);
+
+    // Without enableSslPassthrough the annotation does nothing: portcullis terminates
+    // (with its default certificate), so the pod's CA does not verify it.
+    let gw = Portcullis::start(&m, &[]).await;
+    let r = common::https_get(
+        gw.https,
+        PASS,
+        pod_certs.ca_pem.as_bytes(),
+        common::Proto::H1,
+        "/",
+    )
+    .await;
+    assert!(r.is_err(), "passed through although passthrough is off");
+}

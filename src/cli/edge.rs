@@ -9,7 +9,8 @@ use ipnet::IpNet;
 use portcullis::config::EdgeSettings;
 use portcullis::ingress::edge_headers::EdgeHeaders;
 use portcullis::ingress::gateway::Gateway;
-use portcullis::server::EdgeOptions;
+use portcullis::ingress::sni_routes::SniRoutes;
+use portcullis::server::{EdgeOptions, SniHook};
 use portcullis::tls::{Resumption, SniResolver, TlsPolicy, server_config_for};
 
 /// The edge settings, checked and converted once at start-up.
@@ -18,6 +19,7 @@ pub struct Edge {
     pub full_forwarded_for: bool,
     proxy_protocol: Option<Duration>,
     tls: TlsPolicy,
+    passthrough: bool,
 }
 
 impl Edge {
@@ -54,14 +56,18 @@ impl Edge {
             full_forwarded_for: !s.use_forwarded_headers || s.compute_full_forwarded_for,
             proxy_protocol: s.proxy_protocol(),
             tls,
+            passthrough: s.enable_ssl_passthrough,
         })
     }
 
     /// The pre-TLS steps of the ingress listener `name` (`http` or `https`).
-    pub fn listener_options(&self, _name: &str, _gateway: &Arc<Gateway>) -> EdgeOptions {
+    pub fn listener_options(&self, name: &str, gateway: &Arc<Gateway>) -> EdgeOptions {
+        let sni_hook = (name == "https").then(|| {
+            Arc::new(SniRoutes::new(gateway.clone(), self.passthrough)) as Arc<dyn SniHook>
+        });
         EdgeOptions {
             proxy_protocol: self.proxy_protocol,
-            sni_hook: None,
+            sni_hook,
         }
     }
 

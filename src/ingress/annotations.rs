@@ -52,6 +52,8 @@ const SHARED: &[&str] = &[
     "canary-weight",
     "canary-by-header",
     "canary-by-header-value",
+    // TLS edge (see `tls_edge`).
+    "ssl-passthrough",
 ];
 /// Annotations that exist only under `portcullis.io/`.
 const OWN: &[&str] = &["request-headers", "response-headers", "upgrade-protocols"];
@@ -147,7 +149,7 @@ fn is_snippet(short: &str) -> bool {
     short.ends_with("-snippet")
 }
 
-struct Parser<'a> {
+pub(super) struct Parser<'a> {
     map: &'a BTreeMap<String, String>,
     /// Short name → (full key, value), per prefix; built in one pass so lookups allocate
     /// nothing (compile parses every Ingress on every rebuild).
@@ -203,7 +205,7 @@ impl<'a> Parser<'a> {
     }
 
     /// The value of `short` under the preferred prefix, with the full key for messages.
-    fn get(&self, short: &str) -> Option<(&'a str, &'a str)> {
+    pub(super) fn get(&self, short: &str) -> Option<(&'a str, &'a str)> {
         if let Some(found) = self.own.get(short) {
             return Some(*found);
         }
@@ -214,7 +216,11 @@ impl<'a> Parser<'a> {
     }
 
     /// Parses `short` with `f`; a parse error is recorded and yields `None`.
-    fn value<T>(&mut self, short: &str, f: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+    pub(super) fn value<T>(
+        &mut self,
+        short: &str,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let (key, raw) = self.get(short)?;
         match f(raw.trim()) {
             Ok(v) => Some(v),
@@ -275,6 +281,7 @@ impl<'a> Parser<'a> {
         policy.upgrade_protocols = self
             .value("upgrade-protocols", parse_upgrade_protocols)
             .unwrap_or_default();
+        policy.tls_edge = super::tls_edge::parse(self);
         self.out.policy = policy;
         self.parse_canary();
     }
@@ -325,7 +332,7 @@ impl<'a> Parser<'a> {
     }
 }
 
-fn parse_bool(v: &str) -> Result<bool, String> {
+pub(super) fn parse_bool(v: &str) -> Result<bool, String> {
     match v.to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),

@@ -131,6 +131,9 @@ pub fn compile(
     for plan in plans.iter().filter(|p| p.canary.is_none()) {
         c.add_tls(plan, &mut snapshot);
     }
+    for plan in plans.iter().filter(|p| p.canary.is_none()) {
+        c.add_sni_routes(plan, &mut snapshot);
+    }
     let (mut router, build_problems) = builder.build();
     for message in build_problems {
         c.problems.push(Problem {
@@ -409,6 +412,44 @@ impl Compiler<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// The plan's hosts that the HTTPS listener routes by SNI (`tls_edge`): for
+    /// passthrough, the backend of the host's `/` path (else its first path). The oldest
+    /// Ingress keeps a host.
+    fn add_sni_routes(&mut self, plan: &Plan, snapshot: &mut Snapshot) {
+        let Some(edge) = plan.policy.tls_edge.clone() else {
+            return;
+        };
+        if !edge.passthrough {
+            return;
+        }
+        let mut hosts: Vec<&str> = plan
+            .paths
+            .iter()
+            .filter_map(|p| p.host.as_deref())
+            .collect();
+        hosts.dedup();
+        for host in hosts {
+            let mut of_host = plan
+                .paths
+                .iter()
+                .filter(|p| p.host.as_deref() == Some(host));
+            let chosen = of_host
+                .clone()
+                .find(|p| p.path == "/")
+                .or_else(|| of_host.next());
+            let Some(chosen) = chosen else { continue };
+            if snapshot.sni.passthrough.contains_key(host) {
+                let m = format!(
+                    "ssl-passthrough: host {host} is already passed through by an older Ingress"
+                );
+                self.problem(plan.origin.as_deref(), &plan.key, m);
+                continue;
+            }
+            let backend = self.backend(plan, &chosen.backend);
+            snapshot.sni.passthrough.insert(host.to_string(), backend);
         }
     }
 

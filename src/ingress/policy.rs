@@ -64,4 +64,6 @@ pub struct Policy {
     /// Extra response headers set on the way back.
     pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
     pub canary: Option<Canary>,
+    /// SSL passthrough, client certificates and TLS to the backend (`tls_edge`).
+    pub tls_edge: Option<std::sync::Arc<crate::ingress::tls_edge::TlsEdge>>,
 }

@@ -1,0 +1,61 @@
+//! The TLS annotations of an Ingress: `ssl-passthrough` (the HTTPS listener hands the
+//! connection to a pod without terminating it), client certificates (`auth-tls-*`) and
+//! TLS towards the pods (`proxy-ssl-*`). Parsed once at compile time into one
+//! `Option<Arc<TlsEdge>>` of the `Policy`, `None` for an Ingress without any of them.
+//!
+//! Failure behaviour: as for every annotation, a malformed value is an error that refuses
+//! the Ingress (and admission denies it with the same message).
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::annotations::{Parser, parse_bool};
+use super::snapshot::Backend;
+
+/// Hosts (lower case, exact) the HTTPS listener routes by the ClientHello's server name.
+#[derive(Debug, Default)]
+pub struct SniTable {
+    /// `ssl-passthrough` hosts and the backend their connections are spliced to.
+    pub passthrough: HashMap<String, Arc<Backend>>,
+}
+
+/// What the TLS annotations of one Ingress ask for.
+#[derive(Debug, Default)]
+pub struct TlsEdge {
+    /// `ssl-passthrough`: the Ingress's hosts are spliced to their backend by SNI.
+    pub passthrough: bool,
+}
+
+/// Reads the group from `p`; `None` when no annotation of it is set.
+pub(super) fn parse(p: &mut Parser<'_>) -> Option<Arc<TlsEdge>> {
+    let passthrough = p.value("ssl-passthrough", parse_bool).unwrap_or(false);
+    let edge = TlsEdge { passthrough };
+    edge.passthrough.then(|| Arc::new(edge))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::annotations::parse_annotations;
+
+    fn parse(pairs: &[(&str, &str)]) -> super::super::annotations::ParsedAnnotations {
+        let map = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse_annotations(&map)
+    }
+
+    #[test]
+    fn passthrough() {
+        let p = parse(&[("nginx.ingress.kubernetes.io/ssl-passthrough", "true")]);
+        assert!(p.is_ok() && p.warnings.is_empty(), "{:?}", p.warnings);
+        assert!(p.policy.tls_edge.unwrap().passthrough);
+        let p = parse(&[("portcullis.io/ssl-passthrough", "false")]);
+        assert!(p.policy.tls_edge.is_none());
+        let p = parse(&[("nginx.ingress.kubernetes.io/ssl-passthrough", "yes")]);
+        assert_eq!(
+            p.errors[0].key.as_deref(),
+            Some("nginx.ingress.kubernetes.io/ssl-passthrough")
+        );
+        assert!(parse(&[]).policy.tls_edge.is_none());
+    }
+}
