@@ -335,19 +335,35 @@ async fn expired_resource_version_relists_and_forgets_objects_deleted_meanwhile(
     assert!(gone.is_some_and(|n| n >= 1.0), "410 counted: {gone:?}");
 }
 
+fn opaque_secret(name: &str, data: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": name, "namespace": NS},
+        "data": data
+    })
+}
+
+/// The Secrets the source holds, by key.
+fn held_secrets(rig: &Rig) -> Vec<String> {
+    let mut keys = rig.driver.held().load().secrets.clone();
+    keys.sort();
+    keys
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_tls_secrets_are_requested_and_served() {
+async fn only_tls_and_named_secrets_are_held() {
     let (pods, _tasks) = pods(1).await;
     let api = ApiServer::start().await;
     api.apply_all(app(pods[0]));
     let certs = portcullis::tls::DevCerts::generate_for_names(&[HOST.to_string()]).unwrap();
     let (cert_pem, key_pem) = (certs.cert_pem.clone(), certs.key_pem.clone());
     api.apply(e2e::tls_secret("shop-tls", &cert_pem, &key_pem));
-    api.apply(json!({
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": "db-password", "namespace": NS},
-        "data": {"password": "aHVudGVyMg=="}
-    }));
+    api.apply(opaque_secret(
+        "db-password",
+        json!({"password": "aHVudGVyMg=="}),
+    ));
+    api.apply(opaque_secret("htpasswd", json!({"auth": "YQ=="})));
+    let auth = "nginx.ingress.kubernetes.io/auth-secret";
     api.apply(ingress(
         "shop",
         HOST,
@@ -355,49 +371,88 @@ async fn only_tls_secrets_are_requested_and_served() {
         &[("/", "web")],
         &[],
     ));
+    api.apply(ingress(
+        "locked",
+        "locked.kube.test",
+        None,
+        &[("/", "web")],
+        &[(auth, "htpasswd")],
+    ));
     let rig = Rig::start(api, KubeOptions::default()).await;
     rig.wait_ready().await;
     assert!(
         rig.driver.handle().load().certs.get(HOST).is_some(),
         "TLS Secret used"
     );
+    // Named Secrets are in the first snapshot, whichever list came first.
+    let named = format!("{NS}/htpasswd");
+    let tls = format!("{NS}/shop-tls");
+    assert_eq!(held_secrets(&rig), [named.clone(), tls.clone()]);
 
-    // An Opaque Secret written later is not sent either.
-    rig.api.apply(json!({
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": "api-token", "namespace": NS},
-        "data": {"token": "c2VjcmV0"}
-    }));
-    // A TLS Secret written later is (so the watch is live when we look).
-    rig.api
-        .apply(e2e::tls_secret("late-tls", &cert_pem, &key_pem));
-    eventually(QUICK, "the late TLS Secret delivered", || async {
-        let d = rig.api.delivered();
-        d.iter()
-            .any(|d| d.kind == "Secret" && d.key == format!("{NS}/late-tls"))
-            .then_some(())
+    // Every Secret is listed and watched cluster-wide, without a type selector.
+    let secrets = rig.api.requests_for("secrets");
+    let lists: Vec<_> = secrets
+        .iter()
+        .filter(|r| r.path == "/api/v1/secrets")
+        .collect();
+    assert!(lists.len() >= 2, "a list and a watch: {secrets:?}");
+    assert!(lists.iter().all(|r| !r.query.contains_key("fieldSelector")));
+
+    // An Ingress that starts naming an unheld Secret gets it read with one GET.
+    let password = format!("{NS}/db-password");
+    rig.api.apply(ingress(
+        "admin",
+        "admin.kube.test",
+        None,
+        &[("/", "web")],
+        &[(auth, "db-password")],
+    ));
+    eventually(QUICK, "the newly named Secret is held", || async {
+        held_secrets(&rig).contains(&password).then_some(())
     })
     .await;
+    let get_path = format!("/api/v1/namespaces/{NS}/secrets/db-password");
+    let gets = rig.api.requests();
+    assert!(
+        gets.iter().any(|r| r.path == get_path),
+        "read by GET: {gets:?}"
+    );
 
-    let secrets = rig.api.requests_for("secrets");
-    assert!(secrets.len() >= 2, "a list and a watch: {secrets:?}");
-    for r in &secrets {
-        assert_eq!(
-            r.query.get("fieldSelector").map(String::as_str),
-            Some("type=kubernetes.io/tls"),
-            "{r:?}"
-        );
-        assert_eq!(r.path, "/api/v1/secrets", "cluster-wide");
-    }
-    let leaked: Vec<_> = rig
-        .api
-        .delivered()
-        .into_iter()
-        .filter(|d| {
-            d.kind == "Secret" && (d.key.ends_with("db-password") || d.key.ends_with("api-token"))
-        })
-        .collect();
-    assert!(leaked.is_empty(), "non-TLS Secrets sent: {leaked:?}");
+    // A Secret written later that nobody names is not held; one named is, straight from
+    // its watch event.
+    rig.api
+        .apply(opaque_secret("api-token", json!({"token": "c2VjcmV0"})));
+    rig.api.apply(ingress(
+        "other",
+        "other.kube.test",
+        None,
+        &[("/", "web")],
+        &[(auth, "other/late")],
+    ));
+    rig.api.apply(json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "late", "namespace": "other"},
+        "data": {"auth": "Yg=="}
+    }));
+    eventually(
+        QUICK,
+        "a Secret in another namespace, named later",
+        || async {
+            held_secrets(&rig)
+                .contains(&"other/late".to_string())
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(!held_secrets(&rig).contains(&format!("{NS}/api-token")));
+
+    // When no Ingress names it any more, the Secret leaves memory; deleting one does too.
+    assert!(rig.api.delete("Ingress", NS, "admin"));
+    rig.api.delete("Secret", "other", "late");
+    eventually(QUICK, "unnamed and deleted Secrets dropped", || async {
+        (held_secrets(&rig) == [named.clone(), tls.clone()]).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -459,7 +459,11 @@ impl Compiler<'_> {
         if let Some(c) = self.memory.certs.get(&key) {
             return Some(c.certified.clone());
         }
-        let Some(secret) = self.store.secret(&plan.namespace, name) else {
+        let tls = self
+            .store
+            .secret(&plan.namespace, name)
+            .filter(|s| crate::source::store::is_tls_secret(s));
+        let Some(secret) = tls else {
             let m = format!(
                 "TLS Secret {key} does not exist (or is not of type kubernetes.io/tls); the default certificate is served"
             );

@@ -33,6 +33,7 @@ pub mod rewrite;
 pub mod route_metrics;
 pub mod router;
 pub mod routes;
+pub mod secret_refs;
 pub mod snapshot;
 pub mod sni_routes;
 mod tail;

@@ -1,5 +1,5 @@
 //! The Kubernetes source: one cluster-wide watch per kind (IngressClass, Ingress, Service,
-//! EndpointSlice, TLS Secrets, optionally v1 Endpoints) feeding the `ObjectStore`, and the
+//! EndpointSlice, Secrets, optionally v1 Endpoints) feeding the `ObjectStore`, and the
 //! driver that recompiles and publishes a snapshot when they change, exactly as the
 //! manifests driver does (`ingress::config::Publisher`).
 //!
@@ -9,6 +9,7 @@
 //! relist (a 410 Gone, a lost watch) the kind's objects are replaced by the listed ones, so
 //! deletions missed meanwhile take effect. If a compile task dies the configuration freezes
 //! at the last snapshot and an error is logged.
+mod secrets;
 mod trim;
 mod watch;
 
@@ -27,9 +28,10 @@ use tokio::sync::{mpsc, watch as signal};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use self::secrets::{Keeper, Wanted};
 pub use self::trim::LAST_APPLIED;
-pub use self::watch::{Change, Watched};
-use super::store::{Kind, ObjectStore};
+pub use self::watch::{Change, Fetch, Watched};
+use super::store::{Kind, Object, ObjectStore};
 use crate::ingress::compile::{CompileOptions, compile};
 use crate::ingress::config::{ConfigHandle, Publisher};
 
@@ -90,6 +92,8 @@ pub struct HeldObjects {
     pub classes: Vec<Arc<IngressClass>>,
     pub ingresses: Vec<Arc<Ingress>>,
     pub services: Vec<Arc<Service>>,
+    /// `namespace/name` of every Secret held (names only: their data stays in the store).
+    pub secrets: Vec<String>,
 }
 
 impl HeldObjects {
@@ -98,6 +102,7 @@ impl HeldObjects {
             classes: store.ingress_classes().cloned().collect(),
             ingresses: store.ingresses().map(|(_, _, i)| i.clone()).collect(),
             services: store.services().map(|(_, s)| s.clone()).collect(),
+            secrets: store.all_secret_keys().map(str::to_string).collect(),
         }
     }
 }
@@ -160,6 +165,13 @@ pub fn start_kube(
     let (publisher, generations) = Publisher::new(handle.clone(), opts);
     let (ready_tx, ready) = signal::channel(false);
     let (tx, rx) = mpsc::channel(CHANGE_QUEUE);
+    let wanted = Wanted::default();
+    let keeper = Keeper::new(
+        wanted.clone(),
+        client.clone(),
+        tx.clone(),
+        origin(Kind::Secret),
+    );
 
     let mut kinds = BTreeSet::new();
     let mut tasks = Vec::new();
@@ -169,28 +181,48 @@ pub fn start_kube(
     };
     spawn(
         Kind::IngressClass,
-        runtime.spawn(watch::run::<IngressClass>(client.clone(), tx.clone())),
+        runtime.spawn(watch::run::<IngressClass>(
+            client.clone(),
+            tx.clone(),
+            wanted.clone(),
+        )),
     );
     spawn(
         Kind::Ingress,
-        runtime.spawn(watch::run::<Ingress>(client.clone(), tx.clone())),
+        runtime.spawn(watch::run::<Ingress>(
+            client.clone(),
+            tx.clone(),
+            wanted.clone(),
+        )),
     );
     spawn(
         Kind::Service,
-        runtime.spawn(watch::run::<Service>(client.clone(), tx.clone())),
+        runtime.spawn(watch::run::<Service>(
+            client.clone(),
+            tx.clone(),
+            wanted.clone(),
+        )),
     );
     spawn(
         Kind::EndpointSlice,
-        runtime.spawn(watch::run::<EndpointSlice>(client.clone(), tx.clone())),
+        runtime.spawn(watch::run::<EndpointSlice>(
+            client.clone(),
+            tx.clone(),
+            wanted.clone(),
+        )),
     );
     spawn(
         Kind::Secret,
-        runtime.spawn(watch::run::<Secret>(client.clone(), tx.clone())),
+        runtime.spawn(watch::run::<Secret>(
+            client.clone(),
+            tx.clone(),
+            wanted.clone(),
+        )),
     );
     if kube.endpoints {
         spawn(
             Kind::Endpoints,
-            runtime.spawn(watch::run::<Endpoints>(client, tx)),
+            runtime.spawn(watch::run::<Endpoints>(client, tx, wanted)),
         );
     }
     let held = Arc::new(ArcSwap::from_pointee(HeldObjects::default()));
@@ -201,6 +233,8 @@ pub fn start_kube(
         unlisted: kinds,
         min_interval: kube.min_rebuild_interval,
         held: held.clone(),
+        keeper,
+        refs_stale: false,
     };
     tasks.push(runtime.spawn(driver.run()));
     Ok(KubeDriver {
@@ -220,6 +254,10 @@ struct Driver {
     unlisted: BTreeSet<Kind>,
     min_interval: Duration,
     held: Arc<ArcSwap<HeldObjects>>,
+    /// The non-TLS Secrets held: those the Ingresses name.
+    keeper: Keeper,
+    /// Ingresses changed since the named Secrets were last recomputed.
+    refs_stale: bool,
 }
 
 impl Driver {
@@ -229,7 +267,13 @@ impl Driver {
         while let Some(change) = self.changes.recv().await {
             let mut dirty = self.apply(&mut store, change);
             dirty |= self.drain(&mut store);
-            if !dirty || !self.unlisted.is_empty() {
+            // The first snapshot waits for the named Secrets too, or an Ingress with
+            // basic auth would refuse everyone until the next rebuild.
+            let first = !*self.ready.borrow();
+            if !self.unlisted.is_empty() || (first && self.keeper.fetching()) {
+                continue;
+            }
+            if !dirty && !first {
                 continue;
             }
             // Endpoint-only changes skip the compile, so they need no pacing: a rollout's
@@ -266,23 +310,42 @@ impl Driver {
         while let Ok(change) = self.changes.try_recv() {
             dirty |= self.apply(store, change);
         }
+        if std::mem::take(&mut self.refs_stale) {
+            dirty |= self.keeper.refresh(store);
+        }
         dirty
     }
 
     /// Applies one change; false when it changed nothing compile could see.
     fn apply(&mut self, store: &mut ObjectStore, change: Change) -> bool {
         match change {
+            Change::Apply(Object::Secret(secret)) => return self.keeper.apply(store, secret),
             Change::Apply(object) => {
                 let origin = origin(object.kind());
+                self.refs_stale |= object.kind() == Kind::Ingress;
                 if store.holds(origin, &object) {
                     return false;
                 }
                 store.insert(origin, object);
             }
-            Change::Delete(kind, key) => store.remove(origin(kind), kind, &key),
+            Change::Delete(kind, key) => {
+                self.refs_stale |= kind == Kind::Ingress;
+                if kind == Kind::Secret {
+                    self.keeper.deleted(&key);
+                }
+                store.remove(origin(kind), kind, &key);
+            }
             Change::Relisted(kind, objects) => {
                 self.unlisted.remove(&kind);
+                self.refs_stale |= kind == Kind::Ingress;
+                let objects = match kind {
+                    Kind::Secret => self.keeper.relisted(store, objects),
+                    _ => objects,
+                };
                 store.replace_origin(origin(kind), objects, Vec::new());
+            }
+            Change::Fetched { key, seq, result } => {
+                return self.keeper.fetched(store, &key, seq, result);
             }
         }
         true

@@ -17,7 +17,9 @@ use crate::ingress::problem::Problem;
 
 /// Label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-/// The only Secret type the store keeps; other Secrets are never held in memory.
+/// The Secret type whose certificate compile serves for `spec.tls`. Secrets of other types
+/// are held only when some Ingress names them (see `ingress::secret_refs`); the kube source
+/// enforces that, the files source holds what its directory says.
 pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 
 /// The kinds the store holds.
@@ -77,7 +79,7 @@ pub enum ObjectError {
 
 impl Object {
     /// Turns one decoded manifest document into an object. `Ok(None)` for kinds the data
-    /// plane does not use (and for Secrets that are not `kubernetes.io/tls`).
+    /// plane does not use.
     pub fn from_value(value: serde_json::Value) -> Result<Option<Object>, ObjectError> {
         let (Some(api_version), Some(kind)) = (
             value.get("apiVersion").and_then(|v| v.as_str()),
@@ -97,12 +99,6 @@ impl Object {
                 api_version: api_version.to_string(),
                 expected,
             });
-        }
-        if kind == "Secret" {
-            let secret_type = value.get("type").and_then(|v| v.as_str());
-            if secret_type != Some(TLS_SECRET_TYPE) {
-                return Ok(None);
-            }
         }
         let object = match kind {
             "IngressClass" => Object::IngressClass(decode(value, "IngressClass")?),
@@ -166,6 +162,41 @@ impl Object {
     /// `Kind namespace/name`, the form problems use to name an object.
     pub fn display_name(&self) -> String {
         format!("{} {}", self.kind().as_str(), self.key())
+    }
+}
+
+/// Whether a Secret is of type `kubernetes.io/tls`.
+pub fn is_tls_secret(secret: &Secret) -> bool {
+    secret.type_.as_deref() == Some(TLS_SECRET_TYPE)
+}
+
+/// A Secret's keys and values, `stringData` (as written in a manifest) before `data`.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretData<'a>(&'a Secret);
+
+impl<'a> SecretData<'a> {
+    pub fn secret_type(&self) -> Option<&'a str> {
+        self.0.type_.as_deref()
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&'a [u8]> {
+        if let Some(s) = self.0.string_data.as_ref().and_then(|d| d.get(key)) {
+            return Some(s.as_bytes());
+        }
+        self.0.data.as_ref()?.get(key).map(|b| b.0.as_slice())
+    }
+
+    /// Every key with its value, in key order (a key in both maps once, as `get` sees it).
+    pub fn entries(&self) -> Vec<(&'a str, &'a [u8])> {
+        let mut out: BTreeMap<&'a str, &'a [u8]> = BTreeMap::new();
+        for (k, v) in self.0.data.iter().flatten() {
+            out.insert(k, &v.0);
+        }
+        for (k, v) in self.0.string_data.iter().flatten() {
+            out.insert(k, v.as_bytes());
+        }
+        out.into_iter().collect()
     }
 }
 
@@ -510,9 +541,12 @@ impl ObjectStore {
         self.services.iter().map(|(k, _, o)| (k, o))
     }
 
-    /// The `namespace/name` keys of all (TLS) Secrets.
+    /// The `namespace/name` keys of all `kubernetes.io/tls` Secrets.
     pub fn secret_keys(&self) -> impl Iterator<Item = &str> {
-        self.secrets.iter().map(|(k, _, _)| k)
+        self.secrets
+            .iter()
+            .filter(|(_, _, s)| is_tls_secret(s))
+            .map(|(k, _, _)| k)
     }
 
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Arc<Service>> {
@@ -531,6 +565,21 @@ impl ObjectStore {
         self.secrets
             .get(&format!("{namespace}/{name}"))
             .map(|(_, o)| o)
+    }
+
+    /// The `namespace/name` keys of all Secrets held, of any type.
+    pub fn all_secret_keys(&self) -> impl Iterator<Item = &str> {
+        self.secrets.iter().map(|(k, _, _)| k)
+    }
+
+    /// The Secret stored under `namespace/name`.
+    pub fn secret_by_key(&self, key: &str) -> Option<&Arc<Secret>> {
+        self.secrets.get(key).map(|(_, o)| o)
+    }
+
+    /// The decoded data of Secret `namespace/name`, whatever its type.
+    pub fn secret_data(&self, namespace: &str, name: &str) -> Option<SecretData<'_>> {
+        self.secret(namespace, name).map(|s| SecretData(s))
     }
 
     /// The EndpointSlices labelled `kubernetes.io/service-name=<service>` in `namespace`,
@@ -622,7 +671,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_namespace_and_skips_foreign_kinds_and_opaque_secrets() {
+    fn defaults_namespace_and_skips_foreign_kinds() {
         let svc = Object::from_value(json!({
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}
         }))
@@ -632,8 +681,14 @@ mod tests {
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
         assert!(Object::from_value(cm).unwrap().is_none());
         let opaque = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                            "metadata": {"name": "x"}});
-        assert!(Object::from_value(opaque).unwrap().is_none());
+                            "metadata": {"name": "x"}, "data": {"auth": "YQ=="},
+                            "stringData": {"auth": "b", "other": "c"}});
+        let mut store = ObjectStore::new();
+        store.insert("f", Object::from_value(opaque).unwrap().unwrap());
+        let data = store.secret_data("default", "x").unwrap();
+        assert_eq!(data.get("auth"), Some(&b"b"[..]), "stringData wins");
+        assert_eq!(data.entries().len(), 2);
+        assert_eq!(store.secret_keys().count(), 0, "not a TLS Secret");
         let old = json!({"apiVersion": "extensions/v1beta1", "kind": "Ingress",
                          "metadata": {"name": "x"}});
         assert!(matches!(

@@ -75,6 +75,34 @@ pub fn secret(o: &mut Secret) {
     }
 }
 
+/// A Secret some Ingress names that is not a TLS Secret (an htpasswd file, a user map, a CA
+/// bundle): every key may be the one asked for, so all are kept. An absent `data` becomes an
+/// empty map, so a kept Secret is never mistaken for a [`secret_stub`].
+pub fn referenced_secret(o: &mut Secret) {
+    meta(&mut o.metadata);
+    o.data.get_or_insert_default();
+}
+
+/// What is left of a Secret no Ingress names: its identity and type, never its data, so
+/// the source knows it exists and can fetch it whole when an Ingress starts naming it.
+pub fn secret_stub(o: &mut Secret) {
+    let metadata = ObjectMeta {
+        name: o.metadata.name.take(),
+        namespace: o.metadata.namespace.take(),
+        ..ObjectMeta::default()
+    };
+    *o = Secret {
+        metadata,
+        type_: o.type_.take(),
+        ..Secret::default()
+    };
+}
+
+/// Whether a Secret was cut down by [`secret_stub`].
+pub fn is_stub(o: &Secret) -> bool {
+    o.data.is_none() && o.string_data.is_none()
+}
+
 fn keep_secret_keys<V>(map: &mut BTreeMap<String, V>) {
     map.retain(|k, _| SECRET_KEYS.contains(&k.as_str()));
 }
@@ -142,6 +170,30 @@ mod tests {
         secret(&mut s);
         let keys: Vec<&String> = s.data.as_ref().unwrap().keys().collect();
         assert_eq!(keys, ["ca.crt", "tls.crt", "tls.key"]);
+    }
+
+    #[test]
+    fn unreferenced_secrets_keep_no_data() {
+        let full = || -> Secret {
+            serde_json::from_value(json!({
+                "metadata": {"name": "s", "namespace": "ns", "labels": {"a": "b"}},
+                "type": "Opaque",
+                "data": {"auth": "YQ==", "alice": "Yg=="}
+            }))
+            .unwrap()
+        };
+        let mut s = full();
+        secret_stub(&mut s);
+        assert!(is_stub(&s));
+        assert_eq!(s.metadata.name.as_deref(), Some("s"));
+        assert_eq!(s.type_.as_deref(), Some("Opaque"));
+        assert!(s.metadata.labels.is_none());
+        let mut s = full();
+        referenced_secret(&mut s);
+        assert_eq!(s.data.as_ref().unwrap().len(), 2, "every key kept");
+        let mut empty = Secret::default();
+        referenced_secret(&mut empty);
+        assert!(!is_stub(&empty));
     }
 
     #[test]

@@ -19,8 +19,9 @@ use prometheus::{IntCounterVec, Opts};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
+use super::secrets::Wanted;
 use super::trim;
-use crate::source::store::{Kind, Object, object_key};
+use crate::source::store::{Kind, Object, is_tls_secret, object_key};
 
 /// What one watch tells the driver.
 // Each change is moved once, through the queue into the store; boxing would only add an
@@ -32,9 +33,28 @@ pub enum Change {
     Apply(Object),
     /// The object of this kind and `namespace/name` key was deleted.
     Delete(Kind, String),
+    /// The answer to a GET of one Secret (see `secrets`), tagged with the number of the
+    /// request so an answer overtaken by a newer event is ignored.
+    Fetched {
+        key: String,
+        seq: u64,
+        result: Fetch,
+    },
     /// A full list finished: these are now all the objects of the kind; anything else
     /// stored for it was deleted while the watch was not looking.
     Relisted(Kind, Vec<Object>),
+}
+
+/// What a GET of one Secret found.
+// Moved once, like `Change`.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Fetch {
+    Found(Secret),
+    /// 404: the Secret does not exist.
+    Missing,
+    /// The API refused for good (403, say): what is held stays, nothing is retried.
+    Refused,
 }
 
 /// A kind the kube source watches.
@@ -46,6 +66,12 @@ pub trait Watched:
     const FIELDS: Option<&'static str> = None;
     fn trim(&mut self);
     fn into_object(self) -> Object;
+    /// Trimmed and typed; `wanted` matters only to Secrets.
+    fn into_stored(mut self, wanted: &Wanted) -> Object {
+        let _ = wanted;
+        self.trim();
+        self.into_object()
+    }
 }
 
 impl Watched for IngressClass {
@@ -98,28 +124,32 @@ impl Watched for Endpoints {
     }
 }
 
-/// Only `kubernetes.io/tls` Secrets (`TLS_SECRET_TYPE`): other Secrets never reach us.
-const SECRET_FIELDS: &str = "type=kubernetes.io/tls";
-
+/// Every Secret is watched (an htpasswd file is `Opaque`), but only TLS Secrets and the
+/// ones an Ingress names keep their data past this point: the rest become stubs here, as
+/// each event arrives, so a cluster's other Secrets never accumulate in memory.
 impl Watched for Secret {
     const KIND: Kind = Kind::Secret;
-    const FIELDS: Option<&'static str> = Some(SECRET_FIELDS);
     fn trim(&mut self) {
         trim::secret(self)
     }
     fn into_object(self) -> Object {
         Object::Secret(self)
     }
-}
-
-fn object<K: Watched>(mut o: K) -> Object {
-    o.trim();
-    o.into_object()
+    fn into_stored(mut self, wanted: &Wanted) -> Object {
+        if is_tls_secret(&self) {
+            trim::secret(&mut self);
+        } else if wanted.contains(&object_key(&self.metadata)) {
+            trim::referenced_secret(&mut self);
+        } else {
+            trim::secret_stub(&mut self);
+        }
+        Object::Secret(self)
+    }
 }
 
 /// Watches every object of kind `K` in the cluster and sends what changes to `changes`
 /// until the receiver is dropped.
-pub async fn run<K: Watched>(client: Client, changes: mpsc::Sender<Change>) {
+pub async fn run<K: Watched>(client: Client, changes: mpsc::Sender<Change>, wanted: Wanted) {
     let api: Api<K> = Api::all(client);
     let mut config = watcher::Config::default();
     if let Some(fields) = K::FIELDS {
@@ -147,7 +177,7 @@ pub async fn run<K: Watched>(client: Client, changes: mpsc::Sender<Change>) {
                 ("init", None)
             }
             Event::InitApply(o) => {
-                listing.push(object(o));
+                listing.push(o.into_stored(&wanted));
                 ("init_apply", None)
             }
             Event::InitDone => {
@@ -155,7 +185,7 @@ pub async fn run<K: Watched>(client: Client, changes: mpsc::Sender<Change>) {
                 tracing::debug!(kind, objects = objects.len(), "list complete");
                 ("init_done", Some(Change::Relisted(K::KIND, objects)))
             }
-            Event::Apply(o) => ("apply", Some(Change::Apply(object(o)))),
+            Event::Apply(o) => ("apply", Some(Change::Apply(o.into_stored(&wanted)))),
             Event::Delete(o) => (
                 "delete",
                 Some(Change::Delete(K::KIND, object_key(o.meta()))),
@@ -223,14 +253,32 @@ fn metrics() -> Option<&'static Metrics> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::store::TLS_SECRET_TYPE;
+    use serde_json::json;
 
     #[test]
-    fn secret_selector_names_the_type_the_store_keeps() {
+    fn secrets_keep_data_only_when_tls_or_wanted() {
+        let secret = |name: &str, ty: &str| -> Secret {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "ns"}, "type": ty,
+                "data": {"auth": "YQ==", "tls.crt": "Yg=="}
+            }))
+            .unwrap()
+        };
+        let wanted = Wanted::default();
+        wanted.set(["ns/named".to_string()].into());
+        let held = |o: Object| match o {
+            Object::Secret(s) => s.data.map(|d| d.len()),
+            _ => None,
+        };
         assert_eq!(
-            Secret::FIELDS,
-            Some(format!("type={TLS_SECRET_TYPE}").as_str())
+            held(secret("tls", "kubernetes.io/tls").into_stored(&wanted)),
+            Some(1)
         );
-        assert_eq!(Ingress::FIELDS, None);
+        assert_eq!(
+            held(secret("named", "Opaque").into_stored(&wanted)),
+            Some(2)
+        );
+        assert_eq!(held(secret("other", "Opaque").into_stored(&wanted)), None);
+        assert_eq!(Secret::FIELDS, None, "every type is watched");
     }
 }
