@@ -433,3 +433,181 @@ async fn ssl_passthrough_shows_the_pods_own_certificate() {
     .await;
     assert!(r.is_err(), "passed through although passthrough is off");
 }
+
+const MTLS: &str = "mtls.edge.test";
+const MTLS_ERR: &str = "err.edge.test";
+
+/// A CA called `ca_name` and client certificates for `clients` (common names) signed by
+/// it: (CA PEM, [(cert PEM, key PEM)]).
+fn client_pki(ca_name: &str, clients: &[&str]) -> (String, Vec<(String, String)>) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(DnType::CommonName, ca_name);
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaves = clients
+        .iter()
+        .map(|cn| {
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name.push(DnType::CommonName, *cn);
+            p.distinguished_name
+                .push(DnType::OrganizationName, "Edge Tests");
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            let key = KeyPair::generate().unwrap();
+            let cert = p.signed_by(&key, &issuer).unwrap();
+            (cert.pem(), key.serialize_pem())
+        })
+        .collect();
+    (ca_cert.pem(), leaves)
+}
+
+/// GET /who from `host` over TLS (trusting `server_ca`), presenting `client` if given.
+async fn mtls_get(
+    addr: SocketAddr,
+    host: &str,
+    server_ca: &str,
+    client: Option<&(String, String)>,
+    extra: &str,
+) -> String {
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(server_ca.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let mut config = match client {
+        Some((cert, key)) => {
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .map(Result::unwrap)
+                    .collect();
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from(host.to_string()).unwrap();
+    let mut tls = tokio::time::timeout(
+        TIMEOUT,
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    .expect("handshake timed out")
+    .expect("handshake completes whatever the certificate");
+    raw_get_with(&mut tls, host, extra)
+        .await
+        .expect("an answer")
+}
+
+#[tokio::test]
+async fn client_certificates_per_host() {
+    let (client_ca, clients) = client_pki("Edge Client CA", &["alice", "bob"]);
+    let (_, strangers) = client_pki("Some Other CA", &["alice"]);
+    let (alice, bob, mallory) = (&clients[0], &clients[1], &strangers[0]);
+    let server =
+        DevCerts::generate_for_names(&[MTLS.to_string(), MTLS_ERR.to_string(), SECURE.to_string()])
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("manifests");
+    std::fs::create_dir(&m).unwrap();
+    let (web, _web) = pod("127.0.0.2", "web-1").await;
+    let ca_secret = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": "client-ca", "namespace": e2e::NS},
+        "stringData": {"ca.crt": client_ca}
+    });
+    let secret_ref = format!("{}/client-ca", e2e::NS);
+    write_atomic(&m, "00-class.yaml", &yaml(&[ingress_class()]));
+    write_atomic(
+        &m,
+        "10-ingress.yaml",
+        &yaml(&[
+            ingress(
+                "mtls",
+                MTLS,
+                Some("server-tls"),
+                &[("/", "web")],
+                &[
+                    ("nginx.ingress.kubernetes.io/auth-tls-secret", &secret_ref),
+                    (
+                        "nginx.ingress.kubernetes.io/auth-tls-pass-certificate-to-upstream",
+                        "true",
+                    ),
+                    ("nginx.ingress.kubernetes.io/auth-tls-match-cn", "CN=alice"),
+                ],
+            ),
+            ingress(
+                "mtls-err",
+                MTLS_ERR,
+                Some("server-tls"),
+                &[("/", "web")],
+                &[
+                    ("nginx.ingress.kubernetes.io/auth-tls-secret", &secret_ref),
+                    (
+                        "nginx.ingress.kubernetes.io/auth-tls-error-page",
+                        "https://errors.edge.test/cert",
+                    ),
+                ],
+            ),
+            ingress("secure", SECURE, Some("server-tls"), &[("/", "web")], &[]),
+            service("web"),
+            slice("web", "web-1", web, true),
+            tls_secret("server-tls", &server.cert_pem, &server.key_pem),
+            ca_secret,
+        ]),
+    );
+    let gw = Portcullis::start(&m, &[]).await;
+    let ca = &server.ca_pem;
+
+    // A certificate from the trusted CA: through, with the headers nginx sets.
+    let answer = mtls_get(gw.https, MTLS, ca, Some(alice), "").await;
+    let echo = echoed(&answer);
+    let h = &echo["headers"];
+    assert_eq!(h["ssl-client-verify"], "SUCCESS", "{echo}");
+    assert_eq!(h["ssl-client-subject-dn"], "O=Edge Tests,CN=alice");
+    assert_eq!(h["ssl-client-issuer-dn"], "CN=Edge Client CA");
+    let escaped = h["ssl-client-cert"].as_str().unwrap();
+    assert!(
+        escaped.starts_with("-----BEGIN%20CERTIFICATE-----%0A"),
+        "{escaped}"
+    );
+    assert!(!escaped.contains('\n') && !escaped.contains('/'));
+
+    // No certificate, or one from another CA: 400 from portcullis, the pod never asked.
+    let answer = mtls_get(gw.https, MTLS, ca, None, "ssl-client-verify: SUCCESS\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(header_of(&answer, "x-echo-name"), None);
+    let answer = mtls_get(gw.https, MTLS, ca, Some(mallory), "").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // A valid certificate whose subject does not match auth-tls-match-cn: 403.
+    let answer = mtls_get(gw.https, MTLS, ca, Some(bob), "").await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+
+    // auth-tls-error-page: the failure is a redirect there.
+    let answer = mtls_get(gw.https, MTLS_ERR, ca, None, "").await;
+    assert!(answer.starts_with("HTTP/1.1 302"), "{answer}");
+    assert_eq!(
+        header_of(&answer, "location"),
+        Some("https://errors.edge.test/cert")
+    );
+    let answer = mtls_get(gw.https, MTLS_ERR, ca, Some(bob), "").await;
+    assert_eq!(echoed(&answer)["headers"]["ssl-client-verify"], "SUCCESS");
+
+    // A connection opened for a host without client certificates cannot be used for
+    // one with them (its client was never asked): 421, so it opens its own.
+    let tcp = TcpStream::connect(gw.https).await.unwrap();
+    let mut tls = tls_over(tcp, ca).await;
+    let answer = raw_get(&mut tls, MTLS).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 421"), "{answer}");
+    // Hosts without the annotations are untouched.
+    let answer = mtls_get(gw.https, SECURE, ca, None, "").await;
+    assert!(echoed(&answer)["headers"]["ssl-client-verify"].is_null());
+}

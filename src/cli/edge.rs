@@ -61,9 +61,21 @@ impl Edge {
     }
 
     /// The pre-TLS steps of the ingress listener `name` (`http` or `https`).
-    pub fn listener_options(&self, name: &str, gateway: &Arc<Gateway>) -> EdgeOptions {
+    pub fn listener_options(
+        &self,
+        name: &str,
+        gateway: &Arc<Gateway>,
+        resolver: &Arc<SniResolver>,
+        resumption: Resumption,
+    ) -> EdgeOptions {
         let sni_hook = (name == "https").then(|| {
-            Arc::new(SniRoutes::new(gateway.clone(), self.passthrough)) as Arc<dyn SniHook>
+            Arc::new(SniRoutes::new(
+                gateway.clone(),
+                self.passthrough,
+                resolver.clone(),
+                self.tls.clone(),
+                resumption,
+            )) as Arc<dyn SniHook>
         });
         EdgeOptions {
             proxy_protocol: self.proxy_protocol,

@@ -510,7 +510,12 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     };
     let ingress_opts = |name: &'static str| {
         let mut o = opts(name);
-        o.edge = edge.listener_options(name, &gateway);
+        o.edge = edge.listener_options(
+            name,
+            &gateway,
+            &resolver,
+            settings.listeners.tls_resumption(),
+        );
         o
     };
     let admin_limits = ConnLimits::new(settings.listeners.admin_max_connections, 0);
@@ -544,7 +549,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     let mut https = super::workers::start(
         "https",
         super::workers::bind(args.https_addr, worker_count, "ingress HTTPS")?,
-        Some(edge.https_config(resolver, settings.listeners.tls_resumption())?),
+        Some(edge.https_config(resolver.clone(), settings.listeners.tls_resumption())?),
         gateway_handler(gateway.clone(), Scheme::Https),
         shutdown.clone(),
         || ingress_opts("https"),

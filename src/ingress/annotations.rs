@@ -54,6 +54,12 @@ const SHARED: &[&str] = &[
     "canary-by-header-value",
     // TLS edge (see `tls_edge`).
     "ssl-passthrough",
+    "auth-tls-secret",
+    "auth-tls-verify-client",
+    "auth-tls-verify-depth",
+    "auth-tls-error-page",
+    "auth-tls-pass-certificate-to-upstream",
+    "auth-tls-match-cn",
 ];
 /// Annotations that exist only under `portcullis.io/`.
 const OWN: &[&str] = &["request-headers", "response-headers", "upgrade-protocols"];
@@ -173,7 +179,9 @@ impl<'a> Parser<'a> {
             } else if let Some(short) = key.strip_prefix(NGINX_PREFIX) {
                 if is_snippet(short) {
                     self.snippet(key);
-                } else if short.starts_with("auth-") || short == "satisfy" {
+                } else if (short.starts_with("auth-") || short == "satisfy")
+                    && !SHARED.contains(&short)
+                {
                     self.out.errors.push(Note::on(
                         key,
                         format!(
@@ -213,6 +221,11 @@ impl<'a> Parser<'a> {
             return None;
         }
         self.nginx.get(short).copied()
+    }
+
+    /// Records an error about annotation `key`.
+    pub(super) fn error(&mut self, key: &str, message: String) {
+        self.out.errors.push(Note::on(key, message));
     }
 
     /// Parses `short` with `f`; a parse error is recorded and yields `None`.

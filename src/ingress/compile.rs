@@ -422,15 +422,18 @@ impl Compiler<'_> {
         let Some(edge) = plan.policy.tls_edge.clone() else {
             return;
         };
-        if !edge.passthrough {
-            return;
-        }
         let mut hosts: Vec<&str> = plan
             .paths
             .iter()
             .filter_map(|p| p.host.as_deref())
             .collect();
         hosts.dedup();
+        if let Some(spec) = &edge.client_auth {
+            self.add_client_auth(plan, spec, &hosts, snapshot);
+        }
+        if !edge.passthrough {
+            return;
+        }
         for host in hosts {
             let mut of_host = plan
                 .paths
@@ -450,6 +453,55 @@ impl Compiler<'_> {
             }
             let backend = self.backend(plan, &chosen.backend);
             snapshot.sni.passthrough.insert(host.to_string(), backend);
+        }
+    }
+
+    /// The hosts' client-certificate settings with the CA from `auth-tls-secret`. Without
+    /// a usable CA the hosts get no certificate request, so their routes refuse requests
+    /// that need one (fail closed).
+    fn add_client_auth(
+        &mut self,
+        plan: &Plan,
+        spec: &Arc<super::client_auth::ClientAuthSpec>,
+        hosts: &[&str],
+        snapshot: &mut Snapshot,
+    ) {
+        use super::client_auth::{HostClientAuth, VerifyClient};
+        if spec.verify == VerifyClient::Off {
+            return;
+        }
+        let (ns, name) = spec.secret.split_once('/').unwrap_or(("", ""));
+        let ca = self
+            .store
+            .secret_data(ns, name)
+            .and_then(|d| d.get("ca.crt"));
+        let built = match ca {
+            Some(ca) => HostClientAuth::new(spec.clone(), ca),
+            None => Err("the Secret does not exist or has no ca.crt".into()),
+        };
+        let host_auth = match built {
+            Ok(h) => Arc::new(h),
+            Err(e) => {
+                let m = format!(
+                    "auth-tls-secret {}: {e}; requests needing a client certificate are refused",
+                    spec.secret
+                );
+                self.problem(plan.origin.as_deref(), &plan.key, m);
+                return;
+            }
+        };
+        for host in hosts {
+            if snapshot.sni.client_auth.contains_key(*host) {
+                let m = format!(
+                    "auth-tls-secret: host {host} already has client-certificate settings from an older Ingress"
+                );
+                self.problem(plan.origin.as_deref(), &plan.key, m);
+                continue;
+            }
+            snapshot
+                .sni
+                .client_auth
+                .insert((*host).to_string(), host_auth.clone());
         }
     }
 

@@ -6,6 +6,7 @@ pub mod backends;
 pub mod balancer;
 pub mod canary;
 pub mod class;
+pub mod client_auth;
 pub mod compile;
 pub mod config;
 pub mod cow_map;

@@ -238,6 +238,23 @@ impl Proxy {
         if let Some(answer) = filters::check(policy, &head) {
             return Outcome::Answer(answer);
         }
+        if let Some(edge) = &policy.tls_edge
+            && let Some(spec) = &edge.client_auth
+        {
+            let tag = req.extensions().get::<crate::server::ConnTag>().cloned();
+            // A TLS connection opened for another name (HTTP/2 coalescing) was never asked
+            // for this host's certificate.
+            let other_name =
+                inbound.conn.tls && inbound.conn.sni.as_deref() != Some(hostname.as_ref());
+            if let Some(answer) = crate::ingress::client_auth::admit(
+                spec,
+                tag.as_ref(),
+                other_name,
+                req.headers_mut(),
+            ) {
+                return Outcome::Answer(answer);
+            }
+        }
 
         let (backend, _is_canary) =
             canary::choose(&route.backend, policy.canary.as_ref(), req.headers());

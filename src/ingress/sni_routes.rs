@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rustls::server::ResolvesServerCert;
 use tokio::net::TcpStream;
 
 use crate::ingress::gateway::Gateway;
@@ -16,19 +17,34 @@ use crate::ingress::policy::Balance;
 use crate::ingress::snapshot::Backend;
 use crate::server::prefixed::Prefixed;
 use crate::server::{SniChoice, SniHook};
+use crate::tls::{Resumption, TlsPolicy};
 
 /// The hook over the gateway's current snapshot.
 pub struct SniRoutes {
     gateway: Arc<Gateway>,
     /// `enableSslPassthrough`: without it the annotation is ignored, as in ingress-nginx.
     passthrough: bool,
+    /// What per-host TLS configurations are built from: the listener's certificates,
+    /// versions, suites and resumption.
+    resolver: Arc<dyn ResolvesServerCert>,
+    tls: TlsPolicy,
+    resumption: Resumption,
 }
 
 impl SniRoutes {
-    pub fn new(gateway: Arc<Gateway>, passthrough: bool) -> Self {
+    pub fn new(
+        gateway: Arc<Gateway>,
+        passthrough: bool,
+        resolver: Arc<dyn ResolvesServerCert>,
+        tls: TlsPolicy,
+        resumption: Resumption,
+    ) -> Self {
         SniRoutes {
             gateway,
             passthrough,
+            resolver,
+            tls,
+            resumption,
         }
     }
 }
@@ -36,7 +52,7 @@ impl SniRoutes {
 impl SniHook for SniRoutes {
     fn active(&self) -> bool {
         let snap = self.gateway.snapshot().load();
-        self.passthrough && !snap.sni.passthrough.is_empty()
+        (self.passthrough && !snap.sni.passthrough.is_empty()) || !snap.sni.client_auth.is_empty()
     }
 
     fn route(&self, sni: Option<&str>) -> SniChoice {
@@ -51,6 +67,14 @@ impl SniHook for SniRoutes {
             return SniChoice::Splice(Box::new(move |client, remote| {
                 Box::pin(splice(gateway, backend, client, remote))
             }));
+        }
+        if let Some(auth) = snap.sni.client_auth.get(sni)
+            && let Some(config) = auth.server_config(&self.resolver, &self.tls, self.resumption)
+        {
+            return SniChoice::Tls {
+                config,
+                check: auth.clone(),
+            };
         }
         SniChoice::Default
     }

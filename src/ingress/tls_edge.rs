@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::annotations::{Parser, parse_bool};
+use super::client_auth::{ClientAuthSpec, HostClientAuth};
 use super::snapshot::Backend;
 
 /// Hosts (lower case, exact) the HTTPS listener routes by the ClientHello's server name.
@@ -16,6 +17,8 @@ use super::snapshot::Backend;
 pub struct SniTable {
     /// `ssl-passthrough` hosts and the backend their connections are spliced to.
     pub passthrough: HashMap<String, Arc<Backend>>,
+    /// Hosts whose connections are asked for a client certificate.
+    pub client_auth: HashMap<String, Arc<HostClientAuth>>,
 }
 
 /// What the TLS annotations of one Ingress ask for.
@@ -23,13 +26,20 @@ pub struct SniTable {
 pub struct TlsEdge {
     /// `ssl-passthrough`: the Ingress's hosts are spliced to their backend by SNI.
     pub passthrough: bool,
+    /// `auth-tls-*`: client certificates on the Ingress's hosts.
+    pub client_auth: Option<Arc<ClientAuthSpec>>,
 }
 
 /// Reads the group from `p`; `None` when no annotation of it is set.
 pub(super) fn parse(p: &mut Parser<'_>) -> Option<Arc<TlsEdge>> {
     let passthrough = p.value("ssl-passthrough", parse_bool).unwrap_or(false);
-    let edge = TlsEdge { passthrough };
-    edge.passthrough.then(|| Arc::new(edge))
+    let client_auth = super::client_auth::parse(p);
+    let edge = TlsEdge {
+        passthrough,
+        client_auth,
+    };
+    let any = edge.passthrough || edge.client_auth.is_some();
+    any.then(|| Arc::new(edge))
 }
 
 #[cfg(test)]

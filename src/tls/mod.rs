@@ -9,6 +9,7 @@ pub mod generate;
 pub mod reload;
 pub mod resolver;
 pub mod suites;
+pub mod x509_name;
 
 pub use client::client_config;
 pub use config::{Resumption, server_config, server_config_for, server_config_with};
