@@ -381,6 +381,11 @@ async fn tls_edge_annotations_are_checked_by_admission() {
             "yes",
             "expected true or false",
         ),
+        (
+            "nginx.ingress.kubernetes.io/proxy-ssl-verify",
+            "sometimes",
+            "expected on or off",
+        ),
     ];
     for (key, value, reason) in cases {
         let mut annotations = json!({key: value});

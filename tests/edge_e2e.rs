@@ -611,3 +611,121 @@ async fn client_certificates_per_host() {
     let answer = mtls_get(gw.https, SECURE, ca, None, "").await;
     assert!(echoed(&answer)["headers"]["ssl-client-verify"].is_null());
 }
+
+fn opaque_secret(name: &str, data: serde_json::Value) -> Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": name, "namespace": e2e::NS},
+        "stringData": data
+    })
+}
+
+#[tokio::test]
+async fn backend_tls_verifies_the_pod_and_presents_a_client_certificate() {
+    use rustls_pki_types::CertificateDer;
+    // The pod: a certificate for api.internal from CA "pod", and it demands a client
+    // certificate from CA "proxy clients".
+    let pod_certs = DevCerts::generate_for_names(&["api.internal".to_string()]).unwrap();
+    let (client_ca, clients) = client_pki("Proxy Clients", &["portcullis"]);
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(client_ca.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .unwrap();
+    let mut pod_config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(portcullis::tls::SniResolver::new(
+            pod_certs.certified_key().unwrap(),
+        )));
+    pod_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let (pod_addr, _pod) = portcullis::echo::spawn_echo_tls(
+        "127.0.0.4:0".parse().unwrap(),
+        portcullis::echo::EchoOptions {
+            name: "api-1".into(),
+            delay: std::time::Duration::ZERO,
+        },
+        Arc::new(pod_config),
+    )
+    .await
+    .unwrap();
+    let other_ca = DevCerts::generate_for_names(&["api.internal".to_string()]).unwrap();
+    let (client_cert, client_key) = &clients[0];
+
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("manifests");
+    std::fs::create_dir(&m).unwrap();
+    let tls_annotations = |secret: &str| -> Vec<(String, String)> {
+        vec![
+            (
+                "nginx.ingress.kubernetes.io/backend-protocol".into(),
+                "HTTPS".into(),
+            ),
+            (
+                "nginx.ingress.kubernetes.io/proxy-ssl-secret".into(),
+                format!("{}/{secret}", e2e::NS),
+            ),
+            (
+                "nginx.ingress.kubernetes.io/proxy-ssl-verify".into(),
+                "on".into(),
+            ),
+            (
+                "nginx.ingress.kubernetes.io/proxy-ssl-name".into(),
+                "api.internal".into(),
+            ),
+            (
+                "nginx.ingress.kubernetes.io/proxy-ssl-server-name".into(),
+                "on".into(),
+            ),
+        ]
+    };
+    let ing = |name: &str, host: &str, secret: &str| {
+        let a = tls_annotations(secret);
+        let a: Vec<(&str, &str)> = a.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        ingress(name, host, None, &[("/", "api")], &a)
+    };
+    write_atomic(&m, "00-class.yaml", &yaml(&[ingress_class()]));
+    write_atomic(
+        &m,
+        "10-ingress.yaml",
+        &yaml(&[
+            ing("good", "good.edge.test", "upstream-good"),
+            ing("wrong-ca", "wrong.edge.test", "upstream-wrong-ca"),
+            ing("no-cert", "nocert.edge.test", "upstream-no-cert"),
+            service("api"),
+            slice("api", "api-1", pod_addr, true),
+            opaque_secret(
+                "upstream-good",
+                serde_json::json!({"ca.crt": pod_certs.ca_pem, "tls.crt": client_cert, "tls.key": client_key}),
+            ),
+            opaque_secret(
+                "upstream-wrong-ca",
+                serde_json::json!({"ca.crt": other_ca.ca_pem, "tls.crt": client_cert, "tls.key": client_key}),
+            ),
+            opaque_secret(
+                "upstream-no-cert",
+                serde_json::json!({"ca.crt": pod_certs.ca_pem}),
+            ),
+        ]),
+    );
+    let gw = Portcullis::start(&m, &[]).await;
+
+    // The right CA and a client certificate the pod accepts: through, over TLS.
+    let mut tcp = TcpStream::connect(gw.http).await.unwrap();
+    let answer = raw_get(&mut tcp, "good.edge.test").await.unwrap();
+    let echo = echoed(&answer);
+    assert_eq!(echo["tls"], true);
+    assert_eq!(header_of(&answer, "x-echo-name"), Some("api-1"));
+    // The pod's certificate does not chain to the configured CA: 502 from portcullis.
+    let mut tcp = TcpStream::connect(gw.http).await.unwrap();
+    let answer = raw_get(&mut tcp, "wrong.edge.test").await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    assert_eq!(header_of(&answer, "server"), Some("portcullis"));
+    // No client certificate in the Secret: the pod refuses the handshake, 502.
+    let mut tcp = TcpStream::connect(gw.http).await.unwrap();
+    let answer = raw_get(&mut tcp, "nocert.edge.test").await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+}

@@ -60,6 +60,12 @@ const SHARED: &[&str] = &[
     "auth-tls-error-page",
     "auth-tls-pass-certificate-to-upstream",
     "auth-tls-match-cn",
+    "proxy-ssl-secret",
+    "proxy-ssl-verify",
+    "proxy-ssl-name",
+    "proxy-ssl-server-name",
+    "proxy-ssl-verify-depth",
+    "proxy-ssl-protocols",
 ];
 /// Annotations that exist only under `portcullis.io/`.
 const OWN: &[&str] = &["request-headers", "response-headers", "upgrade-protocols"];

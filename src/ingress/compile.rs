@@ -431,6 +431,16 @@ impl Compiler<'_> {
         if let Some(spec) = &edge.client_auth {
             self.add_client_auth(plan, spec, &hosts, snapshot);
         }
+        if let Some(spec) = &edge.backend_tls {
+            let secret = spec.secret.as_deref().and_then(|s| {
+                let (ns, name) = s.split_once('/')?;
+                self.store.secret_data(ns, name)
+            });
+            if let Err(e) = spec.compile(secret) {
+                let m = format!("proxy-ssl-*: {e}; requests to its TLS backends get 502");
+                self.problem(plan.origin.as_deref(), &plan.key, m);
+            }
+        }
         if !edge.passthrough {
             return;
         }

@@ -2,6 +2,7 @@
 //! over it, and the proxy that forwards matched requests to ready endpoints.
 pub mod access_log;
 pub mod annotations;
+pub mod backend_tls;
 pub mod backends;
 pub mod balancer;
 pub mod canary;

@@ -350,7 +350,7 @@ impl Proxy {
         };
         tail.slot = slot.clone();
 
-        let exchange = Exchange {
+        let mut exchange = Exchange {
             method,
             headers,
             upstream_pq,
@@ -368,7 +368,21 @@ impl Proxy {
             read_timeout: policy.read_timeout.unwrap_or(self.config.read_timeout),
             send_timeout: policy.send_timeout.unwrap_or(self.config.send_timeout),
             upgrade,
+            backend_tls: None,
         };
+        if let Some(edge) = &policy.tls_edge
+            && let Some(spec) = edge.backend_tls.as_ref().filter(|_| wire.is_tls())
+        {
+            match spec.compiled() {
+                Ok(b) => exchange.backend_tls = Some(b.clone()),
+                Err(why) => {
+                    return Outcome::Answer(generated(
+                        StatusCode::BAD_GATEWAY,
+                        format!("TLS to the backend is not configured: {why}"),
+                    ));
+                }
+            }
+        }
         let (mut resp, guards) = match self.exchange(route, backend, &exchange, tail).await {
             Ok(ok) => ok,
             Err(answer) => return Outcome::Answer(answer),

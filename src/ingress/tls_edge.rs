@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::annotations::{Parser, parse_bool};
+use super::backend_tls::BackendTlsSpec;
 use super::client_auth::{ClientAuthSpec, HostClientAuth};
 use super::snapshot::Backend;
 
@@ -28,17 +29,21 @@ pub struct TlsEdge {
     pub passthrough: bool,
     /// `auth-tls-*`: client certificates on the Ingress's hosts.
     pub client_auth: Option<Arc<ClientAuthSpec>>,
+    /// `proxy-ssl-*`: TLS towards the Ingress's pods.
+    pub backend_tls: Option<Arc<BackendTlsSpec>>,
 }
 
 /// Reads the group from `p`; `None` when no annotation of it is set.
 pub(super) fn parse(p: &mut Parser<'_>) -> Option<Arc<TlsEdge>> {
     let passthrough = p.value("ssl-passthrough", parse_bool).unwrap_or(false);
     let client_auth = super::client_auth::parse(p);
+    let backend_tls = super::backend_tls::parse(p);
     let edge = TlsEdge {
         passthrough,
         client_auth,
+        backend_tls,
     };
-    let any = edge.passthrough || edge.client_auth.is_some();
+    let any = edge.passthrough || edge.client_auth.is_some() || edge.backend_tls.is_some();
     any.then(|| Arc::new(edge))
 }
 

@@ -69,6 +69,12 @@ impl ServerCertVerifier for UnverifiedPod {
     }
 }
 
+/// The verifier of `proxy-ssl-verify: off`: any certificate, but a valid handshake
+/// signature by it.
+pub fn unverified(provider: Arc<CryptoProvider>) -> Arc<dyn ServerCertVerifier> {
+    Arc::new(UnverifiedPod(provider))
+}
+
 /// A client configuration offering exactly `alpn` (e.g. `http/1.1`, or `h2` for gRPC).
 pub fn client_config(alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, rustls::Error> {
     let provider = crate::tls::provider();
