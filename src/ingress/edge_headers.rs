@@ -75,6 +75,26 @@ mod tests {
     }
 
     #[test]
+    fn settings_names_as_the_configmap_mapper_writes_them() {
+        let s = crate::config::Settings::parse(
+            "t",
+            "edge: {useProxyProtocol: true, proxyProtocolHeaderTimeoutSeconds: 3, hsts: false, \
+             hstsMaxAge: 1, hstsIncludeSubdomains: false, hstsPreload: true, serverTokens: true, \
+             sslProtocols: TLSv1.3, sslCiphers: ECDHE-RSA-AES128-GCM-SHA256, \
+             enableSslPassthrough: true, useForwardedHeaders: true, \
+             proxyRealIpCidr: [10.0.0.0/8], computeFullForwardedFor: true}\n",
+        )
+        .unwrap();
+        let e = &s.edge;
+        assert_eq!(e.proxy_protocol(), Some(std::time::Duration::from_secs(3)));
+        assert!(!e.hsts && e.hsts_preload && e.server_tokens && e.enable_ssl_passthrough);
+        assert!(e.use_forwarded_headers && e.compute_full_forwarded_for);
+        assert_eq!(e.proxy_real_ip_cidr, ["10.0.0.0/8"]);
+        assert_eq!(e.ssl_protocols, "TLSv1.3");
+        assert!(crate::config::Settings::parse("t", "edge: {hstsMaxAg: 1}\n").is_err());
+    }
+
+    #[test]
     fn preload_tokens_and_off() {
         let s = EdgeSettings {
             hsts_max_age: 60,

@@ -15,6 +15,7 @@ use crate::ingress::gateway::Gateway;
 use crate::ingress::health::monotonic_us;
 use crate::ingress::policy::Balance;
 use crate::ingress::snapshot::Backend;
+use crate::ingress::tls_edge::by_sni;
 use crate::server::prefixed::Prefixed;
 use crate::server::{SniChoice, SniHook};
 use crate::tls::{Resumption, TlsPolicy};
@@ -61,14 +62,14 @@ impl SniHook for SniRoutes {
         };
         let snap = self.gateway.snapshot().load();
         if self.passthrough
-            && let Some(backend) = snap.sni.passthrough.get(sni)
+            && let Some(backend) = by_sni(&snap.sni.passthrough, sni)
         {
             let (gateway, backend) = (self.gateway.clone(), backend.clone());
             return SniChoice::Splice(Box::new(move |client, remote| {
                 Box::pin(splice(gateway, backend, client, remote))
             }));
         }
-        if let Some(auth) = snap.sni.client_auth.get(sni)
+        if let Some(auth) = by_sni(&snap.sni.client_auth, sni)
             && let Some(config) = auth.server_config(&self.resolver, &self.tls, self.resumption)
         {
             return SniChoice::Tls {

@@ -22,6 +22,18 @@ pub struct SniTable {
     pub client_auth: HashMap<String, Arc<HostClientAuth>>,
 }
 
+/// The entry for `sni`: the exact host, else a `*.parent` rule host covering it.
+pub fn by_sni<'m, T>(map: &'m HashMap<String, T>, sni: &str) -> Option<&'m T> {
+    if map.is_empty() {
+        return None;
+    }
+    if let Some(v) = map.get(sni) {
+        return Some(v);
+    }
+    let (_, parent) = sni.split_once('.')?;
+    map.get(&format!("*.{parent}"))
+}
+
 /// What the TLS annotations of one Ingress ask for.
 #[derive(Debug, Default)]
 pub struct TlsEdge {
@@ -57,6 +69,17 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         parse_annotations(&map)
+    }
+
+    #[test]
+    fn sni_lookup_exact_then_wildcard() {
+        let mut m = std::collections::HashMap::new();
+        m.insert("a.example.com".to_string(), 1);
+        m.insert("*.example.com".to_string(), 2);
+        assert_eq!(super::by_sni(&m, "a.example.com"), Some(&1));
+        assert_eq!(super::by_sni(&m, "b.example.com"), Some(&2));
+        assert_eq!(super::by_sni(&m, "x.b.example.com"), None);
+        assert_eq!(super::by_sni(&m, "example.com"), None);
     }
 
     #[test]
