@@ -31,6 +31,7 @@ pub struct Settings {
     pub listeners: ListenerSettings,
     pub proxy: ProxySettings,
     pub dashboard: DashboardSettings,
+    pub edge: EdgeSettings,
 }
 
 /// Data-plane settings that are not per-Ingress.
@@ -252,6 +253,89 @@ impl ProxySettings {
             request: self.limit_req_status_code.0,
             connection: self.limit_conn_status_code.0,
         };
+    }
+}
+
+/// The client-facing edge of the ingress listeners: PROXY protocol, TLS versions and
+/// ciphers, HSTS, the Server header, SSL passthrough and which forwarded headers are
+/// believed. Each is the ingress-nginx ConfigMap key (or flag) named in its comment, with
+/// its default; see docs/INGRESS-NGINX.md.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct EdgeSettings {
+    /// `use-proxy-protocol`: every connection on the HTTP and HTTPS listeners starts with
+    /// a PROXY header (v1 or v2) naming the client; connections without one are closed.
+    pub use_proxy_protocol: bool,
+    /// `proxy-protocol-header-timeout`: how long the header may take to arrive.
+    pub proxy_protocol_header_timeout_seconds: u64,
+    /// `hsts`: `Strict-Transport-Security` on HTTPS responses for hosts with TLS.
+    pub hsts: bool,
+    /// `hsts-max-age`, seconds.
+    pub hsts_max_age: u64,
+    /// `hsts-include-subdomains`.
+    pub hsts_include_subdomains: bool,
+    /// `hsts-preload`.
+    pub hsts_preload: bool,
+    /// `server-tokens`: put the version in the `Server` header of generated answers.
+    pub server_tokens: bool,
+    /// `ssl-protocols`: space-separated, of `TLSv1.2` and `TLSv1.3`.
+    pub ssl_protocols: String,
+    /// `ssl-ciphers`: an OpenSSL cipher list (`:`-separated names); empty keeps the
+    /// built-in list. Names rustls cannot do are an error, naming them.
+    pub ssl_ciphers: String,
+    /// `--enable-ssl-passthrough`: honour the `ssl-passthrough` annotation (the HTTPS
+    /// listener then reads each ClientHello's server name before TLS).
+    pub enable_ssl_passthrough: bool,
+    /// `use-forwarded-headers`: believe X-Forwarded-* from peers in `proxyRealIpCidr`
+    /// (added to `ingress.trustedCidrs`).
+    pub use_forwarded_headers: bool,
+    /// `proxy-real-ip-cidr`: the peers meant by `useForwardedHeaders`.
+    pub proxy_real_ip_cidr: Vec<String>,
+    /// `compute-full-forwarded-for`: with `useForwardedHeaders`, send the whole
+    /// X-Forwarded-For chain upstream (the peer appended) rather than the client alone.
+    pub compute_full_forwarded_for: bool,
+}
+
+impl Default for EdgeSettings {
+    fn default() -> Self {
+        EdgeSettings {
+            use_proxy_protocol: false,
+            proxy_protocol_header_timeout_seconds: 5,
+            hsts: true,
+            hsts_max_age: 31_536_000,
+            hsts_include_subdomains: true,
+            hsts_preload: false,
+            server_tokens: false,
+            ssl_protocols: "TLSv1.2 TLSv1.3".into(),
+            ssl_ciphers: String::new(),
+            enable_ssl_passthrough: false,
+            use_forwarded_headers: false,
+            proxy_real_ip_cidr: vec!["0.0.0.0/0".into(), "::/0".into()],
+            compute_full_forwarded_for: false,
+        }
+    }
+}
+
+impl EdgeSettings {
+    /// The PROXY header timeout, when the protocol is on.
+    pub fn proxy_protocol(&self) -> Option<Duration> {
+        self.use_proxy_protocol
+            .then(|| secs(self.proxy_protocol_header_timeout_seconds))
+    }
+
+    /// The `Strict-Transport-Security` value, when HSTS is on.
+    pub fn hsts_value(&self) -> Option<String> {
+        if !self.hsts {
+            return None;
+        }
+        let mut v = format!("max-age={}", self.hsts_max_age);
+        if self.hsts_include_subdomains {
+            v.push_str("; includeSubDomains");
+        }
+        if self.hsts_preload {
+            v.push_str("; preload");
+        }
+        Some(v)
     }
 }
 

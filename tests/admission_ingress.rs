@@ -429,3 +429,63 @@ async fn malformed_traffic_annotations_are_denied_with_the_reason() {
         assert!(message(&resp).contains(reason), "{}", message(&resp));
     }
 }
+
+#[tokio::test]
+async fn tls_edge_annotations_are_checked_by_admission() {
+    let hook = start(live_handle()).await;
+    let mut c = hook.client().await;
+    let cases = [
+        (
+            "nginx.ingress.kubernetes.io/auth-tls-verify-client",
+            "maybe",
+            "expected on, off, optional or optional_no_ca",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/auth-tls-secret",
+            "ca-without-namespace",
+            "expected namespace/name",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/ssl-passthrough",
+            "yes",
+            "expected true or false",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/proxy-ssl-verify",
+            "sometimes",
+            "expected on or off",
+        ),
+    ];
+    for (key, value, reason) in cases {
+        let mut annotations = json!({key: value});
+        if key != "nginx.ingress.kubernetes.io/auth-tls-secret" && key.contains("auth-tls") {
+            annotations["nginx.ingress.kubernetes.io/auth-tls-secret"] = json!("shop/client-ca");
+        }
+        let obj = ingress(
+            "tls-edge",
+            annotations,
+            rules(
+                "mtls.example.com",
+                json!([path("/", "Prefix", json!({"number": 80}))]),
+            ),
+        );
+        let resp = validate(&mut c, "CREATE", &obj, None).await;
+        assert_denied_by(&resp, "ingressInvalidAnnotation", key);
+        assert!(message(&resp).contains(reason), "{}", message(&resp));
+    }
+    // Well-formed values pass.
+    let ok = ingress(
+        "tls-edge",
+        json!({
+            "nginx.ingress.kubernetes.io/auth-tls-secret": "shop/client-ca",
+            "nginx.ingress.kubernetes.io/auth-tls-verify-client": "optional",
+            "nginx.ingress.kubernetes.io/ssl-passthrough": "false"
+        }),
+        rules(
+            "mtls.example.com",
+            json!([path("/", "Prefix", json!({"number": 80}))]),
+        ),
+    );
+    let resp = validate(&mut c, "CREATE", &ok, None).await;
+    assert_eq!(resp["allowed"], true, "{resp}");
+}

@@ -4,6 +4,7 @@ pub mod certs;
 pub mod check;
 pub mod check_output;
 pub mod echo;
+pub mod edge;
 pub mod memory_trim;
 pub mod migrate;
 pub mod routes;

@@ -475,6 +475,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     for cidr in &settings.ingress.trusted_cidrs {
         trusted.push(parse_cidr(cidr)?);
     }
+    let edge = super::edge::Edge::from_settings(&settings.edge, &mut trusted)?;
     if settings.ingress.access_log
         && let Err(e) = portcullis::ingress::log_writer::stdout()
     {
@@ -485,6 +486,8 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         access_log: settings.ingress.access_log,
         client_body_timeout: settings.listeners.client_body_timeout(),
         https_redirect_port: args.https_redirect_port,
+        edge_headers: edge.headers.clone(),
+        full_forwarded_for: edge.full_forwarded_for,
         ..Default::default()
     };
     settings.proxy.apply(&mut proxy);
@@ -540,6 +543,16 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         o.grace = settings.shutdown.grace();
         o
     };
+    let ingress_opts = |name: &'static str| {
+        let mut o = opts(name);
+        o.edge = edge.listener_options(
+            name,
+            &gateway,
+            &resolver,
+            settings.listeners.tls_resumption(),
+        );
+        o
+    };
     let admin_limits = ConnLimits::new(settings.listeners.admin_max_connections, 0);
     super::memory_trim::spawn(vec![limits.clone(), admin_limits.clone()]);
     let admin_opts = settings.listeners.serve_options("admin", admin_limits);
@@ -566,18 +579,15 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         None,
         gateway_handler(gateway.clone(), Scheme::Http),
         shutdown.clone(),
-        || opts("http"),
+        || ingress_opts("http"),
     )?;
     let mut https = super::workers::start(
         "https",
         super::workers::bind(args.https_addr, worker_count, "ingress HTTPS")?,
-        Some(server_config_with(
-            resolver,
-            settings.listeners.tls_resumption(),
-        )?),
-        gateway_handler(gateway, Scheme::Https),
+        Some(edge.https_config(resolver.clone(), settings.listeners.tls_resumption())?),
+        gateway_handler(gateway.clone(), Scheme::Https),
         shutdown.clone(),
-        || opts("https"),
+        || ingress_opts("https"),
     )?;
     tracing::info!(
         workers = worker_count,

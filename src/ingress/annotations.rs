@@ -106,6 +106,20 @@ const SHARED: &[&str] = &[
     "auth-cache-key",
     "auth-cache-duration",
     "satisfy",
+    // TLS edge (see `tls_edge`).
+    "ssl-passthrough",
+    "auth-tls-secret",
+    "auth-tls-verify-client",
+    "auth-tls-verify-depth",
+    "auth-tls-error-page",
+    "auth-tls-pass-certificate-to-upstream",
+    "auth-tls-match-cn",
+    "proxy-ssl-secret",
+    "proxy-ssl-verify",
+    "proxy-ssl-name",
+    "proxy-ssl-server-name",
+    "proxy-ssl-verify-depth",
+    "proxy-ssl-protocols",
 ];
 /// Annotations that exist only under `portcullis.io/`.
 const OWN: &[&str] = &["request-headers", "response-headers", "upgrade-protocols"];
@@ -381,6 +395,7 @@ impl<'a> Parser<'a> {
         self.out.errors.extend(edge_errors);
         policy.traffic = super::traffic::parse(self);
         policy.auth = super::auth::parse(self);
+        policy.tls_edge = super::tls_edge::parse(self);
         self.out.policy = policy;
         self.parse_canary();
     }
@@ -447,7 +462,7 @@ impl<'a> Parser<'a> {
     }
 }
 
-fn parse_bool(v: &str) -> Result<bool, String> {
+pub(super) fn parse_bool(v: &str) -> Result<bool, String> {
     match v.to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),

@@ -142,6 +142,9 @@ pub fn compile(
     for plan in plans.iter().filter(|p| p.canary.is_none()) {
         c.add_tls(plan, &mut snapshot);
     }
+    for plan in plans.iter().filter(|p| p.canary.is_none()) {
+        c.add_sni_routes(plan, &mut snapshot);
+    }
     let (mut router, build_problems) = builder.build();
     for message in build_problems {
         c.problems.push(Problem {
@@ -430,6 +433,106 @@ impl Compiler<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// The plan's hosts that the HTTPS listener routes by SNI (`tls_edge`): for
+    /// passthrough, the backend of the host's `/` path (else its first path). The oldest
+    /// Ingress keeps a host.
+    fn add_sni_routes(&mut self, plan: &Plan, snapshot: &mut Snapshot) {
+        let Some(edge) = plan.policy.tls_edge.clone() else {
+            return;
+        };
+        let mut hosts: Vec<&str> = plan
+            .paths
+            .iter()
+            .filter_map(|p| p.host.as_deref())
+            .collect();
+        hosts.dedup();
+        if let Some(spec) = &edge.client_auth {
+            self.add_client_auth(plan, spec, &hosts, snapshot);
+        }
+        if let Some(spec) = &edge.backend_tls {
+            let secret = spec.secret.as_deref().and_then(|s| {
+                let (ns, name) = s.split_once('/')?;
+                self.store.secret_data(ns, name)
+            });
+            if let Err(e) = spec.compile(secret) {
+                let m = format!("proxy-ssl-*: {e}; requests to its TLS backends get 502");
+                self.problem(plan.origin.as_deref(), &plan.key, m);
+            }
+        }
+        if !edge.passthrough {
+            return;
+        }
+        for host in hosts {
+            let mut of_host = plan
+                .paths
+                .iter()
+                .filter(|p| p.host.as_deref() == Some(host));
+            let chosen = of_host
+                .clone()
+                .find(|p| p.path == "/")
+                .or_else(|| of_host.next());
+            let Some(chosen) = chosen else { continue };
+            if snapshot.sni.passthrough.contains_key(host) {
+                let m = format!(
+                    "ssl-passthrough: host {host} is already passed through by an older Ingress"
+                );
+                self.problem(plan.origin.as_deref(), &plan.key, m);
+                continue;
+            }
+            let backend = self.backend(plan, &chosen.backend);
+            snapshot.sni.passthrough.insert(host.to_string(), backend);
+        }
+    }
+
+    /// The hosts' client-certificate settings with the CA from `auth-tls-secret`. Without
+    /// a usable CA the hosts get no certificate request, so their routes refuse requests
+    /// that need one (fail closed).
+    fn add_client_auth(
+        &mut self,
+        plan: &Plan,
+        spec: &Arc<super::client_auth::ClientAuthSpec>,
+        hosts: &[&str],
+        snapshot: &mut Snapshot,
+    ) {
+        use super::client_auth::{HostClientAuth, VerifyClient};
+        if spec.verify == VerifyClient::Off {
+            return;
+        }
+        let (ns, name) = spec.secret.split_once('/').unwrap_or(("", ""));
+        let ca = self
+            .store
+            .secret_data(ns, name)
+            .and_then(|d| d.get("ca.crt"));
+        let built = match ca {
+            Some(ca) => HostClientAuth::new(spec.clone(), ca),
+            None => Err("the Secret does not exist or has no ca.crt".into()),
+        };
+        let host_auth = match built {
+            Ok(h) => Arc::new(h),
+            Err(e) => {
+                let m = format!(
+                    "auth-tls-secret {}: {e}; requests needing a client certificate are refused",
+                    spec.secret
+                );
+                self.problem(plan.origin.as_deref(), &plan.key, m);
+                return;
+            }
+        };
+        for host in hosts {
+            if snapshot.sni.client_auth.contains_key(*host) {
+                let m = format!(
+                    "auth-tls-secret: host {host} already has client-certificate settings from an older Ingress"
+                );
+                self.problem(plan.origin.as_deref(), &plan.key, m);
+                continue;
+            }
+            snapshot
+                .sni
+                .client_auth
+                .insert((*host).to_string(), host_auth.clone());
         }
     }
 

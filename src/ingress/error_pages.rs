@@ -75,6 +75,7 @@ impl Proxy {
             upgrade: false,
             // The error backend is balanced on its own, not by the route's affinity.
             steer: None,
+            backend_tls: None,
         };
         match self.exchange(route, error_backend, &page, tail).await {
             Ok((mut resp, guards)) => {

@@ -39,6 +39,8 @@ pub(crate) struct Exchange {
     pub(crate) upgrade: bool,
     /// Affinity or hashing, when the Ingress asks for either.
     pub(crate) steer: Option<crate::ingress::traffic::Steer>,
+    /// `proxy-ssl-*`: pools with the Ingress's own TLS settings, for TLS wires.
+    pub(crate) backend_tls: Option<Arc<crate::ingress::backend_tls::BackendTls>>,
 }
 
 /// Waits for the response head. The read timeout counts from the end of the request
@@ -231,9 +233,11 @@ impl Proxy {
             }
 
             let started = Instant::now();
-            let sending = self
-                .upstreams
-                .send(ex.wire, ex.connect_timeout, &authority, up);
+            let upstreams = match &ex.backend_tls {
+                Some(b) => b.upstreams(&self.config.upstream),
+                None => &self.upstreams,
+            };
+            let sending = upstreams.send(ex.wire, ex.connect_timeout, &authority, up);
             let result = await_head(sending, ex, started).await;
             let elapsed = started.elapsed();
             tail.entry.upstream_duration = Some(elapsed);

@@ -91,11 +91,19 @@ impl Gateway {
                     scheme,
                     host_tls,
                 };
-                self.proxy.forward(route, &captures, req, &inbound).await
+                let mut resp = self.proxy.forward(route, &captures, req, &inbound).await;
+                if let Some(edge) = &self.proxy.config.edge_headers {
+                    edge.apply(&mut resp, scheme, host_tls);
+                }
+                resp
             }
             Err(msg) => {
                 let tail = self.proxy.begin(&req, conn);
-                tail.attach(generated(StatusCode::NOT_FOUND, msg))
+                let mut resp = tail.attach(generated(StatusCode::NOT_FOUND, msg));
+                if let Some(edge) = &self.proxy.config.edge_headers {
+                    edge.apply(&mut resp, scheme, false);
+                }
+                resp
             }
         }
     }

@@ -76,4 +76,6 @@ pub struct Policy {
     pub traffic: Option<std::sync::Arc<crate::ingress::traffic::Traffic>>,
     /// Basic / external authentication and `satisfy` (see `ingress::auth`).
     pub auth: Option<std::sync::Arc<crate::ingress::auth::Auth>>,
+    /// SSL passthrough, client certificates and TLS to the backend (`tls_edge`).
+    pub tls_edge: Option<std::sync::Arc<crate::ingress::tls_edge::TlsEdge>>,
 }

@@ -83,6 +83,11 @@ pub struct ProxyConfig {
     pub upstream: UpstreamSettings,
     /// Status codes of requests refused by an Ingress's rate or connection limit.
     pub limit_status: crate::ingress::rate_limit::LimitStatus,
+    /// HSTS and server tokens (`edge` settings); `None`: nothing added.
+    pub edge_headers: Option<crate::ingress::edge_headers::EdgeHeaders>,
+    /// From a trusted peer, send the whole X-Forwarded-For chain upstream (the peer
+    /// appended); false sends the client address alone (`computeFullForwardedFor`).
+    pub full_forwarded_for: bool,
 }
 
 impl Default for ProxyConfig {
@@ -98,6 +103,8 @@ impl Default for ProxyConfig {
             max_concurrency_per_endpoint: 1024,
             upstream: UpstreamSettings::default(),
             limit_status: Default::default(),
+            edge_headers: None,
+            full_forwarded_for: true,
         }
     }
 }
@@ -235,6 +242,23 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
 
+        if let Some(edge) = &policy.tls_edge
+            && let Some(spec) = &edge.client_auth
+        {
+            let tag = req.extensions().get::<crate::server::ConnTag>().cloned();
+            // A TLS connection opened for another name (HTTP/2 coalescing) was never asked
+            // for this host's certificate.
+            let other_name =
+                inbound.conn.tls && inbound.conn.sni.as_deref() != Some(hostname.as_ref());
+            if let Some(answer) = crate::ingress::client_auth::admit(
+                spec,
+                tag.as_ref(),
+                other_name,
+                req.headers_mut(),
+            ) {
+                return Outcome::Answer(answer);
+            }
+        }
         let head = filters::Head {
             client: tail.entry.client,
             scheme: inbound.scheme.as_str(),
@@ -337,6 +361,13 @@ impl Proxy {
         };
         let request_id =
             forwarded::apply_forwarded(&mut headers, &down, policy.x_forwarded_prefix.as_deref());
+        // X-Real-IP already holds the client alone, as a shared value.
+        if peer_trusted
+            && !self.config.full_forwarded_for
+            && let Some(client) = headers.get(&forwarded::X_REAL_IP).cloned()
+        {
+            headers.insert(&forwarded::X_FORWARDED_FOR, client);
+        }
         tail.entry.request_id = Some(request_id);
         let host_value = policy.upstream_vhost.as_deref().unwrap_or(host_raw);
         // HTTP/2 carries the host as `:authority` (set from the URI); a Host header
@@ -402,7 +433,7 @@ impl Proxy {
         }
         tail.slot = slot.clone();
 
-        let exchange = Exchange {
+        let mut exchange = Exchange {
             method,
             headers,
             upstream_pq,
@@ -421,7 +452,21 @@ impl Proxy {
             send_timeout: policy.send_timeout.unwrap_or(self.config.send_timeout),
             upgrade,
             steer,
+            backend_tls: None,
         };
+        if let Some(edge) = &policy.tls_edge
+            && let Some(spec) = edge.backend_tls.as_ref().filter(|_| wire.is_tls())
+        {
+            match spec.compiled() {
+                Ok(b) => exchange.backend_tls = Some(b.clone()),
+                Err(why) => {
+                    return Outcome::Answer(generated(
+                        StatusCode::BAD_GATEWAY,
+                        format!("TLS to the backend is not configured: {why}"),
+                    ));
+                }
+            }
+        }
         let (mut resp, guards) = match self.exchange(route, backend, &exchange, tail).await {
             Ok(ok) => ok,
             Err(answer) => {

@@ -138,4 +138,6 @@ pub struct Snapshot {
     /// Every backend by the Service it reads endpoints from, so an endpoint change can
     /// refresh just those.
     pub backends: crate::ingress::endpoint_refresh::BackendIndex,
+    /// Hosts the HTTPS listener routes by SNI before TLS (passthrough, client certificates).
+    pub sni: crate::ingress::tls_edge::SniTable,
 }

@@ -153,6 +153,9 @@ pub struct Connector {
     /// TLS wires only; `None` there means the configuration could not be built.
     tls: Option<Arc<rustls::ClientConfig>>,
     wants_tls: bool,
+    /// The name to verify the pod's certificate against (and send as SNI when the
+    /// configuration enables it) instead of its address (`proxy-ssl-name`).
+    name: Option<ServerName<'static>>,
 }
 
 impl tower::Service<Uri> for Connector {
@@ -168,6 +171,7 @@ impl tower::Service<Uri> for Connector {
         let timeout = self.timeout;
         let tls = self.tls.clone();
         let wants_tls = self.wants_tls;
+        let fixed_name = self.name.clone();
         Box::pin(async move {
             let target = uri
                 .authority()
@@ -207,9 +211,10 @@ impl tower::Service<Uri> for Connector {
                 let Some(tls) = tls else {
                     return Err(ConnectError::NoTlsConfig(target.clone()));
                 };
-                let name = match ip {
-                    Some(ip) => ServerName::IpAddress(ip.into()),
-                    None => ServerName::try_from(host.clone())
+                let name = match (fixed_name, ip) {
+                    (Some(name), _) => name,
+                    (None, Some(ip)) => ServerName::IpAddress(ip.into()),
+                    (None, None) => ServerName::try_from(host.clone())
                         .map_err(|e| ConnectError::Tls(target.clone(), io::Error::other(e)))?,
                 };
                 tokio_rustls::TlsConnector::from(tls)
@@ -294,6 +299,8 @@ pub struct Upstreams {
     h2: H2Pool,
     tls_http1: Option<Arc<rustls::ClientConfig>>,
     tls_h2: Option<Arc<rustls::ClientConfig>>,
+    /// See `Connector::name`.
+    tls_name: Option<ServerName<'static>>,
 }
 
 impl Upstreams {
@@ -313,7 +320,23 @@ impl Upstreams {
             h2: H2Pool::new(settings),
             tls_http1: tls(&[b"http/1.1"]),
             tls_h2: tls(&[b"h2"]),
+            tls_name: None,
         }
+    }
+
+    /// Pools of their own whose TLS wires use these configurations (`proxy-ssl-*`), so
+    /// their connections are never shared with other routes'.
+    pub fn with_tls(
+        settings: UpstreamSettings,
+        http1: Arc<rustls::ClientConfig>,
+        h2: Arc<rustls::ClientConfig>,
+        name: Option<ServerName<'static>>,
+    ) -> Self {
+        let mut u = Self::new(settings);
+        u.tls_http1 = Some(http1);
+        u.tls_h2 = Some(h2);
+        u.tls_name = name;
+        u
     }
 
     /// Sends `req` to the pod at `target` (`ip:port`, or `name:port` for ExternalName).
@@ -351,6 +374,7 @@ impl Upstreams {
                 Wire::Http1 | Wire::H2c => None,
             },
             wants_tls: wire.is_tls(),
+            name: self.tls_name.clone(),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! TLS to pods (`backend-protocol: HTTPS` / `GRPCS`): the rustls client configuration and
 //! the stream type the upstream connector returns for plain and TLS connections alike.
 //!
-//! Pod certificates are not verified, as with ingress-nginx's default
+//! Pod certificates are not verified unless an Ingress asks for it (`proxy-ssl-*`, see
+//! `backend_tls`), as with ingress-nginx's default
 //! `proxy-ssl-verify: off`: pods serve self-signed or mesh-issued certificates under
 //! names no client could check against an IP endpoint. The traffic is encrypted and the
 //! handshake signatures are checked, but the pod is not authenticated. No SNI is sent
@@ -67,6 +68,12 @@ impl ServerCertVerifier for UnverifiedPod {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// The verifier of `proxy-ssl-verify: off`: any certificate, but a valid handshake
+/// signature by it.
+pub fn unverified(provider: Arc<CryptoProvider>) -> Arc<dyn ServerCertVerifier> {
+    Arc::new(UnverifiedPod(provider))
 }
 
 /// A client configuration offering exactly `alpn` (e.g. `http/1.1`, or `h2` for gRPC).

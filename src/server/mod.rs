@@ -32,12 +32,17 @@ use crate::body::{self, Body};
 use crate::metrics;
 
 mod activity;
+pub mod client_hello;
+pub mod edge;
 pub mod fd_limit;
 mod limits;
+pub mod prefixed;
+pub mod proxy_protocol;
 mod timed_io;
 
 pub use activity::monotonic_ms;
 use activity::{Activity, Tracked};
+pub use edge::{ConnTag, EdgeOptions, PeerCheck, SniChoice, SniHook};
 pub use limits::{ConnLimits, Refusal, Slot};
 use timed_io::TimedIo;
 
@@ -135,6 +140,8 @@ pub struct ServeOptions {
     /// The connection budget this listener draws from (shared between listeners that
     /// should share one).
     pub limits: Arc<ConnLimits>,
+    /// PROXY protocol and ClientHello routing before TLS; off by default.
+    pub edge: EdgeOptions,
 }
 
 impl ServeOptions {
@@ -155,6 +162,7 @@ impl ServeOptions {
             max_header_bytes: 32 * 1024,
             max_header_line_bytes: 8 * 1024,
             limits: ConnLimits::unlimited(),
+            edge: EdgeOptions::default(),
         }
     }
 }
@@ -361,6 +369,7 @@ struct ConnSettings {
     keep_alive_timeout: Duration,
     send_timeout: Duration,
     max_header_line_bytes: usize,
+    edge: EdgeOptions,
 }
 
 impl From<&ServeOptions> for ConnSettings {
@@ -372,6 +381,7 @@ impl From<&ServeOptions> for ConnSettings {
             keep_alive_timeout: o.keep_alive_timeout,
             send_timeout: o.send_timeout,
             max_header_line_bytes: o.max_header_line_bytes,
+            edge: o.edge.clone(),
         }
     }
 }
@@ -399,21 +409,163 @@ struct Conn {
     _slot: Slot,
 }
 
+/// What serving a connection needs once its stream is settled.
+struct Served {
+    local: SocketAddr,
+    handler: Handler,
+    builder: Arc<HttpBuilder>,
+    metrics: ListenerMetrics,
+    settings: Arc<ConnSettings>,
+    signals: Signals,
+}
+
+/// How a connection is terminated.
+struct Termination {
+    acceptor: TlsAcceptor,
+    deadline: tokio::time::Instant,
+    /// Set when the configuration came from an `SniHook`: judges the client's chain.
+    check: Option<Arc<dyn PeerCheck>>,
+}
+
 impl Conn {
     async fn run(self) {
         let _open = self.metrics.open_guard();
+        let Conn {
+            stream,
+            remote,
+            local,
+            acceptor,
+            handler,
+            builder,
+            metrics,
+            settings,
+            signals,
+            _slot,
+        } = self;
+        let served = Served {
+            local,
+            handler,
+            builder,
+            metrics,
+            settings,
+            signals,
+        };
+        // The handshake, waiting for its first byte included, has one deadline: a
+        // silent connection is cheap to hold only for so long.
+        let deadline = tokio::time::Instant::now() + served.settings.handshake_timeout;
+        let edge = &served.settings.edge;
+        // One check per connection when the pre-TLS steps are configured but have nothing
+        // to do (no host routed by server name): the ordinary path below is taken.
+        let prelude = edge.proxy_protocol.is_some()
+            || (acceptor.is_some() && edge.sni_hook.as_ref().is_some_and(|h| h.active()));
+        if prelude {
+            served.run_edge(stream, remote, acceptor, deadline).await;
+            return;
+        }
+        let Some(acceptor) = acceptor else {
+            served.finish(stream, remote, None).await;
+            return;
+        };
+        served.metrics.handshakes.inc();
+        if !served.handshake_started(&stream, deadline).await {
+            served.metrics.handshake_failures.inc();
+            tracing::debug!(listener = served.settings.name, remote = %remote, "no TLS handshake started");
+            return;
+        }
+        let tls = Termination {
+            acceptor,
+            deadline,
+            check: None,
+        };
+        served.finish(stream, remote, Some(tls)).await;
+    }
+}
+
+impl Served {
+    /// A client that has not started its handshake when accepting stops is idle, like a
+    /// keep-alive connection between requests: close it rather than hold the shutdown
+    /// until the timeout. One that has started is drained like the others. Pressure on
+    /// the connection budget closes it too.
+    async fn handshake_started(&self, stream: &TcpStream, deadline: tokio::time::Instant) -> bool {
+        let mut stopped = self.signals.stopped.clone();
+        let mut pressure = self.signals.pressure.clone();
+        let mut first = [0u8; 1];
+        tokio::select! {
+            biased;
+            peeked = tokio::time::timeout_at(deadline, stream.peek(&mut first)) => {
+                matches!(peeked, Ok(Ok(n)) if n > 0)
+            }
+            _ = stopped.wait_for(|s| *s) => false,
+            _ = pressure.changed() => false,
+        }
+    }
+
+    /// The listener's pre-TLS steps (`EdgeOptions`), then TLS or HTTP as usual.
+    async fn run_edge(
+        self,
+        stream: TcpStream,
+        remote: SocketAddr,
+        acceptor: Option<TlsAcceptor>,
+        deadline: tokio::time::Instant,
+    ) {
         let name = self.settings.name;
-        let Some(acceptor) = self.acceptor.clone() else {
+        let tls = acceptor.is_some();
+        if tls {
+            self.metrics.handshakes.inc();
+        }
+        let prelude = match edge::prelude(stream, remote, &self.settings.edge, tls, deadline, name)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                if tls {
+                    self.metrics.handshake_failures.inc();
+                }
+                tracing::debug!(listener = name, remote = %remote, error = %e, "connection closed before TLS or HTTP");
+                return;
+            }
+        };
+        let Some(acceptor) = acceptor else {
+            self.finish(prelude.stream, prelude.remote, None).await;
+            return;
+        };
+        let tls = match prelude.choice {
+            SniChoice::Default => Termination {
+                acceptor,
+                deadline,
+                check: None,
+            },
+            SniChoice::Tls { config, check } => Termination {
+                acceptor: TlsAcceptor::from(config),
+                deadline,
+                check: Some(check),
+            },
+            SniChoice::Splice(splice) => {
+                splice(prelude.stream, prelude.remote).await;
+                return;
+            }
+        };
+        self.finish(prelude.stream, prelude.remote, Some(tls)).await;
+    }
+
+    /// Terminates TLS when asked to, then serves HTTP.
+    async fn finish<S>(self, stream: S, remote: SocketAddr, tls: Option<Termination>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let name = self.settings.name;
+        let Some(tls) = tls else {
             let info = ConnInfo {
-                remote: self.remote,
+                remote,
                 local: self.local,
                 tls: false,
                 sni: None,
             };
-            let io = TimedIo::new(self.stream, self.settings.send_timeout);
+            let io = TimedIo::new(stream, self.settings.send_timeout);
             serve_http(
                 io,
                 info,
+                None,
                 self.handler,
                 &self.builder,
                 self.signals,
@@ -422,52 +574,29 @@ impl Conn {
             .await;
             return;
         };
-        self.metrics.handshakes.inc();
-        // The handshake, waiting for its first byte included, has one deadline: a
-        // silent connection is cheap to hold only for so long.
-        let deadline = tokio::time::Instant::now() + self.settings.handshake_timeout;
-        // A client that has not started its handshake when accepting stops is idle, like a
-        // keep-alive connection between requests: close it rather than hold the shutdown
-        // until the timeout. One that has started is drained like the others. Pressure on
-        // the connection budget closes it too.
-        let mut stopped = self.signals.stopped.clone();
-        let mut pressure = self.signals.pressure.clone();
-        let mut first = [0u8; 1];
-        let started = tokio::select! {
-            biased;
-            peeked = tokio::time::timeout_at(deadline, self.stream.peek(&mut first)) => {
-                matches!(peeked, Ok(Ok(n)) if n > 0)
-            }
-            _ = stopped.wait_for(|s| *s) => false,
-            _ = pressure.changed() => false,
-        };
-        if !started {
-            self.metrics.handshake_failures.inc();
-            tracing::debug!(listener = name, remote = %self.remote, "no TLS handshake started");
-            return;
-        }
-        let stream = match tokio::time::timeout_at(deadline, acceptor.accept(self.stream)).await {
+        let stream = match tokio::time::timeout_at(tls.deadline, tls.acceptor.accept(stream)).await
+        {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 self.metrics.handshake_failures.inc();
                 // Scanners and clients that distrust the certificate do this all day:
                 // not worth a warning each.
-                tracing::debug!(listener = name, remote = %self.remote, error = %e, "TLS handshake failed");
+                tracing::debug!(listener = name, remote = %remote, error = %e, "TLS handshake failed");
                 return;
             }
             Err(_) => {
                 self.metrics.handshake_failures.inc();
-                tracing::debug!(listener = name, remote = %self.remote, "TLS handshake timed out");
+                tracing::debug!(listener = name, remote = %remote, "TLS handshake timed out");
                 return;
             }
         };
-        let sni = stream
-            .get_ref()
-            .1
-            .server_name()
-            .map(str::to_ascii_lowercase);
+        let session = stream.get_ref().1;
+        let sni = session.server_name().map(str::to_ascii_lowercase);
+        let tag = tls
+            .check
+            .map(|check| check.check(session.peer_certificates()));
         let info = ConnInfo {
-            remote: self.remote,
+            remote,
             local: self.local,
             tls: true,
             sni,
@@ -476,6 +605,7 @@ impl Conn {
         serve_http(
             io,
             info,
+            tag,
             self.handler,
             &self.builder,
             self.signals,
@@ -492,6 +622,7 @@ impl Conn {
 async fn serve_http<I>(
     io: TimedIo<I>,
     info: ConnInfo,
+    tag: Option<ConnTag>,
     handler: Handler,
     builder: &HttpBuilder,
     mut signals: Signals,
@@ -506,7 +637,10 @@ async fn serve_http<I>(
         let activity = activity.clone();
         let shutdown = signals.shutdown.clone();
         let max_line = settings.max_header_line_bytes;
-        service_fn(move |req: Request<Incoming>| {
+        service_fn(move |mut req: Request<Incoming>| {
+            if let Some(tag) = &tag {
+                req.extensions_mut().insert(tag.clone());
+            }
             let h2 = req.version() == Version::HTTP_2;
             let guard = activity.start(h2);
             let answer = match oversized_header(&req, max_line) {

@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use rustls::ServerConfig;
 use rustls::server::ResolvesServerCert;
+use rustls::server::danger::ClientCertVerifier;
 
-use super::{TlsError, provider};
+use super::TlsError;
+use super::suites::TlsPolicy;
 
 /// ALPN protocols offered, most preferred first. hyper-util's auto builder serves both on
 /// any connection (it sniffs the h2 preface), so the list only steers the client.
@@ -46,11 +48,25 @@ pub fn server_config_with(
     resolver: Arc<dyn ResolvesServerCert>,
     resumption: Resumption,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+    server_config_for(resolver, resumption, &TlsPolicy::default(), None)
+}
+
+/// A server configuration with the versions and suites of `policy`, asking for client
+/// certificates when `client_auth` is given.
+pub fn server_config_for(
+    resolver: Arc<dyn ResolvesServerCert>,
+    resumption: Resumption,
+    policy: &TlsPolicy,
+    client_auth: Option<Arc<dyn ClientCertVerifier>>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let builder = ServerConfig::builder_with_provider(policy.provider.clone())
+        .with_protocol_versions(&policy.versions)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match client_auth {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     config.session_storage = if resumption.cache_size == 0 {
         Arc::new(rustls::server::NoServerSessionStorage {})

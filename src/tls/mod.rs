@@ -8,12 +8,15 @@ pub mod config;
 pub mod generate;
 pub mod reload;
 pub mod resolver;
+pub mod suites;
+pub mod x509_name;
 
 pub use client::client_config;
-pub use config::{Resumption, server_config, server_config_with};
+pub use config::{Resumption, server_config, server_config_for, server_config_with};
 pub use generate::{DevCerts, run_certs};
 pub use reload::CertReloader;
 pub use resolver::{CertMap, SniResolver};
+pub use suites::TlsPolicy;
 
 use std::sync::Arc;
 

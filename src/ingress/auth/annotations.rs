@@ -337,7 +337,6 @@ mod tests {
         assert!(!errors(&kind).is_empty());
         assert!(!errors(&[("satisfy", "some")]).is_empty());
         // Other auth-* annotations stay refused.
-        assert!(!errors(&[("auth-tls-secret", "ns/ca")]).is_empty());
         assert!(!errors(&[("auth-always-set-cookie", "true")]).is_empty());
     }
 
