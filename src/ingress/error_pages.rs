@@ -7,12 +7,14 @@
 //!
 //! Failure behaviour: if the error backend cannot be reached or fails, the caller sends
 //! the original answer; an error page never replaces a response with a worse one.
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Response, StatusCode, Version};
 use hyper::body::Incoming;
+use prometheus::{IntCounterVec, Opts};
 
 use crate::ingress::exchange::Exchange;
 use crate::ingress::forwarded;
@@ -22,6 +24,26 @@ use crate::ingress::tail::{Guards, Tail};
 use crate::ingress::upstream::Wire;
 
 static TEXT_HTML: HeaderValue = HeaderValue::from_static("text/html");
+
+/// `ingress_error_pages_total{service, outcome}`: pages fetched from an error backend
+/// (`served`) or not (`failed`, the original answer went out). Labels come from
+/// configuration only.
+fn record(service: &str, outcome: &str) {
+    static PAGES: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
+        IntCounterVec::new(
+            Opts::new(
+                "ingress_error_pages_total",
+                "Custom error pages fetched from an error backend, by outcome.",
+            ),
+            &["service", "outcome"],
+        )
+        .map(crate::metrics::register)
+        .ok()
+    });
+    if let Some(c) = PAGES.as_ref() {
+        c.with_label_values(&[service, outcome]).inc();
+    }
+}
 
 /// What the error page request needs from the original one.
 pub(crate) struct Original<'a> {
@@ -76,11 +98,13 @@ impl Proxy {
         };
         match self.exchange(route, error_backend, &page, tail).await {
             Ok((mut resp, guards)) => {
+                record(&error_backend.name, "served");
                 forwarded::strip_hop_by_hop(resp.headers_mut(), false);
                 *resp.status_mut() = original.status;
                 Some((resp, guards, page.read_timeout))
             }
             Err(failed) => {
+                record(&error_backend.name, "failed");
                 tracing::debug!(
                     backend = %error_backend.name,
                     status = %failed.status(),
