@@ -46,23 +46,30 @@ fn record(service: &str, outcome: &str) {
 }
 
 /// What the error page request needs from the original one.
-pub(crate) struct Original<'a> {
-    pub status: StatusCode,
+struct Original<'a> {
+    status: StatusCode,
     /// The backend the request was meant for (`namespace/service:port`).
-    pub backend: &'a Backend,
-    pub headers: &'a HeaderMap,
-    pub exchange: &'a Exchange,
+    backend: &'a Backend,
+    headers: &'a HeaderMap,
 }
 
 impl Proxy {
-    /// Fetches the error page from `error_backend`; `None` when that failed.
+    /// The error page for an answer with `status` on `route`, when its Ingress intercepts
+    /// that code and the error backend answered; `None` means: send the original answer.
     pub(crate) async fn error_page(
         &self,
         route: &Route,
-        error_backend: &Backend,
-        original: Original<'_>,
+        backend: &Backend,
+        status: StatusCode,
+        ex: &Exchange,
         tail: &mut Tail,
     ) -> Option<(Response<Incoming>, Guards, Duration)> {
+        let error_backend = route.policy.edge.as_deref()?.intercepts(status)?;
+        let original = Original {
+            status,
+            backend,
+            headers: &ex.headers,
+        };
         let headers = page_headers(route, &original, tail);
         let wire = match error_backend.protocol {
             UpstreamProtocol::Http1 => Wire::Http1,
@@ -71,14 +78,13 @@ impl Proxy {
             UpstreamProtocol::Grpcs => Wire::Grpcs,
         };
         let h2_authority = match wire.is_h2() {
-            true => original
+            true => ex
                 .headers
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .and_then(|h| h.parse().ok()),
             false => None,
         };
-        let ex = &original.exchange;
         let page = Exchange {
             method: Method::GET,
             headers,
@@ -100,7 +106,7 @@ impl Proxy {
             Ok((mut resp, guards)) => {
                 record(&error_backend.name, "served");
                 forwarded::strip_hop_by_hop(resp.headers_mut(), false);
-                *resp.status_mut() = original.status;
+                *resp.status_mut() = status;
                 Some((resp, guards, page.read_timeout))
             }
             Err(failed) => {
