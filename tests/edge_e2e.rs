@@ -489,6 +489,13 @@ async fn error_backend_failure_keeps_the_original_answer() {
     let r = send(gw, req(Method::GET, "errors.e2e.test", "/status/404", &[])).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.header("x-from"), Some("status-pod"));
+    let metrics = gw.admin_get("/metrics").await.unwrap().text();
+    assert!(
+        metrics.contains(
+            r#"portcullis_ingress_error_pages_total{outcome="failed",service="e2e/error-pages:80"}"#
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -418,6 +418,24 @@ mod tests {
     }
 
     #[test]
+    fn www_redirect_keeps_scheme_port_and_uri() {
+        let edge = EdgePolicy {
+            www_target: Some(Arc::from("example.com")),
+            ..EdgePolicy::default()
+        };
+        let r = edge.redirect_for("https", None, "/a/b?c=1").unwrap();
+        assert_eq!(r.status(), 308);
+        assert_eq!(r.headers()["location"], "https://example.com/a/b?c=1");
+        let r = edge.redirect_for("http", Some(8080), "/").unwrap();
+        assert_eq!(r.headers()["location"], "http://example.com:8080/");
+        assert!(
+            EdgePolicy::default()
+                .redirect_for("http", None, "/")
+                .is_none()
+        );
+    }
+
+    #[test]
     fn www_alias_and_errors() {
         let (edge, errors) = parse_map(&[
             ("from-to-www-redirect", "true"),

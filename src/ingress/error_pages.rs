@@ -7,12 +7,14 @@
 //!
 //! Failure behaviour: if the error backend cannot be reached or fails, the caller sends
 //! the original answer; an error page never replaces a response with a worse one.
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Response, StatusCode, Version};
 use hyper::body::Incoming;
+use prometheus::{IntCounterVec, Opts};
 
 use crate::ingress::exchange::Exchange;
 use crate::ingress::forwarded;
@@ -23,24 +25,51 @@ use crate::ingress::upstream::Wire;
 
 static TEXT_HTML: HeaderValue = HeaderValue::from_static("text/html");
 
+/// `ingress_error_pages_total{service, outcome}`: pages fetched from an error backend
+/// (`served`) or not (`failed`, the original answer went out). Labels come from
+/// configuration only.
+fn record(service: &str, outcome: &str) {
+    static PAGES: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
+        IntCounterVec::new(
+            Opts::new(
+                "ingress_error_pages_total",
+                "Custom error pages fetched from an error backend, by outcome.",
+            ),
+            &["service", "outcome"],
+        )
+        .map(crate::metrics::register)
+        .ok()
+    });
+    if let Some(c) = PAGES.as_ref() {
+        c.with_label_values(&[service, outcome]).inc();
+    }
+}
+
 /// What the error page request needs from the original one.
-pub(crate) struct Original<'a> {
-    pub status: StatusCode,
+struct Original<'a> {
+    status: StatusCode,
     /// The backend the request was meant for (`namespace/service:port`).
-    pub backend: &'a Backend,
-    pub headers: &'a HeaderMap,
-    pub exchange: &'a Exchange,
+    backend: &'a Backend,
+    headers: &'a HeaderMap,
 }
 
 impl Proxy {
-    /// Fetches the error page from `error_backend`; `None` when that failed.
+    /// The error page for an answer with `status` on `route`, when its Ingress intercepts
+    /// that code and the error backend answered; `None` means: send the original answer.
     pub(crate) async fn error_page(
         &self,
         route: &Route,
-        error_backend: &Backend,
-        original: Original<'_>,
+        backend: &Backend,
+        status: StatusCode,
+        ex: &Exchange,
         tail: &mut Tail,
     ) -> Option<(Response<Incoming>, Guards, Duration)> {
+        let error_backend = route.policy.edge.as_deref()?.intercepts(status)?;
+        let original = Original {
+            status,
+            backend,
+            headers: &ex.headers,
+        };
         let headers = page_headers(route, &original, tail);
         let wire = match error_backend.protocol {
             UpstreamProtocol::Http1 => Wire::Http1,
@@ -49,14 +78,13 @@ impl Proxy {
             UpstreamProtocol::Grpcs => Wire::Grpcs,
         };
         let h2_authority = match wire.is_h2() {
-            true => original
+            true => ex
                 .headers
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .and_then(|h| h.parse().ok()),
             false => None,
         };
-        let ex = &original.exchange;
         let page = Exchange {
             method: Method::GET,
             headers,
@@ -79,11 +107,13 @@ impl Proxy {
         };
         match self.exchange(route, error_backend, &page, tail).await {
             Ok((mut resp, guards)) => {
+                record(&error_backend.name, "served");
                 forwarded::strip_hop_by_hop(resp.headers_mut(), false);
-                *resp.status_mut() = original.status;
+                *resp.status_mut() = status;
                 Some((resp, guards, page.read_timeout))
             }
             Err(failed) => {
+                record(&error_backend.name, "failed");
                 tracing::debug!(
                     backend = %error_backend.name,
                     status = %failed.status(),

@@ -23,7 +23,6 @@ use crate::body::{self, Body};
 use crate::ingress::access_log::Entry;
 use crate::ingress::balancer::Balancer;
 use crate::ingress::cors::Cors;
-use crate::ingress::error_pages::Original;
 use crate::ingress::exchange::Exchange;
 use crate::ingress::forwarded::{self, Downstream};
 use crate::ingress::respond::generated;
@@ -471,40 +470,23 @@ impl Proxy {
             Ok(ok) => ok,
             Err(answer) => {
                 // Our own 502/503/504 get the error page too, as nginx's do.
-                let own = matches!(answer.status().as_u16(), 502..=504);
-                if own
-                    && let Some(edge) = policy.edge.as_deref()
-                    && let Some(pages) = edge.intercepts(answer.status())
+                if policy.edge.is_some()
+                    && matches!(answer.status().as_u16(), 502..=504)
+                    && let Some(page) = self
+                        .error_page(route, backend, answer.status(), &exchange, tail)
+                        .await
                 {
-                    let original = Original {
-                        status: answer.status(),
-                        backend,
-                        headers: &exchange.headers,
-                        exchange: &exchange,
-                    };
-                    if let Some((page, guards, read_timeout)) =
-                        self.error_page(route, pages, original, tail).await
-                    {
-                        return Outcome::Streamed(page, guards, read_timeout);
-                    }
+                    return Outcome::Streamed(page.0, page.1, page.2);
                 }
                 return Outcome::Answer(answer);
             }
         };
-        if let Some(edge) = policy.edge.as_deref()
-            && let Some(pages) = edge.intercepts(resp.status())
+        if policy.edge.is_some()
+            && let Some(page) = self
+                .error_page(route, backend, resp.status(), &exchange, tail)
+                .await
         {
-            let original = Original {
-                status: resp.status(),
-                backend,
-                headers: &exchange.headers,
-                exchange: &exchange,
-            };
-            if let Some((page, guards, read_timeout)) =
-                self.error_page(route, pages, original, tail).await
-            {
-                return Outcome::Streamed(page, guards, read_timeout);
-            }
+            return Outcome::Streamed(page.0, page.1, page.2);
         }
 
         *resp.version_mut() = parts.version;
