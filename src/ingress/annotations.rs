@@ -32,7 +32,7 @@ pub const PORTCULLIS_PREFIX: &str = "portcullis.io/";
 pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
 
 /// Annotations understood under both prefixes.
-const SHARED: &[&str] = &[
+pub(crate) const SHARED: &[&str] = &[
     "rewrite-target",
     "use-regex",
     "app-root",

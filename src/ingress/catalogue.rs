@@ -55,6 +55,8 @@ use Support::*;
 
 const BUFFERING: &str = "portcullis streams bodies in both directions and never spools them to disk, so nginx's buffer tuning has nothing to act on";
 const SNIPPET: &str = "raw nginx configuration is never honoured; express the intent with annotations or portcullis.io/request-headers and response-headers";
+const NEXT_UPSTREAM: &str =
+    "portcullis retries once on another endpoint when the request never reached the first";
 const NO_TRACING: &str = "no tracing exporter is built in; use the access log's request id (X-Request-ID) and the per-route metrics";
 
 /// Every documented ingress-nginx annotation, in name order.
@@ -94,7 +96,12 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
         NoOp("connections to the auth service are pooled anyway"),
     ),
     ("auth-method", Honoured),
-    ("auth-proxy-set-headers", Honoured),
+    (
+        "auth-proxy-set-headers",
+        Refused(
+            "it names a ConfigMap of headers, which portcullis does not read; serving without them could change what the auth service decides",
+        ),
+    ),
     ("auth-realm", Honoured),
     ("auth-request-redirect", Honoured),
     ("auth-response-headers", Honoured),
@@ -115,7 +122,12 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
             "`basic` only; `digest` refuses the Ingress, since serving it without authentication would open it",
         ),
     ),
-    ("auth-url", Honoured),
+    (
+        "auth-url",
+        Differs(
+            "http:// auth services only (https:// refuses the Ingress), with the common nginx variables",
+        ),
+    ),
     (
         "backend-protocol",
         Differs("HTTP, HTTPS, GRPC, GRPCS and H2C; AJP and FCGI refuse the Ingress"),
@@ -281,9 +293,9 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
         ),
     ),
     ("proxy-max-temp-file-size", NoOp(BUFFERING)),
-    ("proxy-next-upstream", Honoured),
-    ("proxy-next-upstream-timeout", Honoured),
-    ("proxy-next-upstream-tries", Honoured),
+    ("proxy-next-upstream", Unsupported(NEXT_UPSTREAM)),
+    ("proxy-next-upstream-timeout", Unsupported(NEXT_UPSTREAM)),
+    ("proxy-next-upstream-tries", Unsupported(NEXT_UPSTREAM)),
     ("proxy-read-timeout", Honoured),
     (
         "proxy-redirect-from",
@@ -297,9 +309,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("proxy-send-timeout", Honoured),
     (
         "proxy-ssl-ciphers",
-        Differs(
-            "rustls offers only modern AEAD suites; the list is checked but cannot add older ones",
-        ),
+        Unsupported("proxy-ssl-protocols; rustls offers only modern AEAD suites to backends"),
     ),
     ("proxy-ssl-name", Honoured),
     ("proxy-ssl-protocols", Honoured),
@@ -378,6 +388,26 @@ mod tests {
             assert_eq!(support(name), Some(*s));
         }
         assert_eq!(support("no-such-annotation"), None);
+    }
+
+    /// The catalogue promises what the parser does: an honoured annotation is read, and
+    /// one that is ignored or a no-op is not.
+    #[test]
+    fn catalogue_agrees_with_the_parser() {
+        use crate::ingress::annotations::SHARED;
+        for (name, s) in ANNOTATIONS {
+            match s {
+                Honoured | Differs(_) => assert!(SHARED.contains(name), "{name} is not parsed"),
+                NoOp(_) | Unsupported(_) => assert!(!SHARED.contains(name), "{name} is parsed"),
+                Refused(_) => {}
+            }
+        }
+        for name in SHARED {
+            assert!(
+                support(name).is_some(),
+                "{name} is parsed but not in the catalogue"
+            );
+        }
     }
 
     #[test]
