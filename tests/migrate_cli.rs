@@ -67,7 +67,8 @@ fn clean_ingresses_and_configmap_change_nothing() {
         serde_json::from_str(&std::fs::read_to_string(&settings).expect("settings written"))
             .expect("settings JSON");
     assert_eq!(written["proxy"]["readTimeoutSeconds"], 120);
-    assert_eq!(written["ingress"]["trustedCidrs"][0], "10.0.0.0/8");
+    assert_eq!(written["edge"]["proxyRealIpCidr"][0], "10.0.0.0/8");
+    assert_eq!(written["edge"]["useForwardedHeaders"], true);
 }
 
 #[test]

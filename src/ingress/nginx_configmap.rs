@@ -67,6 +67,12 @@ enum Conv {
     NotBool,
     /// A positive count.
     Count,
+    /// A whole number, zero included.
+    Number,
+    /// Text kept as it is.
+    Text,
+    /// A comma-separated list of whole numbers (status codes).
+    Numbers,
     /// A comma-separated list of strings.
     List,
     /// `worker-processes`: a count or `auto` (0: one per CPU).
@@ -106,8 +112,23 @@ fn rule(key: &str) -> Option<Rule> {
         "ssl-session-tickets" => Set("listeners.tlsSessionTickets", Bool),
         "disable-access-log" => Set("ingress.accessLog", NotBool),
         "worker-shutdown-timeout" => Set("shutdown.gracePeriodSeconds", Seconds),
-        "proxy-real-ip-cidr" => Set("ingress.trustedCidrs", List),
         "max-worker-connections" => Set("listeners.maxConnections", Count),
+        "use-forwarded-headers" => Set("edge.useForwardedHeaders", Bool),
+        "proxy-real-ip-cidr" => Set("edge.proxyRealIpCidr", List),
+        "compute-full-forwarded-for" => Set("edge.computeFullForwardedFor", Bool),
+        "use-proxy-protocol" => Set("edge.useProxyProtocol", Bool),
+        "proxy-protocol-header-timeout" => Set("edge.proxyProtocolHeaderTimeoutSeconds", Seconds),
+        "hsts" => Set("edge.hsts", Bool),
+        "hsts-max-age" => Set("edge.hstsMaxAge", Number),
+        "hsts-include-subdomains" => Set("edge.hstsIncludeSubdomains", Bool),
+        "hsts-preload" => Set("edge.hstsPreload", Bool),
+        "server-tokens" => Set("edge.serverTokens", Bool),
+        "ssl-protocols" => Set("edge.sslProtocols", Text),
+        "ssl-ciphers" => Set("edge.sslCiphers", Text),
+        "limit-req-status-code" => Set("proxy.limitReqStatusCode", Number),
+        "limit-conn-status-code" => Set("proxy.limitConnStatusCode", Number),
+        "custom-http-errors" => Set("proxy.customHttpErrors", Numbers),
+        "proxy-body-size" => Unsupported("the proxy-body-size annotation on each Ingress"),
         // Kept as they are.
         "client-body-buffer-size"
         | "client-header-buffer-size"
@@ -211,9 +232,9 @@ fn rule(key: &str) -> Option<Rule> {
         "ssl-reject-handshake" => {
             Unsupported("unknown names get the default certificate; use the allowlist to refuse")
         }
-        "enable-real-ip" | "forwarded-for-header" => {
-            Unsupported("ingress.trustedCidrs: X-Forwarded-For from those peers is believed")
-        }
+        "enable-real-ip" | "forwarded-for-header" => Unsupported(
+            "use-forwarded-headers with proxy-real-ip-cidr: X-Forwarded-For from those peers is believed",
+        ),
         "enable-access-log-for-default-backend" => {
             Unsupported("every request is logged, the default backend's too")
         }
@@ -241,9 +262,6 @@ fn rule(key: &str) -> Option<Rule> {
         "http2-max-concurrent-streams" | "http2-max-requests" => {
             NoOp("HTTP/2 stream limits are portcullis's own")
         }
-        "proxy-protocol-header-timeout" => {
-            NoOp("the PROXY header must arrive within the head timeout")
-        }
         _ => return None,
     })
 }
@@ -263,26 +281,31 @@ pub const KEYS_WITH_SETTINGS: &[&str] = &[
     "ssl-session-tickets",
     "disable-access-log",
     "worker-shutdown-timeout",
-    "proxy-real-ip-cidr",
     "max-worker-connections",
+    "use-forwarded-headers",
+    "proxy-real-ip-cidr",
+    "compute-full-forwarded-for",
+    "use-proxy-protocol",
+    "proxy-protocol-header-timeout",
+    "hsts",
+    "hsts-max-age",
+    "hsts-include-subdomains",
+    "hsts-preload",
+    "server-tokens",
+    "ssl-protocols",
+    "ssl-ciphers",
+    "limit-req-status-code",
+    "limit-conn-status-code",
+    "custom-http-errors",
 ];
 
 /// Translates the `data` of an ingress-nginx ConfigMap.
 pub fn translate(data: &BTreeMap<String, String>) -> Translation {
     let mut settings = Value::Object(Map::new());
     let mut keys = Vec::with_capacity(data.len());
-    let forwarded = data
-        .get("use-forwarded-headers")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     for (key, value) in data {
-        let status = match (key.as_str(), rule(key)) {
-            // ingress-nginx believes X-Forwarded-* only with use-forwarded-headers, from
-            // proxy-real-ip-cidr (default everyone); portcullis has one list for both.
-            ("use-forwarded-headers", _) => use_forwarded(value, data, &mut settings),
-            ("proxy-real-ip-cidr", _) if !forwarded => {
-                KeyStatus::NoOp("only read with use-forwarded-headers: true, as in ingress-nginx")
-            }
-            (_, Some(Rule::Set(path, conv))) => match convert(conv, value.trim()) {
+        let status = match rule(key) {
+            Some(Rule::Set(path, conv)) => match convert(conv, value.trim()) {
                 Ok(v) => {
                     set(&mut settings, path, v.clone());
                     KeyStatus::Setting {
@@ -292,9 +315,9 @@ pub fn translate(data: &BTreeMap<String, String>) -> Translation {
                 }
                 Err(e) => KeyStatus::Invalid(e),
             },
-            (_, Some(Rule::NoOp(why))) => KeyStatus::NoOp(why),
-            (_, Some(Rule::Unsupported(instead))) => KeyStatus::Unsupported(instead),
-            (_, None) => KeyStatus::Unknown,
+            Some(Rule::NoOp(why)) => KeyStatus::NoOp(why),
+            Some(Rule::Unsupported(instead)) => KeyStatus::Unsupported(instead),
+            None => KeyStatus::Unknown,
         };
         keys.push(KeyReport {
             key: key.clone(),
@@ -303,29 +326,6 @@ pub fn translate(data: &BTreeMap<String, String>) -> Translation {
         });
     }
     Translation { settings, keys }
-}
-
-fn use_forwarded(value: &str, data: &BTreeMap<String, String>, settings: &mut Value) -> KeyStatus {
-    match convert(Conv::Bool, value.trim()) {
-        Ok(Value::Bool(true)) => {
-            let cidrs = data
-                .get("proxy-real-ip-cidr")
-                .map(|v| v.as_str())
-                .unwrap_or("0.0.0.0/0");
-            match convert(Conv::List, cidrs) {
-                Ok(list) => {
-                    set(settings, "ingress.trustedCidrs", list.clone());
-                    KeyStatus::Setting {
-                        path: "ingress.trustedCidrs".into(),
-                        value: list,
-                    }
-                }
-                Err(e) => KeyStatus::Invalid(e),
-            }
-        }
-        Ok(_) => KeyStatus::NoOp("X-Forwarded-* from clients is not believed (the default)"),
-        Err(e) => KeyStatus::Invalid(e),
-    }
 }
 
 fn convert(conv: Conv, v: &str) -> Result<Value, String> {
@@ -337,6 +337,22 @@ fn convert(conv: Conv, v: &str) -> Result<Value, String> {
             Ok(n) if n > 0 => Ok(Value::from(n)),
             _ => Err("expected a positive whole number".into()),
         },
+        Conv::Number => v
+            .parse::<u64>()
+            .map(Value::from)
+            .map_err(|_| "expected a whole number".into()),
+        Conv::Text => Ok(Value::String(v.to_string())),
+        Conv::Numbers => v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<u64>()
+                    .map(Value::from)
+                    .map_err(|_| format!("{s:?} is not a whole number"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
         Conv::List => {
             let items: Vec<Value> = v
                 .split(',')
@@ -480,25 +496,25 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_headers_need_the_switch() {
-        let off = translate(&data(&[("proxy-real-ip-cidr", "10.0.0.0/8")]));
-        assert_eq!(off.settings, json!({}));
-        assert!(matches!(
-            status(&off, "proxy-real-ip-cidr"),
-            KeyStatus::NoOp(_)
-        ));
-        let on = translate(&data(&[
+    fn edge_keys_keep_their_ingress_nginx_meaning() {
+        let t = translate(&data(&[
             ("use-forwarded-headers", "true"),
             ("proxy-real-ip-cidr", "10.0.0.0/8, 192.168.0.0/16"),
+            ("use-proxy-protocol", "true"),
+            ("hsts-max-age", "0"),
+            ("custom-http-errors", "404,503"),
         ]));
         assert_eq!(
-            on.settings,
-            json!({"ingress": {"trustedCidrs": ["10.0.0.0/8", "192.168.0.0/16"]}})
-        );
-        let default = translate(&data(&[("use-forwarded-headers", "true")]));
-        assert_eq!(
-            default.settings,
-            json!({"ingress": {"trustedCidrs": ["0.0.0.0/0"]}})
+            t.settings,
+            json!({
+                "edge": {
+                    "useForwardedHeaders": true,
+                    "proxyRealIpCidr": ["10.0.0.0/8", "192.168.0.0/16"],
+                    "useProxyProtocol": true,
+                    "hstsMaxAge": 0,
+                },
+                "proxy": {"customHttpErrors": [404, 503]},
+            })
         );
     }
 
@@ -546,17 +562,21 @@ mod tests {
             let Some(Rule::Set(_, conv)) = rule(key) else {
                 panic!("{key} has no setting");
             };
-            let value = match conv {
-                Conv::Seconds => "30s",
-                Conv::Bool | Conv::NotBool => "true",
-                Conv::Count => "7",
-                Conv::List => "10.0.0.0/8",
-                Conv::Workers => "2",
-                Conv::HeaderBuffers => "4 8k",
+            let value = match (*key, conv) {
+                ("ssl-protocols", _) => "TLSv1.2 TLSv1.3",
+                ("ssl-ciphers", _) => "ECDHE-ECDSA-AES128-GCM-SHA256",
+                (_, Conv::Number) => "429",
+                (_, Conv::Numbers) => "404,503",
+                (_, Conv::Text) => "x",
+                (_, Conv::Seconds) => "30s",
+                (_, Conv::Bool | Conv::NotBool) => "true",
+                (_, Conv::Count) => "7",
+                (_, Conv::List) => "10.0.0.0/8",
+                (_, Conv::Workers) => "2",
+                (_, Conv::HeaderBuffers) => "4 8k",
             };
             pairs.push((*key, value));
         }
-        pairs.push(("use-forwarded-headers", "true"));
         let t = translate(&data(&pairs));
         assert!(
             t.keys
