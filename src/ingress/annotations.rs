@@ -71,6 +71,9 @@ const SHARED: &[&str] = &[
     "session-cookie-secure",
     "session-cookie-change-on-failure",
     "upstream-hash-by",
+    "proxy-next-upstream",
+    "proxy-next-upstream-tries",
+    "proxy-next-upstream-timeout",
 ];
 /// Annotations that exist only under `portcullis.io/`.
 const OWN: &[&str] = &["request-headers", "response-headers", "upgrade-protocols"];

@@ -25,6 +25,7 @@ pub mod inspect;
 pub mod live;
 pub mod log_writer;
 pub mod metric_labels;
+pub mod next_upstream;
 pub mod normalize;
 pub mod policy;
 pub mod problem;

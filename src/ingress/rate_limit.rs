@@ -253,14 +253,16 @@ impl Table {
                 &mut set[i]
             }
         };
+        // Connections first, as ingress-nginx orders its limits: a refused request does
+        // not use up rate budget.
+        if self.connections > 0 && slot.in_flight >= self.connections {
+            return Verdict::TooManyConnections;
+        }
         let second = conforms(slot.tat_second, self.second, now);
         let minute = conforms(slot.tat_minute, self.minute, now);
         let (Some(second), Some(minute)) = (second, minute) else {
             return Verdict::TooManyRequests;
         };
-        if self.connections > 0 && slot.in_flight >= self.connections {
-            return Verdict::TooManyConnections;
-        }
         slot.tat_second = second;
         slot.tat_minute = minute;
         if self.connections == 0 {
