@@ -37,8 +37,9 @@ pub(crate) struct Exchange {
     pub(crate) read_timeout: Duration,
     pub(crate) send_timeout: Duration,
     pub(crate) upgrade: bool,
-    /// Affinity or hashing, when the Ingress asks for either.
-    pub(crate) steer: Option<crate::ingress::traffic::Steer>,
+    /// Affinity or hashing, when the Ingress asks for either (boxed: most requests have
+    /// none, and the exchange lives in every request's future).
+    pub(crate) steer: Option<Box<crate::ingress::traffic::Steer>>,
 }
 
 /// Waits for the response head. The read timeout counts from the end of the request
@@ -155,7 +156,7 @@ impl Proxy {
                 _ => match self.pick_endpoint(
                     backend,
                     route.policy.balance,
-                    ex.steer.as_ref(),
+                    ex.steer.as_deref(),
                     exclude,
                 ) {
                     Some(p) => Target::Endpoint(p),

@@ -93,7 +93,7 @@ impl Traffic {
         self: &Arc<Self>,
         view: &RequestView<'_>,
         headers: &HeaderMap,
-    ) -> Option<Steer> {
+    ) -> Option<Box<Steer>> {
         let how = if let Some(a) = &self.affinity {
             let presented =
                 affinity::request_cookie(headers, &a.name).filter(|v| v.len() <= MAX_COOKIE_VALUE);
@@ -101,12 +101,12 @@ impl Traffic {
                 (Mode::Balanced, Some(v)) => How::Balanced(stable_hash(v.as_bytes())),
                 (Mode::Balanced, None) => {
                     let (token, key) = new_token();
-                    return Some(Steer {
+                    return Some(Box::new(Steer {
                         traffic: self.clone(),
                         how: How::Balanced(key),
                         cookie: Mutex::new(Some(token)),
                         user_agent: user_agent(a, headers),
-                    });
+                    }));
                 }
                 (Mode::Persistent, v) => {
                     How::Persistent(v.and_then(|v| u64::from_str_radix(v, 16).ok()))
@@ -115,12 +115,12 @@ impl Traffic {
         } else {
             How::Hash(self.hash_by.as_ref()?.key(view))
         };
-        Some(Steer {
+        Some(Box::new(Steer {
             traffic: self.clone(),
             how,
             cookie: Mutex::new(None),
             user_agent: self.affinity.as_ref().and_then(|a| user_agent(a, headers)),
-        })
+        }))
     }
 }
 
