@@ -251,7 +251,7 @@ impl Proxy {
                 path_and_query,
                 headers: req.headers(),
             };
-            steer = traffic.steer(&view, req.headers());
+            steer = traffic.steer(&view);
         }
 
         let (backend, _is_canary) =

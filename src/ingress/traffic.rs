@@ -89,11 +89,8 @@ impl Traffic {
 
     /// How this request's endpoint is to be chosen, when affinity or hashing applies.
     /// Reads the request head, so it runs before the head is taken apart.
-    pub(crate) fn steer(
-        self: &Arc<Self>,
-        view: &RequestView<'_>,
-        headers: &HeaderMap,
-    ) -> Option<Box<Steer>> {
+    pub(crate) fn steer(self: &Arc<Self>, view: &RequestView<'_>) -> Option<Box<Steer>> {
+        let headers = view.headers;
         let how = if let Some(a) = &self.affinity {
             let presented =
                 affinity::request_cookie(headers, &a.name).filter(|v| v.len() <= MAX_COOKIE_VALUE);
