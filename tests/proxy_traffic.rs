@@ -638,3 +638,48 @@ async fn next_upstream_timeout_condition_and_time_limit() {
     let got = statuses_of(&c, "GET", &proxy.url("/"), 2).await;
     assert!(got.contains(&504), "{got:?}");
 }
+
+#[tokio::test]
+async fn limits_key_on_the_client_behind_a_trusted_proxy() {
+    let pod = pod("127.0.0.165").await;
+    let p = policy(&[
+        ("nginx.ingress.kubernetes.io/limit-rpm", "1"),
+        ("nginx.ingress.kubernetes.io/limit-burst-multiplier", "1"),
+        ("nginx.ingress.kubernetes.io/limit-allowlist", "203.0.113.9"),
+    ]);
+    let config = ProxyConfig {
+        trusted_proxies: vec!["127.0.0.166/32".parse().unwrap()],
+        ..ProxyConfig::default()
+    };
+    let proxy = start_proxy(route(backend("default/web:80", &[pod]), p), config).await;
+    let url = proxy.url("/");
+    let balancer = client_from("127.0.0.166");
+    let as_client = |xff: &'static str| {
+        let (balancer, url) = (balancer.clone(), url.clone());
+        async move {
+            let mut out = Vec::new();
+            for _ in 0..3 {
+                let r = get_with_header(&balancer, &url, "x-forwarded-for", xff).await;
+                out.push(r.status.as_u16());
+            }
+            out
+        }
+    };
+    // Two clients behind the same trusted balancer: each has its own budget.
+    assert_eq!(as_client("198.51.100.1").await, [200, 200, 503]);
+    assert_eq!(as_client("198.51.100.2").await, [200, 200, 503]);
+    // The allowlist is matched against the same address.
+    assert_eq!(as_client("203.0.113.9").await, [200, 200, 200]);
+    // An untrusted peer's X-Forwarded-For is ignored: it is limited as itself.
+    let direct = client_from("127.0.0.167");
+    let mut got = Vec::new();
+    for xff in ["198.51.100.3", "198.51.100.4", "198.51.100.5"] {
+        got.push(
+            get_with_header(&direct, &url, "x-forwarded-for", xff)
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    assert_eq!(got, [200, 200, 503]);
+}
