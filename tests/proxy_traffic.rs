@@ -98,8 +98,8 @@ async fn configured_status_codes() {
         ("portcullis.io/limit-connections", "1"),
     ]);
     let mut config = ProxyConfig::default();
-    config.limit_status.request = http::StatusCode::TOO_MANY_REQUESTS;
-    config.limit_status.connection = http::StatusCode::from_u16(508).unwrap();
+    config.limits.request = http::StatusCode::TOO_MANY_REQUESTS;
+    config.limits.connection = http::StatusCode::from_u16(508).unwrap();
     let proxy = start_proxy(route(backend("default/web:80", &[slow]), p), config).await;
     let url = proxy.url("/");
     let c = client_from("127.0.0.156");

@@ -79,8 +79,9 @@ pub struct ProxyConfig {
     /// timeout, then get 503.
     pub max_concurrency_per_endpoint: usize,
     pub upstream: UpstreamSettings,
-    /// Status codes of requests refused by an Ingress's rate or connection limit.
-    pub limit_status: crate::ingress::rate_limit::LimitStatus,
+    /// Status codes of requests refused by an Ingress's rate or connection limit, and
+    /// how many client addresses each limited Ingress remembers.
+    pub limits: crate::ingress::rate_limit::LimitSettings,
 }
 
 impl Default for ProxyConfig {
@@ -95,7 +96,7 @@ impl Default for ProxyConfig {
             https_redirect_port: None,
             max_concurrency_per_endpoint: 1024,
             upstream: UpstreamSettings::default(),
-            limit_status: Default::default(),
+            limits: Default::default(),
         }
     }
 }
@@ -126,7 +127,7 @@ impl Proxy {
             balancer: Balancer::new(config.max_concurrency_per_endpoint),
             upstreams: Upstreams::new(config.upstream.clone()),
             tunnels: Tunnels::default(),
-            limits: Default::default(),
+            limits: crate::ingress::rate_limit::Registry::new(config.limits.table_size),
             config,
         }
     }

@@ -68,7 +68,7 @@ impl Traffic {
         tail: &mut Tail,
     ) -> Option<Response<Body>> {
         if let Some(limits) = &self.limits {
-            let status = proxy.config.limit_status;
+            let status = proxy.config.limits;
             match limits.check(&proxy.limits, &route.ingress, client) {
                 Verdict::Pass(guard) => tail.hold = guard,
                 Verdict::TooManyRequests => {
