@@ -69,6 +69,11 @@ async fn rate_limit_per_client_address_with_allowlist() {
     let refused = get(&client_from("127.0.0.151"), &url).await;
     assert_eq!(refused.headers["server"], "portcullis");
     assert!(refused.text().contains("rate limit"), "{}", refused.text());
+    let metrics = String::from_utf8(portcullis::metrics::encode()).unwrap();
+    assert!(
+        metrics.contains(r#"ingress_limited_requests_total{ingress="default/web",reason="rate"}"#),
+        "{metrics}"
+    );
     // Another address has its own budget.
     let second = statuses(&client_from("127.0.0.152"), &url, 5).await;
     assert_eq!(second, [200, 200, 200, 200, 503]);
