@@ -203,6 +203,9 @@ pub struct ProxySettings {
     /// 400 to 599, default 503.
     pub limit_req_status_code: crate::ingress::rate_limit::RefusalCode,
     pub limit_conn_status_code: crate::ingress::rate_limit::RefusalCode,
+    /// Client addresses remembered per Ingress with `limit-*` annotations (about 50 bytes
+    /// each, allocated on the Ingress's first request).
+    pub limit_table_size: usize,
 }
 
 impl Default for ProxySettings {
@@ -223,6 +226,7 @@ impl Default for ProxySettings {
             custom_http_errors: Vec::new(),
             limit_req_status_code: Default::default(),
             limit_conn_status_code: Default::default(),
+            limit_table_size: p.limits.table_size,
         }
     }
 }
@@ -249,9 +253,10 @@ impl ProxySettings {
         u.h2_keep_alive_interval = secs(self.upstream_http2_ping_interval_seconds);
         u.h2_keep_alive_timeout = secs(self.upstream_http2_ping_timeout_seconds);
         u.h2_idle_timeout = secs(self.upstream_http2_idle_timeout_seconds);
-        config.limit_status = crate::ingress::rate_limit::LimitStatus {
+        config.limits = crate::ingress::rate_limit::LimitSettings {
             request: self.limit_req_status_code.0,
             connection: self.limit_conn_status_code.0,
+            table_size: self.limit_table_size,
         };
     }
 }
@@ -513,16 +518,17 @@ shutdown: {drainDelaySeconds: 7}
     fn limit_status_codes() {
         let s = Settings::parse(
             "t",
-            "proxy: {limitReqStatusCode: 429, limitConnStatusCode: 503}\n",
+            "proxy: {limitReqStatusCode: 429, limitConnStatusCode: 503, limitTableSize: 1000}\n",
         )
         .unwrap();
         let mut config = crate::ingress::gateway::ProxyConfig::default();
         s.proxy.apply(&mut config);
-        assert_eq!(config.limit_status.request, 429);
-        assert_eq!(config.limit_status.connection, 503);
+        assert_eq!(config.limits.request, 429);
+        assert_eq!(config.limits.connection, 503);
+        assert_eq!(config.limits.table_size, 1000);
         assert_eq!(
             crate::ingress::gateway::ProxyConfig::default()
-                .limit_status
+                .limits
                 .request,
             503
         );

@@ -69,6 +69,11 @@ async fn rate_limit_per_client_address_with_allowlist() {
     let refused = get(&client_from("127.0.0.151"), &url).await;
     assert_eq!(refused.headers["server"], "portcullis");
     assert!(refused.text().contains("rate limit"), "{}", refused.text());
+    let metrics = String::from_utf8(portcullis::metrics::encode()).unwrap();
+    assert!(
+        metrics.contains(r#"ingress_limited_requests_total{ingress="default/web",reason="rate"}"#),
+        "{metrics}"
+    );
     // Another address has its own budget.
     let second = statuses(&client_from("127.0.0.152"), &url, 5).await;
     assert_eq!(second, [200, 200, 200, 200, 503]);
@@ -98,8 +103,8 @@ async fn configured_status_codes() {
         ("portcullis.io/limit-connections", "1"),
     ]);
     let mut config = ProxyConfig::default();
-    config.limit_status.request = http::StatusCode::TOO_MANY_REQUESTS;
-    config.limit_status.connection = http::StatusCode::from_u16(508).unwrap();
+    config.limits.request = http::StatusCode::TOO_MANY_REQUESTS;
+    config.limits.connection = http::StatusCode::from_u16(508).unwrap();
     let proxy = start_proxy(route(backend("default/web:80", &[slow]), p), config).await;
     let url = proxy.url("/");
     let c = client_from("127.0.0.156");
@@ -465,4 +470,221 @@ async fn change_on_failure_points_the_cookie_at_the_pod_that_answered() {
             false => assert!(issued(&r).is_none(), "the client keeps its cookie"),
         }
     }
+}
+
+/// A pod that answers every request with `status`.
+async fn failing_pod(ip: &str, status: u16) -> SocketAddr {
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| async move {
+                    let mut resp =
+                        http::Response::new(Full::new(bytes::Bytes::from_static(b"pod says no")));
+                    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn statuses_of(c: &TestClient, method: &str, url: &str, n: usize) -> Vec<u16> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let req = Request::builder()
+            .method(method)
+            .uri(url)
+            .body(Full::default())
+            .unwrap();
+        out.push(send(c, req).await.status.as_u16());
+    }
+    out
+}
+
+#[tokio::test]
+async fn next_upstream_passes_listed_statuses_on() {
+    let bad = failing_pod("127.0.0.190", 503).await;
+    let good = pod("127.0.0.191").await;
+    let c = client();
+    let rr = ("nginx.ingress.kubernetes.io/load-balance", "round_robin");
+    // Without the annotation a 503 is an answer like any other: round robin hands every
+    // other request to the failing pod.
+    let proxy = start_proxy(
+        route(backend("default/web:80", &[bad, good]), policy(&[rr])),
+        ProxyConfig::default(),
+    )
+    .await;
+    let plain = statuses_of(&c, "GET", &proxy.url("/"), 6).await;
+    assert_eq!(plain.iter().filter(|s| **s == 503).count(), 3, "{plain:?}");
+
+    let listed = policy(&[
+        rr,
+        (
+            "nginx.ingress.kubernetes.io/proxy-next-upstream",
+            "error timeout http_503",
+        ),
+    ]);
+    proxy.set_route(route(backend("default/web:80", &[bad, good]), listed));
+    let gets = statuses_of(&c, "GET", &proxy.url("/"), 6).await;
+    assert_eq!(gets, [200; 6]);
+    // POST is not idempotent: its 503s stay, unless non_idempotent allows a resend.
+    let posts = statuses_of(&c, "POST", &proxy.url("/"), 6).await;
+    assert_eq!(posts.iter().filter(|s| **s == 503).count(), 3, "{posts:?}");
+    let any_method = policy(&[
+        rr,
+        (
+            "nginx.ingress.kubernetes.io/proxy-next-upstream",
+            "http_503 non_idempotent",
+        ),
+    ]);
+    proxy.set_route(route(backend("default/web:80", &[bad, good]), any_method));
+    assert_eq!(statuses_of(&c, "POST", &proxy.url("/"), 6).await, [200; 6]);
+
+    // Both pods failing: the last pod's own answer reaches the client.
+    let bad2 = failing_pod("127.0.0.192", 503).await;
+    let both = policy(&[
+        (
+            "nginx.ingress.kubernetes.io/proxy-next-upstream",
+            "http_503",
+        ),
+        ("nginx.ingress.kubernetes.io/proxy-next-upstream-tries", "3"),
+    ]);
+    proxy.set_route(route(backend("default/web:80", &[bad, bad2]), both));
+    let r = get(&c, &proxy.url("/")).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.text(), "pod says no");
+}
+
+#[tokio::test]
+async fn next_upstream_off_and_tries_limit_connect_retries() {
+    let dead = dead_addr("127.0.0.194").await;
+    let good = pod("127.0.0.195").await;
+    let c = client();
+    let rr = ("nginx.ingress.kubernetes.io/load-balance", "round_robin");
+    // `off`: the refused connection is the answer (502) for every other request.
+    let off = policy(&[
+        rr,
+        ("nginx.ingress.kubernetes.io/proxy-next-upstream", "off"),
+    ]);
+    let proxy = start_proxy(
+        route(backend("default/web:80", &[dead, good]), off),
+        ProxyConfig::default(),
+    )
+    .await;
+    let got = statuses_of(&c, "GET", &proxy.url("/"), 4).await;
+    assert!(got.contains(&502), "{got:?}");
+    // The default conditions retry it.
+    let on = policy(&[
+        rr,
+        ("nginx.ingress.kubernetes.io/proxy-next-upstream-tries", "2"),
+    ]);
+    let fresh = start_proxy(
+        route(backend("default/web:80", &[dead, good]), on),
+        ProxyConfig::default(),
+    )
+    .await;
+    assert_eq!(statuses_of(&c, "GET", &fresh.url("/"), 4).await, [200; 4]);
+}
+
+#[tokio::test]
+async fn next_upstream_timeout_condition_and_time_limit() {
+    let slow = slow_pod("127.0.0.197", Duration::from_secs(3)).await;
+    let fast = pod("127.0.0.198").await;
+    let c = client();
+    let base = [
+        ("nginx.ingress.kubernetes.io/load-balance", "round_robin"),
+        ("nginx.ingress.kubernetes.io/proxy-read-timeout", "300ms"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut all = base.to_vec();
+        all.extend_from_slice(extra);
+        policy(&all)
+    };
+    // `timeout` listed: a pod too slow for the read timeout is passed over.
+    let proxy = start_proxy(
+        route(
+            backend("default/web:80", &[slow, fast]),
+            with(&[("nginx.ingress.kubernetes.io/proxy-next-upstream", "timeout")]),
+        ),
+        ProxyConfig::default(),
+    )
+    .await;
+    assert_eq!(statuses_of(&c, "GET", &proxy.url("/"), 4).await, [200; 4]);
+    // Not listed: 504 as before.
+    proxy.set_route(route(
+        backend("default/web:80", &[slow, fast]),
+        with(&[("nginx.ingress.kubernetes.io/proxy-next-upstream", "error")]),
+    ));
+    let got = statuses_of(&c, "GET", &proxy.url("/"), 4).await;
+    assert!(got.contains(&504), "{got:?}");
+    // A time limit already spent by the first attempt stops the retry.
+    let limited = policy(&[
+        ("nginx.ingress.kubernetes.io/load-balance", "round_robin"),
+        ("nginx.ingress.kubernetes.io/proxy-read-timeout", "1"),
+        ("nginx.ingress.kubernetes.io/proxy-next-upstream", "timeout"),
+        (
+            "nginx.ingress.kubernetes.io/proxy-next-upstream-timeout",
+            "1",
+        ),
+    ]);
+    proxy.set_route(route(backend("default/web:80", &[slow, fast]), limited));
+    let got = statuses_of(&c, "GET", &proxy.url("/"), 2).await;
+    assert!(got.contains(&504), "{got:?}");
+}
+
+#[tokio::test]
+async fn limits_key_on_the_client_behind_a_trusted_proxy() {
+    let pod = pod("127.0.0.165").await;
+    let p = policy(&[
+        ("nginx.ingress.kubernetes.io/limit-rpm", "1"),
+        ("nginx.ingress.kubernetes.io/limit-burst-multiplier", "1"),
+        ("nginx.ingress.kubernetes.io/limit-allowlist", "203.0.113.9"),
+    ]);
+    let config = ProxyConfig {
+        trusted_proxies: vec!["127.0.0.166/32".parse().unwrap()],
+        ..ProxyConfig::default()
+    };
+    let proxy = start_proxy(route(backend("default/web:80", &[pod]), p), config).await;
+    let url = proxy.url("/");
+    let balancer = client_from("127.0.0.166");
+    let as_client = |xff: &'static str| {
+        let (balancer, url) = (balancer.clone(), url.clone());
+        async move {
+            let mut out = Vec::new();
+            for _ in 0..3 {
+                let r = get_with_header(&balancer, &url, "x-forwarded-for", xff).await;
+                out.push(r.status.as_u16());
+            }
+            out
+        }
+    };
+    // Two clients behind the same trusted balancer: each has its own budget.
+    assert_eq!(as_client("198.51.100.1").await, [200, 200, 503]);
+    assert_eq!(as_client("198.51.100.2").await, [200, 200, 503]);
+    // The allowlist is matched against the same address.
+    assert_eq!(as_client("203.0.113.9").await, [200, 200, 200]);
+    // An untrusted peer's X-Forwarded-For is ignored: it is limited as itself.
+    let direct = client_from("127.0.0.167");
+    let mut got = Vec::new();
+    for xff in ["198.51.100.3", "198.51.100.4", "198.51.100.5"] {
+        got.push(
+            get_with_header(&direct, &url, "x-forwarded-for", xff)
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    assert_eq!(got, [200, 200, 503]);
 }

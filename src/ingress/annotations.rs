@@ -120,6 +120,9 @@ pub(crate) const SHARED: &[&str] = &[
     "proxy-ssl-server-name",
     "proxy-ssl-verify-depth",
     "proxy-ssl-protocols",
+    "proxy-next-upstream",
+    "proxy-next-upstream-tries",
+    "proxy-next-upstream-timeout",
 ];
 /// Annotations that exist only under `portcullis.io/`.
 const OWN: &[&str] = &["request-headers", "response-headers", "upgrade-protocols"];

@@ -293,9 +293,12 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
         ),
     ),
     ("proxy-max-temp-file-size", NoOp(BUFFERING)),
-    ("proxy-next-upstream", Unsupported(NEXT_UPSTREAM)),
-    ("proxy-next-upstream-timeout", Unsupported(NEXT_UPSTREAM)),
-    ("proxy-next-upstream-tries", Unsupported(NEXT_UPSTREAM)),
+    ("proxy-next-upstream", Differs(NEXT_UPSTREAM)),
+    ("proxy-next-upstream-timeout", Honoured),
+    (
+        "proxy-next-upstream-tries",
+        Differs("0 means 16 tries rather than no limit"),
+    ),
     ("proxy-read-timeout", Honoured),
     (
         "proxy-redirect-from",

@@ -37,8 +37,9 @@ pub(crate) struct Exchange {
     pub(crate) read_timeout: Duration,
     pub(crate) send_timeout: Duration,
     pub(crate) upgrade: bool,
-    /// Affinity or hashing, when the Ingress asks for either.
-    pub(crate) steer: Option<crate::ingress::traffic::Steer>,
+    /// Affinity or hashing, when the Ingress asks for either (boxed: most requests have
+    /// none, and the exchange lives in every request's future).
+    pub(crate) steer: Option<Box<crate::ingress::traffic::Steer>>,
     /// `proxy-ssl-*`: pools with the Ingress's own TLS settings, for TLS wires.
     pub(crate) backend_tls: Option<Arc<crate::ingress::backend_tls::BackendTls>>,
 }
@@ -135,7 +136,21 @@ impl Proxy {
     ) -> Result<(Response<Incoming>, Guards), Response<Body>> {
         let mut exclude: Option<SocketAddr> = None;
         let mut last_failure: Option<Response<Body>> = None;
-        for attempt in 0..2u8 {
+        // `proxy-next-upstream*` when the Ingress sets them, else the built-in rule.
+        let next = route
+            .policy
+            .traffic
+            .as_ref()
+            .and_then(|t| t.next_upstream.as_ref());
+        let attempts = next.map_or(2, |n| n.tries);
+        let began = next.map(|_| Instant::now());
+        // Another attempt may follow this one (checked when it has failed, so the time
+        // limit counts the failure too).
+        let more = |attempt: u8| {
+            attempt + 1 < attempts
+                && began.is_none_or(|b| next.is_none_or(|n| n.in_time(b.elapsed())))
+        };
+        for attempt in 0..attempts {
             // An ExternalName backend never has endpoints (backends::resolve), so this
             // costs the endpoint load only where it is needed.
             let target = match &backend.external {
@@ -143,7 +158,7 @@ impl Proxy {
                 _ => match self.pick_endpoint(
                     backend,
                     route.policy.balance,
-                    ex.steer.as_ref(),
+                    ex.steer.as_deref(),
                     exclude,
                 ) {
                     Some(p) => Target::Endpoint(p),
@@ -252,6 +267,24 @@ impl Proxy {
                         s.observe(elapsed);
                         s.health.record_success();
                     }
+                    // With one endpoint there is nobody to pass to: its own answer beats
+                    // a generated copy.
+                    if let Some(n) = next
+                        && more(attempt)
+                        && n.on_status(resp.status())
+                        && resendable(ex, n)
+                        && backend.endpoints.load().eligible.len() > 1
+                    {
+                        metrics::record_upstream_error(&backend.name, "status");
+                        last_failure = Some(generated(
+                            resp.status(),
+                            format!("upstream {authority} answered {}", resp.status()),
+                        ));
+                        exclude = target.addr();
+                        drop((resp, lease, guards));
+                        route.metrics.retry(&backend.name);
+                        continue;
+                    }
                     let mut guards = guards;
                     guards._lease = Some(lease);
                     return Ok((resp, guards));
@@ -262,13 +295,23 @@ impl Proxy {
                         s.observe(elapsed);
                     }
                     metrics::record_upstream_error(&backend.name, "read_timeout");
-                    return Err(generated(
+                    let answer = generated(
                         StatusCode::GATEWAY_TIMEOUT,
                         format!(
                             "upstream {authority} sent no response headers within {:?}",
                             ex.read_timeout
                         ),
-                    ));
+                    );
+                    match next {
+                        Some(n) if more(attempt) && n.timeout && resendable(ex, n) => {
+                            last_failure = Some(answer);
+                            exclude = target.addr();
+                            drop(guards);
+                            route.metrics.retry(&backend.name);
+                            continue;
+                        }
+                        _ => return Err(answer),
+                    }
                 }
                 Err(HeadTimeout::BodyStalled) => {
                     metrics::record_upstream_error(&backend.name, "send_timeout");
@@ -311,7 +354,11 @@ impl Proxy {
                     }
                     exclude = target.addr();
                     last_failure = Some(generated(StatusCode::BAD_GATEWAY, message));
-                    !body_started
+                    let wanted = next.is_none_or(|n| match kind {
+                        upstream::ConnectKind::Timeout => n.timeout,
+                        _ => n.error,
+                    });
+                    !body_started && wanted
                 }
                 UpstreamError::Failed(e) => {
                     metrics::record_upstream_error(&backend.name, "send");
@@ -321,17 +368,29 @@ impl Proxy {
                         StatusCode::BAD_GATEWAY,
                         format!("upstream {authority} failed: {reason}"),
                     ));
-                    is_idempotent(&ex.method) && !body_started && !ex.upgrade
+                    match next {
+                        None => is_idempotent(&ex.method) && !body_started && !ex.upgrade,
+                        Some(n) => n.error && resendable(ex, n),
+                    }
                 }
             };
             drop(guards);
-            if !retryable || attempt == 1 {
+            if !retryable || !more(attempt) {
                 break;
             }
             route.metrics.retry(&backend.name);
         }
         Err(last_failure.unwrap_or_else(|| generated(StatusCode::BAD_GATEWAY, "upstream failed")))
     }
+}
+
+/// Whether a request may be sent again under `proxy-next-upstream`: its body (if any)
+/// has not started streaming, it is no upgrade, and its method is idempotent unless
+/// `non_idempotent` allows any.
+fn resendable(ex: &Exchange, n: &crate::ingress::next_upstream::NextUpstream) -> bool {
+    (is_idempotent(&ex.method) || n.non_idempotent)
+        && !ex.slot.as_ref().is_some_and(|s| s.claimed())
+        && !ex.upgrade
 }
 
 fn is_idempotent(m: &Method) -> bool {

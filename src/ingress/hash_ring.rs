@@ -7,10 +7,13 @@
 //! by one replica must mean the same on the others.
 //!
 //! A ring is built once per endpoint set: the cache is keyed by the `EndpointSet`
-//! pointer an `EndpointCell` hands out, which changes exactly when the endpoints do.
+//! pointer an `EndpointCell` hands out, which changes exactly when the endpoints do. One
+//! request builds it; requests arriving meanwhile keep using the previous ring of the
+//! same backend (a moment of the old endpoint list, as any in-flight request has)
+//! rather than each building their own.
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
@@ -18,9 +21,13 @@ use crate::ingress::snapshot::{Backend, EndpointSet};
 
 /// Points per endpoint: enough that each endpoint's share of the keys stays within a
 /// few percent of 1/N.
-const POINTS_PER_ENDPOINT: u32 = 160;
+const POINTS_PER_ENDPOINT: usize = 160;
+/// Points per ring at most (2 MB): past 819 endpoints each gets fewer points (never
+/// under `MIN_POINTS`), trading some evenness for bounded memory and build time.
+const MAX_POINTS: usize = 1 << 17;
+const MIN_POINTS: usize = 16;
 /// Rings kept per policy: one per backend it routes to, plus sets just replaced.
-const CACHED_RINGS: usize = 8;
+const CACHED_RINGS: usize = 16;
 
 /// A deterministic 64-bit hash, fed in pieces.
 #[derive(Debug, Clone, Copy)]
@@ -86,9 +93,10 @@ impl Ring {
             eligible.iter().map(|a| (*a, endpoint_id(*a))).collect();
         nodes.sort_unstable();
         nodes.dedup();
-        let mut points = Vec::with_capacity(nodes.len() * POINTS_PER_ENDPOINT as usize);
+        let per = (MAX_POINTS / nodes.len().max(1)).clamp(MIN_POINTS, POINTS_PER_ENDPOINT);
+        let mut points = Vec::with_capacity(nodes.len() * per);
         for (i, (addr, _)) in nodes.iter().enumerate() {
-            for p in 0..POINTS_PER_ENDPOINT {
+            for p in 0..per {
                 let mut h = StableHasher::default();
                 let _ = fmt::Write::write_fmt(&mut h, format_args!("{addr}#{p}"));
                 points.push((h.finish(), i as u32));
@@ -139,28 +147,61 @@ impl Ring {
 
 /// Rings by endpoint set, rebuilt only when a backend's set is replaced.
 #[derive(Debug, Default)]
-pub struct RingCache(ArcSwap<Vec<(Arc<EndpointSet>, Arc<Ring>)>>);
+pub struct RingCache {
+    rings: ArcSwap<Vec<Cached>>,
+    /// Held while one request builds a ring.
+    building: Mutex<()>,
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    /// The backend's name: a ring of an earlier set of the same Service port may stand
+    /// in while the new one is built.
+    backend: Arc<str>,
+    set: Arc<EndpointSet>,
+    ring: Arc<Ring>,
+}
 
 impl RingCache {
     /// The ring of `backend`'s current endpoints.
     pub fn ring(&self, backend: &Backend) -> Arc<Ring> {
         let set = backend.endpoints.load();
-        if let Some((_, ring)) = self.0.load().iter().find(|(s, _)| Arc::ptr_eq(s, &set)) {
-            return ring.clone();
+        let cached = self.rings.load();
+        if let Some(c) = cached.iter().find(|c| Arc::ptr_eq(&c.set, &set)) {
+            return c.ring.clone();
+        }
+        let stale = cached
+            .iter()
+            .rev()
+            .find(|c| c.backend == backend.name)
+            .map(|c| c.ring.clone());
+        drop(cached);
+        let _building = match (self.building.try_lock(), stale) {
+            (Ok(guard), _) => guard,
+            (Err(_), Some(stale)) => return stale,
+            (Err(_), None) => self.building.lock().unwrap_or_else(|e| e.into_inner()),
+        };
+        // Built by the request that held the lock before us?
+        if let Some(c) = self.rings.load().iter().find(|c| Arc::ptr_eq(&c.set, &set)) {
+            return c.ring.clone();
         }
         let ring = Arc::new(Ring::new(&set.eligible));
-        let set: Arc<EndpointSet> = Arc::clone(&set);
-        self.0.rcu(|cached| {
-            let mut next: Vec<_> = cached
+        let entry = Cached {
+            backend: backend.name.clone(),
+            set: Arc::clone(&set),
+            ring: ring.clone(),
+        };
+        self.rings.rcu(|cached| {
+            let mut next: Vec<Cached> = cached
                 .iter()
-                // A set only this cache holds has been replaced everywhere.
-                .filter(|(s, _)| Arc::strong_count(s) > 1 && !Arc::ptr_eq(s, &set))
+                // A set nobody but this cache holds has been replaced everywhere.
+                .filter(|c| Arc::strong_count(&c.set) > 1 && !Arc::ptr_eq(&c.set, &entry.set))
                 .cloned()
                 .collect();
             if next.len() >= CACHED_RINGS {
                 next.remove(0);
             }
-            next.push((set.clone(), ring.clone()));
+            next.push(entry.clone());
             next
         });
         ring
@@ -272,9 +313,18 @@ mod tests {
         assert!(!Arc::ptr_eq(&a, &c));
         assert_eq!(c.nodes.len(), 2);
         assert_eq!(
-            cache.0.load().len(),
+            cache.rings.load().len(),
             1,
             "the replaced set's ring is dropped"
         );
+        // While another request builds, the previous ring of the backend stands in.
+        let building = cache.building.lock().unwrap();
+        backend.endpoints.store(Arc::new(EndpointSet {
+            all: Vec::new(),
+            eligible: addrs(4),
+        }));
+        assert!(Arc::ptr_eq(&cache.ring(&backend), &c));
+        drop(building);
+        assert_eq!(cache.ring(&backend).nodes.len(), 4);
     }
 }

@@ -35,6 +35,7 @@ pub mod log_writer;
 pub mod metric_labels;
 pub mod migrate;
 pub mod mirror;
+pub mod next_upstream;
 pub mod nginx_configmap;
 pub mod normalize;
 pub mod policy;

@@ -80,8 +80,9 @@ pub struct ProxyConfig {
     /// timeout, then get 503.
     pub max_concurrency_per_endpoint: usize,
     pub upstream: UpstreamSettings,
-    /// Status codes of requests refused by an Ingress's rate or connection limit.
-    pub limit_status: crate::ingress::rate_limit::LimitStatus,
+    /// Status codes of requests refused by an Ingress's rate or connection limit, and
+    /// how many client addresses each limited Ingress remembers.
+    pub limits: crate::ingress::rate_limit::LimitSettings,
     /// HSTS and server tokens (`edge` settings); `None`: nothing added.
     pub edge_headers: Option<crate::ingress::edge_headers::EdgeHeaders>,
     /// From a trusted peer, send the whole X-Forwarded-For chain upstream (the peer
@@ -101,7 +102,7 @@ impl Default for ProxyConfig {
             https_redirect_port: None,
             max_concurrency_per_endpoint: 1024,
             upstream: UpstreamSettings::default(),
-            limit_status: Default::default(),
+            limits: Default::default(),
             edge_headers: None,
             full_forwarded_for: true,
         }
@@ -135,7 +136,7 @@ impl Proxy {
             balancer: Balancer::new(config.max_concurrency_per_endpoint),
             upstreams: std::sync::Arc::new(Upstreams::new(config.upstream.clone())),
             tunnels: Tunnels::default(),
-            limits: Default::default(),
+            limits: crate::ingress::rate_limit::Registry::new(config.limits.table_size),
             config,
         }
     }
@@ -296,7 +297,7 @@ impl Proxy {
                 path_and_query,
                 headers: req.headers(),
             };
-            steer = traffic.steer(&view, req.headers());
+            steer = traffic.steer(&view);
         }
         let mut from_auth = None;
         if let Some(auth) = &policy.auth {

@@ -9,13 +9,14 @@
 //! check is a comparison and an add. State is kept per portcullis replica, like
 //! ingress-nginx keeps it per controller pod.
 //!
-//! Memory is bounded: every limited Ingress has one table of `TABLE_SETS × WAYS` slots,
-//! allocated on its first request. An address hashes (with a per-table random seed, so
-//! nobody can aim at one set) to a set of `WAYS` slots under its own small lock; a new
-//! address takes the slot whose state matters least — empty, then one whose timestamps
-//! are in the past (it would be allowed anyway), then the one closest to that. A flood
-//! of distinct addresses therefore costs nothing beyond the table, and evicts only
-//! addresses that are about to be forgiven anyway.
+//! Memory is bounded: every limited Ingress has one table of `limitTableSize` slots
+//! (default 16384, about 50 bytes each), allocated on its first request. An address
+//! hashes (with a per-table random seed, so nobody can aim at one set) to a set of `WAYS`
+//! slots under its own small lock; a new address takes the slot whose state matters
+//! least — empty, then one whose timestamps are in the past (it would be allowed
+//! anyway), then the one closest to that. A flood of distinct addresses therefore costs
+//! nothing beyond the table, and evicts only addresses that are about to be forgiven
+//! anyway.
 //!
 //! Failure behaviour: a refused request gets the configured status (503 by default,
 //! `limitReqStatusCode` / `limitConnStatusCode`); nothing here panics or blocks on I/O.
@@ -30,11 +31,12 @@ use ipnet::IpNet;
 
 use crate::ingress::health::monotonic_us;
 
-/// Sets per table; with `WAYS` slots each, 16384 addresses per limited Ingress (about
-/// 0.8 MB, taken only once the Ingress gets traffic).
-pub const TABLE_SETS: usize = 2048;
+/// Addresses remembered per limited Ingress unless the settings say otherwise.
+pub const DEFAULT_TABLE_SIZE: usize = 16384;
 /// Slots per set: how many addresses of one set are remembered at once.
 pub const WAYS: usize = 8;
+/// The smallest table: a few sets, so one busy set cannot hold every address.
+const MIN_SETS: usize = 8;
 /// A table no snapshot uses and nobody asked for in this long is dropped from the registry.
 const IDLE_TABLE_US: u64 = 10 * 60 * 1_000_000;
 
@@ -94,19 +96,22 @@ pub enum Verdict {
     TooManyConnections,
 }
 
-/// Status codes of refused requests (ingress-nginx ConfigMap `limit-req-status-code`,
-/// `limit-conn-status-code`).
+/// Controller-wide limit settings: the status codes of refused requests (ingress-nginx
+/// ConfigMap `limit-req-status-code`, `limit-conn-status-code`) and the table size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LimitStatus {
+pub struct LimitSettings {
     pub request: StatusCode,
     pub connection: StatusCode,
+    /// Addresses remembered per limited Ingress (rounded up to whole sets).
+    pub table_size: usize,
 }
 
-impl Default for LimitStatus {
+impl Default for LimitSettings {
     fn default() -> Self {
-        LimitStatus {
+        LimitSettings {
             request: StatusCode::SERVICE_UNAVAILABLE,
             connection: StatusCode::SERVICE_UNAVAILABLE,
+            table_size: DEFAULT_TABLE_SIZE,
         }
     }
 }
@@ -136,15 +141,30 @@ impl Default for RefusalCode {
 /// Tables by Ingress and limits, so a recompile (a new `Policy` for the same Ingress)
 /// finds the state its predecessor built up. Locked only when a policy sees its first
 /// request, never per request.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
     tables: Mutex<HashMap<TableKey, Arc<Table>>>,
+    table_size: usize,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new(DEFAULT_TABLE_SIZE)
+    }
 }
 
 /// The Ingress (`namespace/name`) and its limits.
 type TableKey = (Arc<str>, LimitSpec);
 
 impl Registry {
+    /// Tables of `table_size` addresses each.
+    pub fn new(table_size: usize) -> Self {
+        Registry {
+            tables: Mutex::default(),
+            table_size,
+        }
+    }
+
     fn table(&self, ingress: &Arc<str>, spec: LimitSpec) -> Arc<Table> {
         let now = monotonic_us();
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
@@ -156,7 +176,7 @@ impl Registry {
         });
         tables
             .entry((ingress.clone(), spec))
-            .or_insert_with(|| Arc::new(Table::new(spec)))
+            .or_insert_with(|| Arc::new(Table::new(spec, self.table_size)))
             .clone()
     }
 
@@ -206,8 +226,9 @@ fn gcra(rate: u32, period_us: u64, multiplier: u32) -> (u64, u64) {
 }
 
 impl Table {
-    pub fn new(spec: LimitSpec) -> Self {
-        let sets = (0..TABLE_SETS)
+    /// A table remembering at least `size` addresses.
+    pub fn new(spec: LimitSpec, size: usize) -> Self {
+        let sets = (0..size.div_ceil(WAYS).max(MIN_SETS))
             .map(|_| Mutex::new([Slot::default(); WAYS]))
             .collect();
         Table {
@@ -253,14 +274,16 @@ impl Table {
                 &mut set[i]
             }
         };
+        // Connections first, as ingress-nginx orders its limits: a refused request does
+        // not use up rate budget.
+        if self.connections > 0 && slot.in_flight >= self.connections {
+            return Verdict::TooManyConnections;
+        }
         let second = conforms(slot.tat_second, self.second, now);
         let minute = conforms(slot.tat_minute, self.minute, now);
         let (Some(second), Some(minute)) = (second, minute) else {
             return Verdict::TooManyRequests;
         };
-        if self.connections > 0 && slot.in_flight >= self.connections {
-            return Verdict::TooManyConnections;
-        }
         slot.tat_second = second;
         slot.tat_minute = minute;
         if self.connections == 0 {
@@ -368,12 +391,15 @@ mod tests {
     use super::*;
 
     fn table(rps: u32, rpm: u32, mult: u32, conn: u32) -> Arc<Table> {
-        Arc::new(Table::new(LimitSpec {
-            rps,
-            rpm,
-            burst_multiplier: mult,
-            connections: conn,
-        }))
+        Arc::new(Table::new(
+            LimitSpec {
+                rps,
+                rpm,
+                burst_multiplier: mult,
+                connections: conn,
+            },
+            DEFAULT_TABLE_SIZE,
+        ))
     }
 
     fn passes(v: &Verdict) -> bool {
@@ -433,7 +459,13 @@ mod tests {
         // Every set had far more candidates than slots: full, and not one slot more.
         assert!(t.occupied() <= t.capacity());
         assert!(t.occupied() > t.capacity() * 9 / 10, "{}", t.occupied());
-        assert_eq!(t.sets.len(), TABLE_SETS, "the table never grows");
+        assert_eq!(t.capacity(), DEFAULT_TABLE_SIZE, "the table never grows");
+        let small = Table::new(LimitSpec::default(), 100);
+        assert_eq!(small.capacity(), 104, "whole sets");
+        assert_eq!(
+            Table::new(LimitSpec::default(), 0).capacity(),
+            MIN_SETS * WAYS
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ use super::affinity::{self, Affinity, Mode};
 use super::annotations::{Note, Parser, parse_ranges};
 use super::hash_by::{HashBy, RequestView};
 use super::hash_ring::{RingCache, endpoint_id, stable_hash};
+use super::next_upstream::{self, NextUpstream};
 use super::rate_limit::{self, LimitSpec, RateLimits, Verdict};
 use crate::body::Body;
 use crate::ingress::balancer::{Balancer, Pick};
@@ -49,6 +50,8 @@ pub struct Traffic {
     pub limits: Option<RateLimits>,
     pub affinity: Option<Affinity>,
     pub hash_by: Option<HashBy>,
+    /// `proxy-next-upstream*`: `None` keeps the exchange's built-in retry rule.
+    pub next_upstream: Option<NextUpstream>,
     /// Rings of the backends this Ingress routes to, for affinity and hashing.
     rings: RingCache,
 }
@@ -65,7 +68,7 @@ impl Traffic {
         tail: &mut Tail,
     ) -> Option<Response<Body>> {
         if let Some(limits) = &self.limits {
-            let status = proxy.config.limit_status;
+            let status = proxy.config.limits;
             match limits.check(&proxy.limits, &route.ingress, client) {
                 Verdict::Pass(guard) => tail.hold = guard,
                 Verdict::TooManyRequests => {
@@ -86,11 +89,8 @@ impl Traffic {
 
     /// How this request's endpoint is to be chosen, when affinity or hashing applies.
     /// Reads the request head, so it runs before the head is taken apart.
-    pub(crate) fn steer(
-        self: &Arc<Self>,
-        view: &RequestView<'_>,
-        headers: &HeaderMap,
-    ) -> Option<Steer> {
+    pub(crate) fn steer(self: &Arc<Self>, view: &RequestView<'_>) -> Option<Box<Steer>> {
+        let headers = view.headers;
         let how = if let Some(a) = &self.affinity {
             let presented =
                 affinity::request_cookie(headers, &a.name).filter(|v| v.len() <= MAX_COOKIE_VALUE);
@@ -98,12 +98,12 @@ impl Traffic {
                 (Mode::Balanced, Some(v)) => How::Balanced(stable_hash(v.as_bytes())),
                 (Mode::Balanced, None) => {
                     let (token, key) = new_token();
-                    return Some(Steer {
+                    return Some(Box::new(Steer {
                         traffic: self.clone(),
                         how: How::Balanced(key),
                         cookie: Mutex::new(Some(token)),
                         user_agent: user_agent(a, headers),
-                    });
+                    }));
                 }
                 (Mode::Persistent, v) => {
                     How::Persistent(v.and_then(|v| u64::from_str_radix(v, 16).ok()))
@@ -112,12 +112,12 @@ impl Traffic {
         } else {
             How::Hash(self.hash_by.as_ref()?.key(view))
         };
-        Some(Steer {
+        Some(Box::new(Steer {
             traffic: self.clone(),
             how,
             cookie: Mutex::new(None),
             user_agent: self.affinity.as_ref().and_then(|a| user_agent(a, headers)),
-        })
+        }))
     }
 }
 
@@ -260,10 +260,45 @@ pub(super) fn parse(p: &mut Parser<'_>) -> Option<Arc<Traffic>> {
         limits: parse_limits(p),
         affinity,
         hash_by,
+        next_upstream: parse_next_upstream(p),
         rings: RingCache::default(),
     };
-    let any = traffic.limits.is_some() || traffic.affinity.is_some() || traffic.hash_by.is_some();
+    let any = traffic.limits.is_some()
+        || traffic.affinity.is_some()
+        || traffic.hash_by.is_some()
+        || traffic.next_upstream.is_some();
     any.then(|| Arc::new(traffic))
+}
+
+fn parse_next_upstream(p: &mut Parser<'_>) -> Option<NextUpstream> {
+    let keys = [
+        "proxy-next-upstream",
+        "proxy-next-upstream-tries",
+        "proxy-next-upstream-timeout",
+    ];
+    if keys.iter().all(|k| p.get(k).is_none()) {
+        return None;
+    }
+    let mut n = NextUpstream::default();
+    if let Some(tries) = p.value("proxy-next-upstream-tries", next_upstream::parse_tries) {
+        n.tries = tries;
+    }
+    if let Some(t) = p.value(
+        "proxy-next-upstream-timeout",
+        next_upstream::parse_total_timeout,
+    ) {
+        n.timeout_total = t;
+    }
+    // Conditions last: `off` overrides the number of tries.
+    let mut with_conditions = n.clone();
+    if p.value("proxy-next-upstream", |v| {
+        next_upstream::parse_conditions(v, &mut with_conditions)
+    })
+    .is_some()
+    {
+        n = with_conditions;
+    }
+    Some(n)
 }
 
 fn warn(p: &mut Parser<'_>, key: &str, why: &str) {
@@ -521,6 +556,50 @@ mod tests {
         ]);
         assert!(p.is_ok());
         assert_eq!(p.warnings.len(), 1);
+    }
+
+    #[test]
+    fn next_upstream_annotations() {
+        let p = parse(&[
+            (
+                "nginx.ingress.kubernetes.io/proxy-next-upstream",
+                "error http_503",
+            ),
+            ("nginx.ingress.kubernetes.io/proxy-next-upstream-tries", "4"),
+            (
+                "nginx.ingress.kubernetes.io/proxy-next-upstream-timeout",
+                "9",
+            ),
+        ]);
+        assert!(p.is_ok(), "{:?}", p.errors);
+        let t = p.policy.traffic.unwrap();
+        let n = t.next_upstream.as_ref().unwrap();
+        assert!(n.error && !n.timeout && n.tries == 4);
+        assert_eq!(n.timeout_total, Some(std::time::Duration::from_secs(9)));
+        let p = parse(&[
+            ("nginx.ingress.kubernetes.io/proxy-next-upstream", "off"),
+            ("nginx.ingress.kubernetes.io/proxy-next-upstream-tries", "4"),
+        ]);
+        assert_eq!(
+            p.policy
+                .traffic
+                .unwrap()
+                .next_upstream
+                .as_ref()
+                .unwrap()
+                .tries,
+            1
+        );
+        // Tries alone keep ingress-nginx's default conditions.
+        let p = parse(&[("nginx.ingress.kubernetes.io/proxy-next-upstream-tries", "2")]);
+        let t = p.policy.traffic.unwrap();
+        let n = t.next_upstream.as_ref().unwrap();
+        assert!(n.error && n.timeout && n.tries == 2);
+        let p = parse(&[(
+            "nginx.ingress.kubernetes.io/proxy-next-upstream",
+            "http_418",
+        )]);
+        assert_eq!(p.errors.len(), 1);
     }
 
     #[test]
