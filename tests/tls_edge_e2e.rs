@@ -432,6 +432,29 @@ async fn ssl_passthrough_shows_the_pods_own_certificate() {
     )
     .await;
     assert!(r.is_err(), "passed through although passthrough is off");
+    drop(gw);
+
+    // Behind a PROXY-protocol balancer: the header comes first, the ClientHello after it.
+    let both = dir.path().join("both.yaml");
+    std::fs::write(
+        &both,
+        "edge: {enableSslPassthrough: true, useProxyProtocol: true}\n",
+    )
+    .unwrap();
+    let gw = Portcullis::start(&m, &["--config", both.to_str().unwrap()]).await;
+    let tcp = connect_with(gw.https, b"PROXY TCP4 198.51.100.4 10.0.0.1 40000 443\r\n").await;
+    let config =
+        portcullis::tls::client_config(pod_certs.ca_pem.as_bytes(), &[b"http/1.1"]).unwrap();
+    let name = ServerName::try_from(PASS.to_string()).unwrap();
+    let mut tls = tokio::time::timeout(
+        TIMEOUT,
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .unwrap()
+    .expect("the pod's own certificate behind a PROXY header");
+    let answer = raw_get(&mut tls, PASS).await.unwrap();
+    assert_eq!(header_of(&answer, "x-echo-name"), Some("tls-1"));
 }
 
 const MTLS: &str = "mtls.edge.test";

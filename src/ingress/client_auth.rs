@@ -526,6 +526,90 @@ mod tests {
         assert!(p.errors[0].message.contains("needs auth-tls-secret"));
     }
 
+    /// A CA and a client certificate signed by it, as DER.
+    fn pki(cn: &str) -> (String, CertificateDer<'static>) {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name.push(DnType::CommonName, "Unit CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate().unwrap();
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        (ca_pem, cert.der().clone())
+    }
+
+    fn spec(verify: VerifyClient, match_cn: Option<&str>) -> Arc<ClientAuthSpec> {
+        Arc::new(ClientAuthSpec {
+            secret: "ns/ca".into(),
+            verify,
+            depth: 1,
+            error_page: None,
+            pass_certificate: false,
+            match_cn: match_cn.map(|r| Regex::new(r).unwrap()),
+        })
+    }
+
+    /// The status `admit` answers with (200 when the request may pass), and the
+    /// ssl-client-verify header it set.
+    fn verdict_of(
+        spec: &Arc<ClientAuthSpec>,
+        ca: &str,
+        chain: Option<&[CertificateDer<'static>]>,
+    ) -> (u16, String) {
+        let host = HostClientAuth::new(spec.clone(), ca.as_bytes()).unwrap();
+        let tag = host.check(chain);
+        let mut headers = HeaderMap::new();
+        headers.insert(&SSL_CLIENT_VERIFY, HeaderValue::from_static("SUCCESS"));
+        match admit(spec, Some(&tag), false, &mut headers) {
+            Some(resp) => (resp.status().as_u16(), String::new()),
+            None => (
+                200,
+                headers[&SSL_CLIENT_VERIFY].to_str().unwrap().to_string(),
+            ),
+        }
+    }
+
+    #[test]
+    fn verify_modes() {
+        crate::tls::install_provider();
+        let (ca, good) = pki("alice");
+        let (_, stranger) = pki("alice");
+        let good = [good];
+        let stranger = [stranger];
+        use VerifyClient::*;
+        // (mode, chain) → status, and the verify header when it passes.
+        let on = spec(On, None);
+        assert_eq!(verdict_of(&on, &ca, Some(&good)), (200, "SUCCESS".into()));
+        assert_eq!(verdict_of(&on, &ca, None).0, 400);
+        assert_eq!(verdict_of(&on, &ca, Some(&stranger)).0, 400);
+        let optional = spec(Optional, None);
+        assert_eq!(verdict_of(&optional, &ca, None), (200, "NONE".into()));
+        assert_eq!(verdict_of(&optional, &ca, Some(&stranger)).0, 400);
+        let no_ca = spec(OptionalNoCa, None);
+        let (status, verify) = verdict_of(&no_ca, &ca, Some(&stranger));
+        assert_eq!(status, 200);
+        assert!(verify.starts_with("FAILED:"), "{verify}");
+        let cn = spec(On, Some("CN=bob"));
+        assert_eq!(verdict_of(&cn, &ca, Some(&good)).0, 403);
+        // A connection judged under other settings counts as without a certificate, and a
+        // client's own ssl-client-verify never survives.
+        let host = HostClientAuth::new(spec(Optional, None), ca.as_bytes()).unwrap();
+        let tag = host.check(Some(&good));
+        let mut headers = HeaderMap::new();
+        assert!(admit(&on, Some(&tag), false, &mut headers).is_some());
+        assert_eq!(
+            admit(&on, Some(&tag), true, &mut headers).map(|r| r.status()),
+            Some(StatusCode::MISDIRECTED_REQUEST)
+        );
+        headers.insert(&SSL_CLIENT_VERIFY, HeaderValue::from_static("SUCCESS"));
+        assert!(admit(&optional, None, false, &mut headers).is_none());
+        assert_eq!(headers[&SSL_CLIENT_VERIFY], "NONE");
+    }
+
     #[test]
     fn escaped_pem_is_a_url_component() {
         let e = escaped_pem(&[0xfb, 0xff, 0x01]);
