@@ -514,7 +514,7 @@ async fn mtls_get(
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tcp = connect(addr).await;
     let name = ServerName::try_from(host.to_string()).unwrap();
     let mut tls = tokio::time::timeout(
         TIMEOUT,
@@ -751,4 +751,18 @@ async fn backend_tls_verifies_the_pod_and_presents_a_client_certificate() {
     let mut tcp = TcpStream::connect(gw.http).await.unwrap();
     let answer = raw_get(&mut tcp, "nocert.edge.test").await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+}
+
+/// Connects, retrying briefly: on a loaded machine a loopback connect has been seen to
+/// fail once while the listener was up (the error is printed if it keeps failing).
+async fn connect(addr: SocketAddr) -> TcpStream {
+    let mut last = None;
+    for _ in 0..20 {
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => return tcp,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("connect to {addr}: {last:?}");
 }
