@@ -32,6 +32,11 @@ struct Site {
 /// plain.edge.test (no TLS) and secure.edge.test (TLS, no redirect) → one echo pod;
 /// `settings` is the settings file's text.
 async fn site(settings: &str) -> Site {
+    site_with(settings, None).await
+}
+
+/// The site, with an ingress-nginx ConfigMap handed to `serve --nginx-configmap`.
+async fn site_with(settings: &str, nginx_configmap: Option<&str>) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let m = dir.path().join("manifests");
     std::fs::create_dir(&m).unwrap();
@@ -57,7 +62,13 @@ async fn site(settings: &str) -> Site {
     );
     let config = dir.path().join("settings.yaml");
     std::fs::write(&config, settings).unwrap();
-    let gw = Portcullis::start(&m, &["--config", config.to_str().unwrap()]).await;
+    let cm = dir.path().join("nginx-configmap.yaml");
+    let mut args = vec!["--config", config.to_str().unwrap()];
+    if let Some(text) = nginx_configmap {
+        std::fs::write(&cm, text).unwrap();
+        args.extend(["--nginx-configmap", cm.to_str().unwrap()]);
+    }
+    let gw = Portcullis::start(&m, &args).await;
     Site {
         gw,
         ca: certs.ca_pem.clone(),
@@ -219,6 +230,28 @@ async fn hsts_on_https_answers_only() {
     let answer = raw_get(&mut tcp, "nowhere.edge.test").await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
     assert_eq!(header_of(&answer, "server"), Some("portcullis"));
+}
+
+/// An ingress-nginx ConfigMap's keys become settings; the settings file wins where both
+/// say something.
+#[tokio::test]
+async fn an_ingress_nginx_configmap_becomes_settings() {
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ingress-nginx-controller, namespace: ingress-nginx}\ndata:\n  hsts-max-age: \"600\"\n  hsts-include-subdomains: \"false\"\n  server-tokens: \"true\"\n";
+    let s = site_with("edge: {hstsMaxAge: 900}\n", Some(cm)).await;
+    let tcp = TcpStream::connect(s.gw.https).await.unwrap();
+    let mut tls = tls_over(tcp, &s.ca).await;
+    let answer = raw_get(&mut tls, SECURE).await.expect("an answer");
+    assert_eq!(
+        header_of(&answer, "strict-transport-security"),
+        Some("max-age=900"),
+        "{answer}"
+    );
+    let mut tcp = TcpStream::connect(s.gw.http).await.unwrap();
+    let answer = raw_get(&mut tcp, "nowhere.edge.test").await.unwrap();
+    assert!(
+        header_of(&answer, "server").is_some_and(|v| v.starts_with("portcullis/")),
+        "{answer}"
+    );
 }
 
 #[tokio::test]
