@@ -198,6 +198,9 @@ pub struct ProxySettings {
     /// Upstream status codes answered by the default backend's page for every Ingress
     /// without its own `custom-http-errors` (ingress-nginx `custom-http-errors`).
     pub custom_http_errors: Vec<u16>,
+    /// Largest request body of Ingresses without `proxy-body-size` (nginx sizes: `1m`,
+    /// `512k`; `0` no limit). Unset: no limit, unlike ingress-nginx's 1m default.
+    pub proxy_body_size: Option<String>,
     /// Status of requests over an Ingress's `limit-rps` / `limit-rpm` (ingress-nginx
     /// `limit-req-status-code`), and over its `limit-connections` (`limit-conn-status-code`);
     /// 400 to 599, default 503.
@@ -224,6 +227,7 @@ impl Default for ProxySettings {
             upstream_http2_idle_timeout_seconds: u.h2_idle_timeout.as_secs(),
             default_backend: None,
             custom_http_errors: Vec::new(),
+            proxy_body_size: None,
             limit_req_status_code: Default::default(),
             limit_conn_status_code: Default::default(),
             limit_table_size: p.limits.table_size,
@@ -233,6 +237,15 @@ impl Default for ProxySettings {
 
 impl ProxySettings {
     /// The controller-wide error pages, checked.
+    /// `proxyBodySize` in bytes; `None` when unset or `0` (no limit).
+    pub fn body_size_limit(&self) -> Result<Option<u64>, String> {
+        match self.proxy_body_size.as_deref().map(str::trim) {
+            None => Ok(None),
+            Some(v) => crate::ingress::annotations::parse_size(v)
+                .map_err(|e| format!("proxy.proxyBodySize: {e} (value {v:?})")),
+        }
+    }
+
     pub fn error_defaults(&self) -> Result<crate::ingress::edge::ErrorDefaults, String> {
         crate::ingress::edge::ErrorDefaults::from_settings(
             self.default_backend.as_deref(),

@@ -954,3 +954,41 @@ fn service_upstream_sends_to_the_cluster_ip() {
     let plain = &route(&s, "z.com", "/").unwrap().backend;
     assert_eq!(addrs(&plain.endpoints.load().eligible), ["10.0.0.1:8080"]);
 }
+
+#[test]
+fn controller_wide_body_size_applies_where_no_annotation_says_otherwise() {
+    let yaml = format!(
+        "{}{}{}{}",
+        ingress(
+            "ns/plain",
+            None,
+            "",
+            &[("a.com", "/", "Prefix", "web", "80")]
+        ),
+        ingress(
+            "ns/own",
+            None,
+            r#"nginx.ingress.kubernetes.io/proxy-body-size: "5m""#,
+            &[("b.com", "/", "Prefix", "web", "80")]
+        ),
+        ingress(
+            "ns/unlimited",
+            None,
+            r#"nginx.ingress.kubernetes.io/proxy-body-size: "0""#,
+            &[("c.com", "/", "Prefix", "web", "80")]
+        ),
+        service("ns/web", "[{port: 80}]"),
+    );
+    let opts = CompileOptions {
+        default_body_limit: Some(1 << 20),
+        ..CompileOptions::default()
+    };
+    let s = compile(&store(&yaml), &opts, None);
+    let limit = |host: &str| route(&s, host, "/").unwrap().policy.max_body_bytes;
+    assert_eq!(limit("a.com"), Some(1 << 20));
+    assert_eq!(limit("b.com"), Some(5 << 20));
+    assert_eq!(limit("c.com"), None, "0 keeps the body unlimited");
+    // Without the setting nothing changes.
+    let s = build(&yaml);
+    assert_eq!(route(&s, "a.com", "/").unwrap().policy.max_body_bytes, None);
+}

@@ -263,6 +263,10 @@ fn live_state(dir: &Path, settings: &Settings) -> anyhow::Result<Snapshot> {
             .proxy
             .error_defaults()
             .map_err(|e| anyhow::anyhow!("settings: {e}"))?,
+        default_body_limit: settings
+            .proxy
+            .body_size_limit()
+            .map_err(|e| anyhow::anyhow!("settings: {e}"))?,
         controller: settings.ingress.controller.clone(),
         watch_without_class: settings.ingress.watch_without_class,
         ..Default::default()

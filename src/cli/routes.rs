@@ -17,6 +17,10 @@ pub fn run(manifests: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> 
             .proxy
             .error_defaults()
             .map_err(|e| anyhow::anyhow!("settings: {e}"))?,
+        default_body_limit: settings
+            .proxy
+            .body_size_limit()
+            .map_err(|e| anyhow::anyhow!("settings: {e}"))?,
         controller: settings.ingress.controller,
         watch_without_class: settings.ingress.watch_without_class,
         ..Default::default()

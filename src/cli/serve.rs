@@ -223,6 +223,10 @@ async fn config_source(args: &ServeArgs, settings: &Settings) -> anyhow::Result<
         watch_without_class: settings.ingress.watch_without_class,
         endpoint_filter,
         error_defaults,
+        default_body_limit: settings
+            .proxy
+            .body_size_limit()
+            .map_err(|e| anyhow::anyhow!("settings: {e}"))?,
     };
     let (_, always_ready) = watch::channel(true);
     match (kind, &args.manifests) {

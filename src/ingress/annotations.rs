@@ -374,6 +374,7 @@ impl<'a> Parser<'a> {
             .value("denylist-source-range", parse_ranges)
             .unwrap_or_default();
         policy.max_body_bytes = self.value("proxy-body-size", parse_size).flatten();
+        policy.body_size_annotated = self.get("proxy-body-size").is_some();
         policy.connect_timeout = self.value("proxy-connect-timeout", parse_timeout);
         policy.read_timeout = self.value("proxy-read-timeout", parse_timeout);
         policy.send_timeout = self.value("proxy-send-timeout", parse_timeout);
@@ -540,7 +541,7 @@ pub fn parse_ranges(v: &str) -> Result<Vec<IpNet>, String> {
 }
 
 /// nginx size syntax; `Ok(None)` for `0` (unlimited).
-fn parse_size(v: &str) -> Result<Option<u64>, String> {
+pub(crate) fn parse_size(v: &str) -> Result<Option<u64>, String> {
     let (digits, mult) = match v.as_bytes().last() {
         Some(b'k' | b'K') => (&v[..v.len() - 1], 1u64 << 10),
         Some(b'm' | b'M') => (&v[..v.len() - 1], 1 << 20),

@@ -42,6 +42,8 @@ pub struct CompileOptions {
     pub endpoint_filter: EndpointFilter,
     /// Controller-wide error pages and default backend.
     pub error_defaults: super::edge::ErrorDefaults,
+    /// Body size limit of Ingresses without `proxy-body-size` (`proxy.proxyBodySize`).
+    pub default_body_limit: Option<u64>,
 }
 
 impl Default for CompileOptions {
@@ -51,6 +53,7 @@ impl Default for CompileOptions {
             watch_without_class: false,
             endpoint_filter: EndpointFilter::default(),
             error_defaults: Default::default(),
+            default_body_limit: None,
         }
     }
 }
@@ -115,6 +118,7 @@ pub fn compile(
         reported: HashSet::new(),
         defaults: HashMap::new(),
         edge_defaults: &opts.error_defaults,
+        default_body: opts.default_body_limit,
     };
     let store_problems = c.problems.len();
     let selector = ClassSelector::new(store, &opts.controller, opts.watch_without_class);
@@ -183,6 +187,7 @@ struct Compiler<'a> {
     /// Which Ingress's defaultBackend serves each scope, for admission.
     defaults: HashMap<DefaultScope, Arc<str>>,
     edge_defaults: &'a super::edge::ErrorDefaults,
+    default_body: Option<u64>,
 }
 
 impl Compiler<'_> {
@@ -230,6 +235,9 @@ impl Compiler<'_> {
             }
         }
         for p in &mut plans {
+            if !p.policy.body_size_annotated && p.policy.max_body_bytes != self.default_body {
+                Arc::make_mut(&mut p.policy).max_body_bytes = self.default_body;
+            }
             for m in super::auth::resolve::attach(&mut p.policy, store, &p.namespace) {
                 self.problem(p.origin.as_deref(), &p.key, m);
             }

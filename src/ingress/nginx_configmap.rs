@@ -128,7 +128,7 @@ fn rule(key: &str) -> Option<Rule> {
         "limit-req-status-code" => Set("proxy.limitReqStatusCode", Number),
         "limit-conn-status-code" => Set("proxy.limitConnStatusCode", Number),
         "custom-http-errors" => Set("proxy.customHttpErrors", Numbers),
-        "proxy-body-size" => Unsupported("the proxy-body-size annotation on each Ingress"),
+        "proxy-body-size" => Set("proxy.proxyBodySize", Text),
         // Kept as they are.
         "client-body-buffer-size"
         | "client-header-buffer-size"
@@ -297,6 +297,7 @@ pub const KEYS_WITH_SETTINGS: &[&str] = &[
     "limit-req-status-code",
     "limit-conn-status-code",
     "custom-http-errors",
+    "proxy-body-size",
 ];
 
 /// Translates the `data` of an ingress-nginx ConfigMap.
@@ -565,6 +566,7 @@ mod tests {
             let value = match (*key, conv) {
                 ("ssl-protocols", _) => "TLSv1.2 TLSv1.3",
                 ("ssl-ciphers", _) => "ECDHE-ECDSA-AES128-GCM-SHA256",
+                ("proxy-body-size", _) => "8m",
                 (_, Conv::Number) => "429",
                 (_, Conv::Numbers) => "404,503",
                 (_, Conv::Text) => "x",

@@ -48,6 +48,9 @@ pub struct Policy {
     pub deny_source: Vec<IpNet>,
     /// Largest request body accepted (413 above it); None = unlimited.
     pub max_body_bytes: Option<u64>,
+    /// `proxy-body-size` was given (`0` included), so the controller-wide default does not
+    /// apply.
+    pub body_size_annotated: bool,
     pub connect_timeout: Option<Duration>,
     /// Time to wait for response headers (`proxy-read-timeout`).
     pub read_timeout: Option<Duration>,
