@@ -17,6 +17,9 @@ use super::metrics::{self, Kind, count};
 use crate::body::Body;
 use crate::ingress::respond::generated;
 
+/// Slow hash checks (bcrypt, SHA-crypt) running at once, process-wide.
+static SLOW_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+
 /// How long a verified Authorization header is trusted without hashing again.
 pub const VERIFIED_TTL: Duration = Duration::from_secs(60);
 
@@ -104,6 +107,10 @@ impl Basic {
         let ok = match credentials(headers) {
             Some((user, password)) => match users.get(&user) {
                 Some(hash) if hash.is_slow() => {
+                    // A flood of guesses waits here instead of filling the blocking pool.
+                    let Ok(_permit) = SLOW_CHECKS.acquire().await else {
+                        return Some(self.challenge());
+                    };
                     let hash = hash.clone();
                     tokio::task::spawn_blocking(move || hash.verify(&password))
                         .await
