@@ -4,7 +4,7 @@
 //! - `auth-type`: `basic` (`digest` is refused: no digest support);
 //! - `auth-secret`: `name` or `namespace/name`; `auth-secret-type`: `auth-file` (default)
 //!   or `auth-map`; `auth-realm`: text without quotes or backslashes;
-//! - `auth-url`: an `http://` URL, nginx variables allowed (see `template`); `auth-method`;
+//! - `auth-url`: an `http://` or `https://` URL, nginx variables allowed (see `template`); `auth-method`;
 //!   `auth-signin` (URL or path, variables allowed); `auth-signin-redirect-param` (default
 //!   `rd`); `auth-response-headers` (comma-separated names); `auth-request-redirect`;
 //!   `auth-cache-key` (variables); `auth-cache-duration` (`[status ...] time`, comma
@@ -199,9 +199,8 @@ fn parse_auth_url(v: &str) -> Result<Template, String> {
         .parse()
         .map_err(|_| "not a valid URL".to_string())?;
     match sample.scheme_str() {
-        Some("http") if sample.authority().is_some() => Ok(t),
-        Some("https") => Err("https auth services are not supported yet; use http".into()),
-        _ => Err("expected an http:// URL".into()),
+        Some("http" | "https") if sample.authority().is_some() => Ok(t),
+        _ => Err("expected an http:// or https:// URL".into()),
     }
 }
 
@@ -376,7 +375,7 @@ mod tests {
             .clone();
         assert_eq!(rules[1].ttl.as_secs(), 30);
 
-        assert!(!errors(&[("auth-url", "https://auth/")]).is_empty());
+        assert!(errors(&[("auth-url", "https://$host/oauth2/auth")]).is_empty());
         assert!(!errors(&[("auth-url", "ftp://auth/")]).is_empty());
         assert!(!errors(&[("auth-url", "http://auth/$upstream_addr")]).is_empty());
         assert!(!errors(&[("auth-url", "http://a/"), ("auth-method", "G T")]).is_empty());

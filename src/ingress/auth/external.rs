@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Empty;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -217,7 +218,8 @@ impl External {
         };
         headers.insert("x-auth-request-redirect", value(&redirect_to)?);
 
-        let resp = tokio::time::timeout(AUTH_TIMEOUT, client_pool().request(req))
+        let pool = client_pool().ok_or("no TLS client for auth services")?;
+        let resp = tokio::time::timeout(AUTH_TIMEOUT, pool.request(req))
             .await
             .map_err(|_| "the authentication service did not answer in time".to_string())?
             .map_err(|e| format!("the authentication service is unreachable: {e}"))?;
@@ -249,15 +251,50 @@ impl External {
     }
 }
 
-type Pool = Client<HttpConnector, Empty<Bytes>>;
+type Pool = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
-/// One pooled client for every auth service (keep-alive across requests).
-fn client_pool() -> &'static Arc<Pool> {
-    static POOL: OnceLock<Arc<Pool>> = OnceLock::new();
+/// One pooled client for every auth service (keep-alive across requests); `None` if no
+/// TLS configuration could be built (then every auth request fails closed).
+fn client_pool() -> Option<&'static Pool> {
+    static POOL: OnceLock<Option<Pool>> = OnceLock::new();
     POOL.get_or_init(|| {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_nodelay(true);
-        Arc::new(Client::builder(TokioExecutor::new()).build(connector))
+        let tls = match tls_config() {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::error!(error = %e, "no TLS client for auth services");
+                return None;
+            }
+        };
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Some(Client::builder(TokioExecutor::new()).build(connector))
     })
+    .as_ref()
+}
+
+/// An `https://` auth service is verified against the system's CA certificates (the
+/// image's `/etc/ssl/certs`, or `SSL_CERT_FILE` / `SSL_CERT_DIR`), as nginx with
+/// `proxy_ssl_trusted_certificate` pointing at the system bundle would.
+fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
+    let loaded = rustls_native_certs::load_native_certs();
+    for e in &loaded.errors {
+        tracing::warn!(error = %e, "reading system CA certificates");
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(loaded.certs);
+    if added == 0 {
+        tracing::warn!("no system CA certificates: https auth services will be refused");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
