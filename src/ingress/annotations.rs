@@ -65,6 +65,10 @@ const SHARED: &[&str] = &[
     "auth-proxy-set-headers",
     "auth-cache-key",
     "auth-cache-duration",
+    "auth-keepalive",
+    "auth-keepalive-requests",
+    "auth-keepalive-timeout",
+    "auth-keepalive-share-vars",
     "satisfy",
 ];
 /// Annotations that exist only under `portcullis.io/`.
@@ -711,7 +715,7 @@ mod tests {
             ),
             ("portcullis.io/server-snippet", "x"),
             ("nginx.ingress.kubernetes.io/auth-url", "ftp://auth"),
-            ("nginx.ingress.kubernetes.io/auth-keepalive", "10"),
+            ("nginx.ingress.kubernetes.io/auth-always-set-cookie", "true"),
         ];
         for (k, v) in cases {
             let p = parse(&[(k, v)]);

@@ -10,6 +10,7 @@
 //!   `auth-cache-key` (variables); `auth-cache-duration` (`[status ...] time`, comma
 //!   separated; default `200 202 401 5m`);
 //! - `auth-proxy-set-headers` names a ConfigMap, which portcullis does not read: refused;
+//!   `auth-keepalive*` are accepted with a warning (the auth pool always keeps alive);
 //! - `satisfy`: `all` (default) or `any`.
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +29,11 @@ const MAX_TEMPLATE: usize = 2048;
 /// Basic-auth settings that mean nothing without `auth-type`.
 const BASIC_ONLY: [&str; 3] = ["auth-secret", "auth-secret-type", "auth-realm"];
 /// External-auth settings that mean nothing without `auth-url`.
-const EXTERNAL_ONLY: [&str; 8] = [
+const EXTERNAL_ONLY: [&str; 12] = [
+    "auth-keepalive",
+    "auth-keepalive-requests",
+    "auth-keepalive-timeout",
+    "auth-keepalive-share-vars",
     "auth-method",
     "auth-signin",
     "auth-signin-redirect-param",
@@ -37,6 +42,14 @@ const EXTERNAL_ONLY: [&str; 8] = [
     "auth-cache-key",
     "auth-cache-duration",
     "auth-proxy-set-headers",
+];
+/// Connection-reuse knobs of nginx's auth upstream: the auth client always keeps
+/// connections alive in one shared pool, so they change nothing here.
+const KEEPALIVE: [&str; 4] = [
+    "auth-keepalive",
+    "auth-keepalive-requests",
+    "auth-keepalive-timeout",
+    "auth-keepalive-share-vars",
 ];
 /// Headers the auth service may not set on the upstream request.
 const FORBIDDEN: [&str; 6] = [
@@ -160,6 +173,14 @@ fn external(p: &mut Parser<'_>) -> Option<External> {
             key,
             format!("{key}: not supported (portcullis does not read ConfigMaps)"),
         );
+    }
+    for short in KEEPALIVE {
+        if let Some((key, _)) = p.get(short) {
+            p.warn(
+                key,
+                format!("{key}: ignored (auth connections are always pooled and kept alive)"),
+            );
+        }
     }
     let cache_key = p.value("auth-cache-key", parse_template);
     let cache_rules = p.value("auth-cache-duration", parse_cache_duration);
@@ -337,7 +358,13 @@ mod tests {
         assert!(!errors(&[("satisfy", "some")]).is_empty());
         // Other auth-* annotations stay refused.
         assert!(!errors(&[("auth-tls-secret", "ns/ca")]).is_empty());
-        assert!(!errors(&[("auth-keepalive", "10")]).is_empty());
+        assert!(!errors(&[("auth-always-set-cookie", "true")]).is_empty());
+        let pooled = parse(&[("auth-url", "http://a/"), ("auth-keepalive", "10")]);
+        assert!(
+            pooled.is_ok() && pooled.warnings.len() == 1,
+            "{:?}",
+            pooled.warnings
+        );
     }
 
     #[test]
