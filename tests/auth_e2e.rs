@@ -140,7 +140,8 @@ fn decide(req: &Request<Incoming>, log: &Mutex<Vec<Seen>>) -> Response<Full<Byte
     let resp = match auth {
         "Bearer good" => answer(200)
             .header("x-user", "alice")
-            .header("x-not-listed", "nope"),
+            .header("x-not-listed", "nope")
+            .header("set-cookie", "_session=refreshed; Path=/"),
         "Bearer forbidden" => answer(403).header("www-authenticate", "Bearer error=\"scope\""),
         "Bearer teapot" => answer(418),
         _ => answer(401).header("www-authenticate", "Bearer realm=\"sso\""),
@@ -390,6 +391,9 @@ async fn external_auth_decides() {
     let upstream = echoed(&ok);
     assert_eq!(upstream["headers"]["x-user"], "alice");
     assert!(upstream["headers"].get("x-not-listed").is_none());
+    assert!(upstream["headers"].get("set-cookie").is_none());
+    // The service's cookie reaches the client (session refresh), as nginx's add_header.
+    assert_eq!(ok.header("set-cookie"), Some("_session=refreshed; Path=/"));
 
     // A client cannot pose as the auth service.
     let mut c = Client::plain(rig.gw.http, Proto::H1).await.unwrap();

@@ -69,6 +69,7 @@ const SHARED: &[&str] = &[
     "auth-keepalive-requests",
     "auth-keepalive-timeout",
     "auth-keepalive-share-vars",
+    "auth-always-set-cookie",
     "satisfy",
 ];
 /// Annotations that exist only under `portcullis.io/`.
@@ -715,7 +716,7 @@ mod tests {
             ),
             ("portcullis.io/server-snippet", "x"),
             ("nginx.ingress.kubernetes.io/auth-url", "ftp://auth"),
-            ("nginx.ingress.kubernetes.io/auth-always-set-cookie", "true"),
+            ("nginx.ingress.kubernetes.io/auth-digest-file", "x"),
         ];
         for (k, v) in cases {
             let p = parse(&[(k, v)]);

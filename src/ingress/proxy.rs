@@ -234,7 +234,7 @@ impl Proxy {
         let mut from_auth = None;
         if let Some(auth) = &policy.auth {
             match self.authorize(auth, policy, &head, &req).await {
-                auth::Verdict::Pass(headers) => from_auth = headers,
+                auth::Verdict::Pass(granted) => from_auth = granted,
                 auth::Verdict::Answer(answer) => return Outcome::Answer(answer),
             }
         }
@@ -315,7 +315,7 @@ impl Proxy {
             headers.insert(name.clone(), value.clone());
         }
         if let Some(external) = policy.auth.as_ref().and_then(|a| a.external.as_ref()) {
-            external.set_upstream_headers(&mut headers, from_auth);
+            external.set_upstream_headers(&mut headers, from_auth.as_deref());
         }
 
         let slot = if body.is_end_stream() {
@@ -373,6 +373,9 @@ impl Proxy {
         forwarded::strip_hop_by_hop(resp.headers_mut(), false);
         for (name, value) in &policy.response_headers {
             resp.headers_mut().insert(name.clone(), value.clone());
+        }
+        if let Some(granted) = &from_auth {
+            granted.set_cookies(resp.status(), resp.headers_mut());
         }
         Outcome::Streamed(resp, guards, exchange.read_timeout)
     }

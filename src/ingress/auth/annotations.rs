@@ -4,7 +4,8 @@
 //! - `auth-type`: `basic` (`digest` is refused: no digest support);
 //! - `auth-secret`: `name` or `namespace/name`; `auth-secret-type`: `auth-file` (default)
 //!   or `auth-map`; `auth-realm`: text without quotes or backslashes;
-//! - `auth-url`: an `http://` or `https://` URL, nginx variables allowed (see `template`); `auth-method`;
+//! - `auth-url`: an `http://` or `https://` URL, nginx variables allowed (see `template`);
+//!   `auth-method`; `auth-always-set-cookie` (`true`/`false`);
 //!   `auth-signin` (URL or path, variables allowed); `auth-signin-redirect-param` (default
 //!   `rd`); `auth-response-headers` (comma-separated names); `auth-request-redirect`;
 //!   `auth-cache-key` (variables); `auth-cache-duration` (`[status ...] time`, comma
@@ -29,7 +30,8 @@ const MAX_TEMPLATE: usize = 2048;
 /// Basic-auth settings that mean nothing without `auth-type`.
 const BASIC_ONLY: [&str; 3] = ["auth-secret", "auth-secret-type", "auth-realm"];
 /// External-auth settings that mean nothing without `auth-url`.
-const EXTERNAL_ONLY: [&str; 12] = [
+const EXTERNAL_ONLY: [&str; 13] = [
+    "auth-always-set-cookie",
     "auth-keepalive",
     "auth-keepalive-requests",
     "auth-keepalive-timeout",
@@ -182,6 +184,13 @@ fn external(p: &mut Parser<'_>) -> Option<External> {
             );
         }
     }
+    let always_set_cookie = p.value("auth-always-set-cookie", |v| {
+        match v.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err("expected true or false".into()),
+        }
+    });
     let cache_key = p.value("auth-cache-key", parse_template);
     let cache_rules = p.value("auth-cache-duration", parse_cache_duration);
     let mut e = External::new(url?);
@@ -194,6 +203,7 @@ fn external(p: &mut Parser<'_>) -> Option<External> {
     }
     e.response_headers = response_headers.unwrap_or_default();
     e.request_redirect = request_redirect;
+    e.always_set_cookie = always_set_cookie.unwrap_or(false);
     if cache_key.is_some() {
         e.cache_rules = cache_rules.unwrap_or_else(|| {
             vec![CacheRule {
@@ -358,7 +368,8 @@ mod tests {
         assert!(!errors(&[("satisfy", "some")]).is_empty());
         // Other auth-* annotations stay refused.
         assert!(!errors(&[("auth-tls-secret", "ns/ca")]).is_empty());
-        assert!(!errors(&[("auth-always-set-cookie", "true")]).is_empty());
+        let cookie = [("auth-url", "http://a/"), ("auth-always-set-cookie", "yes")];
+        assert!(!errors(&cookie).is_empty());
         let pooled = parse(&[("auth-url", "http://a/"), ("auth-keepalive", "10")]);
         assert!(
             pooled.is_ok() && pooled.warnings.len() == 1,

@@ -22,7 +22,7 @@ use hyper_util::rt::TokioExecutor;
 use super::cache::{self, Cache};
 use super::metrics::{self, Kind, count};
 use super::template::{Template, escape_into};
-use super::{Head, Verdict};
+use super::{Granted, Head, Verdict};
 use crate::ingress::respond::{generated, redirect};
 
 /// Longest wait for the auth service's answer (connect included).
@@ -54,7 +54,7 @@ pub struct CacheRule {
 
 #[derive(Debug, Clone)]
 enum Outcome {
-    Pass(Option<HeaderMap>),
+    Pass(Option<Arc<Granted>>),
     Deny(StatusCode, HeaderMap),
 }
 
@@ -68,6 +68,8 @@ pub struct External {
     pub request_redirect: Option<Template>,
     pub cache_key: Option<Template>,
     pub cache_rules: Vec<CacheRule>,
+    /// `auth-always-set-cookie`.
+    pub always_set_cookie: bool,
     outcomes: Cache<Outcome>,
 }
 
@@ -82,6 +84,7 @@ impl External {
             request_redirect: None,
             cache_key: None,
             cache_rules: Vec::new(),
+            always_set_cookie: false,
             outcomes: Cache::default(),
         }
     }
@@ -129,12 +132,12 @@ impl External {
 
     /// Removes the client's own copies of `auth-response-headers` (a client must not pose
     /// as the auth service) and adds the service's.
-    pub fn set_upstream_headers(&self, headers: &mut HeaderMap, from_auth: Option<HeaderMap>) {
+    pub fn set_upstream_headers(&self, headers: &mut HeaderMap, from_auth: Option<&Granted>) {
         for name in &self.response_headers {
             headers.remove(name);
         }
-        if let Some(from_auth) = from_auth {
-            for (name, value) in &from_auth {
+        if let Some(granted) = from_auth {
+            for (name, value) in &granted.upstream {
                 headers.append(name.clone(), value.clone());
             }
         }
@@ -225,13 +228,23 @@ impl External {
             .map_err(|e| format!("the authentication service is unreachable: {e}"))?;
         let status = resp.status();
         let outcome = if status.is_success() {
-            let mut copied = HeaderMap::new();
+            let mut granted = Granted {
+                always_set_cookie: self.always_set_cookie,
+                ..Granted::default()
+            };
             for name in &self.response_headers {
                 for v in resp.headers().get_all(name) {
-                    copied.append(name.clone(), v.clone());
+                    granted.upstream.append(name.clone(), v.clone());
                 }
             }
-            Outcome::Pass((!copied.is_empty()).then_some(copied))
+            granted.cookies = resp
+                .headers()
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .cloned()
+                .collect();
+            let any = !granted.upstream.is_empty() || !granted.cookies.is_empty();
+            Outcome::Pass(any.then(|| Arc::new(granted)))
         } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             let mut kept = HeaderMap::new();
             for name in [
