@@ -233,7 +233,15 @@ impl Proxy {
         }
         let mut from_auth = None;
         if let Some(auth) = &policy.auth {
-            match self.authorize(auth, policy, &head, &req).await {
+            // Boxed: the auth future's state stays out of every request's future.
+            let check = auth::check(
+                auth,
+                &policy.allow_source,
+                &head,
+                req.method(),
+                req.headers(),
+            );
+            match Box::pin(check).await {
                 auth::Verdict::Pass(granted) => from_auth = granted,
                 auth::Verdict::Answer(answer) => return Outcome::Answer(answer),
             }
@@ -378,31 +386,6 @@ impl Proxy {
             granted.set_cookies(resp.status(), resp.headers_mut());
         }
         Outcome::Streamed(resp, guards, exchange.read_timeout)
-    }
-}
-
-impl Proxy {
-    /// Runs the route's authentication unless `satisfy: any` lets the client in by address.
-    async fn authorize(
-        &self,
-        auth: &std::sync::Arc<auth::Auth>,
-        policy: &crate::ingress::policy::Policy,
-        head: &filters::Head<'_>,
-        req: &Request<Incoming>,
-    ) -> auth::Verdict {
-        if auth::allowlisted(auth, &policy.allow_source, head.client) {
-            return auth::Verdict::Pass(None);
-        }
-        let head = auth::Head {
-            client: head.client,
-            scheme: head.scheme,
-            hostname: head.hostname,
-            host: head.host,
-            method: req.method(),
-            path_and_query: head.path_and_query,
-            headers: req.headers(),
-        };
-        auth::authorize(auth, &head).await
     }
 }
 

@@ -106,8 +106,32 @@ pub fn allowlisted(auth: &Auth, allow: &[IpNet], client: IpAddr) -> bool {
     auth.satisfy_any && !allow.is_empty() && allow.iter().any(|n| n.contains(&client))
 }
 
+/// The proxy's entry: authenticates a routed request unless `satisfy: any` lets the client
+/// in by address (`allow` is the route's allowlist).
+pub async fn check(
+    auth: &Auth,
+    allow: &[IpNet],
+    head: &crate::ingress::filters::Head<'_>,
+    method: &http::Method,
+    headers: &HeaderMap,
+) -> Verdict {
+    if allowlisted(auth, allow, head.client) {
+        return Verdict::Pass(None);
+    }
+    let head = Head {
+        client: head.client,
+        scheme: head.scheme,
+        hostname: head.hostname,
+        host: head.host,
+        method,
+        path_and_query: head.path_and_query,
+        headers,
+    };
+    authorize(auth, &head).await
+}
+
 /// Authenticates one request: basic first, then the external service (both must pass).
-pub async fn authorize(auth: &Arc<Auth>, head: &Head<'_>) -> Verdict {
+pub async fn authorize(auth: &Auth, head: &Head<'_>) -> Verdict {
     if let Some(b) = &auth.basic
         && let Some(answer) = b.check(head.headers).await
     {
