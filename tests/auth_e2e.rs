@@ -9,6 +9,7 @@ mod e2e;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -78,6 +79,7 @@ struct Seen {
 struct AuthService {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<AtomicUsize>,
     _task: JoinHandle<()>,
 }
 
@@ -86,12 +88,15 @@ impl AuthService {
         let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let connections: Arc<AtomicUsize> = Arc::default();
         let log = seen.clone();
+        let accepted = connections.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                accepted.fetch_add(1, Ordering::Relaxed);
                 let log = log.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
@@ -107,6 +112,7 @@ impl AuthService {
         AuthService {
             addr,
             seen,
+            connections,
             _task: task,
         }
     }
@@ -465,6 +471,14 @@ async fn external_auth_decides() {
         assert_eq!(r.status, StatusCode::FORBIDDEN);
     }
     assert_eq!(rig.auth.calls(), before + 4);
+
+    // Subrequests reuse kept-alive connections (answers are drained, not dropped).
+    let connections = rig.auth.connections.load(Ordering::Relaxed);
+    assert!(
+        connections * 2 < rig.auth.calls(),
+        "{connections} connections for {} subrequests",
+        rig.auth.calls()
+    );
 
     let metrics = rig.gw.admin_get("/metrics").await.unwrap().text();
     for series in [

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
-use http_body_util::Empty;
+use http_body_util::{BodyExt as _, Empty, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -31,18 +31,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// What ingress-nginx sends as `X-Sent-From`; auth services written for it may look.
 const SENT_FROM: HeaderValue = HeaderValue::from_static("nginx-ingress-controller");
 
-/// Headers of the client request not passed to the auth service: they frame a body the
-/// subrequest does not have, or belong to the client's hop.
-const NOT_FORWARDED: [HeaderName; 8] = [
+/// Headers of the client request not passed to the auth service besides the hop-by-hop
+/// ones: they frame a body the subrequest does not have, or name the wrong host.
+const NOT_FORWARDED: [HeaderName; 4] = [
     header::HOST,
     header::CONTENT_LENGTH,
     header::TRANSFER_ENCODING,
-    header::CONNECTION,
-    header::UPGRADE,
-    header::TE,
-    header::TRAILER,
     header::EXPECT,
 ];
+/// Most of an auth answer's body read so its connection can be reused; a longer body just
+/// costs that connection.
+const MAX_DRAIN: usize = 64 * 1024;
 
 /// One `auth-cache-duration` rule: these statuses (empty: 200, 301, 302, as nginx's
 /// `proxy_cache_valid`) are kept this long.
@@ -204,6 +203,7 @@ impl External {
                 headers.append(name.clone(), value.clone());
             }
         }
+        crate::ingress::forwarded::strip_hop_by_hop(headers, false);
         let value = |s: &str| HeaderValue::from_str(s).map_err(|_| format!("header value {s:?}"));
         headers.insert(header::HOST, value(authority.as_str())?);
         let original = format!("{}://{}{}", head.scheme, head.host, head.path_and_query);
@@ -260,6 +260,8 @@ impl External {
         } else {
             return Err(format!("the authentication service answered {status}"));
         };
+        let drain = Limited::new(resp.into_body(), MAX_DRAIN).collect();
+        let _ = tokio::time::timeout(CONNECT_TIMEOUT, drain).await;
         Ok((outcome, status))
     }
 }
