@@ -2,8 +2,8 @@
 //! against the users compile read from the Secret.
 //!
 //! bcrypt and SHA-crypt cost milliseconds by design, so they run on the blocking pool, and
-//! a successful check is remembered for [`VERIFIED_TTL`] under a digest of the header (the
-//! cache dies with the compiled policy, so a changed Secret takes effect at once).
+//! a successful check is remembered for [`VERIFIED_TTL`] under a digest of the header. The
+//! memory belongs to one exact user list: a changed Secret starts a new one at once.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,7 +53,9 @@ pub struct Basic {
     pub realm: String,
     pub challenge: HeaderValue,
     pub users: UsersState,
-    verified: Cache<()>,
+    /// Shared by every compile that saw the same user list (see `resolve`), so a recompile
+    /// for an unrelated change does not make every user pay a slow hash again.
+    pub(super) verified: Arc<Cache<()>>,
 }
 
 impl Basic {
@@ -72,7 +74,7 @@ impl Basic {
             realm,
             challenge,
             users: UsersState::Unresolved,
-            verified: Cache::default(),
+            verified: Arc::default(),
         })
     }
 
