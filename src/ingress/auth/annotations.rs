@@ -213,6 +213,7 @@ fn external(p: &mut Parser<'_>) -> Option<External> {
         });
     }
     e.cache_key = cache_key;
+    e.share_cache();
     Some(e)
 }
 

@@ -6,8 +6,10 @@
 //! anything else, including no answer, is a 500.
 //!
 //! Outcomes may be cached per `auth-cache-key` (expanded per request, stored as a digest)
-//! for the durations of `auth-cache-duration`.
-use std::sync::{Arc, OnceLock};
+//! for the durations of `auth-cache-duration`; the cache outlives recompiles that keep the
+//! same settings.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -69,7 +71,8 @@ pub struct External {
     pub cache_rules: Vec<CacheRule>,
     /// `auth-always-set-cookie`.
     pub always_set_cookie: bool,
-    outcomes: Cache<Outcome>,
+    /// Shared by every compile of the same settings (see [`External::share_cache`]).
+    outcomes: Arc<Cache<Outcome>>,
 }
 
 impl External {
@@ -84,8 +87,37 @@ impl External {
             cache_key: None,
             cache_rules: Vec::new(),
             always_set_cookie: false,
-            outcomes: Cache::default(),
+            outcomes: Arc::default(),
         }
+    }
+
+    /// Takes the outcome cache of an earlier compile with exactly these settings, if a
+    /// route still holds it, so a recompile for an unrelated change does not send every
+    /// client back to the auth service. Settings that differ in anything get their own.
+    pub fn share_cache(&mut self) {
+        static LIVE: Mutex<Option<HashMap<cache::Key, Weak<Cache<Outcome>>>>> = Mutex::new(None);
+        if self.cache_key.is_none() {
+            return;
+        }
+        let settings = format!(
+            "{:?}|{}|{:?}|{:?}|{:?}|{:?}|{}",
+            self.url,
+            self.method,
+            self.response_headers,
+            self.cache_key,
+            self.cache_rules,
+            self.signin,
+            self.always_set_cookie
+        );
+        let key = cache::key(&[settings.as_bytes()]);
+        let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
+        let live = live.get_or_insert_with(HashMap::new);
+        if let Some(existing) = live.get(&key).and_then(Weak::upgrade) {
+            self.outcomes = existing;
+            return;
+        }
+        live.retain(|_, w| w.strong_count() > 0);
+        live.insert(key, Arc::downgrade(&self.outcomes));
     }
 
     pub async fn check(&self, head: &Head<'_>) -> Verdict {
@@ -93,7 +125,9 @@ impl External {
         let cache_key = self
             .cache_key
             .as_ref()
-            .map(|k| cache::key(&[k.expand(&vars).as_bytes()]));
+            // The host is part of every key: an auth service may decide per host, and
+            // Ingresses with the same settings share one cache.
+            .map(|k| cache::key(&[head.hostname.as_bytes(), k.expand(&vars).as_bytes()]));
         let cached = cache_key.as_ref().and_then(|k| self.outcomes.get(k));
         let outcome = match cached {
             Some(outcome) => {
@@ -312,4 +346,31 @@ fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn external(url: &str) -> External {
+        let mut e = External::new(Template::parse(url).unwrap());
+        e.cache_key = Some(Template::parse("$http_authorization").unwrap());
+        e.share_cache();
+        e
+    }
+
+    #[test]
+    fn same_settings_share_one_cache() {
+        let a = external("http://auth.test/a");
+        let b = external("http://auth.test/a");
+        assert!(Arc::ptr_eq(&a.outcomes, &b.outcomes));
+        let c = external("http://auth.test/c");
+        assert!(!Arc::ptr_eq(&a.outcomes, &c.outcomes));
+        let mut uncached = External::new(Template::parse("http://auth.test/a").unwrap());
+        uncached.share_cache();
+        assert!(
+            !Arc::ptr_eq(&a.outcomes, &uncached.outcomes),
+            "no key, no sharing"
+        );
+    }
 }
