@@ -393,6 +393,12 @@ async fn external_auth_decides() {
     );
     assert_eq!(h("host"), rig.auth.addr.to_string());
     assert_eq!(h("x-forwarded-host"), EXT);
+    assert_eq!(
+        h("x-request-id").len(),
+        32,
+        "a request id: {:?}",
+        h("x-request-id")
+    );
     // The listed header is copied upstream, others are not.
     let upstream = echoed(&ok);
     assert_eq!(upstream["headers"]["x-user"], "alice");

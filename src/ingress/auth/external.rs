@@ -244,6 +244,10 @@ impl External {
         headers.insert("x-original-url", value(&original)?);
         headers.insert("x-original-method", value(head.method.as_str())?);
         headers.insert("x-sent-from", SENT_FROM);
+        let request_id = &crate::ingress::forwarded::X_REQUEST_ID;
+        if !headers.contains_key(request_id) {
+            headers.insert(request_id, crate::ingress::forwarded::new_request_id());
+        }
         let client = head.client.to_string();
         headers.insert("x-real-ip", value(&client)?);
         headers.insert("x-forwarded-for", value(&client)?);
