@@ -9,6 +9,7 @@ mod e2e;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -78,6 +79,7 @@ struct Seen {
 struct AuthService {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<AtomicUsize>,
     _task: JoinHandle<()>,
 }
 
@@ -86,12 +88,15 @@ impl AuthService {
         let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let connections: Arc<AtomicUsize> = Arc::default();
         let log = seen.clone();
+        let accepted = connections.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                accepted.fetch_add(1, Ordering::Relaxed);
                 let log = log.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
@@ -107,6 +112,7 @@ impl AuthService {
         AuthService {
             addr,
             seen,
+            connections,
             _task: task,
         }
     }
@@ -140,7 +146,8 @@ fn decide(req: &Request<Incoming>, log: &Mutex<Vec<Seen>>) -> Response<Full<Byte
     let resp = match auth {
         "Bearer good" => answer(200)
             .header("x-user", "alice")
-            .header("x-not-listed", "nope"),
+            .header("x-not-listed", "nope")
+            .header("set-cookie", "_session=refreshed; Path=/"),
         "Bearer forbidden" => answer(403).header("www-authenticate", "Bearer error=\"scope\""),
         "Bearer teapot" => answer(418),
         _ => answer(401).header("www-authenticate", "Bearer realm=\"sso\""),
@@ -386,10 +393,19 @@ async fn external_auth_decides() {
     );
     assert_eq!(h("host"), rig.auth.addr.to_string());
     assert_eq!(h("x-forwarded-host"), EXT);
+    assert_eq!(
+        h("x-request-id").len(),
+        32,
+        "a request id: {:?}",
+        h("x-request-id")
+    );
     // The listed header is copied upstream, others are not.
     let upstream = echoed(&ok);
     assert_eq!(upstream["headers"]["x-user"], "alice");
     assert!(upstream["headers"].get("x-not-listed").is_none());
+    assert!(upstream["headers"].get("set-cookie").is_none());
+    // The service's cookie reaches the client (session refresh), as nginx's add_header.
+    assert_eq!(ok.header("set-cookie"), Some("_session=refreshed; Path=/"));
 
     // A client cannot pose as the auth service.
     let mut c = Client::plain(rig.gw.http, Proto::H1).await.unwrap();
@@ -461,6 +477,14 @@ async fn external_auth_decides() {
         assert_eq!(r.status, StatusCode::FORBIDDEN);
     }
     assert_eq!(rig.auth.calls(), before + 4);
+
+    // Subrequests reuse kept-alive connections (answers are drained, not dropped).
+    let connections = rig.auth.connections.load(Ordering::Relaxed);
+    assert!(
+        connections * 2 < rig.auth.calls(),
+        "{connections} connections for {} subrequests",
+        rig.auth.calls()
+    );
 
     let metrics = rig.gw.admin_get("/metrics").await.unwrap().text();
     for series in [

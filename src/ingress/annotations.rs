@@ -105,6 +105,11 @@ pub(crate) const SHARED: &[&str] = &[
     "auth-proxy-set-headers",
     "auth-cache-key",
     "auth-cache-duration",
+    "auth-keepalive",
+    "auth-keepalive-requests",
+    "auth-keepalive-timeout",
+    "auth-keepalive-share-vars",
+    "auth-always-set-cookie",
     "satisfy",
     // TLS edge (see `tls_edge`).
     "ssl-passthrough",
@@ -822,7 +827,7 @@ mod tests {
             ),
             ("portcullis.io/server-snippet", "x"),
             ("nginx.ingress.kubernetes.io/auth-url", "ftp://auth"),
-            ("nginx.ingress.kubernetes.io/auth-always-set-cookie", "true"),
+            ("nginx.ingress.kubernetes.io/auth-digest-file", "x"),
         ];
         for (k, v) in cases {
             let p = parse(&[(k, v)]);

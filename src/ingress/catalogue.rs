@@ -57,6 +57,8 @@ const BUFFERING: &str = "portcullis streams bodies in both directions and never 
 const SNIPPET: &str = "raw nginx configuration is never honoured; express the intent with annotations or portcullis.io/request-headers and response-headers";
 const NEXT_UPSTREAM: &str =
     "portcullis retries once on another endpoint when the request never reached the first";
+const AUTH_POOL: &str =
+    "accepted with a warning: connections to the auth service are always pooled and kept alive";
 const NO_TRACING: &str = "no tracing exporter is built in; use the access log's request id (X-Request-ID) and the per-route metrics";
 
 /// Every documented ingress-nginx annotation, in name order.
@@ -71,30 +73,13 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("affinity-mode", Honoured),
     ("allowlist-source-range", Honoured),
     ("app-root", Honoured),
-    (
-        "auth-always-set-cookie",
-        Refused(
-            "cookies the auth service sets on success do not reach the client, and authentication is never served differently from what was asked",
-        ),
-    ),
+    ("auth-always-set-cookie", Honoured),
     ("auth-cache-duration", Honoured),
     ("auth-cache-key", Honoured),
-    (
-        "auth-keepalive",
-        NoOp("connections to the auth service are pooled anyway"),
-    ),
-    (
-        "auth-keepalive-requests",
-        NoOp("connections to the auth service are pooled anyway"),
-    ),
-    (
-        "auth-keepalive-share-vars",
-        NoOp("connections to the auth service are pooled anyway"),
-    ),
-    (
-        "auth-keepalive-timeout",
-        NoOp("connections to the auth service are pooled anyway"),
-    ),
+    ("auth-keepalive", Differs(AUTH_POOL)),
+    ("auth-keepalive-requests", Differs(AUTH_POOL)),
+    ("auth-keepalive-share-vars", Differs(AUTH_POOL)),
+    ("auth-keepalive-timeout", Differs(AUTH_POOL)),
     ("auth-method", Honoured),
     (
         "auth-proxy-set-headers",
@@ -125,7 +110,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     (
         "auth-url",
         Differs(
-            "http:// auth services only (https:// refuses the Ingress), with the common nginx variables",
+            "a fixed list of nginx variables (others refuse the Ingress); https:// auth services are verified against the system CAs, which nginx does not do by default",
         ),
     ),
     (

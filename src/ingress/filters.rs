@@ -139,6 +139,33 @@ mod tests {
     }
 
     #[test]
+    fn satisfy_any_defers_the_allowlist_to_auth() {
+        use crate::ingress::auth::Auth;
+        let auth = |satisfy_any| {
+            Some(std::sync::Arc::new(Auth {
+                satisfy_any,
+                basic: None,
+                external: None,
+            }))
+        };
+        let mut p = Policy {
+            allow_source: vec!["10.0.0.0/8".parse().unwrap()],
+            deny_source: vec!["192.168.1.10/32".parse().unwrap()],
+            auth: auth(false),
+            ..Policy::default()
+        };
+        let outside = Head {
+            client: "172.16.0.1".parse().unwrap(),
+            ..head("/x", "https")
+        };
+        assert_eq!(check(&p, &outside).unwrap().status(), 403);
+        p.auth = auth(true);
+        assert!(check(&p, &outside).is_none(), "left to auth");
+        // The denylist stays absolute.
+        assert_eq!(check(&p, &head("/x", "https")).unwrap().status(), 403);
+    }
+
+    #[test]
     fn redirect_needs_tls_host_unless_forced() {
         let mut p = Policy {
             ssl_redirect: true,

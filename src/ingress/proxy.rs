@@ -301,8 +301,16 @@ impl Proxy {
         }
         let mut from_auth = None;
         if let Some(auth) = &policy.auth {
-            match self.authorize(auth, policy, &head, &req).await {
-                auth::Verdict::Pass(headers) => from_auth = headers,
+            // Boxed: the auth future's state stays out of every request's future.
+            let check = auth::check(
+                auth,
+                &policy.allow_source,
+                &head,
+                req.method(),
+                req.headers(),
+            );
+            match Box::pin(check).await {
+                auth::Verdict::Pass(granted) => from_auth = granted,
                 auth::Verdict::Answer(answer) => return Outcome::Answer(answer),
             }
         }
@@ -394,7 +402,7 @@ impl Proxy {
             headers.insert(name.clone(), value.clone());
         }
         if let Some(external) = policy.auth.as_ref().and_then(|a| a.external.as_ref()) {
-            external.set_upstream_headers(&mut headers, from_auth);
+            external.set_upstream_headers(&mut headers, from_auth.as_deref());
         }
 
         let mut mirror_body = None;
@@ -514,32 +522,10 @@ impl Proxy {
         for (name, value) in &policy.response_headers {
             resp.headers_mut().insert(name.clone(), value.clone());
         }
-        Outcome::Streamed(resp, guards, exchange.read_timeout)
-    }
-}
-
-impl Proxy {
-    /// Runs the route's authentication unless `satisfy: any` lets the client in by address.
-    async fn authorize(
-        &self,
-        auth: &std::sync::Arc<auth::Auth>,
-        policy: &crate::ingress::policy::Policy,
-        head: &filters::Head<'_>,
-        req: &Request<Incoming>,
-    ) -> auth::Verdict {
-        if auth::allowlisted(auth, &policy.allow_source, head.client) {
-            return auth::Verdict::Pass(None);
+        if let Some(granted) = &from_auth {
+            granted.set_cookies(resp.status(), resp.headers_mut());
         }
-        let head = auth::Head {
-            client: head.client,
-            scheme: head.scheme,
-            hostname: head.hostname,
-            host: head.host,
-            method: req.method(),
-            path_and_query: head.path_and_query,
-            headers: req.headers(),
-        };
-        auth::authorize(auth, &head).await
+        Outcome::Streamed(resp, guards, exchange.read_timeout)
     }
 }
 

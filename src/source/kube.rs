@@ -162,16 +162,17 @@ pub fn start_kube(
 ) -> Result<KubeDriver, KubeError> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| KubeError::NoRuntime)?;
     let handle = ConfigHandle::new(compile(&ObjectStore::new(), &opts, None));
-    let (publisher, generations) = Publisher::new(handle.clone(), opts);
-    let (ready_tx, ready) = signal::channel(false);
     let (tx, rx) = mpsc::channel(CHANGE_QUEUE);
     let wanted = Wanted::default();
     let keeper = Keeper::new(
         wanted.clone(),
+        &opts,
         client.clone(),
         tx.clone(),
         origin(Kind::Secret),
     );
+    let (publisher, generations) = Publisher::new(handle.clone(), opts);
+    let (ready_tx, ready) = signal::channel(false);
 
     let mut kinds = BTreeSet::new();
     let mut tasks = Vec::new();
@@ -322,14 +323,14 @@ impl Driver {
             Change::Apply(Object::Secret(secret)) => return self.keeper.apply(store, secret),
             Change::Apply(object) => {
                 let origin = origin(object.kind());
-                self.refs_stale |= object.kind() == Kind::Ingress;
+                self.refs_stale |= matches!(object.kind(), Kind::Ingress | Kind::IngressClass);
                 if store.holds(origin, &object) {
                     return false;
                 }
                 store.insert(origin, object);
             }
             Change::Delete(kind, key) => {
-                self.refs_stale |= kind == Kind::Ingress;
+                self.refs_stale |= matches!(kind, Kind::Ingress | Kind::IngressClass);
                 if kind == Kind::Secret {
                     self.keeper.deleted(&key);
                 }
@@ -337,7 +338,7 @@ impl Driver {
             }
             Change::Relisted(kind, objects) => {
                 self.unlisted.remove(&kind);
-                self.refs_stale |= kind == Kind::Ingress;
+                self.refs_stale |= matches!(kind, Kind::Ingress | Kind::IngressClass);
                 let objects = match kind {
                     Kind::Secret => self.keeper.relisted(store, objects),
                     _ => objects,

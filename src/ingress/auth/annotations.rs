@@ -4,12 +4,14 @@
 //! - `auth-type`: `basic` (`digest` is refused: no digest support);
 //! - `auth-secret`: `name` or `namespace/name`; `auth-secret-type`: `auth-file` (default)
 //!   or `auth-map`; `auth-realm`: text without quotes or backslashes;
-//! - `auth-url`: an `http://` URL, nginx variables allowed (see `template`); `auth-method`;
+//! - `auth-url`: an `http://` or `https://` URL, nginx variables allowed (see `template`);
+//!   `auth-method`; `auth-always-set-cookie` (`true`/`false`);
 //!   `auth-signin` (URL or path, variables allowed); `auth-signin-redirect-param` (default
 //!   `rd`); `auth-response-headers` (comma-separated names); `auth-request-redirect`;
 //!   `auth-cache-key` (variables); `auth-cache-duration` (`[status ...] time`, comma
 //!   separated; default `200 202 401 5m`);
 //! - `auth-proxy-set-headers` names a ConfigMap, which portcullis does not read: refused;
+//!   `auth-keepalive*` are accepted with a warning (the auth pool always keeps alive);
 //! - `satisfy`: `all` (default) or `any`.
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +30,12 @@ const MAX_TEMPLATE: usize = 2048;
 /// Basic-auth settings that mean nothing without `auth-type`.
 const BASIC_ONLY: [&str; 3] = ["auth-secret", "auth-secret-type", "auth-realm"];
 /// External-auth settings that mean nothing without `auth-url`.
-const EXTERNAL_ONLY: [&str; 8] = [
+const EXTERNAL_ONLY: [&str; 13] = [
+    "auth-always-set-cookie",
+    "auth-keepalive",
+    "auth-keepalive-requests",
+    "auth-keepalive-timeout",
+    "auth-keepalive-share-vars",
     "auth-method",
     "auth-signin",
     "auth-signin-redirect-param",
@@ -37,6 +44,14 @@ const EXTERNAL_ONLY: [&str; 8] = [
     "auth-cache-key",
     "auth-cache-duration",
     "auth-proxy-set-headers",
+];
+/// Connection-reuse knobs of nginx's auth upstream: the auth client always keeps
+/// connections alive in one shared pool, so they change nothing here.
+const KEEPALIVE: [&str; 4] = [
+    "auth-keepalive",
+    "auth-keepalive-requests",
+    "auth-keepalive-timeout",
+    "auth-keepalive-share-vars",
 ];
 /// Headers the auth service may not set on the upstream request.
 const FORBIDDEN: [&str; 6] = [
@@ -161,6 +176,21 @@ fn external(p: &mut Parser<'_>) -> Option<External> {
             format!("{key}: not supported (portcullis does not read ConfigMaps)"),
         );
     }
+    for short in KEEPALIVE {
+        if let Some((key, _)) = p.get(short) {
+            p.warn(
+                key,
+                format!("{key}: ignored (auth connections are always pooled and kept alive)"),
+            );
+        }
+    }
+    let always_set_cookie = p.value("auth-always-set-cookie", |v| {
+        match v.to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err("expected true or false".into()),
+        }
+    });
     let cache_key = p.value("auth-cache-key", parse_template);
     let cache_rules = p.value("auth-cache-duration", parse_cache_duration);
     let mut e = External::new(url?);
@@ -173,6 +203,7 @@ fn external(p: &mut Parser<'_>) -> Option<External> {
     }
     e.response_headers = response_headers.unwrap_or_default();
     e.request_redirect = request_redirect;
+    e.always_set_cookie = always_set_cookie.unwrap_or(false);
     if cache_key.is_some() {
         e.cache_rules = cache_rules.unwrap_or_else(|| {
             vec![CacheRule {
@@ -182,6 +213,7 @@ fn external(p: &mut Parser<'_>) -> Option<External> {
         });
     }
     e.cache_key = cache_key;
+    e.share_cache();
     Some(e)
 }
 
@@ -199,9 +231,8 @@ fn parse_auth_url(v: &str) -> Result<Template, String> {
         .parse()
         .map_err(|_| "not a valid URL".to_string())?;
     match sample.scheme_str() {
-        Some("http") if sample.authority().is_some() => Ok(t),
-        Some("https") => Err("https auth services are not supported yet; use http".into()),
-        _ => Err("expected an http:// URL".into()),
+        Some("http" | "https") if sample.authority().is_some() => Ok(t),
+        _ => Err("expected an http:// or https:// URL".into()),
     }
 }
 
@@ -337,7 +368,14 @@ mod tests {
         assert!(!errors(&kind).is_empty());
         assert!(!errors(&[("satisfy", "some")]).is_empty());
         // Other auth-* annotations stay refused.
-        assert!(!errors(&[("auth-always-set-cookie", "true")]).is_empty());
+        let cookie = [("auth-url", "http://a/"), ("auth-always-set-cookie", "yes")];
+        assert!(!errors(&cookie).is_empty());
+        let pooled = parse(&[("auth-url", "http://a/"), ("auth-keepalive", "10")]);
+        assert!(
+            pooled.is_ok() && pooled.warnings.len() == 1,
+            "{:?}",
+            pooled.warnings
+        );
     }
 
     #[test]
@@ -375,7 +413,7 @@ mod tests {
             .clone();
         assert_eq!(rules[1].ttl.as_secs(), 30);
 
-        assert!(!errors(&[("auth-url", "https://auth/")]).is_empty());
+        assert!(errors(&[("auth-url", "https://$host/oauth2/auth")]).is_empty());
         assert!(!errors(&[("auth-url", "ftp://auth/")]).is_empty());
         assert!(!errors(&[("auth-url", "http://auth/$upstream_addr")]).is_empty());
         assert!(!errors(&[("auth-url", "http://a/"), ("auth-method", "G T")]).is_empty());

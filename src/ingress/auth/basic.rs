@@ -2,8 +2,8 @@
 //! against the users compile read from the Secret.
 //!
 //! bcrypt and SHA-crypt cost milliseconds by design, so they run on the blocking pool, and
-//! a successful check is remembered for [`VERIFIED_TTL`] under a digest of the header (the
-//! cache dies with the compiled policy, so a changed Secret takes effect at once).
+//! a successful check is remembered for [`VERIFIED_TTL`] under a digest of the header. The
+//! memory belongs to one exact user list: a changed Secret starts a new one at once.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +16,9 @@ use super::htpasswd::Users;
 use super::metrics::{self, Kind, count};
 use crate::body::Body;
 use crate::ingress::respond::generated;
+
+/// Slow hash checks (bcrypt, SHA-crypt) running at once, process-wide.
+static SLOW_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
 
 /// How long a verified Authorization header is trusted without hashing again.
 pub const VERIFIED_TTL: Duration = Duration::from_secs(60);
@@ -50,7 +53,9 @@ pub struct Basic {
     pub realm: String,
     pub challenge: HeaderValue,
     pub users: UsersState,
-    verified: Cache<()>,
+    /// Shared by every compile that saw the same user list (see `resolve`), so a recompile
+    /// for an unrelated change does not make every user pay a slow hash again.
+    pub(super) verified: Arc<Cache<()>>,
 }
 
 impl Basic {
@@ -69,7 +74,7 @@ impl Basic {
             realm,
             challenge,
             users: UsersState::Unresolved,
-            verified: Cache::default(),
+            verified: Arc::default(),
         })
     }
 
@@ -104,6 +109,10 @@ impl Basic {
         let ok = match credentials(headers) {
             Some((user, password)) => match users.get(&user) {
                 Some(hash) if hash.is_slow() => {
+                    // A flood of guesses waits here instead of filling the blocking pool.
+                    let Ok(_permit) = SLOW_CHECKS.acquire().await else {
+                        return Some(self.challenge());
+                    };
                     let hash = hash.clone();
                     tokio::task::spawn_blocking(move || hash.verify(&password))
                         .await

@@ -6,14 +6,17 @@
 //! anything else, including no answer, is a 500.
 //!
 //! Outcomes may be cached per `auth-cache-key` (expanded per request, stored as a digest)
-//! for the durations of `auth-cache-duration`.
-use std::sync::{Arc, OnceLock};
+//! for the durations of `auth-cache-duration`; the cache outlives recompiles that keep the
+//! same settings.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
-use http_body_util::Empty;
+use http_body_util::{BodyExt as _, Empty, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -21,7 +24,7 @@ use hyper_util::rt::TokioExecutor;
 use super::cache::{self, Cache};
 use super::metrics::{self, Kind, count};
 use super::template::{Template, escape_into};
-use super::{Head, Verdict};
+use super::{Granted, Head, Verdict};
 use crate::ingress::respond::{generated, redirect};
 
 /// Longest wait for the auth service's answer (connect included).
@@ -30,18 +33,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// What ingress-nginx sends as `X-Sent-From`; auth services written for it may look.
 const SENT_FROM: HeaderValue = HeaderValue::from_static("nginx-ingress-controller");
 
-/// Headers of the client request not passed to the auth service: they frame a body the
-/// subrequest does not have, or belong to the client's hop.
-const NOT_FORWARDED: [HeaderName; 8] = [
+/// Headers of the client request not passed to the auth service besides the hop-by-hop
+/// ones: they frame a body the subrequest does not have, or name the wrong host.
+const NOT_FORWARDED: [HeaderName; 4] = [
     header::HOST,
     header::CONTENT_LENGTH,
     header::TRANSFER_ENCODING,
-    header::CONNECTION,
-    header::UPGRADE,
-    header::TE,
-    header::TRAILER,
     header::EXPECT,
 ];
+/// Most of an auth answer's body read so its connection can be reused; a longer body just
+/// costs that connection.
+const MAX_DRAIN: usize = 64 * 1024;
 
 /// One `auth-cache-duration` rule: these statuses (empty: 200, 301, 302, as nginx's
 /// `proxy_cache_valid`) are kept this long.
@@ -53,7 +55,7 @@ pub struct CacheRule {
 
 #[derive(Debug, Clone)]
 enum Outcome {
-    Pass(Option<HeaderMap>),
+    Pass(Option<Arc<Granted>>),
     Deny(StatusCode, HeaderMap),
 }
 
@@ -67,7 +69,10 @@ pub struct External {
     pub request_redirect: Option<Template>,
     pub cache_key: Option<Template>,
     pub cache_rules: Vec<CacheRule>,
-    outcomes: Cache<Outcome>,
+    /// `auth-always-set-cookie`.
+    pub always_set_cookie: bool,
+    /// Shared by every compile of the same settings (see [`External::share_cache`]).
+    outcomes: Arc<Cache<Outcome>>,
 }
 
 impl External {
@@ -81,8 +86,38 @@ impl External {
             request_redirect: None,
             cache_key: None,
             cache_rules: Vec::new(),
-            outcomes: Cache::default(),
+            always_set_cookie: false,
+            outcomes: Arc::default(),
         }
+    }
+
+    /// Takes the outcome cache of an earlier compile with exactly these settings, if a
+    /// route still holds it, so a recompile for an unrelated change does not send every
+    /// client back to the auth service. Settings that differ in anything get their own.
+    pub fn share_cache(&mut self) {
+        static LIVE: Mutex<Option<HashMap<cache::Key, Weak<Cache<Outcome>>>>> = Mutex::new(None);
+        if self.cache_key.is_none() {
+            return;
+        }
+        let settings = format!(
+            "{:?}|{}|{:?}|{:?}|{:?}|{:?}|{}",
+            self.url,
+            self.method,
+            self.response_headers,
+            self.cache_key,
+            self.cache_rules,
+            self.signin,
+            self.always_set_cookie
+        );
+        let key = cache::key(&[settings.as_bytes()]);
+        let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
+        let live = live.get_or_insert_with(HashMap::new);
+        if let Some(existing) = live.get(&key).and_then(Weak::upgrade) {
+            self.outcomes = existing;
+            return;
+        }
+        live.retain(|_, w| w.strong_count() > 0);
+        live.insert(key, Arc::downgrade(&self.outcomes));
     }
 
     pub async fn check(&self, head: &Head<'_>) -> Verdict {
@@ -90,7 +125,9 @@ impl External {
         let cache_key = self
             .cache_key
             .as_ref()
-            .map(|k| cache::key(&[k.expand(&vars).as_bytes()]));
+            // The host is part of every key: an auth service may decide per host, and
+            // Ingresses with the same settings share one cache.
+            .map(|k| cache::key(&[head.hostname.as_bytes(), k.expand(&vars).as_bytes()]));
         let cached = cache_key.as_ref().and_then(|k| self.outcomes.get(k));
         let outcome = match cached {
             Some(outcome) => {
@@ -128,12 +165,12 @@ impl External {
 
     /// Removes the client's own copies of `auth-response-headers` (a client must not pose
     /// as the auth service) and adds the service's.
-    pub fn set_upstream_headers(&self, headers: &mut HeaderMap, from_auth: Option<HeaderMap>) {
+    pub fn set_upstream_headers(&self, headers: &mut HeaderMap, from_auth: Option<&Granted>) {
         for name in &self.response_headers {
             headers.remove(name);
         }
-        if let Some(from_auth) = from_auth {
-            for (name, value) in &from_auth {
+        if let Some(granted) = from_auth {
+            for (name, value) in &granted.upstream {
                 headers.append(name.clone(), value.clone());
             }
         }
@@ -200,12 +237,17 @@ impl External {
                 headers.append(name.clone(), value.clone());
             }
         }
+        crate::ingress::forwarded::strip_hop_by_hop(headers, false);
         let value = |s: &str| HeaderValue::from_str(s).map_err(|_| format!("header value {s:?}"));
         headers.insert(header::HOST, value(authority.as_str())?);
         let original = format!("{}://{}{}", head.scheme, head.host, head.path_and_query);
         headers.insert("x-original-url", value(&original)?);
         headers.insert("x-original-method", value(head.method.as_str())?);
         headers.insert("x-sent-from", SENT_FROM);
+        let request_id = &crate::ingress::forwarded::X_REQUEST_ID;
+        if !headers.contains_key(request_id) {
+            headers.insert(request_id, crate::ingress::forwarded::new_request_id());
+        }
         let client = head.client.to_string();
         headers.insert("x-real-ip", value(&client)?);
         headers.insert("x-forwarded-for", value(&client)?);
@@ -217,19 +259,30 @@ impl External {
         };
         headers.insert("x-auth-request-redirect", value(&redirect_to)?);
 
-        let resp = tokio::time::timeout(AUTH_TIMEOUT, client_pool().request(req))
+        let pool = client_pool().ok_or("no TLS client for auth services")?;
+        let resp = tokio::time::timeout(AUTH_TIMEOUT, pool.request(req))
             .await
             .map_err(|_| "the authentication service did not answer in time".to_string())?
             .map_err(|e| format!("the authentication service is unreachable: {e}"))?;
         let status = resp.status();
         let outcome = if status.is_success() {
-            let mut copied = HeaderMap::new();
+            let mut granted = Granted {
+                always_set_cookie: self.always_set_cookie,
+                ..Granted::default()
+            };
             for name in &self.response_headers {
                 for v in resp.headers().get_all(name) {
-                    copied.append(name.clone(), v.clone());
+                    granted.upstream.append(name.clone(), v.clone());
                 }
             }
-            Outcome::Pass((!copied.is_empty()).then_some(copied))
+            granted.cookies = resp
+                .headers()
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .cloned()
+                .collect();
+            let any = !granted.upstream.is_empty() || !granted.cookies.is_empty();
+            Outcome::Pass(any.then(|| Arc::new(granted)))
         } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             let mut kept = HeaderMap::new();
             for name in [
@@ -245,19 +298,83 @@ impl External {
         } else {
             return Err(format!("the authentication service answered {status}"));
         };
+        let drain = Limited::new(resp.into_body(), MAX_DRAIN).collect();
+        let _ = tokio::time::timeout(CONNECT_TIMEOUT, drain).await;
         Ok((outcome, status))
     }
 }
 
-type Pool = Client<HttpConnector, Empty<Bytes>>;
+type Pool = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
-/// One pooled client for every auth service (keep-alive across requests).
-fn client_pool() -> &'static Arc<Pool> {
-    static POOL: OnceLock<Arc<Pool>> = OnceLock::new();
+/// One pooled client for every auth service (keep-alive across requests); `None` if no
+/// TLS configuration could be built (then every auth request fails closed).
+fn client_pool() -> Option<&'static Pool> {
+    static POOL: OnceLock<Option<Pool>> = OnceLock::new();
     POOL.get_or_init(|| {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_nodelay(true);
-        Arc::new(Client::builder(TokioExecutor::new()).build(connector))
+        let tls = match tls_config() {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::error!(error = %e, "no TLS client for auth services");
+                return None;
+            }
+        };
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Some(Client::builder(TokioExecutor::new()).build(connector))
     })
+    .as_ref()
+}
+
+/// An `https://` auth service is verified against the system's CA certificates (the
+/// image's `/etc/ssl/certs`, or `SSL_CERT_FILE` / `SSL_CERT_DIR`), as nginx with
+/// `proxy_ssl_trusted_certificate` pointing at the system bundle would.
+fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
+    let loaded = rustls_native_certs::load_native_certs();
+    for e in &loaded.errors {
+        tracing::warn!(error = %e, "reading system CA certificates");
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(loaded.certs);
+    if added == 0 {
+        tracing::warn!("no system CA certificates: https auth services will be refused");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn external(url: &str) -> External {
+        let mut e = External::new(Template::parse(url).unwrap());
+        e.cache_key = Some(Template::parse("$http_authorization").unwrap());
+        e.share_cache();
+        e
+    }
+
+    #[test]
+    fn same_settings_share_one_cache() {
+        let a = external("http://auth.test/a");
+        let b = external("http://auth.test/a");
+        assert!(Arc::ptr_eq(&a.outcomes, &b.outcomes));
+        let c = external("http://auth.test/c");
+        assert!(!Arc::ptr_eq(&a.outcomes, &c.outcomes));
+        let mut uncached = External::new(Template::parse("http://auth.test/a").unwrap());
+        uncached.share_cache();
+        assert!(
+            !Arc::ptr_eq(&a.outcomes, &uncached.outcomes),
+            "no key, no sharing"
+        );
+    }
 }

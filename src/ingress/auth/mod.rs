@@ -68,10 +68,37 @@ impl Head<'_> {
 /// How authorization ended.
 #[derive(Debug)]
 pub enum Verdict {
-    /// Let the request through, adding these headers (from the auth service) upstream.
-    Pass(Option<HeaderMap>),
+    /// Let the request through, with what the auth service handed on (if anything).
+    Pass(Option<Arc<Granted>>),
     /// Answer the client with this instead.
     Answer(Response<Body>),
+}
+
+/// What a 2xx from the auth service hands on.
+#[derive(Debug, Default)]
+pub struct Granted {
+    /// `auth-response-headers` for the upstream request.
+    pub upstream: HeaderMap,
+    /// The service's `Set-Cookie` values, for the client's response.
+    pub cookies: Vec<http::HeaderValue>,
+    /// `auth-always-set-cookie`: add them whatever the status, not only on success.
+    pub always_set_cookie: bool,
+}
+
+impl Granted {
+    /// Adds the auth service's cookies to the response, as nginx's `add_header` does: on
+    /// 2xx and redirect statuses, or on all with `auth-always-set-cookie`.
+    pub fn set_cookies(&self, status: http::StatusCode, headers: &mut HeaderMap) {
+        let ok = matches!(
+            status.as_u16(),
+            200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+        );
+        if ok || self.always_set_cookie {
+            for c in &self.cookies {
+                headers.append(http::header::SET_COOKIE, c.clone());
+            }
+        }
+    }
 }
 
 /// Whether `satisfy: any` lets this client in without authenticating.
@@ -79,8 +106,32 @@ pub fn allowlisted(auth: &Auth, allow: &[IpNet], client: IpAddr) -> bool {
     auth.satisfy_any && !allow.is_empty() && allow.iter().any(|n| n.contains(&client))
 }
 
+/// The proxy's entry: authenticates a routed request unless `satisfy: any` lets the client
+/// in by address (`allow` is the route's allowlist).
+pub async fn check(
+    auth: &Auth,
+    allow: &[IpNet],
+    head: &crate::ingress::filters::Head<'_>,
+    method: &http::Method,
+    headers: &HeaderMap,
+) -> Verdict {
+    if allowlisted(auth, allow, head.client) {
+        return Verdict::Pass(None);
+    }
+    let head = Head {
+        client: head.client,
+        scheme: head.scheme,
+        hostname: head.hostname,
+        host: head.host,
+        method,
+        path_and_query: head.path_and_query,
+        headers,
+    };
+    authorize(auth, &head).await
+}
+
 /// Authenticates one request: basic first, then the external service (both must pass).
-pub async fn authorize(auth: &Arc<Auth>, head: &Head<'_>) -> Verdict {
+pub async fn authorize(auth: &Auth, head: &Head<'_>) -> Verdict {
     if let Some(b) = &auth.basic
         && let Some(answer) = b.check(head.headers).await
     {

@@ -4,9 +4,11 @@
 //! Failure behaviour: a missing or unusable Secret leaves the routes refusing every request
 //! (503 missing, 500 unusable) and is reported as a problem of the Ingress; users whose
 //! hash cannot be checked are reported and cannot sign in.
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use super::basic::{SecretFormat, UsersState};
+use super::cache::{self, Cache, Key};
 use super::htpasswd;
 use crate::ingress::policy::Policy;
 use crate::source::ObjectStore;
@@ -46,6 +48,7 @@ pub fn attach(policy: &mut Arc<Policy>, store: &ObjectStore, namespace: &str) ->
     };
     match parsed {
         Ok(parsed) => {
+            basic.verified = verified_memory(basic.format, &data.entries());
             basic.users = UsersState::Ready(Arc::new(parsed.users));
             parsed
                 .notes
@@ -59,5 +62,56 @@ pub fn attach(policy: &mut Arc<Policy>, store: &ObjectStore, namespace: &str) ->
                 "basic auth Secret {key} is unusable ({e}); requests are answered 500"
             )]
         }
+    }
+}
+
+/// The verified-credentials memory for one exact user list: the one an earlier compile made
+/// for the same Secret content while any route still holds it, else a new one. Keyed by a
+/// digest of the content, so changed users never inherit an old memory.
+fn verified_memory(format: SecretFormat, entries: &[(&str, &[u8])]) -> Arc<Cache<()>> {
+    static LIVE: Mutex<Option<HashMap<Key, Weak<Cache<()>>>>> = Mutex::new(None);
+    let mut parts: Vec<&[u8]> = vec![match format {
+        SecretFormat::AuthFile => b"auth-file",
+        SecretFormat::AuthMap => b"auth-map",
+    }];
+    for (k, v) in entries {
+        parts.push(k.as_bytes());
+        parts.push(v);
+    }
+    let key = cache::key(&parts);
+    let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
+    let live = live.get_or_insert_with(HashMap::new);
+    if let Some(existing) = live.get(&key).and_then(Weak::upgrade) {
+        return existing;
+    }
+    // Entries of lists no route holds any more go whenever a new list arrives.
+    live.retain(|_, w| w.strong_count() > 0);
+    let fresh: Arc<Cache<()>> = Arc::default();
+    live.insert(key, Arc::downgrade(&fresh));
+    fresh
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_follows_the_exact_user_list() {
+        let a = verified_memory(SecretFormat::AuthFile, &[("auth", b"alice:x")]);
+        let again = verified_memory(SecretFormat::AuthFile, &[("auth", b"alice:x")]);
+        assert!(Arc::ptr_eq(&a, &again), "same content, same memory");
+        a.put(
+            cache::key(&[b"header"]),
+            (),
+            std::time::Duration::from_secs(60),
+        );
+        assert_eq!(again.len(), 1);
+        let changed = verified_memory(SecretFormat::AuthFile, &[("auth", b"alice:y")]);
+        assert!(!Arc::ptr_eq(&a, &changed));
+        let as_map = verified_memory(SecretFormat::AuthMap, &[("auth", b"alice:x")]);
+        assert!(!Arc::ptr_eq(&a, &as_map));
+        drop((a, again));
+        let later = verified_memory(SecretFormat::AuthFile, &[("auth", b"alice:x")]);
+        assert!(later.is_empty(), "nobody held it: a new memory");
     }
 }

@@ -2,8 +2,8 @@
 //! naming one.
 //!
 //! The Secret watch sees every Secret in the cluster; the watch task keeps the data of a
-//! non-TLS Secret only if its key is in [`Wanted`] (the Secrets the stored Ingresses name,
-//! see `ingress::secret_refs`), so the store holds exactly those plus TLS Secrets. When the
+//! non-TLS Secret only if its key is in [`Wanted`] (the Secrets the Ingresses of our class
+//! name, see `ingress::secret_refs`), so the store holds exactly those plus TLS Secrets. When the
 //! Ingresses change, [`Keeper::refresh`] recomputes the set: Secrets no longer named are
 //! dropped from the store, newly named ones are read with one GET each (their earlier
 //! events were stubs). A stub arriving for a named Secret (the watch trimmed it just
@@ -26,6 +26,8 @@ use tokio::task::AbortHandle;
 
 use super::trim;
 use super::watch::{Change, Fetch};
+use crate::ingress::class::ClassSelector;
+use crate::ingress::compile::CompileOptions;
 use crate::ingress::secret_refs::referenced_secrets;
 use crate::source::store::{Kind, Object, ObjectStore, is_tls_secret};
 
@@ -50,6 +52,9 @@ impl Wanted {
 /// The driver's side: decides what the store keeps and runs the GETs.
 pub struct Keeper {
     wanted: Wanted,
+    /// Which Ingresses are ours: another controller's Ingresses name Secrets we never need.
+    controller: String,
+    watch_without_class: bool,
     client: Client,
     changes: mpsc::Sender<Change>,
     origin: &'static str,
@@ -69,12 +74,15 @@ impl Drop for Keeper {
 impl Keeper {
     pub fn new(
         wanted: Wanted,
+        opts: &CompileOptions,
         client: Client,
         changes: mpsc::Sender<Change>,
         origin: &'static str,
     ) -> Self {
         Keeper {
             wanted,
+            controller: opts.controller.clone(),
+            watch_without_class: opts.watch_without_class,
             client,
             changes,
             origin,
@@ -88,10 +96,13 @@ impl Keeper {
         !self.pending.is_empty()
     }
 
-    /// Recomputes the named Secrets from the stored Ingresses; true if the store changed.
+    /// Recomputes the named Secrets from the stored Ingresses we serve; true if the store
+    /// changed.
     pub fn refresh(&mut self, store: &mut ObjectStore) -> bool {
+        let ours = ClassSelector::new(store, &self.controller, self.watch_without_class);
         let now: BTreeSet<String> = store
             .ingresses()
+            .filter(|(_, _, ingress)| ours.serves(ingress))
             .flat_map(|(_, _, ingress)| referenced_secrets(ingress))
             .collect();
         let before = self.wanted.0.load_full();
@@ -289,16 +300,27 @@ mod tests {
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
         let client = Client::try_from(config).unwrap();
         let (tx, _rx) = mpsc::channel(8);
-        let mut keeper = Keeper::new(Wanted::default(), client, tx, ORIGIN);
+        let opts = CompileOptions {
+            watch_without_class: true,
+            ..CompileOptions::default()
+        };
+        let mut keeper = Keeper::new(Wanted::default(), &opts, client, tx, ORIGIN);
         let mut store = ObjectStore::new();
-        let ingress = Object::from_value(json!({
-            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-            "metadata": {"name": "web", "namespace": "ns", "annotations": {
-                "nginx.ingress.kubernetes.io/auth-secret": "users"}}
-        }))
-        .unwrap()
-        .unwrap();
-        store.insert("kubernetes:ingresses", ingress);
+        let ingress = |name: &str, class: &str| {
+            Object::from_value(json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": name, "namespace": "ns", "annotations": {
+                    "nginx.ingress.kubernetes.io/auth-secret": "users"}},
+                "spec": (if class.is_empty() { json!({}) } else { json!({"ingressClassName": class}) })
+            }))
+            .unwrap()
+            .unwrap()
+        };
+        // Another controller's Ingress names nothing we keep.
+        store.insert("kubernetes:ingresses", ingress("theirs", "nginx"));
+        assert!(!keeper.refresh(&mut store));
+        assert!(!keeper.fetching());
+        store.insert("kubernetes:ingresses", ingress("web", ""));
 
         // Newly named and not held: read by GET.
         assert!(!keeper.refresh(&mut store));
