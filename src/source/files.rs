@@ -338,12 +338,16 @@ fn collect(
         return;
     }
     let label = describe(&doc, index);
+    // ConfigMaps were long ignored here and matter only when `auth-proxy-set-headers` names
+    // one: an unrelated malformed one must not fail its file.
+    let config_map = kind == "ConfigMap";
     match Object::from_value(doc) {
         Ok(Some(obj)) => objects.push(obj),
         Ok(None) => {}
         Err(e @ ObjectError::UnsupportedVersion { .. }) => {
             warnings.push((Some(label), format!("{e}; ignored")));
         }
+        Err(e) if config_map => warnings.push((Some(label), format!("{e}; ignored"))),
         Err(e) => errors.push((Some(label), e.to_string())),
     }
 }
@@ -378,7 +382,7 @@ mod tests {
         );
         let (objects, warnings) = parse_file("a.yaml", text.as_bytes()).unwrap();
         let keys: Vec<_> = objects.iter().map(|o| o.key()).collect();
-        assert_eq!(keys, ["ns/web", "default/api"]);
+        assert_eq!(keys, ["ns/web", "default/api", "default/c"]);
         assert!(warnings.is_empty());
     }
 
