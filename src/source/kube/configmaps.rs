@@ -214,3 +214,76 @@ async fn watch_one(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ORIGIN: &str = "kubernetes:configmaps";
+
+    fn cm(tenant: &str) -> ConfigMap {
+        serde_json::from_value(json!({
+            "metadata": {"name": "hdrs", "namespace": "ns", "resourceVersion": "7"},
+            "data": {"X-Tenant": tenant}, "binaryData": {"blob": "YQ=="}
+        }))
+        .unwrap()
+    }
+
+    fn held(store: &ObjectStore) -> Option<String> {
+        let cm = store.config_map_by_key("ns/hdrs")?;
+        assert!(cm.binary_data.is_none() && cm.metadata.resource_version.is_none());
+        cm.data.as_ref()?.get("X-Tenant").cloned()
+    }
+
+    #[tokio::test]
+    async fn only_the_current_watch_counts() {
+        // Nothing listens there: the watch tasks retry until they are stopped.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let (tx, _rx) = mpsc::channel(8);
+        let opts = CompileOptions {
+            watch_without_class: true,
+            ..CompileOptions::default()
+        };
+        let mut cms = ConfigMaps::new(&opts, client, tx, ORIGIN);
+        let mut store = ObjectStore::new();
+        let ingress = |annotations: serde_json::Value| {
+            Object::from_value(json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": "web", "namespace": "ns", "annotations": annotations},
+                "spec": {}
+            }))
+            .unwrap()
+            .unwrap()
+        };
+        let named = json!({"nginx.ingress.kubernetes.io/auth-proxy-set-headers": "hdrs"});
+        store.insert("kubernetes:ingresses", ingress(named.clone()));
+        assert!(!cms.refresh(&mut store));
+        assert!(cms.fetching(), "the first snapshot waits for it");
+        let first = cms.watching["ns/hdrs"].0;
+        assert!(cms.seen(&mut store, "ns/hdrs", first, Seen::Found(cm("blue"))));
+        assert!(!cms.fetching());
+        assert_eq!(held(&store).as_deref(), Some("blue"));
+        assert!(!cms.seen(&mut store, "ns/hdrs", first, Seen::Found(cm("blue"))));
+
+        // Unnamed: dropped, and a late report of its watch is ignored.
+        store.insert("kubernetes:ingresses", ingress(json!({})));
+        assert!(cms.refresh(&mut store));
+        assert_eq!(held(&store), None);
+        assert!(!cms.seen(&mut store, "ns/hdrs", first, Seen::Found(cm("red"))));
+        assert_eq!(held(&store), None);
+
+        // Named again: a new watch, and only its reports count.
+        store.insert("kubernetes:ingresses", ingress(named));
+        cms.refresh(&mut store);
+        let second = cms.watching["ns/hdrs"].0;
+        assert!(second > first);
+        assert!(!cms.seen(&mut store, "ns/hdrs", first, Seen::Found(cm("red"))));
+        assert!(!cms.seen(&mut store, "ns/hdrs", second, Seen::Failed));
+        assert!(!cms.fetching(), "an error ends the wait");
+        assert!(cms.seen(&mut store, "ns/hdrs", second, Seen::Found(cm("green"))));
+        assert!(cms.seen(&mut store, "ns/hdrs", second, Seen::Missing));
+        assert_eq!(held(&store), None);
+    }
+}
