@@ -265,6 +265,22 @@ async fn ingress_reviews_against_the_live_snapshot() {
         "nginx variable $upstream_addr is not supported",
     );
 
+    let headers = ingress(
+        "auth-headers",
+        json!({"nginx.ingress.kubernetes.io/auth-url": "http://auth.sso/verify",
+               "nginx.ingress.kubernetes.io/auth-proxy-set-headers": "a/b/c"}),
+        rules(
+            "blog.example.com",
+            json!([path("/", "Prefix", json!({"number": 80}))]),
+        ),
+    );
+    let resp = validate(&mut c, "CREATE", &headers, None).await;
+    assert_denied_by(
+        &resp,
+        "ingressInvalidAnnotation",
+        "\"b/c\" is not a valid ConfigMap name",
+    );
+
     // A snippet: its own rule, and not also an invalid annotation.
     let snippet = ingress(
         "snippet",

@@ -2,7 +2,8 @@
 //! echo pods on 127.0.0.x, and a real hyper auth service. Basic auth with every hash
 //! format (fixtures written by openssl and libxcrypt), fail-closed Secrets, external auth
 //! (pass with copied headers, 401/403 passed through, 500 for anything else and for no
-//! answer, sign-in redirect, cache), and `satisfy` with the source allowlist.
+//! answer, sign-in redirect, cache), headers from an `auth-proxy-set-headers` ConfigMap
+//! (fail closed when it is missing or invalid), and `satisfy` with the source allowlist.
 mod common;
 #[path = "common/e2e.rs"]
 mod e2e;
@@ -159,7 +160,7 @@ fn decide(req: &Request<Incoming>, log: &Mutex<Vec<Seen>>) -> Response<Full<Byte
 struct Rig {
     gw: Portcullis,
     auth: AuthService,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     _pod: JoinHandle<()>,
 }
 
@@ -176,6 +177,27 @@ const ANY_OUT: &str = "any-out.auth.test";
 const ALL_IN: &str = "all-in.auth.test";
 const ALL_OUT: &str = "all-out.auth.test";
 const OPEN: &str = "open.auth.test";
+const HEADERS: &str = "headers.auth.test";
+const NO_HEADERS: &str = "no-headers.auth.test";
+const BAD_HEADERS: &str = "bad-headers.auth.test";
+
+fn config_map(name: &str, data: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": NS}, "data": data
+    })
+}
+
+/// The ConfigMap `auth-headers` with this tenant.
+fn auth_headers(tenant: &str) -> String {
+    yaml(&[
+        config_map(
+            "auth-headers",
+            json!({"X-Tenant": tenant, "X-Auth-Host": "$host", "X-Empty-Drop": ""}),
+        ),
+        config_map("bad-headers", json!({"Connection": "close"})),
+    ])
+}
 
 fn a(k: &str) -> String {
     format!("nginx.ingress.kubernetes.io/{k}")
@@ -226,6 +248,11 @@ async fn rig() -> Rig {
     let mut cached = ext.clone();
     cached.push((a("auth-cache-key"), "$http_authorization".into()));
     cached.push((a("auth-cache-duration"), "200 401 1m".into()));
+    let with_headers = |cm: &str| {
+        let mut v = ext.clone();
+        v.push((a("auth-proxy-set-headers"), cm.to_string()));
+        v
+    };
     let satisfy = |allow: &str, how: &str| {
         let mut v = basic_auth("users");
         v.push((a("whitelist-source-range"), allow.to_string()));
@@ -241,7 +268,7 @@ async fn rig() -> Rig {
             ing("map", MAP, map),
             ing("broken", BROKEN, basic_auth("broken")),
             ing("missing", MISSING, basic_auth("nowhere")),
-            ing("ext", EXT, ext),
+            ing("ext", EXT, ext.clone()),
             ing("signin", SIGNIN, signin),
             ing("cached", CACHED, cached),
             ing(
@@ -254,8 +281,16 @@ async fn rig() -> Rig {
             ing("all-in", ALL_IN, satisfy("127.0.0.0/8", "all")),
             ing("all-out", ALL_OUT, satisfy("10.0.0.0/8", "all")),
             ing("open", OPEN, vec![]),
+            ing("headers", HEADERS, with_headers("auth-headers")),
+            ing(
+                "no-headers",
+                NO_HEADERS,
+                with_headers(&format!("{NS}/nowhere")),
+            ),
+            ing("bad-headers", BAD_HEADERS, with_headers("bad-headers")),
         ]),
     );
+    write_atomic(m, "40-configmaps.yaml", &auth_headers("blue"));
     write_atomic(
         m,
         "20-web.yaml",
@@ -274,7 +309,7 @@ async fn rig() -> Rig {
     Rig {
         gw,
         auth,
-        _dir: dir,
+        dir,
         _pod: pod_task,
     }
 }
@@ -493,6 +528,66 @@ async fn external_auth_decides() {
         r#"portcullis_ingress_auth_total{kind="external",result="denied"}"#,
     ] {
         assert!(metrics.contains(series), "{series} missing");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_auth_sets_configmap_headers() {
+    let rig = rig().await;
+    let ok = rig.send(HEADERS, "/", Some("Bearer good")).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+    let seen = rig.auth.last();
+    assert_eq!(seen.headers["x-tenant"], "blue");
+    assert_eq!(seen.headers["x-auth-host"], HEADERS, "a variable, expanded");
+    // Portcullis's own headers are still there.
+    assert_eq!(seen.headers["x-original-url"], format!("http://{HEADERS}/"));
+    // A client cannot pose as the ConfigMap, and an empty value removes its header.
+    let mut c = Client::plain(rig.gw.http, Proto::H1).await.unwrap();
+    let mut req = c.request(HEADERS, "/");
+    req.headers_mut()
+        .insert("authorization", "Bearer good".parse().unwrap());
+    req.headers_mut().insert("x-tenant", "red".parse().unwrap());
+    req.headers_mut()
+        .insert("x-empty-drop", "client".parse().unwrap());
+    assert_eq!(c.send(req).await.unwrap().status, StatusCode::OK);
+    let seen = rig.auth.last();
+    assert_eq!(seen.headers["x-tenant"], "blue");
+    assert!(seen.headers.get("x-empty-drop").is_none());
+    let denied = rig.send(HEADERS, "/", None).await;
+    assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
+
+    // Fail closed: a missing or invalid ConfigMap never lets the auth service decide
+    // without its headers, and the service is not even asked.
+    let calls = rig.auth.calls();
+    for host in [NO_HEADERS, BAD_HEADERS] {
+        let r = rig.send(host, "/", Some("Bearer good")).await;
+        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{host}");
+    }
+    assert_eq!(rig.auth.calls(), calls);
+    let problems = Value::from(rig.gw.problems().await.unwrap()).to_string();
+    assert!(
+        problems.contains("auth-proxy-set-headers: ConfigMap e2e/nowhere does not exist"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("ConfigMap e2e/bad-headers is unusable"),
+        "{problems}"
+    );
+
+    // A changed ConfigMap is followed.
+    write_atomic(rig.dir.path(), "40-configmaps.yaml", &auth_headers("green"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = rig.send(HEADERS, "/", Some("Bearer good")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        if rig.auth.last().headers["x-tenant"] == "green" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new tenant never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

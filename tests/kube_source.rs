@@ -516,6 +516,114 @@ async fn basic_auth_follows_its_secret() {
     .await;
 }
 
+/// An auth service that lets a request through only when the subrequest carries
+/// `X-Tenant: blue` (which only the ConfigMap sets).
+async fn tenant_auth() -> (SocketAddr, JoinHandle<()>) {
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.30:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let blue = req.headers().get("x-tenant").is_some_and(|v| v == "blue");
+                    let status = if blue { 200 } else { 403 };
+                    http::Response::builder()
+                        .status(status)
+                        .body(http_body_util::Empty::<bytes::Bytes>::new())
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+fn tenant_config_map(tenant: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "auth-headers", "namespace": NS},
+        "data": {"X-Tenant": tenant}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_headers_follow_their_config_map() {
+    let (pods, _tasks) = pods(1).await;
+    let (auth, _auth_task) = tenant_auth().await;
+    let api = ApiServer::start().await;
+    api.apply_all(app(pods[0]));
+    let url = format!("http://{auth}/verify");
+    api.apply(ingress(
+        "shop",
+        HOST,
+        None,
+        &[("/", "web")],
+        &[
+            ("nginx.ingress.kubernetes.io/auth-url", &url),
+            (
+                "nginx.ingress.kubernetes.io/auth-proxy-set-headers",
+                "auth-headers",
+            ),
+        ],
+    ));
+    api.apply(tenant_config_map("blue"));
+    // Not named by any Ingress: never read.
+    api.apply(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "unrelated", "namespace": NS}, "data": {"k": "v"}
+    }));
+    let rig = Rig::start(api, KubeOptions::default()).await;
+    rig.wait_ready().await;
+    // Served with the ConfigMap's headers from the first snapshot on.
+    assert_eq!(rig.who("/").await.as_deref(), Ok("pod-0"));
+
+    rig.api.apply(tenant_config_map("green"));
+    eventually(QUICK, "the changed header in force", || async {
+        (rig.who("/").await == Err(StatusCode::FORBIDDEN)).then_some(())
+    })
+    .await;
+
+    // Deleted: fail closed with 500, and the auth service is not asked.
+    assert!(rig.api.delete("ConfigMap", NS, "auth-headers"));
+    eventually(QUICK, "a missing ConfigMap refuses", || async {
+        (rig.who("/").await == Err(StatusCode::INTERNAL_SERVER_ERROR)).then_some(())
+    })
+    .await;
+    rig.api.apply(tenant_config_map("blue"));
+    eventually(QUICK, "the ConfigMap back", || async {
+        (rig.who("/").await.as_deref() == Ok("pod-0")).then_some(())
+    })
+    .await;
+
+    // No longer named: its watch stops.
+    let watches = rig.api.open_watches();
+    rig.api
+        .apply(ingress("shop", HOST, None, &[("/", "web")], &[]));
+    let mut n = 0;
+    eventually(QUICK, "the ConfigMap watch stopped", || {
+        // The fake server notices a closed watch when it next writes to it.
+        n += 1;
+        rig.api.apply(tenant_config_map(&format!("red-{n}")));
+        async { (rig.api.open_watches() < watches && rig.who("/").await.is_ok()).then_some(()) }
+    })
+    .await;
+
+    // Only the named ConfigMap was ever asked for, by name.
+    let asked = rig.api.requests_for("configmaps");
+    assert!(!asked.is_empty());
+    for r in &asked {
+        assert!(r.path.contains(&format!("/namespaces/{NS}/")), "{r:?}");
+        assert_eq!(
+            r.query.get("fieldSelector").map(String::as_str),
+            Some("metadata.name=auth-headers"),
+            "{r:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_writes_and_no_op_updates_do_not_rebuild() {
     let (pods, _tasks) = pods(2).await;

@@ -138,16 +138,18 @@ fn watched(kind: Kind) -> (&'static str, &'static str) {
         Kind::EndpointSlice => ("discovery.k8s.io", "endpointslices"),
         Kind::Endpoints => ("", "endpoints"),
         Kind::Secret => ("", "secrets"),
+        Kind::ConfigMap => ("", "configmaps"),
     }
 }
 
-const STORE_KINDS: [Kind; 6] = [
+const STORE_KINDS: [Kind; 7] = [
     Kind::IngressClass,
     Kind::Ingress,
     Kind::Service,
     Kind::EndpointSlice,
     Kind::Endpoints,
     Kind::Secret,
+    Kind::ConfigMap,
 ];
 
 /// (apiGroup, resource, verb) triples a role grants; a rule limited to resourceNames

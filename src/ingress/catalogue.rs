@@ -83,8 +83,8 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("auth-method", Honoured),
     (
         "auth-proxy-set-headers",
-        Refused(
-            "it names a ConfigMap of headers, which portcullis does not read; serving without them could change what the auth service decides",
+        Differs(
+            "a missing or invalid ConfigMap (hop-by-hop or framing headers, unknown nginx variables) answers 500 instead of serving; portcullis's own X-Original-URL, X-Forwarded-* and Host win over the ConfigMap's",
         ),
     ),
     ("auth-realm", Honoured),

@@ -1,5 +1,6 @@
 //! Which Secrets an Ingress names: its `spec.tls` certificates and the annotations that point
-//! at a Secret (`auth-secret`, `auth-tls-secret`, `proxy-ssl-secret`, under either prefix).
+//! at a Secret (`auth-secret`, `auth-tls-secret`, `proxy-ssl-secret`, under either prefix),
+//! and which ConfigMaps (`auth-proxy-set-headers`).
 //! Sources use this to keep in memory only Secrets some Ingress needs; compile and the
 //! annotation parsers use [`parse_secret_ref`] so every reader agrees on a reference's form.
 //!
@@ -13,6 +14,8 @@ use super::annotations::{NGINX_PREFIX, PORTCULLIS_PREFIX};
 
 /// Annotations (without prefix) whose value is `namespace/name` or `name` of a Secret.
 pub const SECRET_ANNOTATIONS: [&str; 3] = ["auth-secret", "auth-tls-secret", "proxy-ssl-secret"];
+/// Annotations (without prefix) whose value is `namespace/name` or `name` of a ConfigMap.
+pub const CONFIG_MAP_ANNOTATIONS: [&str; 1] = ["auth-proxy-set-headers"];
 
 /// A Secret named by an Ingress.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -31,6 +34,15 @@ impl SecretRef {
 /// Parses an annotation value naming a Secret: `namespace/name`, or `name` in
 /// `default_namespace` (the Ingress's own, as ingress-nginx does).
 pub fn parse_secret_ref(value: &str, default_namespace: &str) -> Result<SecretRef, String> {
+    parse_ref(value, default_namespace, "Secret")
+}
+
+/// [`parse_secret_ref`] for a ConfigMap (same forms, same key).
+pub fn parse_config_map_ref(value: &str, default_namespace: &str) -> Result<SecretRef, String> {
+    parse_ref(value, default_namespace, "ConfigMap")
+}
+
+fn parse_ref(value: &str, default_namespace: &str, kind: &str) -> Result<SecretRef, String> {
     let value = value.trim();
     let (namespace, name) = match value.split_once('/') {
         Some((ns, name)) => (ns, name),
@@ -40,7 +52,7 @@ pub fn parse_secret_ref(value: &str, default_namespace: &str) -> Result<SecretRe
         return Err(format!("{namespace:?} is not a valid namespace"));
     }
     if !is_dns_subdomain(name) {
-        return Err(format!("{name:?} is not a valid Secret name"));
+        return Err(format!("{name:?} is not a valid {kind} name"));
     }
     Ok(SecretRef {
         namespace: namespace.to_string(),
@@ -67,6 +79,25 @@ pub fn referenced_secrets(ingress: &Ingress) -> BTreeSet<String> {
                 if let Ok(r) = parse_secret_ref(value, namespace) {
                     out.insert(r.key());
                 }
+            }
+        }
+    }
+    out
+}
+
+/// Every ConfigMap `ingress` names, as `namespace/name` store keys.
+pub fn referenced_config_maps(ingress: &Ingress) -> BTreeSet<String> {
+    let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
+    let mut out = BTreeSet::new();
+    let Some(annotations) = &ingress.metadata.annotations else {
+        return out;
+    };
+    for short in CONFIG_MAP_ANNOTATIONS {
+        for prefix in [PORTCULLIS_PREFIX, NGINX_PREFIX] {
+            if let Some(value) = annotations.get(&format!("{prefix}{short}"))
+                && let Ok(r) = parse_config_map_ref(value, namespace)
+            {
+                out.insert(r.key());
             }
         }
     }
@@ -105,6 +136,16 @@ mod tests {
         .unwrap();
         let refs: Vec<String> = referenced_secrets(&ingress).into_iter().collect();
         assert_eq!(refs, ["certs/ca", "shop/a-tls", "shop/basic"]);
+        assert!(referenced_config_maps(&ingress).is_empty());
+        let ingress: Ingress = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop", "annotations": {
+                "nginx.ingress.kubernetes.io/auth-proxy-set-headers": "auth-headers",
+                "portcullis.io/auth-proxy-set-headers": "a/b/c"
+            }}
+        }))
+        .unwrap();
+        let refs: Vec<String> = referenced_config_maps(&ingress).into_iter().collect();
+        assert_eq!(refs, ["shop/auth-headers"]);
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! directory (multi-document YAML and `List` kinds included) becomes objects in the store,
 //! one store origin per file, and a directory watch reports changes.
 //!
+//! A ConfigMap that does not deserialize is a warning, not a failed file: ConfigMaps were
+//! long ignored here and only matter when `auth-proxy-set-headers` names one.
+//!
 //! Failure behaviour: a file is applied whole or not at all. A file that does not parse, or
 //! holds an object that does not deserialize, is reported as a `Problem` and the objects
 //! loaded from its last good version stay in force. An unreadable directory is an error
@@ -338,12 +341,16 @@ fn collect(
         return;
     }
     let label = describe(&doc, index);
+    // ConfigMaps were long ignored here and matter only when `auth-proxy-set-headers` names
+    // one: an unrelated malformed one must not fail its file.
+    let config_map = kind == "ConfigMap";
     match Object::from_value(doc) {
         Ok(Some(obj)) => objects.push(obj),
         Ok(None) => {}
         Err(e @ ObjectError::UnsupportedVersion { .. }) => {
             warnings.push((Some(label), format!("{e}; ignored")));
         }
+        Err(e) if config_map => warnings.push((Some(label), format!("{e}; ignored"))),
         Err(e) => errors.push((Some(label), e.to_string())),
     }
 }
@@ -378,8 +385,18 @@ mod tests {
         );
         let (objects, warnings) = parse_file("a.yaml", text.as_bytes()).unwrap();
         let keys: Vec<_> = objects.iter().map(|o| o.key()).collect();
-        assert_eq!(keys, ["ns/web", "default/api"]);
+        assert_eq!(keys, ["ns/web", "default/api", "default/c"]);
         assert!(warnings.is_empty());
+    }
+
+    #[test]
+    fn a_malformed_config_map_is_only_a_warning() {
+        let text = format!(
+            "{SVC}---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c, namespace: ns}}\ndata: {{a: [1]}}\n"
+        );
+        let (objects, warnings) = parse_file("a.yaml", text.as_bytes()).unwrap();
+        assert_eq!(objects.len(), 1);
+        assert_eq!(warnings[0].0.as_deref(), Some("ConfigMap ns/c"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The Kubernetes source: one cluster-wide watch per kind (IngressClass, Ingress, Service,
-//! EndpointSlice, Secrets, optionally v1 Endpoints) feeding the `ObjectStore`, and the
+//! EndpointSlice, Secrets, optionally v1 Endpoints), plus one watch by name per ConfigMap an
+//! Ingress names (`configmaps`), feeding the `ObjectStore`, and the
 //! driver that recompiles and publishes a snapshot when they change, exactly as the
 //! manifests driver does (`ingress::config::Publisher`).
 //!
@@ -9,6 +10,7 @@
 //! relist (a 410 Gone, a lost watch) the kind's objects are replaced by the listed ones, so
 //! deletions missed meanwhile take effect. If a compile task dies the configuration freezes
 //! at the last snapshot and an error is logged.
+mod configmaps;
 mod secrets;
 mod trim;
 mod watch;
@@ -28,6 +30,7 @@ use tokio::sync::{mpsc, watch as signal};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use self::configmaps::ConfigMaps;
 use self::secrets::{Keeper, Wanted};
 pub use self::trim::LAST_APPLIED;
 pub use self::watch::{Change, Fetch, Watched};
@@ -80,6 +83,7 @@ pub fn origin(kind: Kind) -> &'static str {
         Kind::EndpointSlice => "kubernetes:endpointslices",
         Kind::Endpoints => "kubernetes:endpoints",
         Kind::Secret => "kubernetes:secrets",
+        Kind::ConfigMap => "kubernetes:configmaps",
     }
 }
 
@@ -171,6 +175,7 @@ pub fn start_kube(
         tx.clone(),
         origin(Kind::Secret),
     );
+    let config_maps = ConfigMaps::new(&opts, client.clone(), tx.clone(), origin(Kind::ConfigMap));
     let (publisher, generations) = Publisher::new(handle.clone(), opts);
     let (ready_tx, ready) = signal::channel(false);
 
@@ -235,6 +240,7 @@ pub fn start_kube(
         min_interval: kube.min_rebuild_interval,
         held: held.clone(),
         keeper,
+        config_maps,
         refs_stale: false,
     };
     tasks.push(runtime.spawn(driver.run()));
@@ -257,6 +263,8 @@ struct Driver {
     held: Arc<ArcSwap<HeldObjects>>,
     /// The non-TLS Secrets held: those the Ingresses name.
     keeper: Keeper,
+    /// The ConfigMaps held: those the Ingresses name.
+    config_maps: ConfigMaps,
     /// Ingresses changed since the named Secrets were last recomputed.
     refs_stale: bool,
 }
@@ -268,10 +276,11 @@ impl Driver {
         while let Some(change) = self.changes.recv().await {
             let mut dirty = self.apply(&mut store, change);
             dirty |= self.drain(&mut store);
-            // The first snapshot waits for the named Secrets too, or an Ingress with
-            // basic auth would refuse everyone until the next rebuild.
+            // The first snapshot waits for the named Secrets and ConfigMaps too, or an
+            // Ingress with auth would refuse everyone until the next rebuild.
             let first = !*self.ready.borrow();
-            if !self.unlisted.is_empty() || (first && self.keeper.fetching()) {
+            let fetching = self.keeper.fetching() || self.config_maps.fetching();
+            if !self.unlisted.is_empty() || (first && fetching) {
                 continue;
             }
             if !dirty && !first {
@@ -313,6 +322,7 @@ impl Driver {
         }
         if std::mem::take(&mut self.refs_stale) {
             dirty |= self.keeper.refresh(store);
+            dirty |= self.config_maps.refresh(store);
         }
         dirty
     }
@@ -347,6 +357,9 @@ impl Driver {
             }
             Change::Fetched { key, seq, result } => {
                 return self.keeper.fetched(store, &key, seq, result);
+            }
+            Change::ConfigMap { key, seq, seen } => {
+                return self.config_maps.seen(store, &key, seq, seen);
             }
         }
         true

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -31,6 +31,9 @@ pub enum Kind {
     EndpointSlice,
     Endpoints,
     Secret,
+    /// For `auth-proxy-set-headers`: the kube source holds only the ConfigMaps an Ingress
+    /// names, the files source what its directory says.
+    ConfigMap,
 }
 
 impl Kind {
@@ -43,6 +46,7 @@ impl Kind {
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Endpoints => "Endpoints",
             Kind::Secret => "Secret",
+            Kind::ConfigMap => "ConfigMap",
         }
     }
 }
@@ -58,6 +62,7 @@ pub enum Object {
     EndpointSlice(EndpointSlice),
     Endpoints(Endpoints),
     Secret(Secret),
+    ConfigMap(ConfigMap),
 }
 
 /// Why a manifest document could not become an `Object`.
@@ -89,7 +94,7 @@ impl Object {
         };
         let expected = match kind {
             "IngressClass" | "Ingress" => "networking.k8s.io/v1",
-            "Service" | "Endpoints" | "Secret" => "v1",
+            "Service" | "Endpoints" | "Secret" | "ConfigMap" => "v1",
             "EndpointSlice" => "discovery.k8s.io/v1",
             _ => return Ok(None),
         };
@@ -106,6 +111,7 @@ impl Object {
             "Service" => Object::Service(decode(value, "Service")?),
             "Endpoints" => Object::Endpoints(decode(value, "Endpoints")?),
             "EndpointSlice" => Object::EndpointSlice(decode(value, "EndpointSlice")?),
+            "ConfigMap" => Object::ConfigMap(decode(value, "ConfigMap")?),
             _ => Object::Secret(decode(value, "Secret")?),
         };
         let mut object = object;
@@ -129,6 +135,7 @@ impl Object {
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::Endpoints(_) => Kind::Endpoints,
             Object::Secret(_) => Kind::Secret,
+            Object::ConfigMap(_) => Kind::ConfigMap,
         }
     }
 
@@ -140,6 +147,7 @@ impl Object {
             Object::EndpointSlice(o) => &o.metadata,
             Object::Endpoints(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
         }
     }
 
@@ -151,6 +159,7 @@ impl Object {
             Object::EndpointSlice(o) => &mut o.metadata,
             Object::Endpoints(o) => &mut o.metadata,
             Object::Secret(o) => &mut o.metadata,
+            Object::ConfigMap(o) => &mut o.metadata,
         }
     }
 
@@ -310,6 +319,7 @@ pub struct ObjectStore {
     slices: Table<EndpointSlice>,
     endpoints: Table<Endpoints>,
     secrets: Table<Secret>,
+    config_maps: Table<ConfigMap>,
     /// `namespace/service` → keys of the slices labelled with that service.
     slices_by_service: BTreeMap<String, BTreeSet<String>>,
     origins: BTreeMap<Arc<str>, Origin>,
@@ -450,6 +460,7 @@ impl ObjectStore {
             Object::EndpointSlice(o) => same(&self.slices, &key, origin, o),
             Object::Endpoints(o) => same(&self.endpoints, &key, origin, o),
             Object::Secret(o) => same(&self.secrets, &key, origin, o),
+            Object::ConfigMap(o) => same(&self.config_maps, &key, origin, o),
         }
     }
 
@@ -468,6 +479,7 @@ impl ObjectStore {
             Object::Service(o) => self.services.insert(key, origin, Arc::new(o)),
             Object::Endpoints(o) => self.endpoints.insert(key, origin, Arc::new(o)),
             Object::Secret(o) => self.secrets.insert(key, origin, Arc::new(o)),
+            Object::ConfigMap(o) => self.config_maps.insert(key, origin, Arc::new(o)),
             Object::EndpointSlice(o) => {
                 let before = self.slice_services(&key);
                 self.slices.insert(key.clone(), origin, Arc::new(o));
@@ -483,6 +495,7 @@ impl ObjectStore {
             Kind::Service => self.services.remove(key, origin),
             Kind::Endpoints => self.endpoints.remove(key, origin),
             Kind::Secret => self.secrets.remove(key, origin),
+            Kind::ConfigMap => self.config_maps.remove(key, origin),
             Kind::EndpointSlice => {
                 let before = self.slice_services(key);
                 self.slices.remove(key, origin);
@@ -549,6 +562,11 @@ impl ObjectStore {
             .map(|(k, _, _)| k)
     }
 
+    /// The ConfigMap `namespace/name`, if held.
+    pub fn config_map_by_key(&self, key: &str) -> Option<&Arc<ConfigMap>> {
+        self.config_maps.get(key).map(|(_, o)| o)
+    }
+
     pub fn service(&self, namespace: &str, name: &str) -> Option<&Arc<Service>> {
         self.services
             .get(&format!("{namespace}/{name}"))
@@ -611,6 +629,7 @@ impl ObjectStore {
             (Kind::EndpointSlice, self.slices.len()),
             (Kind::Endpoints, self.endpoints.len()),
             (Kind::Secret, self.secrets.len()),
+            (Kind::ConfigMap, self.config_maps.len()),
         ])
     }
 
@@ -650,6 +669,9 @@ impl ObjectStore {
         for (k, o) in self.secrets.duplicates() {
             dup(Kind::Secret, k, o);
         }
+        for (k, o) in self.config_maps.duplicates() {
+            dup(Kind::ConfigMap, k, o);
+        }
         out
     }
 }
@@ -679,7 +701,9 @@ mod tests {
         .unwrap();
         assert_eq!(svc.key(), "default/web");
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
-        assert!(Object::from_value(cm).unwrap().is_none());
+        assert_eq!(Object::from_value(cm).unwrap().unwrap().key(), "default/x");
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}});
+        assert!(Object::from_value(pod).unwrap().is_none());
         let opaque = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                             "metadata": {"name": "x"}, "data": {"auth": "YQ=="},
                             "stringData": {"auth": "b", "other": "c"}});

@@ -10,7 +10,8 @@
 //!   `rd`); `auth-response-headers` (comma-separated names); `auth-request-redirect`;
 //!   `auth-cache-key` (variables); `auth-cache-duration` (`[status ...] time`, comma
 //!   separated; default `200 202 401 5m`);
-//! - `auth-proxy-set-headers` names a ConfigMap, which portcullis does not read: refused;
+//! - `auth-proxy-set-headers`: `name` or `namespace/name` of a ConfigMap whose entries are
+//!   headers for the subrequest (read at compile time, see `proxy_headers`);
 //!   `auth-keepalive*` are accepted with a warning (the auth pool always keeps alive);
 //! - `satisfy`: `all` (default) or `any`.
 use std::sync::Arc;
@@ -21,9 +22,10 @@ use http::{HeaderName, Method};
 use super::Auth;
 use super::basic::{Basic, SecretFormat};
 use super::external::{CacheRule, External};
+use super::proxy_headers::ProxyHeaders;
 use super::template::Template;
 use crate::ingress::annotations::Parser;
-use crate::ingress::secret_refs::parse_secret_ref;
+use crate::ingress::secret_refs::{parse_config_map_ref, parse_secret_ref};
 
 const MAX_REALM: usize = 256;
 const MAX_TEMPLATE: usize = 2048;
@@ -170,12 +172,11 @@ fn external(p: &mut Parser<'_>) -> Option<External> {
     });
     let response_headers = p.value("auth-response-headers", parse_header_list);
     let request_redirect = p.value("auth-request-redirect", parse_template);
-    if let Some((key, _)) = p.get("auth-proxy-set-headers") {
-        p.error(
-            key,
-            format!("{key}: not supported (portcullis does not read ConfigMaps)"),
-        );
-    }
+    // The namespace only matters to compile; any valid one checks the form here.
+    let proxy_headers = p.value("auth-proxy-set-headers", |v| {
+        parse_config_map_ref(v, "default")?;
+        Ok(v.trim().to_string())
+    });
     for short in KEEPALIVE {
         if let Some((key, _)) = p.get(short) {
             p.warn(
@@ -213,7 +214,13 @@ fn external(p: &mut Parser<'_>) -> Option<External> {
         });
     }
     e.cache_key = cache_key;
-    e.share_cache();
+    if let Some(reference) = proxy_headers {
+        e.proxy_headers_ref = Some(reference);
+        // Compile fills them in, and shares the cache once the headers are known.
+        e.proxy_headers = ProxyHeaders::Unresolved;
+    } else {
+        e.share_cache();
+    }
     Some(e)
 }
 
@@ -420,11 +427,27 @@ mod tests {
         assert!(!errors(&[("auth-url", "http://a/"), ("auth-signin", "x y")]).is_empty());
         let hop = [("auth-url", "http://a/"), ("auth-response-headers", "Host")];
         assert!(!errors(&hop).is_empty());
-        let cfg = [
+        let cfg = parse(&[
             ("auth-url", "http://a/"),
             ("auth-proxy-set-headers", "ns/cm"),
+        ]);
+        assert!(cfg.is_ok(), "{:?}", cfg.errors);
+        let auth = cfg.policy.auth.unwrap();
+        let e = auth.external.as_ref().unwrap();
+        assert_eq!(e.proxy_headers_ref.as_deref(), Some("ns/cm"));
+        assert!(
+            e.proxy_headers.refuses(),
+            "unresolved until compile reads it"
+        );
+        let bad = [
+            ("auth-url", "http://a/"),
+            ("auth-proxy-set-headers", "a/b/c"),
         ];
-        assert!(errors(&cfg)[0].contains("ConfigMaps"));
+        assert!(
+            errors(&bad)[0].contains("not a valid ConfigMap name"),
+            "{:?}",
+            errors(&bad)
+        );
         let dur = [("auth-url", "http://a/"), ("auth-cache-duration", "200 5x")];
         assert!(!errors(&dur).is_empty());
         let lone = parse(&[("auth-signin", "https://x/")]);

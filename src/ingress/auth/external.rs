@@ -23,6 +23,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::cache::{self, Cache};
 use super::metrics::{self, Kind, count};
+use super::proxy_headers::ProxyHeaders;
 use super::template::{Template, escape_into};
 use super::{Granted, Head, Verdict};
 use crate::ingress::respond::{generated, redirect};
@@ -71,6 +72,10 @@ pub struct External {
     pub cache_rules: Vec<CacheRule>,
     /// `auth-always-set-cookie`.
     pub always_set_cookie: bool,
+    /// `auth-proxy-set-headers` as written (`namespace/name` or `name`), already validated.
+    pub proxy_headers_ref: Option<String>,
+    /// Its ConfigMap's headers, filled in by compile (`proxy_headers::attach`).
+    pub proxy_headers: ProxyHeaders,
     /// Shared by every compile of the same settings (see [`External::share_cache`]).
     outcomes: Arc<Cache<Outcome>>,
 }
@@ -87,6 +92,8 @@ impl External {
             cache_key: None,
             cache_rules: Vec::new(),
             always_set_cookie: false,
+            proxy_headers_ref: None,
+            proxy_headers: ProxyHeaders::None,
             outcomes: Arc::default(),
         }
     }
@@ -100,14 +107,15 @@ impl External {
             return;
         }
         let settings = format!(
-            "{:?}|{}|{:?}|{:?}|{:?}|{:?}|{}",
+            "{:?}|{}|{:?}|{:?}|{:?}|{:?}|{}|{:?}",
             self.url,
             self.method,
             self.response_headers,
             self.cache_key,
             self.cache_rules,
             self.signin,
-            self.always_set_cookie
+            self.always_set_cookie,
+            self.proxy_headers
         );
         let key = cache::key(&[settings.as_bytes()]);
         let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
@@ -121,6 +129,13 @@ impl External {
     }
 
     pub async fn check(&self, head: &Head<'_>) -> Verdict {
+        if self.proxy_headers.refuses() {
+            count(Kind::External, metrics::Outcome::Error);
+            return Verdict::Answer(generated(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the authentication settings of this Ingress are unusable",
+            ));
+        }
         let vars = head.vars();
         let cache_key = self
             .cache_key
@@ -238,6 +253,8 @@ impl External {
             }
         }
         crate::ingress::forwarded::strip_hop_by_hop(headers, false);
+        // Before portcullis's own headers below, which therefore win over a ConfigMap's.
+        self.proxy_headers.apply(headers, &vars)?;
         let value = |s: &str| HeaderValue::from_str(s).map_err(|_| format!("header value {s:?}"));
         headers.insert(header::HOST, value(authority.as_str())?);
         let original = format!("{}://{}{}", head.scheme, head.host, head.path_and_query);

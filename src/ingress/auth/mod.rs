@@ -3,11 +3,13 @@
 //! (`auth-url`), and `satisfy` to combine either with the source allowlist.
 //!
 //! `parse` turns the annotations into an [`Auth`] (pure, so admission shares it); compile
-//! fills in the users from the Secret (`resolve`); the proxy calls [`authorize`] once per
+//! fills in the users from the Secret (`resolve`) and the subrequest headers from the
+//! `auth-proxy-set-headers` ConfigMap (`proxy_headers`); the proxy calls [`authorize`] once per
 //! request on routes that have an `Auth`, and routes without one never reach this module.
 //!
-//! Failure behaviour: fail closed. A missing Secret answers 503, an unusable one 500, an
-//! unreachable or misbehaving auth service 500; none ever lets a request through.
+//! Failure behaviour: fail closed. A missing Secret answers 503, an unusable one 500, a
+//! missing or unusable `auth-proxy-set-headers` ConfigMap 500, an unreachable or
+//! misbehaving auth service 500; none ever lets a request through.
 mod annotations;
 pub mod basic;
 pub mod cache;
@@ -15,6 +17,7 @@ pub mod external;
 pub mod htpasswd;
 mod md5_crypt;
 mod metrics;
+pub mod proxy_headers;
 pub mod resolve;
 pub mod template;
 

@@ -1,5 +1,6 @@
-//! Compile's part of basic auth: the users of the Secret an Ingress names, parsed once per
-//! compile so no request ever parses an htpasswd file.
+//! Compile's part of auth: the users of the Secret an Ingress names for basic auth, parsed
+//! once per compile so no request ever parses an htpasswd file, and the external-auth
+//! headers of its `auth-proxy-set-headers` ConfigMap (see `proxy_headers`).
 //!
 //! Failure behaviour: a missing or unusable Secret leaves the routes refusing every request
 //! (503 missing, 500 unusable) and is reported as a problem of the Ingress; users whose
@@ -7,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use super::basic::{SecretFormat, UsersState};
+use super::basic::{Basic, SecretFormat, UsersState};
 use super::cache::{self, Cache, Key};
 use super::htpasswd;
 use crate::ingress::policy::Policy;
@@ -16,21 +17,37 @@ use crate::source::ObjectStore;
 /// The key of an `auth-file` Secret that holds the htpasswd file.
 pub const AUTH_FILE_KEY: &str = "auth";
 
-/// Fills in the users of `policy`'s basic auth from `store`; the problems found.
-/// `namespace` is the Ingress's, for an `auth-secret` without one.
+/// Fills in the users of `policy`'s basic auth and the headers of its external auth from
+/// `store`; the problems found. `namespace` is the Ingress's, for references without one.
 pub fn attach(policy: &mut Arc<Policy>, store: &ObjectStore, namespace: &str) -> Vec<String> {
     let wants_users = policy.auth.as_ref().is_some_and(|a| a.basic.is_some());
-    if !wants_users {
+    let wants_headers = policy
+        .auth
+        .as_ref()
+        .and_then(|a| a.external.as_ref())
+        .is_some_and(|e| e.proxy_headers_ref.is_some());
+    if !wants_users && !wants_headers {
         return Vec::new();
     }
-    // The plan's policy and auth were parsed for this compile and are not shared yet.
-    let Some(basic) = Arc::get_mut(policy)
+    // The plan's policy and auth were parsed for this compile and are not shared yet. If
+    // they were, the users stay missing and the headers unresolved: both refuse requests.
+    let Some(auth) = Arc::get_mut(policy)
         .and_then(|p| p.auth.as_mut())
         .and_then(Arc::get_mut)
-        .and_then(|a| a.basic.as_mut())
     else {
-        return vec!["basic auth could not be prepared; requests are refused".into()];
+        return vec!["auth could not be prepared; requests are refused".into()];
     };
+    let mut problems = Vec::new();
+    if let Some(basic) = auth.basic.as_mut() {
+        problems.extend(attach_users(basic, store, namespace));
+    }
+    if let Some(external) = auth.external.as_mut() {
+        problems.extend(super::proxy_headers::attach(external, store, namespace));
+    }
+    problems
+}
+
+fn attach_users(basic: &mut Basic, store: &ObjectStore, namespace: &str) -> Vec<String> {
     let ns = basic.secret_namespace.as_deref().unwrap_or(namespace);
     let key = format!("{ns}/{}", basic.secret_name);
     let Some(data) = store.secret_data(ns, &basic.secret_name) else {

@@ -5,7 +5,7 @@
 //! Failure behaviour: none; trimming only removes fields.
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Endpoints, Secret, Service, ServiceStatus};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service, ServiceStatus};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -61,6 +61,12 @@ pub fn endpoint_slice(o: &mut EndpointSlice) {
 
 pub fn endpoints(o: &mut Endpoints) {
     meta(&mut o.metadata);
+}
+
+/// A named ConfigMap keeps its `data` (the header entries); `binaryData` is never read.
+pub fn config_map(o: &mut ConfigMap) {
+    meta(&mut o.metadata);
+    o.binary_data = None;
 }
 
 /// A TLS Secret keeps its certificate, key and CA; anything else stored beside them (some

@@ -40,6 +40,12 @@ pub enum Change {
         seq: u64,
         result: Fetch,
     },
+    /// What the watch numbered `seq` of one named ConfigMap saw (see `configmaps`).
+    ConfigMap {
+        key: String,
+        seq: u64,
+        seen: super::configmaps::Seen,
+    },
     /// A full list finished: these are now all the objects of the kind; anything else
     /// stored for it was deleted while the watch was not looking.
     Relisted(Kind, Vec<Object>),
