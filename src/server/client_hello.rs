@@ -99,13 +99,14 @@ fn server_name(record: &[u8]) -> Option<String> {
         while let (Some(name_type), Some(len)) = (list.u8(), list.u16()) {
             let name = list.take(len)?;
             if name_type == 0 {
-                let name = std::str::from_utf8(name).ok()?;
+                // Trailing dots go before the checks: a name of dots alone is no name.
+                let name = std::str::from_utf8(name).ok()?.trim_end_matches('.');
                 let valid = !name.is_empty()
                     && name.len() <= 253
                     && name
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-                return valid.then(|| name.trim_end_matches('.').to_ascii_lowercase());
+                return valid.then(|| name.to_ascii_lowercase());
             }
         }
         return None;
@@ -138,6 +139,50 @@ mod tests {
         // An IP address name sends no SNI at all.
         let hello = client_hello("127.0.0.1");
         assert_eq!(parse(&hello), Hello::Done(None));
+    }
+
+    /// A ClientHello laid out by hand, so names no TLS client would send can be tried.
+    fn raw_hello(name: &[u8]) -> Vec<u8> {
+        let be16 = |n: usize| u16::try_from(n).unwrap().to_be_bytes();
+        let mut sni = vec![0u8];
+        sni.extend(be16(name.len()));
+        sni.extend(name);
+        let mut ext = vec![0, 0];
+        ext.extend(be16(sni.len() + 2));
+        ext.extend(be16(sni.len()));
+        ext.extend(sni);
+        let mut body = vec![3, 3];
+        body.extend([7u8; 32]);
+        body.extend([0, 0, 2, 0x13, 0x01, 1, 0]);
+        body.extend(be16(ext.len()));
+        body.extend(ext);
+        let mut hs = vec![1, 0];
+        hs.extend(be16(body.len()));
+        hs.extend(body);
+        let mut record = vec![0x16, 3, 1];
+        record.extend(be16(hs.len()));
+        record.extend(hs);
+        record
+    }
+
+    /// Found by the edge_prelude fuzz target: "." became an empty name.
+    #[test]
+    fn names_are_checked_after_trailing_dots_go() {
+        assert_eq!(
+            parse(&raw_hello(b"A.Example.")),
+            Hello::Done(Some("a.example".into()))
+        );
+        for bad in [&b"."[..], b"...", b""] {
+            assert_eq!(parse(&raw_hello(bad)), Hello::Done(None), "{bad:?}");
+        }
+        let long = [b'a'; 253];
+        assert_eq!(parse(&raw_hello(&long)), Hello::Done(Some("a".repeat(253))));
+        let mut dotted = long.to_vec();
+        dotted.push(b'.');
+        assert_eq!(
+            parse(&raw_hello(&dotted)),
+            Hello::Done(Some("a".repeat(253)))
+        );
     }
 
     #[test]
