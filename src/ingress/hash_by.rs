@@ -67,18 +67,7 @@ impl HashBy {
         while let Some(at) = rest.find('$') {
             literal.push_str(&rest[..at]);
             let after = &rest[at + 1..];
-            let (name, tail) = match after.strip_prefix('{') {
-                Some(braced) => match braced.find('}') {
-                    Some(end) => (&braced[..end], &braced[end + 1..]),
-                    None => return Err("unclosed ${".into()),
-                },
-                None => {
-                    let end = after
-                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                        .unwrap_or(after.len());
-                    (&after[..end], &after[end..])
-                }
-            };
+            let (name, tail) = crate::ingress::nginx_vars::split_variable(after)?;
             if name.is_empty() {
                 return Err("a $ must be followed by a variable name".into());
             }

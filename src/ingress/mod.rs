@@ -37,6 +37,7 @@ pub mod migrate;
 pub mod mirror;
 pub mod next_upstream;
 pub mod nginx_configmap;
+mod nginx_vars;
 pub mod normalize;
 pub mod policy;
 pub mod problem;

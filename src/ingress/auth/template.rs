@@ -67,18 +67,7 @@ impl Template {
         while let Some(at) = rest.find('$') {
             text.push_str(&rest[..at]);
             let after = &rest[at + 1..];
-            let (name, tail) = match after.strip_prefix('{') {
-                Some(braced) => {
-                    let end = braced.find('}').ok_or("unclosed ${")?;
-                    (&braced[..end], &braced[end + 1..])
-                }
-                None => {
-                    let end = after
-                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                        .unwrap_or(after.len());
-                    (&after[..end], &after[end..])
-                }
-            };
+            let (name, tail) = crate::ingress::nginx_vars::split_variable(after)?;
             if name.is_empty() {
                 return Err("a $ that starts no variable".into());
             }
