@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The portcullis image: a release build on Debian bookworm, run on distroless cc (glibc
-# and libgcc, which the binary and ring's assembly need; no shell, no package manager),
+# and libgcc, which the binary and its ring and aws-lc code need; no shell, no package manager),
 # as the non-root user. Build: docker build -t ghcr.io/portcullis/portcullis:0.1.0 .
 
 FROM rust:1.95-bookworm AS build

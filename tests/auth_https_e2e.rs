@@ -31,7 +31,7 @@ async fn tls_auth_service(ip: &str, certs: &DevCerts) -> (std::net::SocketAddr, 
             .collect::<Result<_, _>>()
             .unwrap();
     let key = PrivateKeyDer::from_pem_slice(certs.key_pem.as_bytes()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = portcullis::tls::provider();
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()

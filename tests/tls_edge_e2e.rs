@@ -681,6 +681,8 @@ fn opaque_secret(name: &str, data: serde_json::Value) -> Value {
 #[tokio::test]
 async fn backend_tls_verifies_the_pod_and_presents_a_client_certificate() {
     use rustls_pki_types::CertificateDer;
+    // The pod's verifier and config below use the process default provider.
+    portcullis::tls::install_provider();
     // The pod: a certificate for api.internal from CA "pod", and it demands a client
     // certificate from CA "proxy clients".
     let pod_certs = DevCerts::generate_for_names(&["api.internal".to_string()]).unwrap();

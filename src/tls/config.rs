@@ -1,4 +1,4 @@
-//! The rustls server configuration every TLS listener shares: ring, TLS 1.2/1.3, ALPN
+//! The rustls server configuration every TLS listener shares: aws-lc-rs, TLS 1.2/1.3, ALPN
 //! h2 + http/1.1, certificates from a resolver, and session resumption sized for real
 //! client counts.
 //!
@@ -75,7 +75,7 @@ pub fn server_config_for(
     };
     if resumption.tickets {
         config.ticketer =
-            rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))?;
+            super::backend::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))?;
         // One ticket per handshake (rustls and OpenSSL send two): a client resumes one
         // connection with it and gets a fresh one there, and each ticket costs an
         // encryption and a record on every handshake.

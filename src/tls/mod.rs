@@ -1,4 +1,4 @@
-//! TLS: the ring provider, PEM loading, development certificates, SNI resolution and
+//! TLS: the crypto provider, PEM loading, development certificates, SNI resolution and
 //! hot reload of certificate files.
 //!
 //! Failure behaviour: nothing here panics on bad input; a certificate that does not load
@@ -48,15 +48,21 @@ pub enum TlsError {
     Watch { path: String, reason: String },
 }
 
-/// Installs ring as the process-wide rustls provider. Idempotent: tests call it from
+/// The rustls crypto backend every TLS configuration of ours uses. aws-lc-rs, not ring:
+/// its RSA signing (AVX2 exponentiation) makes full RSA handshakes markedly cheaper, which
+/// is most of a full handshake's CPU (docs/PERFORMANCE.md). kube and rcgen keep ring for
+/// their own use; nothing here mixes the two.
+pub use rustls::crypto::aws_lc_rs as backend;
+
+/// Installs our backend as the process-wide rustls provider. Idempotent: tests call it from
 /// every helper, and a second install is not an error worth reporting.
 pub fn install_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = backend::default_provider().install_default();
 }
 
-/// The ring provider, for builders that take one explicitly.
+/// Our provider, for builders that take one explicitly.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(backend::default_provider())
 }
 
 /// Parses a PEM certificate chain and private key into a key rustls can serve, checking

@@ -8,9 +8,9 @@
 //! skipped with a warning: ingress-nginx's own default list names two of them.
 use std::sync::Arc;
 
+use super::backend::cipher_suite as cs;
 use rustls::SupportedProtocolVersion;
 use rustls::crypto::CryptoProvider;
-use rustls::crypto::ring::cipher_suite as cs;
 
 use super::TlsError;
 
@@ -67,7 +67,7 @@ pub fn versions(list: &str) -> Result<Vec<&'static SupportedProtocolVersion>, Tl
     Ok(out)
 }
 
-/// OpenSSL name → rustls suite (ring).
+/// OpenSSL name → rustls suite.
 fn suite(name: &str) -> Option<rustls::SupportedCipherSuite> {
     Some(match name {
         "ECDHE-ECDSA-AES128-GCM-SHA256" => cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
@@ -135,7 +135,7 @@ fn is_keyword(token: &str) -> bool {
 /// The provider offering the TLS 1.2 suites of `list`, in its order, plus every TLS 1.3
 /// suite (as with OpenSSL, `ssl_ciphers` does not touch TLS 1.3). Empty: the default.
 pub fn provider(list: &str) -> Result<(Arc<CryptoProvider>, Vec<String>), TlsError> {
-    let base = rustls::crypto::ring::default_provider();
+    let base = super::backend::default_provider();
     if list.trim().is_empty() {
         return Ok((Arc::new(base), Vec::new()));
     }

@@ -391,6 +391,9 @@ impl ApiServer {
 
     /// A kube client for this server (namespace `default`).
     pub fn client(&self) -> kube::Client {
+        // kube builds a rustls configuration even for http://, and with two providers
+        // compiled in rustls cannot pick one by itself.
+        portcullis::tls::install_provider();
         let config = kube::Config::new(self.url().parse().expect("server url"));
         kube::Client::try_from(config).expect("kube client")
     }

@@ -362,7 +362,7 @@ fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
     if added == 0 {
         tracing::warn!("no system CA certificates: https auth services will be refused");
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::provider();
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
