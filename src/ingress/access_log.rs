@@ -33,6 +33,8 @@ pub struct Entry {
     pub service: Option<Arc<str>>,
     pub request_id: Option<HeaderValue>,
     pub retries: u8,
+    /// Why we answered instead of the pod, when we did.
+    pub error: Option<crate::ingress::proxy_error::ErrorKind>,
 }
 
 /// Queues `entry` for the access log, if the log thread runs (`log_writer::stdout`
@@ -79,7 +81,11 @@ pub fn write_line(entry: &Entry, out: &mut Vec<u8>) {
         entry.request_id.as_ref().map_or(&b""[..], |v| v.as_bytes()),
         out,
     );
-    let _ = writeln!(out, ",\"retries\":{}}}", entry.retries);
+    let _ = write!(out, ",\"retries\":{},\"error\":\"", entry.retries);
+    if let Some(kind) = entry.error {
+        out.extend_from_slice(kind.as_str().as_bytes());
+    }
+    out.extend_from_slice(b"\"}\n");
 }
 
 /// `bytes` as a JSON string. Header values may hold any byte but control characters;
@@ -182,6 +188,9 @@ mod tests {
             service: Some("default/web:80".into()),
             request_id: Some(HeaderValue::from_static("abc")),
             retries: 1,
+            error: Some(crate::ingress::proxy_error::ErrorKind::Connect(
+                crate::ingress::upstream::ConnectKind::Refused,
+            )),
         };
         let mut out = Vec::new();
         write_line(&entry, &mut out);
@@ -204,6 +213,7 @@ mod tests {
         assert_eq!(v["service"], "default/web:80");
         assert_eq!(v["request_id"], "abc");
         assert_eq!(v["retries"], 1);
+        assert_eq!(v["error"], "connect_refused");
         assert_eq!(v["time"], "1970-01-01T00:00:00.000Z");
     }
 
@@ -217,6 +227,7 @@ mod tests {
         assert_eq!(v["host"], "a\tb\u{fffd}c");
         assert_eq!(v["upstream_addr"], "");
         assert_eq!(v["upstream_duration_ms"], -1.0);
+        assert_eq!(v["error"], "");
     }
 
     fn sample() -> Entry {
@@ -236,6 +247,7 @@ mod tests {
             service: None,
             request_id: None,
             retries: 0,
+            error: None,
         }
     }
 }

@@ -2,23 +2,22 @@
 //! permit, send, and wait for the response head under the read and send timeouts; retry
 //! once on another endpoint when the connection failed before anything was sent (or,
 //! for an idempotent request whose body was not started, when the exchange broke before
-//! an answer). Failures come back as the proxy-generated answer to send
-//! (502/503/504/413).
+//! an answer). Failures come back as a `ProxyError` whose kind says whether another
+//! attempt is safe; `proxy-next-upstream` says whether one is wanted.
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::HeaderMap;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
-use crate::body::Body;
 use crate::ingress::balancer::Pick;
 use crate::ingress::health::monotonic_us;
 use crate::ingress::ingress_metrics as metrics;
 use crate::ingress::proxy::Proxy;
-use crate::ingress::respond::generated;
+use crate::ingress::proxy_error::{ErrorKind, ProxyError, Sent};
 use crate::ingress::snapshot::{Backend, Route};
 use crate::ingress::tail::{Guards, Tail};
 use crate::ingress::upstream::{self, BodySlot, UpstreamBody, UpstreamError, Wire};
@@ -133,9 +132,9 @@ impl Proxy {
         backend: &Backend,
         ex: &Exchange,
         tail: &mut Tail,
-    ) -> Result<(Response<Incoming>, Guards), Response<Body>> {
+    ) -> Result<(Response<Incoming>, Guards), ProxyError> {
         let mut exclude: Option<SocketAddr> = None;
-        let mut last_failure: Option<Response<Body>> = None;
+        let mut last_failure: Option<ProxyError> = None;
         // `proxy-next-upstream*` when the Ingress sets them, else the built-in rule.
         let next = route
             .policy
@@ -164,8 +163,8 @@ impl Proxy {
                     Some(p) => Target::Endpoint(p),
                     None => {
                         return Err(last_failure.unwrap_or_else(|| {
-                            generated(
-                                StatusCode::SERVICE_UNAVAILABLE,
+                            ProxyError::new(
+                                ErrorKind::NoEndpoints,
                                 format!("no ready endpoints for {}", backend.name),
                             )
                         }));
@@ -183,8 +182,8 @@ impl Proxy {
                             match tokio::time::timeout(ex.connect_timeout, wait).await {
                                 Ok(Ok(p)) => p,
                                 _ => {
-                                    return Err(generated(
-                                        StatusCode::SERVICE_UNAVAILABLE,
+                                    return Err(ProxyError::new(
+                                        ErrorKind::EndpointBusy,
                                         format!("too many requests in flight to {}", pick.addr),
                                     ));
                                 }
@@ -204,8 +203,8 @@ impl Proxy {
                 },
             };
             let Some(authority) = target.authority() else {
-                return Err(generated(
-                    StatusCode::BAD_GATEWAY,
+                return Err(ProxyError::new(
+                    ErrorKind::BadExternalName,
                     "the ExternalName service's host is not a valid host name",
                 ));
             };
@@ -226,8 +225,8 @@ impl Proxy {
                 Some(Uri::from(ex.upstream_pq.clone()))
             };
             let Some(uri) = uri else {
-                return Err(generated(
-                    StatusCode::BAD_REQUEST,
+                return Err(ProxyError::new(
+                    ErrorKind::BadRewrite,
                     "the rewritten request path is not a valid URI",
                 ));
             };
@@ -261,27 +260,33 @@ impl Proxy {
                 Target::Endpoint(p) => Some(&p.stats),
                 Target::External(..) => None,
             };
-            let err = match result {
+            let sent = Sent {
+                idempotent: is_idempotent(&ex.method) || next.is_some_and(|n| n.non_idempotent),
+                body_started: ex.slot.as_ref().is_some_and(|s| s.claimed()),
+                upgrade: ex.upgrade,
+            };
+            let failure = match result {
                 Ok(Ok((resp, lease))) => {
                     if let Some(s) = stats {
                         s.observe(elapsed);
                         s.health.record_success();
                     }
+                    let kind = ErrorKind::UpstreamStatus(resp.status());
                     // With one endpoint there is nobody to pass to: its own answer beats
                     // a generated copy.
                     if let Some(n) = next
                         && more(attempt)
                         && n.on_status(resp.status())
-                        && resendable(ex, n)
+                        && kind.retry_safe(&sent)
                         && backend.endpoints.load().eligible.len() > 1
                     {
-                        metrics::record_upstream_error(&backend.name, "status");
-                        last_failure = Some(generated(
-                            resp.status(),
-                            format!("upstream {authority} answered {}", resp.status()),
-                        ));
-                        exclude = target.addr();
                         drop((resp, lease, guards));
+                        last_failure = Some(ProxyError::new(
+                            kind,
+                            format!("upstream {authority} answered {}", kind.status()),
+                        ));
+                        record(backend, kind);
+                        exclude = target.addr();
                         route.metrics.retry(&backend.name);
                         continue;
                     }
@@ -294,103 +299,89 @@ impl Proxy {
                         // A timeout is the worst latency we know of: let the balancer see it.
                         s.observe(elapsed);
                     }
-                    metrics::record_upstream_error(&backend.name, "read_timeout");
-                    let answer = generated(
-                        StatusCode::GATEWAY_TIMEOUT,
+                    ProxyError::new(
+                        ErrorKind::ReadTimeout,
                         format!(
                             "upstream {authority} sent no response headers within {:?}",
                             ex.read_timeout
                         ),
-                    );
-                    match next {
-                        Some(n) if more(attempt) && n.timeout && resendable(ex, n) => {
-                            last_failure = Some(answer);
-                            exclude = target.addr();
-                            drop(guards);
-                            route.metrics.retry(&backend.name);
-                            continue;
+                    )
+                }
+                Err(HeadTimeout::BodyStalled) => ProxyError::new(
+                    ErrorKind::BodyStalled,
+                    format!(
+                        "request body made no progress for {:?} while sending to {authority}",
+                        ex.send_timeout
+                    ),
+                ),
+                Ok(Err(err)) => {
+                    // The client's side failed, not the pod's: answer as nginx does, and
+                    // do not hold it against the endpoint.
+                    if ex.slot.as_ref().is_some_and(|s| s.over_limit())
+                        || matches!(err.body_error(), Some(upstream::BodyError::TooLarge(_)))
+                    {
+                        return Err(ProxyError::new(
+                            ErrorKind::BodyTooLarge,
+                            "request body is over the limit",
+                        ));
+                    }
+                    match err.body_error() {
+                        Some(e @ upstream::BodyError::Client(_)) => {
+                            return Err(ProxyError::new(ErrorKind::ClientBody, e.to_string()));
                         }
-                        _ => return Err(answer),
+                        Some(e @ upstream::BodyError::ClientTimeout(_)) => {
+                            return Err(ProxyError::new(
+                                ErrorKind::ClientBodyTimeout,
+                                e.to_string(),
+                            ));
+                        }
+                        _ => {}
                     }
-                }
-                Err(HeadTimeout::BodyStalled) => {
-                    metrics::record_upstream_error(&backend.name, "send_timeout");
-                    return Err(generated(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        format!(
-                            "request body made no progress for {:?} while sending to {authority}",
-                            ex.send_timeout
-                        ),
-                    ));
-                }
-                Ok(Err(err)) => err,
-            };
-            if ex.slot.as_ref().is_some_and(|s| s.over_limit())
-                || matches!(err.body_error(), Some(upstream::BodyError::TooLarge(_)))
-            {
-                return Err(generated(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request body is over the limit",
-                ));
-            }
-            // The client's side failed, not the pod's: answer as nginx does, and do not
-            // hold it against the endpoint.
-            match err.body_error() {
-                Some(e @ upstream::BodyError::Client(_)) => {
-                    return Err(generated(StatusCode::BAD_REQUEST, e.to_string()));
-                }
-                Some(e @ upstream::BodyError::ClientTimeout(_)) => {
-                    return Err(generated(StatusCode::REQUEST_TIMEOUT, e.to_string()));
-                }
-                _ => {}
-            }
-            let body_started = ex.slot.as_ref().is_some_and(|s| s.claimed());
-            let retryable = match err {
-                UpstreamError::Connect { kind, message } => {
-                    metrics::record_upstream_error(&backend.name, kind.metric());
-                    if let Some(s) = stats.filter(|_| kind.ejects()) {
-                        let backoff = s.health.record_connect_failure(monotonic_us());
-                        tracing::debug!(endpoint = %authority, ?backoff, error = %message, "endpoint ejected");
-                    }
-                    exclude = target.addr();
-                    last_failure = Some(generated(StatusCode::BAD_GATEWAY, message));
-                    let wanted = next.is_none_or(|n| match kind {
-                        upstream::ConnectKind::Timeout => n.timeout,
-                        _ => n.error,
-                    });
-                    !body_started && wanted
-                }
-                UpstreamError::Failed(e) => {
-                    metrics::record_upstream_error(&backend.name, "send");
-                    let reason = error_chain(e.as_ref());
-                    tracing::debug!(endpoint = %authority, error = %reason, "upstream request failed");
-                    last_failure = Some(generated(
-                        StatusCode::BAD_GATEWAY,
-                        format!("upstream {authority} failed: {reason}"),
-                    ));
-                    match next {
-                        None => is_idempotent(&ex.method) && !body_started && !ex.upgrade,
-                        Some(n) => n.error && resendable(ex, n),
+                    match err {
+                        UpstreamError::Connect { kind, message } => {
+                            if let Some(s) = stats.filter(|_| kind.ejects()) {
+                                let backoff = s.health.record_connect_failure(monotonic_us());
+                                tracing::debug!(endpoint = %authority, ?backoff, error = %message, "endpoint ejected");
+                            }
+                            ProxyError::new(ErrorKind::Connect(kind), message)
+                        }
+                        UpstreamError::Failed(e) => {
+                            let reason = error_chain(e.as_ref());
+                            tracing::debug!(endpoint = %authority, error = %reason, "upstream request failed");
+                            ProxyError::new(
+                                ErrorKind::UpstreamFailed,
+                                format!("upstream {authority} failed: {reason}"),
+                            )
+                        }
                     }
                 }
             };
+            record(backend, failure.kind);
             drop(guards);
-            if !retryable || !more(attempt) {
+            // Safe by what happened to the request; wanted by `proxy-next-upstream` (or,
+            // without it, for anything but a timeout).
+            let wanted = match (failure.kind, next) {
+                (ErrorKind::Connect(upstream::ConnectKind::Timeout), Some(n)) => n.timeout,
+                (ErrorKind::Connect(_) | ErrorKind::UpstreamFailed, Some(n)) => n.error,
+                (ErrorKind::ReadTimeout, Some(n)) => n.timeout,
+                (ErrorKind::Connect(_) | ErrorKind::UpstreamFailed, None) => true,
+                _ => false,
+            };
+            let retry = wanted && failure.kind.retry_safe(&sent) && more(attempt);
+            // A broken exchange may have been a stale connection: the same pod may take
+            // the next attempt. Anything else goes elsewhere.
+            if failure.kind != ErrorKind::UpstreamFailed {
+                exclude = target.addr();
+            }
+            last_failure = Some(failure);
+            if !retry {
                 break;
             }
             route.metrics.retry(&backend.name);
         }
-        Err(last_failure.unwrap_or_else(|| generated(StatusCode::BAD_GATEWAY, "upstream failed")))
+        Err(last_failure
+            .unwrap_or_else(|| ProxyError::new(ErrorKind::UpstreamFailed, "upstream failed")))
     }
-}
-
-/// Whether a request may be sent again under `proxy-next-upstream`: its body (if any)
-/// has not started streaming, it is no upgrade, and its method is idempotent unless
-/// `non_idempotent` allows any.
-fn resendable(ex: &Exchange, n: &crate::ingress::next_upstream::NextUpstream) -> bool {
-    (is_idempotent(&ex.method) || n.non_idempotent)
-        && !ex.slot.as_ref().is_some_and(|s| s.claimed())
-        && !ex.upgrade
 }
 
 fn is_idempotent(m: &Method) -> bool {
@@ -398,6 +389,13 @@ fn is_idempotent(m: &Method) -> bool {
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     )
+}
+
+/// Counts a failure in `ingress_upstream_errors_total`, for the kinds counted there.
+fn record(backend: &Backend, kind: ErrorKind) {
+    if let Some(label) = kind.metric() {
+        metrics::record_upstream_error(&backend.name, label);
+    }
 }
 
 /// `err: cause: cause` in one line, for the short error body.

@@ -11,8 +11,8 @@ use hyper::body::Incoming;
 
 use crate::body::Body;
 use crate::ingress::balancer::Balancer;
-use crate::ingress::forwarded;
 use crate::ingress::normalize::normalize_path;
+use crate::ingress::request_host::RequestHost;
 use crate::ingress::respond::generated;
 use crate::ingress::snapshot::{Lookup, Route, Snapshot};
 use crate::server::{ConnInfo, Handler};
@@ -72,32 +72,27 @@ impl Gateway {
             }
         }
         let snapshot = self.snapshot.load_full();
-        // The host borrows the request, so everything that needs it is settled before the
-        // request moves on.
-        let matched = {
-            let raw_host = forwarded::request_host(req.uri(), req.headers());
-            let (host, _) = forwarded::split_host(raw_host);
-            match snapshot.router.lookup(&host, req.uri().path()) {
-                Lookup::Matched { route, captures } => {
-                    Ok((route, captures, host_has_tls(&snapshot, &host)))
-                }
-                Lookup::NotFound => Err(format!("no route for {host}{}", req.uri().path())),
-            }
-        };
-        match matched {
-            Ok((route, captures, host_tls)) => {
+        // Read once: routing, the access record and every phase after it share it.
+        let host = RequestHost::of(&req);
+        match snapshot.router.lookup(host.name(), req.uri().path()) {
+            Lookup::Matched { route, captures } => {
+                let host_tls = host_has_tls(&snapshot, host.name());
                 let inbound = Inbound {
                     conn,
                     scheme,
                     host_tls,
                 };
-                let mut resp = self.proxy.forward(route, &captures, req, &inbound).await;
+                let mut resp = self
+                    .proxy
+                    .forward_routed(route, &captures, req, &inbound, host)
+                    .await;
                 if let Some(edge) = &self.proxy.config.edge_headers {
                     edge.apply(&mut resp, scheme, host_tls);
                 }
                 resp
             }
-            Err(msg) => {
+            Lookup::NotFound => {
+                let msg = format!("no route for {}{}", host.name(), req.uri().path());
                 let tail = self.proxy.begin(&req, conn);
                 let mut resp = tail.attach(generated(StatusCode::NOT_FOUND, msg));
                 if let Some(edge) = &self.proxy.config.edge_headers {

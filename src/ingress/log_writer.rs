@@ -160,6 +160,7 @@ mod tests {
             service: None,
             request_id: None,
             retries: 0,
+            error: None,
         }
     }
 
