@@ -1,6 +1,7 @@
 //! The access log through the real binary: `portcullis serve` (access log on, as by
 //! default) writes exactly one JSON line per request to stdout, from its log thread,
-//! with what happened to the request: routed and proxied, or answered 404.
+//! with what happened to the request: routed and proxied, answered 404, or failed
+//! upstream (with the failure's kind).
 mod common;
 #[path = "common/e2e.rs"]
 mod e2e;
@@ -34,13 +35,28 @@ async fn one_json_line_per_request_with_what_happened() {
     write_atomic(
         m,
         "10-shop.yaml",
-        &yaml(&[ingress("shop", HOST, None, &[("/", "web")], &[])]),
+        &yaml(&[
+            ingress("shop", HOST, None, &[("/", "web")], &[]),
+            ingress("down", "down.log.test", None, &[("/", "gone")], &[]),
+        ]),
     );
-    write_atomic(m, "20-services.yaml", &yaml(&[service("web")]));
+    write_atomic(
+        m,
+        "20-services.yaml",
+        &yaml(&[service("web"), service("gone")]),
+    );
+    // A "ready" pod whose port nobody listens on: every connect is refused.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.6:0").unwrap();
+        l.local_addr().unwrap()
+    };
     write_atomic(
         m,
         "30-slices.yaml",
-        &yaml(&[slice("web", "web-1", web, true)]),
+        &yaml(&[
+            slice("web", "web-1", web, true),
+            slice("gone", "gone-1", closed, true),
+        ]),
     );
     let gw = Portcullis::start(m, &[]).await;
 
@@ -54,15 +70,17 @@ async fn one_json_line_per_request_with_what_happened() {
         .await
         .unwrap();
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply = http_get(gw.http, "down.log.test", "/").await.unwrap();
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
 
-    let (lines, _) = eventually(Duration::from_secs(5), "six access-log lines", || {
+    let (lines, _) = eventually(Duration::from_secs(5), "seven access-log lines", || {
         let lines = access_lines(&gw.log());
-        async move { (lines.len() >= 6).then_some(lines) }
+        async move { (lines.len() >= 7).then_some(lines) }
     })
     .await;
     // No more than one each, even after a moment more.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(access_lines(&gw.log()).len(), 6, "{}", gw.log());
+    assert_eq!(access_lines(&gw.log()).len(), 7, "{}", gw.log());
 
     for (i, line) in lines.iter().take(5).enumerate() {
         assert_eq!(line["status"], 200, "{line}");
@@ -78,9 +96,15 @@ async fn one_json_line_per_request_with_what_happened() {
         let id = line["request_id"].as_str().unwrap();
         assert_eq!(id.len(), 32, "{line}");
         assert!(line["time"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(line["error"], "", "{line}");
     }
     let missing = &lines[5];
     assert_eq!(missing["status"], 404, "{missing}");
     assert_eq!(missing["host"], "nobody.log.test");
     assert_eq!(missing["upstream_addr"], "");
+    let failed = &lines[6];
+    assert_eq!(failed["status"], 502, "{failed}");
+    assert_eq!(failed["error"], "connect_refused", "{failed}");
+    assert_eq!(failed["upstream_addr"], closed.to_string(), "{failed}");
+    assert_eq!(failed["service"], "e2e/gone:80");
 }
