@@ -1,9 +1,10 @@
 //! Request-path cost: the same small GET sent straight to an echo pod and through the
-//! proxy (routing skipped, everything after it included: policy checks, forwarded
-//! headers, balancer, pooled upstream connection, streamed response, metrics; access log
-//! off). The difference is what the proxy adds per request. A second group keeps 32
-//! requests in flight to show throughput with the balancer's in-flight accounting.
-use std::convert::Infallible;
+//! proxy, started as production starts it (`server::serve` with the gateway handler over a
+//! snapshot whose router holds one hostless `/` route): listener, path normalisation,
+//! routing, policy checks, forwarded headers, balancer, pooled upstream connection,
+//! streamed response, metrics; access log off. The difference is what the proxy adds per
+//! request. A second group keeps 32 requests in flight to show throughput with the
+//! balancer's in-flight accounting.
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -14,27 +15,22 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use portcullis::ingress::gateway::{Gateway, Inbound, ProxyConfig, Scheme};
+use hyper_util::rt::TokioExecutor;
+use portcullis::ingress::gateway::{self, Gateway, ProxyConfig, Scheme};
 use portcullis::ingress::policy::Policy;
+use portcullis::ingress::router::RouterBuilder;
 use portcullis::ingress::snapshot::{
     Backend, EndpointCell, PathType, Route, Snapshot, UpstreamProtocol,
 };
-use portcullis::server::ConnInfo;
+use portcullis::server::{ServeOptions, Shutdown, serve};
 use tokio::net::TcpListener;
 
 type TestClient = Client<HttpConnector, Full<Bytes>>;
 
-async fn start_proxy(pods: Vec<SocketAddr>) -> SocketAddr {
-    let gateway = Arc::new(Gateway::new(
-        Arc::new(ArcSwap::from_pointee(Snapshot::default())),
-        ProxyConfig {
-            access_log: false,
-            ..ProxyConfig::default()
-        },
-    ));
-    let route = Arc::new(Route {
+/// A snapshot that routes every request to `pods`, as `compile` would build it for one
+/// hostless Ingress with a `/` Prefix path.
+fn snapshot(pods: Vec<SocketAddr>) -> Snapshot {
+    let route = Route {
         ingress: "bench/web".into(),
         host: None,
         path: "/".into(),
@@ -47,36 +43,34 @@ async fn start_proxy(pods: Vec<SocketAddr>) -> SocketAddr {
         }),
         policy: Arc::new(Policy::default()),
         metrics: Default::default(),
-    });
+    };
+    let mut builder = RouterBuilder::new();
+    builder.add(route, None).unwrap();
+    let (router, problems) = builder.build();
+    assert!(problems.is_empty(), "{problems:?}");
+    Snapshot {
+        router,
+        ..Snapshot::default()
+    }
+}
+
+async fn start_proxy(pods: Vec<SocketAddr>) -> SocketAddr {
+    let gateway = Arc::new(Gateway::new(
+        Arc::new(ArcSwap::from_pointee(snapshot(pods))),
+        ProxyConfig {
+            access_log: false,
+            ..ProxyConfig::default()
+        },
+    ));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, remote)) = listener.accept().await {
-            let conn = Arc::new(ConnInfo {
-                remote,
-                local: addr,
-                tls: false,
-                sni: None,
-            });
-            let (g, r) = (gateway.clone(), route.clone());
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let (g, r, conn) = (g.clone(), r.clone(), conn.clone());
-                    async move {
-                        let inbound = Inbound {
-                            conn: &conn,
-                            scheme: Scheme::Http,
-                            host_tls: false,
-                        };
-                        Ok::<_, Infallible>(g.forward(&r, &[], req, &inbound).await)
-                    }
-                });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    tokio::spawn(serve(
+        listener,
+        None,
+        gateway::handler(gateway, Scheme::Http),
+        Shutdown::new(),
+        ServeOptions::new("http"),
+    ));
     addr
 }
 

@@ -8,7 +8,6 @@ use http_body_util::{BodyExt, Full};
 use portcullis::ingress::gateway::{ProxyConfig, Scheme};
 use portcullis::ingress::policy::{Canary, Policy};
 use proxy_common::*;
-use regex::Regex;
 
 fn req(url: &str) -> http::request::Builder {
     Request::get(url)
@@ -199,8 +198,8 @@ async fn rewrite_target_with_captures() {
     let proxy = start_proxy_with(
         TestRoute {
             route: route(backend("default/web:80", &[pod]), policy),
-            regex: Some(Regex::new("(?i)^/something(/|$)(.*)").unwrap()),
-            host_tls: false,
+            regex: Some("/something(/|$)(.*)"),
+            tls_hosts: Vec::new(),
         },
         ProxyConfig::default(),
         Scheme::Http,
@@ -261,7 +260,12 @@ async fn https_redirect_is_308_for_tls_hosts_on_plain_http() {
             },
         ),
         regex: None,
-        host_tls,
+        // The host the requests below name, when it has a TLS section.
+        tls_hosts: if host_tls {
+            vec!["shop.example.com"]
+        } else {
+            Vec::new()
+        },
     };
     let c = client();
     let request = |url: String| {

@@ -333,7 +333,7 @@ async fn cookie_attributes_from_annotations() {
         TestRoute {
             route: route(backend("default/web:80", &[a]), p.clone()),
             regex: None,
-            host_tls: false,
+            tls_hosts: Vec::new(),
         },
         ProxyConfig::default(),
         Scheme::Https,

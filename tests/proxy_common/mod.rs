@@ -1,6 +1,7 @@
-//! Shared helpers for the proxy integration tests: hand-built routes, a minimal hyper
-//! server that calls `Gateway::forward` for one swappable route (the router is not
-//! needed), loopback "pods" on 127.0.0.x, and small HTTP clients.
+//! Shared helpers for the proxy integration tests: hand-built routes served as production
+//! serves them (`server::serve` with `gateway::handler` over a snapshot whose router holds
+//! the one route under test, so listener, path normalisation and routing all run),
+//! loopback "pods" on 127.0.0.x, and small HTTP clients.
 #![allow(dead_code)]
 
 use std::convert::Infallible;
@@ -14,30 +15,60 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioExecutor;
 use portcullis::echo::{self, EchoOptions};
-use portcullis::ingress::gateway::{Gateway, Inbound, ProxyConfig, Scheme};
+use portcullis::ingress::gateway::{self, Gateway, ProxyConfig, Scheme};
 use portcullis::ingress::policy::Policy;
+use portcullis::ingress::router::{RouterBuilder, compile_path_regex};
 use portcullis::ingress::snapshot::{
     Backend, EndpointCell, PathType, Route, Snapshot, UpstreamProtocol,
 };
-use portcullis::server::ConnInfo;
-use regex::Regex;
+use portcullis::server::{ServeOptions, Shutdown};
 use tokio::net::TcpListener;
 
-/// What the test server routes every request to.
+/// The one route a test proxy serves, and what the snapshot says around it.
 pub struct TestRoute {
     pub route: Route,
-    /// Stand-in for the router's regex match: captures become `$1…`.
-    pub regex: Option<Regex>,
-    pub host_tls: bool,
+    /// An ImplementationSpecific regex path (what `use-regex` compiles, through the
+    /// router's own `compile_path_regex`): its captures become `$1…`. Without one the
+    /// route's own path (`/`, Prefix) matches every request.
+    pub regex: Option<&'static str>,
+    /// Hosts with a TLS section (`spec.tls`): requests for them count as `host_tls`.
+    pub tls_hosts: Vec<&'static str>,
+}
+
+/// What stays when a test swaps the route: the regex path and the TLS hosts.
+struct Shape {
+    regex: Option<&'static str>,
+    tls_hosts: Vec<&'static str>,
+}
+
+impl Shape {
+    /// A snapshot whose router holds only `route`, as `compile` would have built it.
+    fn snapshot(&self, route: Route, generation: u64) -> Snapshot {
+        let regex = self
+            .regex
+            .map(|p| compile_path_regex(p).expect("test regex compiles"));
+        let mut builder = RouterBuilder::new();
+        builder.add(route, regex).expect("the only route is free");
+        let (router, problems) = builder.build();
+        assert!(problems.is_empty(), "{problems:?}");
+        let mut snapshot = Snapshot {
+            generation,
+            router,
+            ..Snapshot::default()
+        };
+        for host in &self.tls_hosts {
+            snapshot.tls_hosts.insert((*host).to_string(), ());
+        }
+        snapshot
+    }
 }
 
 pub struct TestProxy {
     pub addr: SocketAddr,
     pub gateway: Arc<Gateway>,
-    pub route: Arc<ArcSwap<TestRoute>>,
+    shape: Shape,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -52,13 +83,12 @@ impl TestProxy {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Serves `route` from now on, as a configuration reload does: a new snapshot (same
+    /// regex path and TLS hosts) is stored into the gateway's `ArcSwap`.
     pub fn set_route(&self, route: Route) {
-        let old = self.route.load();
-        self.route.store(Arc::new(TestRoute {
-            route,
-            regex: old.regex.clone(),
-            host_tls: old.host_tls,
-        }));
+        let snapshots = self.gateway.snapshot();
+        let generation = snapshots.load().generation + 1;
+        snapshots.store(Arc::new(self.shape.snapshot(route, generation)));
     }
 }
 
@@ -102,13 +132,13 @@ pub fn route(backend: Arc<Backend>, policy: Policy) -> Route {
     }
 }
 
-/// A proxy on 127.0.0.1:0 that forwards everything to `route`.
+/// A proxy on 127.0.0.1:0 that routes everything to `route`.
 pub async fn start_proxy(route: Route, config: ProxyConfig) -> TestProxy {
     start_proxy_with(
         TestRoute {
             route,
             regex: None,
-            host_tls: false,
+            tls_hosts: Vec::new(),
         },
         config,
         Scheme::Http,
@@ -116,99 +146,45 @@ pub async fn start_proxy(route: Route, config: ProxyConfig) -> TestProxy {
     .await
 }
 
+/// A proxy on 127.0.0.1:0 serving `route` as the `scheme` listener. The listener is plain
+/// TCP either way: `Scheme::Https` is what the HTTPS listener's handler is given, and
+/// these tests are about what the proxy does with it, not about TLS termination.
 pub async fn start_proxy_with(route: TestRoute, config: ProxyConfig, scheme: Scheme) -> TestProxy {
+    let shape = Shape {
+        regex: route.regex,
+        tls_hosts: route.tls_hosts,
+    };
+    let snapshot = shape.snapshot(route.route, 1);
     let gateway = Arc::new(Gateway::new(
-        Arc::new(ArcSwap::from_pointee(Snapshot::default())),
+        Arc::new(ArcSwap::from_pointee(snapshot)),
         config,
     ));
-    let route = Arc::new(ArcSwap::from_pointee(route));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (g, r) = (gateway.clone(), route.clone());
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, remote)) = listener.accept().await else {
-                continue;
-            };
-            let conn = Arc::new(ConnInfo {
-                remote,
-                local: addr,
-                tls: false,
-                sni: None,
-            });
-            let (g, r) = (g.clone(), r.clone());
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (g, r, conn) = (g.clone(), r.clone(), conn.clone());
-                        async move {
-                            let tr = r.load_full();
-                            let captures: Vec<String> = match &tr.regex {
-                                Some(re) => re
-                                    .captures(req.uri().path())
-                                    .map(|c| {
-                                        c.iter()
-                                            .skip(1)
-                                            .map(|m| {
-                                                m.map_or(String::new(), |m| m.as_str().to_string())
-                                            })
-                                            .collect()
-                                    })
-                                    .unwrap_or_default(),
-                                None => Vec::new(),
-                            };
-                            let inbound = Inbound {
-                                conn: &conn,
-                                scheme,
-                                host_tls: tr.host_tls,
-                            };
-                            Ok::<_, Infallible>(
-                                g.forward(&tr.route, &captures, req, &inbound).await,
-                            )
-                        }
-                    });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    let (addr, task) = serve_handler(gateway::handler(gateway.clone(), scheme)).await;
     TestProxy {
         addr,
         gateway,
-        route,
+        shape,
         task,
     }
 }
 
-/// A server on 127.0.0.1:0 that runs a real listener `Handler` (what server.rs will do).
+/// A listener on 127.0.0.1:0 running `handler` through `server::serve`, as production
+/// runs its listeners (default options). Abort the task to stop it.
 pub async fn serve_handler(
     handler: portcullis::server::Handler,
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, remote)) = listener.accept().await else {
-                continue;
-            };
-            let conn = Arc::new(ConnInfo {
-                remote,
-                local: addr,
-                tls: false,
-                sni: None,
-            });
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let fut = handler(req, conn.clone());
-                    async move { Ok::<_, Infallible>(fut.await) }
-                });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+        portcullis::server::serve(
+            listener,
+            None,
+            handler,
+            Shutdown::new(),
+            ServeOptions::new("test"),
+        )
+        .await
+        .unwrap();
     });
     (addr, task)
 }
