@@ -46,15 +46,21 @@ pub(crate) struct Exchange {
 /// Waits for the response head. The read timeout counts from the end of the request
 /// body (a long upload is not a slow backend); while the body is still streaming,
 /// only a stall longer than the send timeout ends the wait.
-async fn await_head<F, T>(fut: F, ex: &Exchange, started: Instant) -> Result<T, HeadTimeout>
+///
+/// Takes the send pinned where the caller holds it: moved in here, its state (over a
+/// kilobyte) would sit in both futures and be copied on every request.
+async fn await_head<F, T>(
+    mut fut: std::pin::Pin<&mut F>,
+    ex: &Exchange,
+    started: Instant,
+) -> Result<T, HeadTimeout>
 where
     F: std::future::Future<Output = T>,
 {
-    tokio::pin!(fut);
     let mut deadline = tokio::time::Instant::from_std(started) + ex.read_timeout;
     let mut last_bytes = 0;
     loop {
-        match tokio::time::timeout_at(deadline, &mut fut).await {
+        match tokio::time::timeout_at(deadline, fut.as_mut()).await {
             Ok(out) => return Ok(out),
             Err(_) => {
                 let Some(slot) = ex.slot.as_ref().filter(|s| s.claimed()) else {
@@ -251,7 +257,8 @@ impl Proxy {
                 Some(b) => b.upstreams(&self.config.upstream),
                 None => &self.upstreams,
             };
-            let sending = upstreams.send(ex.wire, ex.connect_timeout, &authority, up);
+            let sending =
+                std::pin::pin!(upstreams.send(ex.wire, ex.connect_timeout, &authority, up));
             let result = await_head(sending, ex, started).await;
             let elapsed = started.elapsed();
             tail.entry.upstream_duration = Some(elapsed);

@@ -50,12 +50,12 @@ impl Gateway {
 
     /// Routes and proxies one request.
     pub async fn handle(
-        &self,
-        req: Request<Incoming>,
-        conn: &ConnInfo,
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        conn: Arc<ConnInfo>,
         scheme: Scheme,
     ) -> Response<Body> {
-        let mut req = req;
+        let conn = &*conn;
         // Routes, policies and the upstream all see one spelling of the path, so no
         // `..`, `%2e` or `//` trick can reach a route by another name.
         match normalize_path(req.uri().path()) {
@@ -152,8 +152,9 @@ pub fn host_has_tls(snapshot: &Snapshot, host: &str) -> bool {
 /// The listener handler for the ingress HTTP (`Scheme::Http`) or HTTPS listener.
 pub fn handler(gateway: Arc<Gateway>, scheme: Scheme) -> Handler {
     Arc::new(move |req, conn| {
-        let gateway = gateway.clone();
-        Box::pin(async move { gateway.handle(req, &conn, scheme).await })
+        // The handler's future is `handle`'s own (it owns what it needs), not an async
+        // block around it: every layer of future is copied once per request.
+        Box::pin(gateway.clone().handle(req, conn, scheme))
     })
 }
 

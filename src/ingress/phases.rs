@@ -158,9 +158,14 @@ impl Proxy {
                 // Our own 502/503/504 get the error page too, as nginx's do.
                 if ctx.policy.edge.is_some()
                     && matches!(err.status().as_u16(), 502..=504)
-                    && let Some((page, guards, timeout)) = self
-                        .error_page(ctx.route, backend, err.status(), &prepared.exchange, tail)
-                        .await
+                    && let Some((page, guards, timeout)) = Box::pin(self.error_page(
+                        ctx.route,
+                        backend,
+                        err.status(),
+                        &prepared.exchange,
+                        tail,
+                    ))
+                    .await
                 {
                     tail.entry.error = Some(err.kind);
                     return Outcome::Streamed(page, guards, timeout);
@@ -168,8 +173,20 @@ impl Proxy {
                 return Outcome::Failed(err);
             }
         };
-        self.response_filters(ctx, backend, resp, guards, prepared, &granted, tail)
+        // Boxed, as the error-page exchange is rare and its state large.
+        if ctx.policy.edge.is_some()
+            && let Some((page, guards, timeout)) = Box::pin(self.error_page(
+                ctx.route,
+                backend,
+                resp.status(),
+                &prepared.exchange,
+                tail,
+            ))
             .await
+        {
+            return Outcome::Streamed(page, guards, timeout);
+        }
+        self.response_filters(ctx, resp, guards, prepared, &granted, tail)
     }
 
     /// Phase 1. `Ok` carries what an auth service handed on, for the upstream request
@@ -437,12 +454,11 @@ impl Proxy {
         slot
     }
 
-    /// Phase 5.
-    #[allow(clippy::too_many_arguments)]
-    async fn response_filters(
+    /// Phase 5, after the error page (which `run_phases` awaits). Not async, so the
+    /// request's future does not carry a second copy of `prepared`.
+    fn response_filters(
         &self,
         ctx: &RequestCtx<'_>,
-        backend: &Backend,
         mut resp: Response<Incoming>,
         guards: Guards,
         prepared: Prepared,
@@ -450,13 +466,6 @@ impl Proxy {
         tail: &mut Tail,
     ) -> Outcome {
         let ex = &prepared.exchange;
-        if ctx.policy.edge.is_some()
-            && let Some((page, guards, timeout)) = self
-                .error_page(ctx.route, backend, resp.status(), ex, tail)
-                .await
-        {
-            return Outcome::Streamed(page, guards, timeout);
-        }
         *resp.version_mut() = prepared.client_version;
         if let Some(steer) = &ex.steer {
             steer.respond(

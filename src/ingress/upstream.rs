@@ -352,7 +352,10 @@ impl Upstreams {
     ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
         if wire.is_h2() {
             let connector = self.connector(wire, connect_timeout);
-            let (resp, lease) = self.h2.send(&connector, wire, target.as_str(), req).await?;
+            // Boxed: every request's future would otherwise carry the HTTP/2 path's state
+            // (kilobytes, copied on each move) whatever its wire.
+            let sending = Box::pin(self.h2.send(&connector, wire, target.as_str(), req));
+            let (resp, lease) = sending.await?;
             return Ok((resp, Lease::H2(lease)));
         }
         let connector = || self.connector(wire, connect_timeout);

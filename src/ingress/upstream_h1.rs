@@ -137,10 +137,9 @@ impl H1Pool {
         connector: impl FnOnce() -> Connector,
         wire: Wire,
         target: &Authority,
-        req: Request<UpstreamBody>,
+        mut req: Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, H1Lease), UpstreamError> {
         let key: Key = (wire, target.clone());
-        let mut req = req;
         if let Some((mut sender, state)) = self.checkout(&key) {
             match sender.try_send_request(req).await {
                 Ok(resp) => return Ok((resp, self.lease(key, sender, state))),
@@ -151,7 +150,9 @@ impl H1Pool {
                 },
             }
         }
-        let (mut sender, state) = self.connect(connector(), &key).await?;
+        // Boxed: connecting (TCP, maybe TLS, the handshake) is the rare path, and its
+        // state would otherwise sit in every request's future.
+        let (mut sender, state) = Box::pin(self.connect(connector(), &key)).await?;
         match sender.send_request(req).await {
             Ok(resp) => Ok((resp, self.lease(key, sender, state))),
             Err(e) => Err(UpstreamError::Failed(Box::new(e))),
