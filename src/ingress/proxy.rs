@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use http::header::{self, HeaderValue};
+use http::header::HeaderValue;
 use http::uri::PathAndQuery;
 use http::{Request, Response};
 use http_body_util::BodyExt;
@@ -154,7 +154,7 @@ impl Proxy {
 
     /// Starts the bookkeeping of a request that will be answered somehow.
     pub(crate) fn begin(&self, req: &Request<Incoming>, conn: &ConnInfo) -> Tail {
-        self.begin_with(req, conn, host_value(req))
+        self.begin_with(req, conn, RequestHost::raw_value(req))
     }
 
     /// `begin` with the host already read (routing read it).
@@ -243,18 +243,6 @@ fn log_when_done(outcome: Outcome, mut tail: Tail) -> Response<Body> {
             let body = ProxiedBody::new(incoming, tail, guards, read_timeout);
             Response::from_parts(parts, body.boxed())
         }
-    }
-}
-
-/// The host as the client sent it (`:authority` or Host, port included), shared with the
-/// request's own buffer where it came from a header.
-fn host_value(req: &Request<Incoming>) -> HeaderValue {
-    if let Some(a) = req.uri().authority() {
-        return HeaderValue::from_str(a.as_str()).unwrap_or_else(|_| HeaderValue::from_static(""));
-    }
-    match req.headers().get(header::HOST) {
-        Some(v) if v.to_str().is_ok() => v.clone(),
-        _ => HeaderValue::from_static(""),
     }
 }
 

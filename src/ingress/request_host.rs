@@ -25,7 +25,14 @@ enum Name {
 
 impl RequestHost {
     pub fn of<B>(req: &Request<B>) -> Self {
-        let raw = match req.uri().authority() {
+        Self::from_value(Self::raw_value(req))
+    }
+
+    /// Only the host as sent (for answers given before routing, which need no name).
+    /// Shares the request's buffer when it came from the Host header; empty when the
+    /// request named no valid host.
+    pub fn raw_value<B>(req: &Request<B>) -> HeaderValue {
+        match req.uri().authority() {
             Some(a) => HeaderValue::from_str(a.as_str()).ok(),
             None => req
                 .headers()
@@ -33,8 +40,7 @@ impl RequestHost {
                 .filter(|v| v.to_str().is_ok())
                 .cloned(),
         }
-        .unwrap_or_else(|| HeaderValue::from_static(""));
-        Self::from_value(raw)
+        .unwrap_or_else(|| HeaderValue::from_static(""))
     }
 
     fn from_value(raw: HeaderValue) -> Self {
