@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 
 use portcullis::admission::check::parse_manifests;
 use portcullis::admission::cluster::ClusterView;
-use portcullis::admission::live::LiveState;
 use portcullis::admission::settings::Action;
 use portcullis::admission::{AdmissionSettings, Context, Engine, Operation};
 use portcullis::ingress::compile::{CompileOptions, compile};
+use portcullis::ingress::live::LiveState;
 use portcullis::ingress::snapshot::Snapshot;
 use serde_json::Value;
 

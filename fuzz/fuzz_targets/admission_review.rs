@@ -8,10 +8,10 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::admission::live::LiveState;
 use portcullis::admission::review::{self, Answer, Request};
 use portcullis::admission::settings::RuleSettings;
 use portcullis::admission::{AdmissionSettings, Context, Engine, patch};
+use portcullis::ingress::live::LiveState;
 use portcullis::ingress::snapshot::Snapshot;
 use serde_json::Value;
 

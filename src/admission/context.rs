@@ -7,9 +7,9 @@ use serde_json::{Map, Value};
 
 use super::cluster::ClusterView;
 use super::ingress::{self, IngressView};
-use super::live::LiveState;
 use super::settings::AdmissionSettings;
 use super::template::{self, PodTemplate};
+use crate::ingress::live::LiveState;
 
 /// The admission operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -11,12 +11,12 @@ use hyper::body::Incoming;
 use super::cluster::{ClusterView, ClusterViewHandle};
 use super::context::Context;
 use super::engine::{Engine, Mode};
-use super::live::LiveState;
 use super::metrics;
 use super::patch;
 use super::review::{self, Answer, DecodeError};
 use crate::body::{self, Body};
 use crate::ingress::config::ConfigHandle;
+use crate::ingress::live::LiveState;
 use crate::server::{ConnInfo, Handler};
 
 /// A request that is not a review we can answer, with the HTTP status it deserves.

@@ -17,7 +17,6 @@ pub mod custom_schema;
 pub mod engine;
 pub mod http;
 pub mod ingress;
-pub mod live;
 pub mod lookup;
 pub mod metrics;
 pub mod patch;

@@ -8,10 +8,10 @@ use anyhow::Context as _;
 use portcullis::admission::check::check_objects;
 use portcullis::admission::check_input::{Located, interpret, parse_located};
 use portcullis::admission::cluster::ClusterView;
-use portcullis::admission::live::LiveState;
 use portcullis::admission::settings::Action;
 use portcullis::config::Settings;
 use portcullis::ingress::compile::{CompileOptions, compile};
+use portcullis::ingress::live::LiveState;
 use portcullis::ingress::snapshot::Snapshot;
 use portcullis::source::files::load_all;
 

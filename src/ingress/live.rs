@@ -2,6 +2,10 @@
 //! against (claimed routes and their owners, attached canaries, Services with their
 //! ports, TLS Secret names, our IngressClasses). Built by `compile` from the same store and
 //! the same claims as the router, so admission and routing never disagree.
+//!
+//! Admission rules read it through [`LiveState`], implemented by the snapshot; a review
+//! sees one snapshot from start to end. Without live state (no snapshot, `portcullis
+//! check` without `--manifests`) the rules that need it find nothing.
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -12,8 +16,37 @@ use super::backends::PortRef;
 use super::class::ClassSelector;
 use super::inspect::{DefaultScope, RouteClaim, main_claim};
 use super::snapshot::Snapshot;
-use crate::admission::live::{LiveState, PortLookup};
 use crate::source::ObjectStore;
+
+/// What the live configuration knows about a backend Service port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortLookup {
+    Found,
+    NoService,
+    /// The Service exists without that port; `known` lists its ports (`80`, `80/http`).
+    NoPort {
+        known: Vec<String>,
+    },
+}
+
+/// The live configuration, as admission rules see it.
+pub trait LiveState: std::fmt::Debug + Send + Sync {
+    /// Whether portcullis serves `ingress` (its class, or lack of one, is ours).
+    fn serves(&self, ingress: &Ingress) -> bool;
+    /// The Ingress (`namespace/name`) that serves the route with this claim.
+    fn route_owner(&self, claim: &RouteClaim) -> Option<&str>;
+    /// The canary Ingress already attached to the main route that a canary path with this
+    /// claim would join.
+    fn canary_owner(&self, claim: &RouteClaim) -> Option<&str>;
+    /// The Ingress serving the main route a canary path with this claim would join.
+    fn canary_main(&self, claim: &RouteClaim) -> Option<&str>;
+    /// The Ingress whose defaultBackend serves `scope`.
+    fn default_owner(&self, scope: &DefaultScope) -> Option<&str>;
+    /// Whether Service `namespace/service` exists and has `port`.
+    fn service_port(&self, namespace: &str, service: &str, port: &PortRef) -> PortLookup;
+    /// Whether the TLS Secret `namespace/name` exists.
+    fn tls_secret_exists(&self, namespace: &str, name: &str) -> bool;
+}
 
 /// See the module documentation.
 #[derive(Debug, Default)]

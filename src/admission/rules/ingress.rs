@@ -12,10 +12,10 @@ use std::collections::HashSet;
 use super::{Rule, Violation};
 use crate::admission::context::Context;
 use crate::admission::ingress::IngressView;
-use crate::admission::live::PortLookup;
 use crate::admission::patch::Pointer;
 use crate::admission::settings::Action;
 use crate::ingress::inspect::{DefaultScope, Field, IssueKind};
+use crate::ingress::live::PortLookup;
 
 /// The Ingress rules.
 pub fn rules() -> Vec<Box<dyn Rule>> {
@@ -371,9 +371,9 @@ mod tests {
     use super::*;
     use crate::admission::check::parse_manifests;
     use crate::admission::context::Operation;
-    use crate::admission::live::LiveState;
     use crate::admission::settings::AdmissionSettings;
     use crate::ingress::compile::{CompileOptions, compile};
+    use crate::ingress::live::LiveState;
     use crate::ingress::snapshot::Snapshot;
     use crate::source::{Object, ObjectStore};
 
