@@ -12,9 +12,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use portcullis::ingress::compile::{CompileOptions, compile};
-use portcullis::ingress::config::ConfigHandle;
 use portcullis::ingress::endpoint_refresh::refresh;
 use portcullis::ingress::snapshot::Lookup;
+use portcullis::reload::ConfigHandle;
 use portcullis::source::{Object, ObjectStore};
 use serde_json::json;
 

@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod ingress;
 pub mod metrics;
 pub mod process_metrics;
+pub mod reload;
 pub mod server;
 pub mod source;
 pub mod status;

@@ -13,7 +13,7 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use portcullis::admission::{AdmissionSettings, Engine};
 use portcullis::ingress::compile::{CompileOptions, compile};
-use portcullis::ingress::config::ConfigHandle;
+use portcullis::reload::ConfigHandle;
 use portcullis::source::files::load_all;
 use portcullis::tls::{DevCerts, SniResolver, server_config};
 use serde_json::{Value, json};

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use portcullis::ingress::balancer::Balancer;
 use portcullis::ingress::compile::{CompileOptions, compile};
-use portcullis::ingress::config::{ConfigHandle, start_files};
 use portcullis::ingress::endpoint_filter::EndpointFilter;
 use portcullis::ingress::endpoint_refresh::{NeedsCompile, refresh};
 use portcullis::ingress::policy::Balance;
 use portcullis::ingress::snapshot::{Backend, Lookup, Snapshot};
+use portcullis::reload::{ConfigHandle, start_files};
 use portcullis::source::{Object, ObjectStore};
 use serde_json::{Value, json};
 

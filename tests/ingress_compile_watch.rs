@@ -4,8 +4,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use portcullis::ingress::compile::CompileOptions;
-use portcullis::ingress::config::{ConfigHandle, start_files};
 use portcullis::ingress::snapshot::Lookup;
+use portcullis::reload::{ConfigHandle, start_files};
 
 /// Generous: the machine is shared. The measured latency is printed.
 const BOUND: Duration = Duration::from_secs(3);

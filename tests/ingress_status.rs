@@ -9,7 +9,7 @@ use std::time::Duration;
 use apiserver::ApiServer;
 use http::Method;
 use portcullis::ingress::compile::CompileOptions;
-use portcullis::source::kube::{KubeDriver, KubeOptions, start_kube};
+use portcullis::reload::{KubeDriver, KubeOptions, start_kube};
 use portcullis::status::{
     AddressSource, LeaseOptions, PublisherOptions, StatusOptions, StatusTask,
     parse_status_addresses, start_status,

@@ -16,10 +16,9 @@ use apiserver::ApiServer;
 use e2e::{NS, eventually, http_get, ingress, ingress_class, pod, pod_name, service, slice};
 use http::StatusCode;
 use portcullis::ingress::compile::CompileOptions;
-use portcullis::ingress::config::ConfigHandle;
 use portcullis::ingress::gateway::{Gateway, ProxyConfig, Scheme, handler as gateway_handler};
 use portcullis::ingress::snapshot::Lookup;
-use portcullis::source::kube::{KubeDriver, KubeOptions, start_kube};
+use portcullis::reload::{ConfigHandle, KubeDriver, KubeOptions, start_kube};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 

@@ -15,8 +15,8 @@ use super::metrics;
 use super::patch;
 use super::review::{self, Answer, DecodeError};
 use crate::body::{self, Body};
-use crate::ingress::config::ConfigHandle;
 use crate::ingress::live::LiveState;
+use crate::reload::ConfigHandle;
 use crate::server::{ConnInfo, Handler};
 
 /// A request that is not a review we can answer, with the HTTP status it deserves.

@@ -12,12 +12,13 @@ use portcullis::admin::{self, AdminState};
 use portcullis::config::Settings;
 use portcullis::dashboard::{Access, Dashboard};
 use portcullis::ingress::compile::{CompileOptions, compile};
-use portcullis::ingress::config::{ConfigHandle, FilesDriver, start_files};
 use portcullis::ingress::endpoint_filter::EndpointFilter;
 use portcullis::ingress::gateway::{Gateway, ProxyConfig, Scheme, handler as gateway_handler};
+use portcullis::reload::{
+    ConfigHandle, FilesDriver, KubeDriver, KubeOptions, start_files, start_kube,
+};
 use portcullis::server::{ConnLimits, Shutdown, fd_limit, serve};
 use portcullis::source::ObjectStore;
-use portcullis::source::kube::{KubeDriver, KubeOptions, start_kube};
 use portcullis::tls::SniResolver;
 use portcullis::tls::{CertReloader, DevCerts, Resumption, server_config_with};
 use tokio::net::TcpListener;
@@ -174,7 +175,7 @@ enum AuditFrom {
         dir: PathBuf,
         changed_scans: Arc<std::sync::atomic::AtomicU64>,
     },
-    Watched(Arc<arc_swap::ArcSwap<portcullis::source::kube::HeldObjects>>),
+    Watched(Arc<arc_swap::ArcSwap<portcullis::reload::HeldObjects>>),
     /// No source: nothing to audit.
     Nothing,
 }

@@ -1,6 +1,6 @@
 //! `serve`'s Ingress status flags, and starting the status publisher from them.
 use anyhow::Context as _;
-use portcullis::ingress::config::ConfigHandle;
+use portcullis::reload::ConfigHandle;
 use portcullis::status::lease::{default_identity, default_namespace};
 use portcullis::status::{
     AddressSource, LeaseOptions, PublisherOptions, StatusOptions, StatusTask, parse_service_ref,

@@ -13,9 +13,9 @@ use serde_json::Value;
 use crate::admission::audit::Input;
 use crate::admission::check::parse_manifests;
 use crate::admission::cluster::ClusterViewHandle;
-use crate::ingress::config::ConfigHandle;
+use crate::reload::ConfigHandle;
+use crate::reload::HeldObjects;
 use crate::source::files::{FilesError, manifest_names, read_limited};
-use crate::source::kube::HeldObjects;
 
 /// Why a source could not be read for an audit (the previous audit stays shown).
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,6 @@ pub mod catalogue;
 pub mod class;
 pub mod client_auth;
 pub mod compile;
-pub mod config;
 pub mod cors;
 pub mod cow_map;
 pub mod edge;

@@ -17,8 +17,8 @@ use kube::api::{Api, PostParams};
 use tokio::sync::watch;
 
 use super::metrics;
-use crate::ingress::config::ConfigHandle;
 use crate::ingress::problem::Problem;
+use crate::reload::ConfigHandle;
 
 /// The `reportingController` of our Events.
 pub const CONTROLLER: &str = "portcullis.io/ingress-controller";

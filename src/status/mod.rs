@@ -17,7 +17,7 @@ pub use address::{Address, AddressError, parse_service_ref, parse_status_address
 pub use lease::{Election, LeaseOptions, start_election};
 pub use publisher::{AddressSource, PublisherOptions, start_publisher};
 
-use crate::ingress::config::ConfigHandle;
+use crate::reload::ConfigHandle;
 
 /// Everything the status machinery needs besides the client and the configuration.
 #[derive(Debug, Clone)]

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::address::{self, Address};
 use super::metrics;
-use crate::ingress::config::ConfigHandle;
+use crate::reload::ConfigHandle;
 
 /// Where the published addresses come from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,154 +1,22 @@
-//! The reload driver: the current `Snapshot` behind an `ArcSwap` (`ConfigHandle`), the
-//! recompile-and-swap step every source shares (`Publisher`), and the task that keeps the
-//! snapshot in step with a manifests directory: watch → debounce → rescan changed files →
-//! compile → swap. Readers never wait; a request keeps the snapshot it loaded.
+//! The recompile-and-swap step both drivers share (`Publisher`): compile the store on a
+//! blocking thread against the snapshot in force (or refresh its endpoints in place),
+//! publish the result, count it and log the problems that are new.
 //!
-//! Failure behaviour: an unreadable directory at start is an error; later it only counts a
-//! failed reload and keeps the current snapshot. Problems in files or objects are logged
-//! once each (when they first appear), exported as a gauge, and never stop a reload.
+//! Problems in files or objects are logged once each (when they first appear), exported
+//! as a gauge, and never stop a reload.
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use prometheus::{IntCounterVec, IntGauge, Opts};
 use tokio::sync::watch;
 
-use super::compile::{CompileOptions, compile};
-use super::endpoint_refresh::refresh;
-use super::problem::Problem;
-use super::snapshot::{Backend, Snapshot};
+use super::ConfigHandle;
+use crate::ingress::compile::{CompileOptions, compile};
+use crate::ingress::endpoint_refresh::refresh;
+use crate::ingress::problem::Problem;
+use crate::ingress::snapshot::{Backend, Snapshot};
 use crate::source::ObjectStore;
-use crate::source::files::{DEBOUNCE, FileSource, FilesError};
-
-/// Shared read access to the current snapshot.
-#[derive(Debug, Clone, Default)]
-pub struct ConfigHandle(Arc<ArcSwap<Snapshot>>);
-
-impl ConfigHandle {
-    pub fn new(snapshot: Snapshot) -> Self {
-        ConfigHandle(Arc::new(ArcSwap::from_pointee(snapshot)))
-    }
-
-    /// The current snapshot, for one request (cheap, lock-free).
-    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
-        self.0.load()
-    }
-
-    /// The current snapshot as an owned `Arc`, for long-lived holders.
-    pub fn load_full(&self) -> Arc<Snapshot> {
-        self.0.load_full()
-    }
-
-    /// The shared cell itself, for the gateway, which loads it per request.
-    pub fn shared(&self) -> Arc<ArcSwap<Snapshot>> {
-        self.0.clone()
-    }
-
-    /// Publishes a new snapshot.
-    pub fn store(&self, snapshot: Arc<Snapshot>) {
-        self.0.store(snapshot);
-    }
-}
-
-/// What can stop the driver from starting.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error(transparent)]
-    Files(#[from] FilesError),
-    #[error("the manifests watcher needs a tokio runtime")]
-    NoRuntime,
-}
-
-/// A running manifests-directory driver. Dropping it stops the watch; the handle keeps
-/// serving the last snapshot.
-#[derive(Debug)]
-pub struct FilesDriver {
-    handle: ConfigHandle,
-    generations: watch::Receiver<u64>,
-    changed_scans: Arc<std::sync::atomic::AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl FilesDriver {
-    pub fn handle(&self) -> ConfigHandle {
-        self.handle.clone()
-    }
-
-    /// Changes whenever a new snapshot is published (value: its generation).
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.generations.clone()
-    }
-
-    /// Grows with every rescan that found a manifest file changed (see
-    /// `FileSource::changed_scans`).
-    pub fn changed_scans(&self) -> Arc<std::sync::atomic::AtomicU64> {
-        self.changed_scans.clone()
-    }
-}
-
-impl Drop for FilesDriver {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Loads `dir`, publishes the first snapshot, and keeps it current from then on. Must be
-/// called inside a tokio runtime.
-pub fn start_files(
-    dir: impl Into<PathBuf>,
-    opts: CompileOptions,
-) -> Result<FilesDriver, ConfigError> {
-    let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
-    let mut source = FileSource::new(dir);
-    let changed_scans = source.changed_scans();
-    // Watch before the first scan so nothing written in between is missed.
-    let (watcher, mut events) = source.watch()?;
-    let mut store = ObjectStore::new();
-    let started = Instant::now();
-    source.scan(&mut store)?;
-    // The first compile covers everything scanned so far.
-    store.take_changes();
-    let first = compile(&store, &opts, None);
-    report(&first, &[], started);
-    let handle = ConfigHandle::new(first);
-
-    let (publisher, generations) = Publisher::new(handle.clone(), opts);
-    let task = runtime.spawn(async move {
-        // Owned by the task: dropping the watcher would end the events.
-        let _watcher = watcher;
-        let mut state = (source, store);
-        while events.recv().await.is_some() {
-            tokio::time::sleep(DEBOUNCE).await;
-            while events.try_recv().is_ok() {}
-            let Some((next, outcome)) = publisher.rebuild(state, rescan).await else {
-                tracing::error!("manifests reload task failed; configuration is frozen");
-                break;
-            };
-            state = next;
-            if let Err(e) = outcome {
-                if let Some(m) = metrics() {
-                    m.reloads.with_label_values(&["error"]).inc();
-                }
-                tracing::warn!(error = %e, "manifests reload failed; current configuration kept");
-            }
-        }
-    });
-    Ok(FilesDriver {
-        handle,
-        generations,
-        changed_scans,
-        task,
-    })
-}
-
-/// Rescans the directory; the store is worth compiling only if some file changed.
-fn rescan(
-    (source, store): &mut (FileSource, ObjectStore),
-) -> Result<Option<&mut ObjectStore>, FilesError> {
-    Ok(source.scan(store)?.then_some(store))
-}
 
 /// What one rebuild did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,7 +110,7 @@ impl Publisher {
             }
             Some(Step::Refreshed(backends)) => {
                 for b in &backends {
-                    super::ingress_metrics::set_backend_gauges(b);
+                    crate::ingress::ingress_metrics::set_backend_gauges(b);
                 }
                 if let Some(m) = metrics() {
                     m.reloads.with_label_values(&["endpoints"]).inc();
@@ -261,14 +129,14 @@ impl Publisher {
     }
 }
 
-struct Metrics {
-    reloads: IntCounterVec,
+pub(super) struct Metrics {
+    pub(super) reloads: IntCounterVec,
     problems: IntGauge,
     last_reload: IntGauge,
 }
 
 /// The reload metrics; `None` only if their (constant) definitions were refused.
-fn metrics() -> Option<&'static Metrics> {
+pub(super) fn metrics() -> Option<&'static Metrics> {
     static METRICS: OnceLock<Option<Metrics>> = OnceLock::new();
     METRICS
         .get_or_init(|| {
@@ -302,7 +170,7 @@ fn metrics() -> Option<&'static Metrics> {
 }
 
 /// Counts the reload, sets the gauge and logs each problem that is new since `before`.
-fn report(snapshot: &Snapshot, before: &[Problem], started: Instant) {
+pub(super) fn report(snapshot: &Snapshot, before: &[Problem], started: Instant) {
     if let Some(m) = metrics() {
         let result = if snapshot.problems.is_empty() {
             "ok"
