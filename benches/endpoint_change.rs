@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use portcullis::ingress::compile::{CompileOptions, compile};
-use portcullis::ingress::endpoint_refresh::refresh;
-use portcullis::ingress::snapshot::Lookup;
+use portcullis::ingress::build::compile::{CompileOptions, compile};
+use portcullis::ingress::build::endpoint_refresh::refresh;
+use portcullis::ingress::model::snapshot::Lookup;
 use portcullis::reload::ConfigHandle;
 use portcullis::source::{Object, ObjectStore};
 use serde_json::json;

@@ -16,12 +16,12 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use portcullis::ingress::gateway::{self, Gateway, ProxyConfig, Scheme};
-use portcullis::ingress::policy::Policy;
-use portcullis::ingress::router::RouterBuilder;
-use portcullis::ingress::snapshot::{
+use portcullis::ingress::model::policy::Policy;
+use portcullis::ingress::model::router::RouterBuilder;
+use portcullis::ingress::model::snapshot::{
     Backend, EndpointCell, PathType, Route, Snapshot, UpstreamProtocol,
 };
+use portcullis::ingress::request::gateway::{self, Gateway, ProxyConfig, Scheme};
 use portcullis::server::{ServeOptions, Shutdown, serve};
 use tokio::net::TcpListener;
 

@@ -7,8 +7,8 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use portcullis::ingress::compile::{CompileOptions, compile};
-use portcullis::ingress::snapshot::Lookup;
+use portcullis::ingress::build::compile::{CompileOptions, compile};
+use portcullis::ingress::model::snapshot::Lookup;
 use portcullis::source::{Object, ObjectStore};
 use serde_json::json;
 

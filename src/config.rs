@@ -204,8 +204,8 @@ pub struct ProxySettings {
     /// Status of requests over an Ingress's `limit-rps` / `limit-rpm` (ingress-nginx
     /// `limit-req-status-code`), and over its `limit-connections` (`limit-conn-status-code`);
     /// 400 to 599, default 503.
-    pub limit_req_status_code: crate::ingress::rate_limit::RefusalCode,
-    pub limit_conn_status_code: crate::ingress::rate_limit::RefusalCode,
+    pub limit_req_status_code: crate::ingress::request::rate_limit::RefusalCode,
+    pub limit_conn_status_code: crate::ingress::request::rate_limit::RefusalCode,
     /// Client addresses remembered per Ingress with `limit-*` annotations (about 50 bytes
     /// each, allocated on the Ingress's first request).
     pub limit_table_size: usize,
@@ -213,7 +213,7 @@ pub struct ProxySettings {
 
 impl Default for ProxySettings {
     fn default() -> Self {
-        let p = crate::ingress::gateway::ProxyConfig::default();
+        let p = crate::ingress::request::gateway::ProxyConfig::default();
         let u = &p.upstream;
         ProxySettings {
             connect_timeout_seconds: p.connect_timeout.as_secs(),
@@ -241,13 +241,13 @@ impl ProxySettings {
     pub fn body_size_limit(&self) -> Result<Option<u64>, String> {
         match self.proxy_body_size.as_deref().map(str::trim) {
             None => Ok(None),
-            Some(v) => crate::ingress::annotations::parse_size(v)
+            Some(v) => crate::ingress::build::annotations::parse_size(v)
                 .map_err(|e| format!("proxy.proxyBodySize: {e} (value {v:?})")),
         }
     }
 
-    pub fn error_defaults(&self) -> Result<crate::ingress::edge::ErrorDefaults, String> {
-        crate::ingress::edge::ErrorDefaults::from_settings(
+    pub fn error_defaults(&self) -> Result<crate::ingress::request::edge::ErrorDefaults, String> {
+        crate::ingress::request::edge::ErrorDefaults::from_settings(
             self.default_backend.as_deref(),
             &self.custom_http_errors,
         )
@@ -255,7 +255,7 @@ impl ProxySettings {
     }
 
     /// Applies these settings to `config` (the rest of it comes from elsewhere).
-    pub fn apply(&self, config: &mut crate::ingress::gateway::ProxyConfig) {
+    pub fn apply(&self, config: &mut crate::ingress::request::gateway::ProxyConfig) {
         config.connect_timeout = secs(self.connect_timeout_seconds);
         config.read_timeout = secs(self.read_timeout_seconds);
         config.send_timeout = secs(self.send_timeout_seconds);
@@ -266,7 +266,7 @@ impl ProxySettings {
         u.h2_keep_alive_interval = secs(self.upstream_http2_ping_interval_seconds);
         u.h2_keep_alive_timeout = secs(self.upstream_http2_ping_timeout_seconds);
         u.h2_idle_timeout = secs(self.upstream_http2_idle_timeout_seconds);
-        config.limits = crate::ingress::rate_limit::LimitSettings {
+        config.limits = crate::ingress::request::rate_limit::LimitSettings {
             request: self.limit_req_status_code.0,
             connection: self.limit_conn_status_code.0,
             table_size: self.limit_table_size,
@@ -445,7 +445,7 @@ impl Settings {
         if !text.trim().is_empty() {
             let file: serde_json::Value =
                 serde_saphyr::from_str(text).map_err(|e| error(e.to_string()))?;
-            crate::ingress::nginx_configmap::merge(&mut base, file);
+            crate::ingress::build::nginx_configmap::merge(&mut base, file);
         }
         serde_json::from_value(base).map_err(|e| error(e.to_string()))
     }
@@ -512,7 +512,7 @@ shutdown: {drainDelaySeconds: 7}
             "proxy: {connectTimeoutSeconds: 2, upstreamKeepAliveTimeoutSeconds: 9, maxConcurrencyPerEndpoint: 0}\n",
         )
         .unwrap();
-        let mut config = crate::ingress::gateway::ProxyConfig::default();
+        let mut config = crate::ingress::request::gateway::ProxyConfig::default();
         s.proxy.apply(&mut config);
         assert_eq!(config.connect_timeout, Duration::from_secs(2));
         assert_eq!(config.upstream.idle_timeout, Duration::from_secs(9));
@@ -521,7 +521,7 @@ shutdown: {drainDelaySeconds: 7}
         assert_eq!(config.read_timeout, Duration::from_secs(60));
         assert_eq!(config.upstream.h2_idle_timeout, Duration::from_secs(30));
         // Empty settings change nothing.
-        let mut untouched = crate::ingress::gateway::ProxyConfig::default();
+        let mut untouched = crate::ingress::request::gateway::ProxyConfig::default();
         Settings::default().proxy.apply(&mut untouched);
         assert_eq!(untouched.connect_timeout, Duration::from_secs(5));
         assert_eq!(untouched.max_concurrency_per_endpoint, 1024);
@@ -534,13 +534,13 @@ shutdown: {drainDelaySeconds: 7}
             "proxy: {limitReqStatusCode: 429, limitConnStatusCode: 503, limitTableSize: 1000}\n",
         )
         .unwrap();
-        let mut config = crate::ingress::gateway::ProxyConfig::default();
+        let mut config = crate::ingress::request::gateway::ProxyConfig::default();
         s.proxy.apply(&mut config);
         assert_eq!(config.limits.request, 429);
         assert_eq!(config.limits.connection, 503);
         assert_eq!(config.limits.table_size, 1000);
         assert_eq!(
-            crate::ingress::gateway::ProxyConfig::default()
+            crate::ingress::request::gateway::ProxyConfig::default()
                 .limits
                 .request,
             503

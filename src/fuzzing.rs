@@ -1,7 +1,7 @@
 //! Entry points for the fuzz targets in `fuzz/` (and their regression tests in
 //! `tests/fuzz_regressions.rs`) into functions that are otherwise private. Not an API:
 //! hidden from the docs, and it changes whenever the targets do.
-use crate::ingress::normalize::{self, PathError};
+use crate::ingress::request::normalize::{self, PathError};
 use crate::source::Object;
 
 /// (object name if known, message), as the files source reports it.

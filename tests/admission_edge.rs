@@ -1,7 +1,7 @@
 //! Admission of Ingresses with the edge annotations (CORS, redirects, server-alias,
 //! custom error pages): the webhook over real HTTPS denies a malformed value with the
 //! annotation and the reason, and allows well-formed ones. The values are checked by the
-//! same parser compile uses (`ingress::edge`).
+//! same parser compile uses (`ingress::request::edge`).
 mod common;
 
 use std::path::Path;
@@ -12,7 +12,7 @@ use common::{Client, Proto};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use portcullis::admission::{AdmissionSettings, Engine};
-use portcullis::ingress::compile::{CompileOptions, compile};
+use portcullis::ingress::build::compile::{CompileOptions, compile};
 use portcullis::reload::ConfigHandle;
 use portcullis::source::files::load_all;
 use portcullis::tls::{DevCerts, SniResolver, server_config};

@@ -12,7 +12,7 @@ use common::{Client, Proto};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use portcullis::admission::{AdmissionSettings, Engine};
-use portcullis::ingress::compile::{CompileOptions, compile};
+use portcullis::ingress::build::compile::{CompileOptions, compile};
 use portcullis::reload::ConfigHandle;
 use portcullis::source::files::load_all;
 use portcullis::tls::{DevCerts, SniResolver, server_config};

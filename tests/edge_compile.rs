@@ -2,9 +2,9 @@
 //! Ingress without them, so it keeps the fast path), error backends from the annotation or
 //! the controller-wide defaults, and the host names `server-alias` and
 //! `from-to-www-redirect` add, always losing to real hosts whatever the ages.
-use portcullis::ingress::compile::{CompileOptions, compile};
-use portcullis::ingress::edge::ErrorDefaults;
-use portcullis::ingress::snapshot::{Lookup, Route, Snapshot};
+use portcullis::ingress::build::compile::{CompileOptions, compile};
+use portcullis::ingress::model::snapshot::{Lookup, Route, Snapshot};
+use portcullis::ingress::request::edge::ErrorDefaults;
 use portcullis::source::{Object, ObjectStore};
 
 const OBJECTS: &str = r#"

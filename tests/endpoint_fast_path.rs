@@ -7,12 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis::ingress::balancer::Balancer;
-use portcullis::ingress::compile::{CompileOptions, compile};
-use portcullis::ingress::endpoint_filter::EndpointFilter;
-use portcullis::ingress::endpoint_refresh::{NeedsCompile, refresh};
-use portcullis::ingress::policy::Balance;
-use portcullis::ingress::snapshot::{Backend, Lookup, Snapshot};
+use portcullis::ingress::build::compile::{CompileOptions, compile};
+use portcullis::ingress::build::endpoint_filter::EndpointFilter;
+use portcullis::ingress::build::endpoint_refresh::{NeedsCompile, refresh};
+use portcullis::ingress::model::policy::Balance;
+use portcullis::ingress::model::snapshot::{Backend, Lookup, Snapshot};
+use portcullis::ingress::request::balancer::Balancer;
 use portcullis::reload::{ConfigHandle, start_files};
 use portcullis::source::{Object, ObjectStore};
 use serde_json::{Value, json};

@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use portcullis::ingress::compile::{CompileOptions, compile};
-use portcullis::ingress::routes::{render_routes, routes_json};
-use portcullis::ingress::snapshot::{Lookup, PathType, Route, Snapshot, UpstreamProtocol};
+use portcullis::ingress::build::compile::{CompileOptions, compile};
+use portcullis::ingress::model::routes::{render_routes, routes_json};
+use portcullis::ingress::model::snapshot::{Lookup, PathType, Route, Snapshot, UpstreamProtocol};
 use portcullis::source::files::{FileSource, load_all};
 use portcullis::source::{Object, ObjectStore};
 

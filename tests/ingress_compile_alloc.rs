@@ -6,9 +6,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use portcullis::ingress::policy::Policy;
-use portcullis::ingress::router::RouterBuilder;
-use portcullis::ingress::snapshot::{
+use portcullis::ingress::model::policy::Policy;
+use portcullis::ingress::model::router::RouterBuilder;
+use portcullis::ingress::model::snapshot::{
     Backend, EndpointCell, Lookup, PathType, Route, UpstreamProtocol,
 };
 

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use portcullis::ingress::compile::CompileOptions;
-use portcullis::ingress::snapshot::Lookup;
+use portcullis::ingress::build::compile::CompileOptions;
+use portcullis::ingress::model::snapshot::Lookup;
 use portcullis::reload::{ConfigHandle, start_files};
 
 /// Generous: the machine is shared. The measured latency is printed.

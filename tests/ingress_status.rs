@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use apiserver::ApiServer;
 use http::Method;
-use portcullis::ingress::compile::CompileOptions;
+use portcullis::ingress::build::compile::CompileOptions;
 use portcullis::reload::{KubeDriver, KubeOptions, start_kube};
 use portcullis::status::{
     AddressSource, LeaseOptions, PublisherOptions, StatusOptions, StatusTask,

@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 use apiserver::ApiServer;
 use e2e::{NS, eventually, http_get, ingress, ingress_class, pod, pod_name, service, slice};
 use http::StatusCode;
-use portcullis::ingress::compile::CompileOptions;
-use portcullis::ingress::gateway::{Gateway, ProxyConfig, Scheme, handler as gateway_handler};
-use portcullis::ingress::snapshot::Lookup;
+use portcullis::ingress::build::compile::CompileOptions;
+use portcullis::ingress::model::snapshot::Lookup;
+use portcullis::ingress::request::gateway::{
+    Gateway, ProxyConfig, Scheme, handler as gateway_handler,
+};
 use portcullis::reload::{ConfigHandle, KubeDriver, KubeOptions, start_kube};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;

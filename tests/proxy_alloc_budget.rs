@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
-use portcullis::ingress::compile::{CompileOptions, compile};
-use portcullis::ingress::gateway::{self, Gateway, ProxyConfig, Scheme};
+use portcullis::ingress::build::compile::{CompileOptions, compile};
+use portcullis::ingress::request::gateway::{self, Gateway, ProxyConfig, Scheme};
 use portcullis::server::{ServeOptions, Shutdown, serve};
 use portcullis::source::{Object, ObjectStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

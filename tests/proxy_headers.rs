@@ -5,8 +5,8 @@ mod proxy_common;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request};
 use http_body_util::{BodyExt, Full};
-use portcullis::ingress::gateway::{ProxyConfig, Scheme};
-use portcullis::ingress::policy::{Canary, Policy};
+use portcullis::ingress::model::policy::{Canary, Policy};
+use portcullis::ingress::request::gateway::{ProxyConfig, Scheme};
 use proxy_common::*;
 
 fn req(url: &str) -> http::request::Builder {

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use portcullis::ingress::balancer::eligible_from;
-use portcullis::ingress::gateway::{self, Gateway, ProxyConfig, Scheme};
-use portcullis::ingress::policy::{Balance, Policy};
-use portcullis::ingress::snapshot::{Backend, Endpoint, EndpointCell, Snapshot, UpstreamProtocol};
+use portcullis::ingress::model::policy::{Balance, Policy};
+use portcullis::ingress::model::snapshot::{
+    Backend, Endpoint, EndpointCell, Snapshot, UpstreamProtocol,
+};
+use portcullis::ingress::request::balancer::eligible_from;
+use portcullis::ingress::request::gateway::{self, Gateway, ProxyConfig, Scheme};
 use proxy_common::*;
 
 fn counts(names: &[String]) -> HashMap<String, usize> {
@@ -419,7 +421,7 @@ async fn balancer_state_survives_a_snapshot_swap() {
 
 #[tokio::test]
 async fn upstream_connections_are_reused_then_reaped_when_idle() {
-    use portcullis::ingress::upstream::UpstreamSettings;
+    use portcullis::ingress::request::upstream::UpstreamSettings;
     let h1 = pod("127.0.0.24").await;
     let h2 = pod("127.0.0.25").await;
     let config = ProxyConfig {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::BodyExt;
-use portcullis::ingress::gateway::ProxyConfig;
-use portcullis::ingress::policy::Policy;
+use portcullis::ingress::model::policy::Policy;
+use portcullis::ingress::request::gateway::ProxyConfig;
 use proxy_common::*;
 
 const MIB: usize = 1024 * 1024;

@@ -14,10 +14,10 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use portcullis::ingress::annotations::parse_annotations;
-use portcullis::ingress::gateway::{ProxyConfig, Scheme};
-use portcullis::ingress::policy::Policy;
-use portcullis::ingress::snapshot::{Backend, EndpointSet};
+use portcullis::ingress::build::annotations::parse_annotations;
+use portcullis::ingress::model::policy::Policy;
+use portcullis::ingress::model::snapshot::{Backend, EndpointSet};
+use portcullis::ingress::request::gateway::{ProxyConfig, Scheme};
 use proxy_common::*;
 
 /// The policy the real parser makes of these annotations (which must be valid).
@@ -439,7 +439,7 @@ async fn hash_by_is_stable_and_moves_about_one_nth_when_an_endpoint_leaves() {
 
 #[tokio::test]
 async fn change_on_failure_points_the_cookie_at_the_pod_that_answered() {
-    use portcullis::ingress::hash_ring::endpoint_id;
+    use portcullis::ingress::request::hash_ring::endpoint_id;
     let alive = pod("127.0.0.185").await;
     let dead = dead_addr("127.0.0.186").await;
     let cookie = format!("route={:016x}", endpoint_id(dead));

@@ -20,9 +20,9 @@ use portcullis::admission::check::parse_manifests;
 use portcullis::admission::cluster::ClusterView;
 use portcullis::admission::settings::Action;
 use portcullis::admission::{AdmissionSettings, Context, Engine, Operation};
-use portcullis::ingress::compile::{CompileOptions, compile};
-use portcullis::ingress::live::LiveState;
-use portcullis::ingress::snapshot::Snapshot;
+use portcullis::ingress::build::compile::{CompileOptions, compile};
+use portcullis::ingress::model::live::LiveState;
+use portcullis::ingress::model::snapshot::Snapshot;
 use serde_json::Value;
 
 fn rules_dir() -> PathBuf {

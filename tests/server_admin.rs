@@ -85,8 +85,8 @@ async fn admin_endpoints() {
 }
 
 /// A snapshot serving `dash.example.test/shop` from one ready endpoint.
-fn snapshot() -> portcullis::ingress::snapshot::Snapshot {
-    use portcullis::ingress::compile::{CompileOptions, compile};
+fn snapshot() -> portcullis::ingress::model::snapshot::Snapshot {
+    use portcullis::ingress::build::compile::{CompileOptions, compile};
     use portcullis::source::{Object, ObjectStore};
     let docs = r#"
 apiVersion: networking.k8s.io/v1
@@ -145,7 +145,7 @@ async fn dashboard_routes_and_the_admin_token() {
     use portcullis::admission::Engine;
     use portcullis::admission::engine::Mode;
     use portcullis::dashboard::{Access, Dashboard};
-    use portcullis::ingress::gateway::{Gateway, ProxyConfig};
+    use portcullis::ingress::request::gateway::{Gateway, ProxyConfig};
 
     common::init();
     let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot()));

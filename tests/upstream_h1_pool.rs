@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use portcullis::ingress::upstream::{UpstreamBody, UpstreamSettings, Upstreams, Wire};
+use portcullis::ingress::request::upstream::{UpstreamBody, UpstreamSettings, Upstreams, Wire};
 use tokio::net::TcpListener;
 
 /// Counts of what the pod saw.
@@ -233,8 +233,11 @@ async fn a_refused_connect_is_a_typed_connect_error() {
         .await
         .expect_err("a closed port answered");
     match err {
-        portcullis::ingress::upstream::UpstreamError::Connect { kind, .. } => {
-            assert_eq!(kind, portcullis::ingress::upstream::ConnectKind::Refused)
+        portcullis::ingress::request::upstream::UpstreamError::Connect { kind, .. } => {
+            assert_eq!(
+                kind,
+                portcullis::ingress::request::upstream::ConnectKind::Refused
+            )
         }
         other => panic!("not a connect error: {other:?}"),
     }

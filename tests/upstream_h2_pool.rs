@@ -11,7 +11,7 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use portcullis::ingress::upstream::{
+use portcullis::ingress::request::upstream::{
     UpstreamBody, UpstreamError, UpstreamSettings, Upstreams, Wire,
 };
 use tokio::net::TcpListener;

@@ -11,8 +11,8 @@ use libfuzzer_sys::fuzz_target;
 use portcullis::admission::review::{self, Answer, Request};
 use portcullis::admission::settings::RuleSettings;
 use portcullis::admission::{AdmissionSettings, Context, Engine, patch};
-use portcullis::ingress::live::LiveState;
-use portcullis::ingress::snapshot::Snapshot;
+use portcullis::ingress::model::live::LiveState;
+use portcullis::ingress::model::snapshot::Snapshot;
 use serde_json::Value;
 
 #[path = "common.rs"]

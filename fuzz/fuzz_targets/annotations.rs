@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::ingress::annotations::{
+use portcullis::ingress::build::annotations::{
     NGINX_PREFIX, PORTCULLIS_PREFIX, parse_annotations, parse_headers, parse_ranges,
 };
-use portcullis::ingress::inspect::inspect;
+use portcullis::ingress::build::inspect::inspect;
 use portcullis::source::Object;
 use serde_json::json;
 

@@ -3,9 +3,9 @@
 // Each target includes this file and uses part of it.
 #![allow(dead_code)]
 use portcullis::fuzzing::parse_manifest_file;
-use portcullis::ingress::compile::{CompileOptions, compile};
-use portcullis::ingress::router::{RouteRole, compile_path_regex};
-use portcullis::ingress::snapshot::{Lookup, PathType, Route, Snapshot};
+use portcullis::ingress::build::compile::{CompileOptions, compile};
+use portcullis::ingress::model::router::{RouteRole, compile_path_regex};
+use portcullis::ingress::model::snapshot::{Lookup, PathType, Route, Snapshot};
 use portcullis::source::ObjectStore;
 
 /// Exact, wildcard and hostless hosts; Exact, Prefix and regex paths; a host fallback and

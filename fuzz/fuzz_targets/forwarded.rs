@@ -9,8 +9,8 @@ use std::sync::LazyLock;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 use libfuzzer_sys::fuzz_target;
-use portcullis::ingress::annotations::parse_ranges;
-use portcullis::ingress::forwarded::{self, Downstream, X_FORWARDED_FOR, X_REAL_IP};
+use portcullis::ingress::build::annotations::parse_ranges;
+use portcullis::ingress::request::forwarded::{self, Downstream, X_FORWARDED_FOR, X_REAL_IP};
 
 static TRUSTED: LazyLock<Vec<IpNet>> =
     LazyLock::new(|| parse_ranges("10.0.0.0/8, fd00::/8, 127.0.0.1").unwrap_or_default());

@@ -8,9 +8,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use portcullis::fuzzing::parse_manifest_file;
-use portcullis::ingress::compile::{CompileOptions, compile};
-use portcullis::ingress::router::RouteRole;
-use portcullis::ingress::snapshot::{Lookup, PathType, Snapshot};
+use portcullis::ingress::build::compile::{CompileOptions, compile};
+use portcullis::ingress::model::router::RouteRole;
+use portcullis::ingress::model::snapshot::{Lookup, PathType, Snapshot};
 use portcullis::source::ObjectStore;
 
 #[path = "common.rs"]
@@ -44,11 +44,13 @@ fuzz_target!(|data: &[u8]| {
     let mut store = ObjectStore::new();
     let problems = warnings
         .into_iter()
-        .map(|(object, message)| portcullis::ingress::problem::Problem {
-            file: Some(name.to_string()),
-            object,
-            message,
-        })
+        .map(
+            |(object, message)| portcullis::ingress::model::problem::Problem {
+                file: Some(name.to_string()),
+                object,
+                message,
+            },
+        )
         .collect();
     store.replace_origin(name, objects, problems);
     let opts = CompileOptions {

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use libfuzzer_sys::fuzz_target;
 use portcullis::fuzzing::normalize_path_rewrite;
-use portcullis::ingress::normalize::normalize_path;
+use portcullis::ingress::request::normalize::normalize_path;
 
 fn assert_normal_form(out: &str, raw: &str) {
     assert!(out.starts_with('/'), "{raw:?} → {out:?}: not absolute");

@@ -7,9 +7,9 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::ingress::forwarded::split_host;
-use portcullis::ingress::normalize::normalize_path;
-use portcullis::ingress::snapshot::Snapshot;
+use portcullis::ingress::model::snapshot::Snapshot;
+use portcullis::ingress::request::forwarded::split_host;
+use portcullis::ingress::request::normalize::normalize_path;
 
 #[path = "common.rs"]
 mod common;

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::cluster::ClusterView;
 use super::context::{Context, Operation};
 use super::engine::{Engine, Finding};
-use crate::ingress::live::LiveState;
+use crate::ingress::model::live::LiveState;
 
 /// One finding with the object it belongs to.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -9,7 +9,7 @@ use super::cluster::ClusterView;
 use super::ingress::{self, IngressView};
 use super::settings::AdmissionSettings;
 use super::template::{self, PodTemplate};
-use crate::ingress::live::LiveState;
+use crate::ingress::model::live::LiveState;
 
 /// The admission operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

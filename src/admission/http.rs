@@ -15,7 +15,7 @@ use super::metrics;
 use super::patch;
 use super::review::{self, Answer, DecodeError};
 use crate::body::{self, Body};
-use crate::ingress::live::LiveState;
+use crate::ingress::model::live::LiveState;
 use crate::reload::ConfigHandle;
 use crate::server::{ConnInfo, Handler};
 

@@ -1,9 +1,9 @@
 //! The Ingress under review, decoded and inspected once per review with the same
-//! `ingress::inspect` walk that compile uses; every Ingress rule reads this one view.
+//! `ingress::build::inspect` walk that compile uses; every Ingress rule reads this one view.
 use k8s_openapi::api::networking::v1::Ingress;
 use serde_json::Value;
 
-use crate::ingress::inspect::{Inspection, inspect};
+use crate::ingress::build::inspect::{Inspection, inspect};
 
 /// A `networking.k8s.io` Ingress, typed and checked.
 #[derive(Debug)]

@@ -179,7 +179,8 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
                 Some(_) => "Path",
                 None => "Cluster",
             };
-            let now = portcullis::ingress::access_log::rfc3339(std::time::SystemTime::now());
+            let now =
+                portcullis::ingress::request::access_log::rfc3339(std::time::SystemTime::now());
             let data = portcullis::admission::audit_polaris::render(&report, &now, source_type);
             serde_json::to_string_pretty(&data)? + "\n"
         }

@@ -10,9 +10,9 @@ use portcullis::admission::check_input::{Located, interpret, parse_located};
 use portcullis::admission::cluster::ClusterView;
 use portcullis::admission::settings::Action;
 use portcullis::config::Settings;
-use portcullis::ingress::compile::{CompileOptions, compile};
-use portcullis::ingress::live::LiveState;
-use portcullis::ingress::snapshot::Snapshot;
+use portcullis::ingress::build::compile::{CompileOptions, compile};
+use portcullis::ingress::model::live::LiveState;
+use portcullis::ingress::model::snapshot::Snapshot;
 use portcullis::source::files::load_all;
 
 use super::check_output::{Outcome, Refused, Row, Skipped, json, junit, sarif, table};

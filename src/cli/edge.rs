@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use ipnet::IpNet;
 use portcullis::config::EdgeSettings;
-use portcullis::ingress::edge_headers::EdgeHeaders;
-use portcullis::ingress::gateway::Gateway;
-use portcullis::ingress::sni_routes::SniRoutes;
+use portcullis::ingress::request::edge_headers::EdgeHeaders;
+use portcullis::ingress::request::gateway::Gateway;
+use portcullis::ingress::request::sni_routes::SniRoutes;
 use portcullis::server::{EdgeOptions, SniHook};
 use portcullis::tls::{Resumption, SniResolver, TlsPolicy, server_config_for};
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use portcullis::admission::audit::Input;
-use portcullis::ingress::migrate::{self, MigrationReport};
+use portcullis::ingress::build::migrate::{self, MigrationReport};
 use serde_json::Value;
 
 /// The ConfigMap name the ingress-nginx Helm chart and manifests use.

@@ -3,8 +3,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use portcullis::config::Settings;
-use portcullis::ingress::compile::{CompileOptions, compile};
-use portcullis::ingress::routes::render_routes;
+use portcullis::ingress::build::compile::{CompileOptions, compile};
+use portcullis::ingress::model::routes::render_routes;
 use portcullis::source::files::load_all;
 
 pub fn run(manifests: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {

@@ -11,9 +11,11 @@ use anyhow::Context as _;
 use portcullis::admin::{self, AdminState};
 use portcullis::config::Settings;
 use portcullis::dashboard::{Access, Dashboard};
-use portcullis::ingress::compile::{CompileOptions, compile};
-use portcullis::ingress::endpoint_filter::EndpointFilter;
-use portcullis::ingress::gateway::{Gateway, ProxyConfig, Scheme, handler as gateway_handler};
+use portcullis::ingress::build::compile::{CompileOptions, compile};
+use portcullis::ingress::build::endpoint_filter::EndpointFilter;
+use portcullis::ingress::request::gateway::{
+    Gateway, ProxyConfig, Scheme, handler as gateway_handler,
+};
 use portcullis::reload::{
     ConfigHandle, FilesDriver, KubeDriver, KubeOptions, start_files, start_kube,
 };
@@ -374,18 +376,19 @@ fn follow_snapshots(
     let apply = {
         let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
         // Only the handles of the previous routes, not the whole snapshot, stay alive.
-        let mut routes: Vec<Arc<portcullis::ingress::route_metrics::RouteMetrics>> = Vec::new();
+        let mut routes: Vec<Arc<portcullis::ingress::model::route_metrics::RouteMetrics>> =
+            Vec::new();
         move |handle: &ConfigHandle| {
             let snap = handle.load_full();
             resolver.set_map(snap.certs.clone());
             let mut now = std::collections::HashSet::new();
             for (_, route) in snap.router.entries() {
                 if now.insert(route.backend.name.to_string()) {
-                    portcullis::ingress::ingress_metrics::set_backend_gauges(&route.backend);
+                    portcullis::ingress::model::ingress_metrics::set_backend_gauges(&route.backend);
                 }
             }
             for gone in known.difference(&now) {
-                portcullis::ingress::ingress_metrics::remove_backend_gauges(gone);
+                portcullis::ingress::model::ingress_metrics::remove_backend_gauges(gone);
             }
             known = now;
             let current: Vec<_> = snap
@@ -393,7 +396,7 @@ fn follow_snapshots(
                 .entries()
                 .map(|(_, r)| r.metrics.clone())
                 .collect();
-            portcullis::ingress::route_metrics::retire(&routes, &current);
+            portcullis::ingress::model::route_metrics::retire(&routes, &current);
             routes = current;
         }
     };
@@ -423,7 +426,7 @@ fn load_settings(args: &ServeArgs) -> anyhow::Result<Settings> {
         });
     };
     let data = super::migrate::configmap_file(cm)?;
-    let translation = portcullis::ingress::nginx_configmap::translate(&data);
+    let translation = portcullis::ingress::build::nginx_configmap::translate(&data);
     for key in &translation.keys {
         if key.status.changes_behaviour() {
             tracing::warn!(
@@ -482,7 +485,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     }
     let edge = super::edge::Edge::from_settings(&settings.edge, &mut trusted)?;
     if settings.ingress.access_log
-        && let Err(e) = portcullis::ingress::log_writer::stdout()
+        && let Err(e) = portcullis::ingress::request::log_writer::stdout()
     {
         tracing::warn!(error = %e, "no access-log thread: the access log is off");
     }

@@ -13,8 +13,8 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::admission::recent;
 use crate::body::{self, Body};
-use crate::ingress::gateway::Gateway;
-use crate::ingress::health::monotonic_us;
+use crate::ingress::request::gateway::Gateway;
+use crate::ingress::request::health::monotonic_us;
 
 pub mod access;
 pub mod audit;
@@ -98,7 +98,7 @@ impl Dashboard {
     /// `GET /routes`: the live route table, as `portcullis routes` shows it.
     pub fn routes_response(&self) -> Response<Body> {
         let snapshot = self.gateway.snapshot().load();
-        let json = crate::ingress::routes::routes_json(&snapshot);
+        let json = crate::ingress::model::routes::routes_json(&snapshot);
         let mut resp = match serde_json::to_vec(&json) {
             Ok(bytes) => body::json(StatusCode::OK, bytes),
             Err(e) => body::text(

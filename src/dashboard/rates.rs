@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use prometheus::core::Collector;
 use serde::Serialize;
 
-use crate::ingress::ingress_metrics;
+use crate::ingress::model::ingress_metrics;
 
 /// Rates are averaged over at most this much history.
 const WINDOW: Duration = Duration::from_secs(10);
@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn totals_are_read_from_the_request_counters() {
-        use crate::ingress::route_metrics::{Finished, RouteMetrics};
+        use crate::ingress::model::route_metrics::{Finished, RouteMetrics};
         use std::sync::Arc;
         let main: Arc<str> = Arc::from("rates-test/svc:80");
         let canary: Arc<str> = Arc::from("rates-test/other:80");

@@ -12,8 +12,8 @@ use serde::Serialize;
 use super::audit::AuditSummary;
 use super::rates::IngressRate;
 use crate::admission::recent::RecentDecision;
-use crate::ingress::routes::{endpoint_state, route_rows};
-use crate::ingress::snapshot::Snapshot;
+use crate::ingress::model::routes::{endpoint_state, route_rows};
+use crate::ingress::model::snapshot::Snapshot;
 
 /// What the balancer knows about one endpoint address right now.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -159,7 +159,7 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingress::compile::{CompileOptions, compile};
+    use crate::ingress::build::compile::{CompileOptions, compile};
     use crate::source::{Object, ObjectStore};
 
     /// A snapshot compiled from real objects: one Ingress, one Service, two endpoints.

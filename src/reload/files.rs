@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::ConfigHandle;
 use super::publish::{Publisher, metrics, report};
-use crate::ingress::compile::{CompileOptions, compile};
+use crate::ingress::build::compile::{CompileOptions, compile};
 use crate::source::ObjectStore;
 use crate::source::files::{DEBOUNCE, FileSource, FilesError};
 

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::ConfigHandle;
 use super::publish::Publisher;
-use crate::ingress::compile::{CompileOptions, compile};
+use crate::ingress::build::compile::{CompileOptions, compile};
 use crate::source::ObjectStore;
 use crate::source::kube::{Watches, set_object_gauges};
 

@@ -14,7 +14,7 @@ pub use self::files::{ConfigError, FilesDriver, start_files};
 pub use self::kube::{
     HeldObjects, KubeDriver, KubeError, KubeOptions, MIN_REBUILD_INTERVAL, start_kube,
 };
-use crate::ingress::snapshot::Snapshot;
+use crate::ingress::model::snapshot::Snapshot;
 
 /// Shared read access to the current snapshot.
 #[derive(Debug, Clone, Default)]

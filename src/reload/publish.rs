@@ -12,10 +12,10 @@ use prometheus::{IntCounterVec, IntGauge, Opts};
 use tokio::sync::watch;
 
 use super::ConfigHandle;
-use crate::ingress::compile::{CompileOptions, compile};
-use crate::ingress::endpoint_refresh::refresh;
-use crate::ingress::problem::Problem;
-use crate::ingress::snapshot::{Backend, Snapshot};
+use crate::ingress::build::compile::{CompileOptions, compile};
+use crate::ingress::build::endpoint_refresh::refresh;
+use crate::ingress::model::problem::Problem;
+use crate::ingress::model::snapshot::{Backend, Snapshot};
 use crate::source::ObjectStore;
 
 /// What one rebuild did.
@@ -110,7 +110,7 @@ impl Publisher {
             }
             Some(Step::Refreshed(backends)) => {
                 for b in &backends {
-                    crate::ingress::ingress_metrics::set_backend_gauges(b);
+                    crate::ingress::model::ingress_metrics::set_backend_gauges(b);
                 }
                 if let Some(m) = metrics() {
                     m.reloads.with_label_values(&["endpoints"]).inc();

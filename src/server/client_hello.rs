@@ -121,7 +121,7 @@ mod tests {
     /// A real ClientHello from rustls, as sent on the wire.
     fn client_hello(sni: &str) -> Vec<u8> {
         crate::tls::install_provider();
-        let config = crate::ingress::upstream_tls::client_config(&[b"h2"]).unwrap();
+        let config = crate::ingress::request::upstream_tls::client_config(&[b"h2"]).unwrap();
         let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
         let mut conn = rustls::ClientConnection::new(config, name).unwrap();
         let mut out = Vec::new();

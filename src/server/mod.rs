@@ -272,7 +272,8 @@ pub async fn serve(
         );
     }
     // Whatever is left is cut off, so no connection outlives `serve`. (Upgraded
-    // connections already left hyper; the ingress proxy drains them in `ingress::tunnels`.)
+    // connections already left hyper; the ingress proxy drains them in
+    // `ingress::request::tunnels`.)
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     tracing::info!(listener = opts.name, "stopped");

@@ -18,7 +18,7 @@ use std::time::Duration;
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::store::{Object, ObjectError, ObjectStore};
-use crate::ingress::problem::Problem;
+use crate::ingress::model::problem::Problem;
 
 /// Files larger than this are refused: a manifest this big is a mistake, not config.
 const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;

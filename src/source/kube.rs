@@ -26,7 +26,7 @@ use self::secrets::{Keeper, Wanted};
 pub use self::trim::LAST_APPLIED;
 pub use self::watch::{Change, Fetch, Watched};
 use super::store::{Kind, Object, ObjectStore};
-use crate::ingress::compile::CompileOptions;
+use crate::ingress::build::compile::CompileOptions;
 
 /// Changes queued between the watches and the driver; a full queue holds the watches back
 /// (their events wait in the socket) instead of growing memory.

@@ -13,12 +13,12 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::ingress::problem::Problem;
+use crate::ingress::model::problem::Problem;
 
 /// Label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// The Secret type whose certificate compile serves for `spec.tls`. Secrets of other types
-/// are held only when some Ingress names them (see `ingress::secret_refs`); the kube source
+/// are held only when some Ingress names them (see `ingress::build::secret_refs`); the kube source
 /// enforces that, the files source holds what its directory says.
 pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 

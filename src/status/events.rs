@@ -17,7 +17,7 @@ use kube::api::{Api, PostParams};
 use tokio::sync::watch;
 
 use super::metrics;
-use crate::ingress::problem::Problem;
+use crate::ingress::model::problem::Problem;
 use crate::reload::ConfigHandle;
 
 /// The `reportingController` of our Events.

@@ -370,7 +370,7 @@ pub fn tls_secret(name: &str, cert_pem: &str, key_pem: &str) -> Value {
 /// SNI at all with `None`. The certificate is not verified: this is for looking at the
 /// default certificate, which no test CA signed.
 pub async fn presented_leaf(addr: SocketAddr, sni: Option<&str>) -> anyhow::Result<Vec<u8>> {
-    let config = portcullis::ingress::upstream_tls::client_config(&[b"http/1.1"])?;
+    let config = portcullis::ingress::request::upstream_tls::client_config(&[b"http/1.1"])?;
     // rustls sends no SNI for an IP address name.
     let name = match sni {
         Some(s) => ServerName::try_from(s.to_string())?,

@@ -17,12 +17,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use portcullis::echo::{self, EchoOptions};
-use portcullis::ingress::gateway::{self, Gateway, ProxyConfig, Scheme};
-use portcullis::ingress::policy::Policy;
-use portcullis::ingress::router::{RouterBuilder, compile_path_regex};
-use portcullis::ingress::snapshot::{
+use portcullis::ingress::model::policy::Policy;
+use portcullis::ingress::model::router::{RouterBuilder, compile_path_regex};
+use portcullis::ingress::model::snapshot::{
     Backend, EndpointCell, PathType, Route, Snapshot, UpstreamProtocol,
 };
+use portcullis::ingress::request::gateway::{self, Gateway, ProxyConfig, Scheme};
 use portcullis::server::{ServeOptions, Shutdown};
 use tokio::net::TcpListener;
 
@@ -114,13 +114,15 @@ pub fn route(backend: Arc<Backend>, policy: Policy) -> Route {
     let path: Arc<str> = "/".into();
     let canary = policy.canary.as_ref().map(|c| c.backend.name.clone());
     // Labelled as `compile` labels a route, so tests can read the series.
-    let metrics = Arc::new(portcullis::ingress::route_metrics::RouteMetrics::new(
-        ingress.clone(),
-        None,
-        path.clone(),
-        backend.name.clone(),
-        canary,
-    ));
+    let metrics = Arc::new(
+        portcullis::ingress::model::route_metrics::RouteMetrics::new(
+            ingress.clone(),
+            None,
+            path.clone(),
+            backend.name.clone(),
+            canary,
+        ),
+    );
     Route {
         ingress,
         host: None,

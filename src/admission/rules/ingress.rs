@@ -1,7 +1,7 @@
 //! Ingress rules, as ingress-nginx's validating webhook checks Ingresses but without its
 //! flaws: nothing from the object is ever rendered into a configuration or run; every
 //! field goes through the typed parsers and validators the data plane itself uses
-//! (`ingress::inspect`), so admission refuses exactly what compile would refuse.
+//! (`ingress::build::inspect`), so admission refuses exactly what compile would refuse.
 //!
 //! Only Ingresses served by portcullis are checked (the class selection of the live
 //! snapshot); an Ingress for another controller passes untouched. Without live state
@@ -14,8 +14,8 @@ use crate::admission::context::Context;
 use crate::admission::ingress::IngressView;
 use crate::admission::patch::Pointer;
 use crate::admission::settings::Action;
-use crate::ingress::inspect::{DefaultScope, Field, IssueKind};
-use crate::ingress::live::PortLookup;
+use crate::ingress::build::inspect::{DefaultScope, Field, IssueKind};
+use crate::ingress::model::live::PortLookup;
 
 /// The Ingress rules.
 pub fn rules() -> Vec<Box<dyn Rule>> {
@@ -85,7 +85,7 @@ fn one_line(s: &str) -> String {
 }
 
 /// `ingressInvalidAnnotation`, `ingressSnippetAnnotation`, `ingressInvalidRegex`,
-/// `ingressInvalidSpec`: the problems `ingress::inspect` finds, one rule per kind. Any of
+/// `ingressInvalidSpec`: the problems `ingress::build::inspect` finds, one rule per kind. Any of
 /// them makes compile refuse the Ingress (its last good version keeps serving, or nothing
 /// does), so they deny by default.
 pub struct Issues {
@@ -372,9 +372,9 @@ mod tests {
     use crate::admission::check::parse_manifests;
     use crate::admission::context::Operation;
     use crate::admission::settings::AdmissionSettings;
-    use crate::ingress::compile::{CompileOptions, compile};
-    use crate::ingress::live::LiveState;
-    use crate::ingress::snapshot::Snapshot;
+    use crate::ingress::build::compile::{CompileOptions, compile};
+    use crate::ingress::model::live::LiveState;
+    use crate::ingress::model::snapshot::Snapshot;
     use crate::source::{Object, ObjectStore};
 
     const LIVE: &str = r#"

@@ -1,5 +1,5 @@
 //! The ConfigMaps the kube source holds: only those the Ingresses of our class name
-//! (`auth-proxy-set-headers`, see `ingress::secret_refs`). ConfigMaps are never watched
+//! (`auth-proxy-set-headers`, see `ingress::build::secret_refs`). ConfigMaps are never watched
 //! cluster-wide (a cluster has many, and some are large): each named one gets its own
 //! watch, limited by a `metadata.name=` field selector in its namespace, so it is read
 //! once when first named (the watch's list, a GET in effect) and followed afterwards.
@@ -25,9 +25,9 @@ use tokio::task::AbortHandle;
 
 use super::trim;
 use super::watch::Change;
-use crate::ingress::class::ClassSelector;
-use crate::ingress::compile::CompileOptions;
-use crate::ingress::secret_refs::referenced_config_maps;
+use crate::ingress::build::class::ClassSelector;
+use crate::ingress::build::compile::CompileOptions;
+use crate::ingress::build::secret_refs::referenced_config_maps;
 use crate::source::store::{Kind, Object, ObjectStore};
 
 /// What the watch of one named ConfigMap saw.

@@ -3,10 +3,10 @@
 //!
 //! The Secret watch sees every Secret in the cluster; the watch task keeps the data of a
 //! non-TLS Secret only if its key is in [`Wanted`] (the Secrets the Ingresses of our class
-//! name, see `ingress::secret_refs`), so the store holds exactly those plus TLS Secrets. When the
-//! Ingresses change, [`Keeper::refresh`] recomputes the set: Secrets no longer named are
-//! dropped from the store, newly named ones are read with one GET each (their earlier
-//! events were stubs). A stub arriving for a named Secret (the watch trimmed it just
+//! name, see `ingress::build::secret_refs`), so the store holds exactly those plus TLS
+//! Secrets. When the Ingresses change, [`Keeper::refresh`] recomputes the set: Secrets no
+//! longer named are dropped from the store, newly named ones are read with one GET each
+//! (their earlier events were stubs). A stub arriving for a named Secret (the watch trimmed it just
 //! before the set grew) is fetched the same way. Each GET carries a number; an answer is
 //! used only if no newer event or GET for that key came since, so a slow GET never
 //! overwrites a newer version.
@@ -26,9 +26,9 @@ use tokio::task::AbortHandle;
 
 use super::trim;
 use super::watch::{Change, Fetch};
-use crate::ingress::class::ClassSelector;
-use crate::ingress::compile::CompileOptions;
-use crate::ingress::secret_refs::referenced_secrets;
+use crate::ingress::build::class::ClassSelector;
+use crate::ingress::build::compile::CompileOptions;
+use crate::ingress::build::secret_refs::referenced_secrets;
 use crate::source::store::{Kind, Object, ObjectStore, is_tls_secret};
 
 const RETRY_FIRST: Duration = Duration::from_secs(1);

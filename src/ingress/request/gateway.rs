@@ -1,0 +1,177 @@
+//! The ingress listeners' entry point: load the current snapshot, find the route for the
+//! request's host and path, and hand it to the proxy; 404 when nothing matches. The
+//! snapshot is loaded once per request and held until the response head is ready, so a
+//! request never sees two configurations.
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::ingress::model::snapshot::{Lookup, Route, Snapshot};
+use crate::ingress::request::balancer::Balancer;
+use crate::ingress::request::normalize::normalize_path;
+use crate::ingress::request::request_host::RequestHost;
+use crate::ingress::request::respond::generated;
+use crate::server::{ConnInfo, Handler};
+
+pub use crate::ingress::request::proxy::{Inbound, Proxy, ProxyConfig, Scheme};
+
+/// The routing front of the data plane, shared by the HTTP and HTTPS listeners.
+#[derive(Debug)]
+pub struct Gateway {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    proxy: Proxy,
+}
+
+impl Gateway {
+    /// `snapshot` is the same `ArcSwap` the compile step stores new snapshots into.
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, config: ProxyConfig) -> Self {
+        Self {
+            snapshot,
+            proxy: Proxy::new(config),
+        }
+    }
+
+    pub fn snapshot(&self) -> &Arc<ArcSwap<Snapshot>> {
+        &self.snapshot
+    }
+
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
+    }
+
+    /// Endpoint state, kept across snapshot swaps.
+    pub fn balancer(&self) -> &Balancer {
+        self.proxy.balancer()
+    }
+
+    /// Routes and proxies one request.
+    pub async fn handle(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+        scheme: Scheme,
+    ) -> Response<Body> {
+        let conn = &*conn;
+        // Routes, policies and the upstream all see one spelling of the path, so no
+        // `..`, `%2e` or `//` trick can reach a route by another name.
+        match normalize_path(req.uri().path()) {
+            Ok(Cow::Borrowed(_)) => {}
+            Ok(Cow::Owned(path)) => {
+                if set_path(&mut req, &path).is_none() {
+                    let answer = generated(StatusCode::BAD_REQUEST, "bad request path");
+                    return self.proxy.begin(&req, conn).attach(answer);
+                }
+            }
+            Err(e) => {
+                let answer = generated(StatusCode::BAD_REQUEST, format!("bad request path: {e}"));
+                return self.proxy.begin(&req, conn).attach(answer);
+            }
+        }
+        let snapshot = self.snapshot.load_full();
+        // Read once: routing, the access record and every phase after it share it.
+        let host = RequestHost::of(&req);
+        match snapshot.router.lookup(host.name(), req.uri().path()) {
+            Lookup::Matched { route, captures } => {
+                let host_tls = host_has_tls(&snapshot, host.name());
+                let inbound = Inbound {
+                    conn,
+                    scheme,
+                    host_tls,
+                };
+                let mut resp = self
+                    .proxy
+                    .forward_routed(route, &captures, req, &inbound, host)
+                    .await;
+                if let Some(edge) = &self.proxy.config.edge_headers {
+                    edge.apply(&mut resp, scheme, host_tls);
+                }
+                resp
+            }
+            Lookup::NotFound => {
+                let msg = format!("no route for {}{}", host.name(), req.uri().path());
+                let tail = self.proxy.begin(&req, conn);
+                let mut resp = tail.attach(generated(StatusCode::NOT_FOUND, msg));
+                if let Some(edge) = &self.proxy.config.edge_headers {
+                    edge.apply(&mut resp, scheme, false);
+                }
+                resp
+            }
+        }
+    }
+
+    /// Proxies a request for an already-chosen route (what `handle` does after lookup).
+    pub async fn forward(
+        &self,
+        route: &Route,
+        captures: &[String],
+        req: Request<Incoming>,
+        inbound: &Inbound<'_>,
+    ) -> Response<Body> {
+        self.proxy.forward(route, captures, req, inbound).await
+    }
+}
+
+/// Replaces the request's path, keeping its query (and authority, for absolute-form and
+/// HTTP/2 requests). `None` when the result is not a valid URI.
+fn set_path(req: &mut Request<Incoming>, path: &str) -> Option<()> {
+    let pq = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(pq.parse().ok()?);
+    *req.uri_mut() = http::Uri::from_parts(parts).ok()?;
+    Some(())
+}
+
+/// True when `host` (lower case, no port) is covered by a TLS section, exactly or by a
+/// `*.parent` wildcard entry.
+pub fn host_has_tls(snapshot: &Snapshot, host: &str) -> bool {
+    if snapshot.tls_hosts.contains_key(host) {
+        return true;
+    }
+    match host.split_once('.') {
+        Some((_, parent)) if !parent.is_empty() => {
+            // `*.parent` spelled on the stack: this runs on every request.
+            let mut buf = [0u8; 256];
+            let Some(wild) = buf.get_mut(..parent.len() + 2) else {
+                return false;
+            };
+            wild[..2].copy_from_slice(b"*.");
+            wild[2..].copy_from_slice(parent.as_bytes());
+            std::str::from_utf8(wild).is_ok_and(|w| snapshot.tls_hosts.contains_key(w))
+        }
+        _ => false,
+    }
+}
+
+/// The listener handler for the ingress HTTP (`Scheme::Http`) or HTTPS listener.
+pub fn handler(gateway: Arc<Gateway>, scheme: Scheme) -> Handler {
+    Arc::new(move |req, conn| {
+        // The handler's future is `handle`'s own (it owns what it needs), not an async
+        // block around it: every layer of future is copied once per request.
+        Box::pin(gateway.clone().handle(req, conn, scheme))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_hosts_exact_and_wildcard() {
+        let mut snap = Snapshot::default();
+        snap.tls_hosts.insert("shop.example.com".into(), ());
+        snap.tls_hosts.insert("*.apps.example.com".into(), ());
+        assert!(host_has_tls(&snap, "shop.example.com"));
+        assert!(host_has_tls(&snap, "a.apps.example.com"));
+        assert!(!host_has_tls(&snap, "a.b.apps.example.com"));
+        assert!(!host_has_tls(&snap, "apps.example.com"));
+        assert!(!host_has_tls(&snap, "other.example.com"));
+        assert!(!host_has_tls(&snap, "localhost"));
+    }
+}
