@@ -57,6 +57,7 @@ impl ClassSelector {
     }
 
     /// Our IngressClass names.
+    #[cfg(test)]
     pub fn classes(&self) -> impl Iterator<Item = &str> {
         self.ours.iter().map(String::as_str)
     }

@@ -81,7 +81,7 @@ pub struct PathEntry {
 
 impl PathEntry {
     /// The route this path claims.
-    pub fn claim(&self) -> RouteClaim {
+    pub(crate) fn claim(&self) -> RouteClaim {
         let kind = match (self.path_type, &self.regex) {
             (_, Some(_)) => MatchKind::Regex,
             (PathType::Exact, None) => MatchKind::Exact,
@@ -176,7 +176,7 @@ impl DefaultScope {
 
 /// The main route a canary path attaches to: the same claim, else the same host and path
 /// under any matcher (a canary normally repeats its main Ingress's pathType, but need not).
-pub fn main_claim<'m, V>(
+pub(crate) fn main_claim<'m, V>(
     claims: &'m HashMap<RouteClaim, V>,
     own: &RouteClaim,
 ) -> Option<(&'m RouteClaim, &'m V)> {

@@ -10,7 +10,7 @@ use crate::ingress::model::snapshot::Backend;
 
 /// Labels of a request series, after ingress-nginx's `nginx_ingress_controller_requests`.
 /// Every value comes from configuration or a fixed list (`metric_labels`).
-pub const REQUEST_LABELS: &[&str] = &[
+pub(crate) const REQUEST_LABELS: &[&str] = &[
     "namespace",
     "ingress",
     "host",
@@ -21,9 +21,9 @@ pub const REQUEST_LABELS: &[&str] = &[
 ];
 /// Labels of a route's duration and byte series (no method or status: histograms per
 /// status would multiply the bucket series by hundreds).
-pub const ROUTE_LABELS: &[&str] = &["namespace", "ingress", "host", "path"];
+pub(crate) const ROUTE_LABELS: &[&str] = &["namespace", "ingress", "host", "path"];
 /// [`ROUTE_LABELS`] plus the backend that answered.
-pub const UPSTREAM_LABELS: &[&str] = &["namespace", "ingress", "host", "path", "service"];
+pub(crate) const UPSTREAM_LABELS: &[&str] = &["namespace", "ingress", "host", "path", "service"];
 
 /// All ingress metric families.
 #[derive(Debug, Clone)]
@@ -152,7 +152,7 @@ pub fn remove_backend_gauges(backend_name: &str) {
 }
 
 /// Counts an upstream failure; error paths only, so the label lookup is not cached.
-pub fn record_upstream_error(service: &str, kind: &str) {
+pub(crate) fn record_upstream_error(service: &str, kind: &str) {
     if let Some(m) = metrics() {
         m.upstream_errors.with_label_values(&[service, kind]).inc();
     }

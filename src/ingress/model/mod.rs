@@ -1,8 +1,8 @@
 //! What a compiled snapshot is: the data every request reads and admission checks against.
-pub mod fast_map;
+pub(crate) mod fast_map;
 pub mod ingress_metrics;
 pub mod live;
-pub mod metric_labels;
+pub(crate) mod metric_labels;
 pub mod policy;
 pub mod problem;
 pub mod route_metrics;

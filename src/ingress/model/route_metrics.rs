@@ -261,7 +261,7 @@ impl RouteMetrics {
 }
 
 /// Requests answered without a route (no match, bad path): all configured labels empty.
-pub fn record_unrouted(done: &Finished) {
+pub(crate) fn record_unrouted(done: &Finished) {
     static UNROUTED: LazyLock<Series> = LazyLock::new(Series::default);
     UNROUTED.record(done);
 }

@@ -274,7 +274,7 @@ impl RouterBuilder {
     }
 
     /// Sets the fallback of the virtual host `route.host` (first one stays).
-    pub fn add_host_fallback(&mut self, route: Route) -> Result<(), RouteError> {
+    pub(crate) fn add_host_fallback(&mut self, route: Route) -> Result<(), RouteError> {
         let key = HostKey::of(route.host.as_deref());
         if self.hosts.get(&key).is_some_and(|v| v.fallback.is_some()) {
             return Err(RouteError::Taken);
@@ -285,7 +285,7 @@ impl RouterBuilder {
     }
 
     /// Sets the catch-all for requests nothing else matches (first one stays).
-    pub fn set_catch_all(&mut self, route: Route) -> Result<(), RouteError> {
+    pub(crate) fn set_catch_all(&mut self, route: Route) -> Result<(), RouteError> {
         if self.catch_all.is_some() {
             return Err(RouteError::Taken);
         }
@@ -295,7 +295,7 @@ impl RouterBuilder {
     }
 
     /// Whether `host` (`*.parent` for a wildcard) already has rules or a fallback.
-    pub fn has_host(&self, host: &str) -> bool {
+    pub(crate) fn has_host(&self, host: &str) -> bool {
         self.hosts.contains_key(&HostKey::of(Some(host)))
     }
 
@@ -314,7 +314,7 @@ impl RouterBuilder {
     }
 
     /// A route added earlier, by the index `add` returned (compile attaches canaries).
-    pub fn route_mut(&mut self, index: usize) -> Option<&mut Route> {
+    pub(crate) fn route_mut(&mut self, index: usize) -> Option<&mut Route> {
         self.routes.get_mut(index)
     }
 

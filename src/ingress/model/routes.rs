@@ -15,7 +15,7 @@ type GroupKey = (String, u8, String);
 /// The text table and the admin listener's `/routes` JSON are both made of these, so the
 /// two never disagree.
 #[derive(Debug, Clone)]
-pub struct RouteRow {
+pub(crate) struct RouteRow {
     /// The Ingress host, `*` for hostless rules.
     pub host: String,
     /// The rule's path, `(no match)` for default backends.
@@ -30,7 +30,7 @@ pub struct RouteRow {
 
 /// The rows of `snapshot`, sorted by host, role (rules, host default, catch-all) and
 /// path, each route followed by its canary.
-pub fn route_rows(snapshot: &Snapshot) -> Vec<RouteRow> {
+pub(crate) fn route_rows(snapshot: &Snapshot) -> Vec<RouteRow> {
     let mut groups: Vec<(GroupKey, Vec<RouteRow>)> = Vec::new();
     for (role, route) in snapshot.router.entries() {
         let mut rows = Vec::new();

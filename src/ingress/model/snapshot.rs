@@ -73,7 +73,7 @@ impl EndpointCell {
     }
 
     /// The set, for moving it into another backend's cell.
-    pub fn into_set(self) -> Arc<EndpointSet> {
+    pub(crate) fn into_set(self) -> Arc<EndpointSet> {
         self.0.into_inner()
     }
 }

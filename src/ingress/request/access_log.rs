@@ -39,14 +39,14 @@ pub struct Entry {
 
 /// Queues `entry` for the access log, if the log thread runs (`log_writer::stdout`
 /// starts it; without it, as in library tests, nothing is written).
-pub fn emit(entry: &Entry) {
+pub(crate) fn emit(entry: &Entry) {
     crate::ingress::request::log_writer::submit(entry.clone());
 }
 
 /// Appends `entry` as one JSON object and a newline to `out` (on the log thread). The
 /// field names and their order are the log's stable format. Written by hand into the
 /// batch buffer: no intermediate strings per line.
-pub fn write_line(entry: &Entry, out: &mut Vec<u8>) {
+pub(crate) fn write_line(entry: &Entry, out: &mut Vec<u8>) {
     use std::io::Write as _;
     // Writes into a Vec cannot fail.
     let _ = write!(out, "{{\"time\":\"");

@@ -81,7 +81,7 @@ impl EndpointStats {
 
     /// Feeds one observed latency (time to response headers). A sample above the estimate
     /// replaces it at once (peak), lower ones pull it down with exponential decay.
-    pub fn observe(&self, rtt: Duration) {
+    pub(crate) fn observe(&self, rtt: Duration) {
         let now = monotonic_us();
         let sample = rtt.as_secs_f64() * 1_000_000.0;
         let prev = f64::from_bits(self.ewma_bits.load(Ordering::Relaxed));
@@ -163,7 +163,7 @@ impl Balancer {
     }
 
     /// The stats for `addr`, created on first use.
-    pub fn stats_for(&self, addr: SocketAddr) -> Arc<EndpointStats> {
+    pub(crate) fn stats_for(&self, addr: SocketAddr) -> Arc<EndpointStats> {
         self.stats
             .get_or_insert_with(&addr, || EndpointStats::new(addr, self.max_concurrency))
     }

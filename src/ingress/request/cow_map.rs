@@ -63,10 +63,6 @@ impl<K: Eq + Hash + Clone, V> CowMap<K, V> {
     pub fn len(&self) -> usize {
         self.inner.load().len()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.inner.load().is_empty()
-    }
 }
 
 impl<K: Eq + Hash + Clone, V> Default for CowMap<K, V> {

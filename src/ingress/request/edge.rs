@@ -99,14 +99,14 @@ pub struct FixedRedirect {
 impl EdgePolicy {
     /// CORS for a request: the settings and the `Access-Control-Allow-Origin` to send,
     /// `None` when CORS is off or the request's origin is not allowed.
-    pub fn cors_for(&self, headers: &http::HeaderMap) -> Option<(&Cors, HeaderValue)> {
+    pub(crate) fn cors_for(&self, headers: &http::HeaderMap) -> Option<(&Cors, HeaderValue)> {
         let cors = self.cors.as_ref()?;
         Some((cors, cors.allow_origin(headers)?))
     }
 
     /// A redirect that replaces proxying: the fixed one, else the www twin's. `port` is
     /// the one the request's Host named, `path_and_query` its URI.
-    pub fn redirect_for(
+    pub(crate) fn redirect_for(
         &self,
         scheme: &str,
         port: Option<u16>,
@@ -141,7 +141,7 @@ impl EdgePolicy {
     }
 
     /// The error backend when `status` is one of the codes to intercept.
-    pub fn intercepts(&self, status: StatusCode) -> Option<&Arc<Backend>> {
+    pub(crate) fn intercepts(&self, status: StatusCode) -> Option<&Arc<Backend>> {
         let backend = self.error_backend.as_ref()?;
         self.error_codes
             .binary_search(&status.as_u16())

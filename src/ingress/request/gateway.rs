@@ -130,7 +130,7 @@ fn set_path(req: &mut Request<Incoming>, path: &str) -> Option<()> {
 
 /// True when `host` (lower case, no port) is covered by a TLS section, exactly or by a
 /// `*.parent` wildcard entry.
-pub fn host_has_tls(snapshot: &Snapshot, host: &str) -> bool {
+pub(crate) fn host_has_tls(snapshot: &Snapshot, host: &str) -> bool {
     if snapshot.tls_hosts.contains_key(host) {
         return true;
     }

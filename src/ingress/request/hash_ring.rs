@@ -31,7 +31,7 @@ const CACHED_RINGS: usize = 16;
 
 /// A deterministic 64-bit hash, fed in pieces.
 #[derive(Debug, Clone, Copy)]
-pub struct StableHasher(u64);
+pub(crate) struct StableHasher(u64);
 
 impl Default for StableHasher {
     fn default() -> Self {
@@ -64,7 +64,7 @@ impl fmt::Write for StableHasher {
     }
 }
 
-pub fn stable_hash(bytes: &[u8]) -> u64 {
+pub(crate) fn stable_hash(bytes: &[u8]) -> u64 {
     let mut h = StableHasher::default();
     h.write(bytes);
     h.finish()
@@ -80,7 +80,7 @@ pub fn endpoint_id(addr: SocketAddr) -> u64 {
 
 /// The ring of one endpoint set.
 #[derive(Debug, Default)]
-pub struct Ring {
+pub(crate) struct Ring {
     /// (point, index into `nodes`), sorted by point.
     points: Vec<(u64, u32)>,
     /// The endpoints with their `endpoint_id`.
@@ -104,10 +104,6 @@ impl Ring {
         }
         points.sort_unstable();
         Ring { points, nodes }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
     }
 
     /// The endpoint owning `key`, walking on past endpoints `skip` refuses; when every
@@ -140,14 +136,14 @@ impl Ring {
     }
 
     /// The endpoint whose `endpoint_id` is `id`.
-    pub fn by_id(&self, id: u64) -> Option<SocketAddr> {
+    pub(crate) fn by_id(&self, id: u64) -> Option<SocketAddr> {
         self.nodes.iter().find(|(_, i)| *i == id).map(|(a, _)| *a)
     }
 }
 
 /// Rings by endpoint set, rebuilt only when a backend's set is replaced.
 #[derive(Debug, Default)]
-pub struct RingCache {
+pub(crate) struct RingCache {
     rings: ArcSwap<Vec<Cached>>,
     /// Held while one request builds a ring.
     building: Mutex<()>,
@@ -164,7 +160,7 @@ struct Cached {
 
 impl RingCache {
     /// The ring of `backend`'s current endpoints.
-    pub fn ring(&self, backend: &Backend) -> Arc<Ring> {
+    pub(crate) fn ring(&self, backend: &Backend) -> Arc<Ring> {
         let set = backend.endpoints.load();
         let cached = self.rings.load();
         if let Some(c) = cached.iter().find(|c| Arc::ptr_eq(&c.set, &set)) {

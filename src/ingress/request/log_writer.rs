@@ -15,7 +15,7 @@ use prometheus::IntCounter;
 use crate::ingress::request::access_log::{self, Entry};
 
 /// Entries the queue holds: at the tick below, headroom for about 800,000 requests/s.
-pub const QUEUE_ENTRIES: usize = 8 * 1024;
+pub(crate) const QUEUE_ENTRIES: usize = 8 * 1024;
 
 /// How often the log thread drains the queue: lines appear within this.
 const TICK: Duration = Duration::from_millis(10);
@@ -48,7 +48,7 @@ pub fn stdout() -> std::io::Result<()> {
 }
 
 /// Queues `entry` for stdout; without a log thread it is dropped silently.
-pub fn submit(entry: Entry) {
+pub(crate) fn submit(entry: Entry) {
     if let Some(tx) = STDOUT.get() {
         send(tx, entry);
     }

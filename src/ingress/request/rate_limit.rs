@@ -298,6 +298,7 @@ impl Table {
     }
 
     /// Addresses with a slot (for tests and debugging).
+    #[cfg(test)]
     pub fn occupied(&self) -> usize {
         self.sets
             .iter()
@@ -310,6 +311,7 @@ impl Table {
     }
 
     /// Slots in the table: the most addresses it can remember.
+    #[cfg(test)]
     pub fn capacity(&self) -> usize {
         self.sets.len() * WAYS
     }

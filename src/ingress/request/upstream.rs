@@ -66,7 +66,7 @@ pub enum ConnectKind {
 impl ConnectKind {
     /// The address itself looks unusable (refused, silent, unreachable): skip it for a
     /// while. A failed TLS handshake is a configuration problem, not a dead pod.
-    pub fn ejects(self) -> bool {
+    pub(crate) fn ejects(self) -> bool {
         matches!(
             self,
             ConnectKind::Refused | ConnectKind::Timeout | ConnectKind::Unreachable
@@ -108,7 +108,7 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    pub fn from_connect(e: ConnectError) -> Self {
+    pub(crate) fn from_connect(e: ConnectError) -> Self {
         UpstreamError::Connect {
             kind: e.kind(),
             message: e.to_string(),
@@ -116,7 +116,7 @@ impl UpstreamError {
     }
 
     /// Our own body error behind a failure (e.g. the streaming size limit), if any.
-    pub fn body_error(&self) -> Option<&BodyError> {
+    pub(crate) fn body_error(&self) -> Option<&BodyError> {
         let UpstreamError::Failed(e) = self else {
             return None;
         };
@@ -133,7 +133,7 @@ impl UpstreamError {
 
 /// Why a request body stopped before its end.
 #[derive(Debug, thiserror::Error)]
-pub enum BodyError {
+pub(crate) enum BodyError {
     #[error("request body is over the limit of {0} bytes")]
     TooLarge(u64),
     #[error("request body was already handed to an earlier attempt")]
@@ -247,11 +247,11 @@ pub enum Wire {
 }
 
 impl Wire {
-    pub fn is_tls(self) -> bool {
+    pub(crate) fn is_tls(self) -> bool {
         matches!(self, Wire::Https | Wire::Grpcs)
     }
 
-    pub fn is_h2(self) -> bool {
+    pub(crate) fn is_h2(self) -> bool {
         matches!(self, Wire::H2c | Wire::Grpcs)
     }
 
@@ -326,7 +326,7 @@ impl Upstreams {
 
     /// Pools of their own whose TLS wires use these configurations (`proxy-ssl-*`), so
     /// their connections are never shared with other routes'.
-    pub fn with_tls(
+    pub(crate) fn with_tls(
         settings: UpstreamSettings,
         http1: Arc<rustls::ClientConfig>,
         h2: Arc<rustls::ClientConfig>,
@@ -416,7 +416,7 @@ impl BodySlot {
     }
 
     /// A slot whose frames are also offered to a mirror's queue.
-    pub fn with_tee(
+    pub(crate) fn with_tee(
         body: Incoming,
         limit: Option<u64>,
         read_timeout: Duration,
@@ -480,12 +480,12 @@ impl BodySlot {
     }
 
     /// The body ran over `limit` while streaming.
-    pub fn over_limit(&self) -> bool {
+    pub(crate) fn over_limit(&self) -> bool {
         self.over_limit.load(Ordering::Relaxed)
     }
 
     /// When the whole body had been read from the client (`monotonic_us()`), if it has.
-    pub fn finished_at_us(&self) -> Option<u64> {
+    pub(crate) fn finished_at_us(&self) -> Option<u64> {
         match self.finished_us.load(Ordering::Relaxed) {
             0 => None,
             t => Some(t),

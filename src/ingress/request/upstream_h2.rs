@@ -172,15 +172,6 @@ impl H2Pool {
         });
     }
 
-    /// Endpoints the pool holds an entry for.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     async fn connection(
         &self,
         entry: &Arc<Entry>,

@@ -72,7 +72,7 @@ impl ServerCertVerifier for UnverifiedPod {
 
 /// The verifier of `proxy-ssl-verify: off`: any certificate, but a valid handshake
 /// signature by it.
-pub fn unverified(provider: Arc<CryptoProvider>) -> Arc<dyn ServerCertVerifier> {
+pub(crate) fn unverified(provider: Arc<CryptoProvider>) -> Arc<dyn ServerCertVerifier> {
     Arc::new(UnverifiedPod(provider))
 }
 

@@ -62,6 +62,7 @@ impl<V: Clone> Cache<V> {
         entries.insert(key, (now + ttl, value));
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries
             .lock()
@@ -69,6 +70,7 @@ impl<V: Clone> Cache<V> {
             .len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
