@@ -13,7 +13,6 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use prometheus::{IntCounterVec, Opts};
 
 use crate::ingress::exchange::Exchange;
@@ -21,7 +20,7 @@ use crate::ingress::forwarded;
 use crate::ingress::proxy::Proxy;
 use crate::ingress::snapshot::{Backend, Route, UpstreamProtocol};
 use crate::ingress::tail::{Guards, Tail};
-use crate::ingress::upstream::Wire;
+use crate::ingress::upstream::{ResponseBody, Wire};
 
 static TEXT_HTML: HeaderValue = HeaderValue::from_static("text/html");
 
@@ -63,7 +62,7 @@ impl Proxy {
         status: StatusCode,
         ex: &Exchange,
         tail: &mut Tail,
-    ) -> Option<(Response<Incoming>, Guards, Duration)> {
+    ) -> Option<(Response<ResponseBody>, Guards, Duration)> {
         let error_backend = route.policy.edge.as_deref()?.intercepts(status)?;
         let original = Original {
             status,
