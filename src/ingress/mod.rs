@@ -61,7 +61,7 @@ pub mod traffic;
 pub mod tunnels;
 pub mod upstream;
 pub mod upstream_h1;
-mod upstream_h1_wire;
+pub(crate) mod upstream_h1_wire;
 pub mod upstream_h2;
 pub mod upstream_tls;
 pub mod validate;

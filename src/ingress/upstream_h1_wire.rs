@@ -165,6 +165,10 @@ pub(crate) fn parse_response_head(
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut slots);
         let len = match resp.parse(buf) {
+            // However it arrived: one read or many must mean the same.
+            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => {
+                return Err(WireError::HeadTooLarge);
+            }
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => {
                 return match buf.len() > MAX_HEAD {
@@ -389,6 +393,9 @@ impl ChunkedDecoder {
                 ChunkState::Trailers => {
                     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
                     let (len, fields) = match httparse::parse_headers(buf, &mut slots) {
+                        Ok(httparse::Status::Complete((len, _))) if len > MAX_HEAD => {
+                            return Err(WireError::HeadTooLarge);
+                        }
                         Ok(httparse::Status::Complete((len, fields))) => (len, fields),
                         Ok(httparse::Status::Partial) => {
                             return match buf.len() > MAX_HEAD {
@@ -444,6 +451,45 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, WireError> {
         n = n * 16 + u64::from(v);
     }
     Ok(n)
+}
+
+/// A pod's whole answer fed to the parser `step` bytes at a time, as a socket delivers
+/// it: the head, then the body when it is chunked. For the fuzz target and the tests.
+pub(crate) fn read_fed(
+    data: &[u8],
+    step: usize,
+    head_request: bool,
+) -> Result<(ResponseHead, Vec<u8>, Option<HeaderMap>), WireError> {
+    let step = step.max(1);
+    let mut buf = BytesMut::new();
+    let mut rest = data;
+    let mut feed = |buf: &mut BytesMut| {
+        let (now, later) = rest.split_at(step.min(rest.len()));
+        buf.extend_from_slice(now);
+        rest = later;
+        !now.is_empty()
+    };
+    let head = loop {
+        if let Some(head) = parse_response_head(&mut buf, head_request)? {
+            break head;
+        }
+        if !feed(&mut buf) {
+            return Err(WireError::ClosedBeforeHead);
+        }
+    };
+    let mut body = Vec::new();
+    if head.framing != BodyFraming::Chunked {
+        return Ok((head, body, None));
+    }
+    let mut decoder = ChunkedDecoder::default();
+    loop {
+        match decoder.decode(&mut buf)? {
+            Chunk::Data(d) => body.extend_from_slice(&d),
+            Chunk::End(trailers) => return Ok((head, body, trailers)),
+            Chunk::More if feed(&mut buf) => {}
+            Chunk::More => return Err(WireError::ClosedInBody),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -615,24 +661,9 @@ mod tests {
     }
 
     fn decode_all(raw: &[u8], step: usize) -> Result<(Vec<u8>, Option<HeaderMap>), WireError> {
-        let mut dec = ChunkedDecoder::default();
-        let mut buf = BytesMut::new();
-        let mut body = Vec::new();
-        let mut fed = 0;
-        loop {
-            match dec.decode(&mut buf)? {
-                Chunk::Data(d) => body.extend_from_slice(&d),
-                Chunk::End(t) => return Ok((body, t)),
-                Chunk::More => {
-                    if fed >= raw.len() {
-                        return Err(WireError::ClosedInBody);
-                    }
-                    let end = (fed + step).min(raw.len());
-                    buf.extend_from_slice(&raw[fed..end]);
-                    fed = end;
-                }
-            }
-        }
+        let mut data = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        data.extend_from_slice(raw);
+        read_fed(&data, step, false).map(|(_, body, trailers)| (body, trailers))
     }
 
     #[test]
