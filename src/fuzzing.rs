@@ -16,6 +16,14 @@ pub fn parse_manifest_file(
     crate::source::files::parse_file(name, content)
 }
 
+/// A pod's answer as the HTTP/1.1 client reads it, `step` bytes at a time: the response
+/// head, then the body when it is chunked. `Ok` holds the decoded body's length.
+pub fn upstream_response(data: &[u8], step: usize, head_request: bool) -> Result<usize, String> {
+    crate::ingress::request::upstream_h1_wire::read_fed(data, step, head_request)
+        .map(|(_, body, _)| body.len())
+        .map_err(|e| e.to_string())
+}
+
 /// Path normalisation without its shortcut for paths that are already normal, so a
 /// target can check that the shortcut agrees with the full rewrite.
 pub fn normalize_path_rewrite(raw: &str) -> Result<String, PathError> {

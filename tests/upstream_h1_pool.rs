@@ -108,7 +108,7 @@ async fn get(pool: &Upstreams, target: &Authority, path: &str) -> (StatusCode, S
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-/// Lets the connection tasks run (hyper notices a finished exchange on its own task).
+/// Lets the pods and the pool's reaper run between requests.
 async fn settle() {
     for _ in 0..10 {
         tokio::task::yield_now().await;

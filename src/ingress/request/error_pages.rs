@@ -13,7 +13,6 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use prometheus::{IntCounterVec, Opts};
 
 use crate::ingress::model::snapshot::{Backend, Route, UpstreamProtocol};
@@ -21,7 +20,7 @@ use crate::ingress::request::exchange::Exchange;
 use crate::ingress::request::forwarded;
 use crate::ingress::request::proxy::Proxy;
 use crate::ingress::request::tail::{Guards, Tail};
-use crate::ingress::request::upstream::Wire;
+use crate::ingress::request::upstream::{ResponseBody, Wire};
 
 static TEXT_HTML: HeaderValue = HeaderValue::from_static("text/html");
 
@@ -63,7 +62,7 @@ impl Proxy {
         status: StatusCode,
         ex: &Exchange,
         tail: &mut Tail,
-    ) -> Option<(Response<Incoming>, Guards, Duration)> {
+    ) -> Option<(Response<ResponseBody>, Guards, Duration)> {
         let error_backend = route.policy.edge.as_deref()?.intercepts(status)?;
         let original = Original {
             status,

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use http::header::HeaderMap;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Method, Request, Response, Uri, Version};
-use hyper::body::Incoming;
+use http::{Method, Response, Uri, Version};
 
 use crate::ingress::model::ingress_metrics as metrics;
 use crate::ingress::model::snapshot::{Backend, Route};
@@ -20,7 +19,9 @@ use crate::ingress::request::health::monotonic_us;
 use crate::ingress::request::proxy::Proxy;
 use crate::ingress::request::proxy_error::{ErrorKind, ProxyError, Sent};
 use crate::ingress::request::tail::{Guards, Tail};
-use crate::ingress::request::upstream::{self, BodySlot, UpstreamBody, UpstreamError, Wire};
+use crate::ingress::request::upstream::{
+    self, BodySlot, Outgoing, ResponseBody, UpstreamBody, UpstreamError, Wire,
+};
 
 /// Everything needed to (re)send one request upstream.
 pub(crate) struct Exchange {
@@ -138,7 +139,7 @@ impl Proxy {
         backend: &Backend,
         ex: &Exchange,
         tail: &mut Tail,
-    ) -> Result<(Response<Incoming>, Guards), ProxyError> {
+    ) -> Result<(Response<ResponseBody>, Guards), ProxyError> {
         let mut exclude: Option<SocketAddr> = None;
         let mut last_failure: Option<ProxyError> = None;
         // `proxy-next-upstream*` when the Ingress sets them, else the built-in rule.
@@ -236,29 +237,33 @@ impl Proxy {
                     "the rewritten request path is not a valid URI",
                 ));
             };
-            let mut up = Request::new(match &ex.slot {
-                Some(slot) => slot.attempt(),
-                None => UpstreamBody::Empty,
-            });
-            *up.method_mut() = ex.method.clone();
-            *up.uri_mut() = uri;
-            *up.version_mut() = ex.version;
-            *up.headers_mut() = ex.headers.clone();
-            // An HTTP/1.0 client may send no Host; HTTP/1.1 to the pod needs one.
-            if !ex.wire.is_h2()
-                && !up.headers().contains_key(http::header::HOST)
-                && let Ok(v) = http::HeaderValue::from_str(authority.as_str())
-            {
-                up.headers_mut().insert(http::header::HOST, v);
-            }
+            let up = Outgoing {
+                method: &ex.method,
+                uri,
+                version: ex.version,
+                headers: &ex.headers,
+                // An HTTP/1.0 client may send no Host; HTTP/1.1 to the pod needs one.
+                host: match ex.wire.is_h2() || ex.headers.contains_key(http::header::HOST) {
+                    true => None,
+                    false => http::HeaderValue::from_str(authority.as_str()).ok(),
+                },
+                body: match &ex.slot {
+                    Some(slot) => slot.attempt(),
+                    None => UpstreamBody::Empty,
+                },
+            };
 
             let started = Instant::now();
             let upstreams = match &ex.backend_tls {
                 Some(b) => b.upstreams(&self.config.upstream),
                 None => &self.upstreams,
             };
-            let sending =
-                std::pin::pin!(upstreams.send(ex.wire, ex.connect_timeout, &authority, up));
+            let sending = std::pin::pin!(upstreams.send_outgoing(
+                ex.wire,
+                ex.connect_timeout,
+                &authority,
+                up
+            ));
             let result = await_head(sending, ex, started).await;
             let elapsed = started.elapsed();
             tail.entry.upstream_duration = Some(elapsed);

@@ -38,5 +38,6 @@ pub(crate) mod traffic;
 pub(crate) mod tunnels;
 pub mod upstream;
 pub(crate) mod upstream_h1;
+pub(crate) mod upstream_h1_wire;
 pub(crate) mod upstream_h2;
 pub mod upstream_tls;

@@ -37,7 +37,7 @@ use crate::ingress::request::proxy_error::{ErrorKind, ProxyError};
 use crate::ingress::request::request_host::RequestHost;
 use crate::ingress::request::tail::{Guards, Tail};
 use crate::ingress::request::traffic::Steer;
-use crate::ingress::request::upstream::{BodySlot, Wire};
+use crate::ingress::request::upstream::{BodySlot, ResponseBody, Wire};
 use crate::ingress::request::{canary, client_auth, filters, mirror, rewrite};
 
 /// One routed request as every phase sees it, derived once.
@@ -107,7 +107,7 @@ pub(crate) enum Outcome {
     Answer(Response<Body>),
     Failed(ProxyError),
     /// With the read timeout that applies between body reads.
-    Streamed(Response<Incoming>, Guards, Duration),
+    Streamed(Response<ResponseBody>, Guards, Duration),
 }
 
 /// Where the request goes (phase 2).
@@ -459,7 +459,7 @@ impl Proxy {
     fn response_filters(
         &self,
         ctx: &RequestCtx<'_>,
-        mut resp: Response<Incoming>,
+        mut resp: Response<ResponseBody>,
         guards: Guards,
         prepared: Prepared,
         granted: &Option<Arc<Granted>>,
@@ -477,17 +477,23 @@ impl Proxy {
         if let Some(client_upgrade) = prepared.client_upgrade
             && resp.status() == StatusCode::SWITCHING_PROTOCOLS
         {
-            let upstream_upgrade = hyper::upgrade::on(&mut resp);
             forwarded::strip_hop_by_hop(resp.headers_mut(), true);
+            let (parts, upstream) = resp.into_parts();
+            let Some(upstream) = upstream.into_upgraded() else {
+                // Only HTTP/1.1 upgrades, and an upgrade request never goes over HTTP/2.
+                return Outcome::Failed(ProxyError::new(
+                    ErrorKind::UpstreamFailed,
+                    "upstream answered 101 on a connection that cannot be upgraded",
+                ));
+            };
             self.tunnels.spawn(crate::ingress::request::proxy::tunnel(
                 client_upgrade,
-                upstream_upgrade,
+                upstream,
                 tail.entry.upstream_addr,
             ));
             // A tunnel is not a request in flight: releasing the count keeps long-lived
             // WebSockets from making their pod look permanently busy to the balancer.
             drop(guards);
-            let (parts, _) = resp.into_parts();
             return Outcome::Answer(Response::from_parts(parts, body::empty()));
         }
         forwarded::strip_hop_by_hop(resp.headers_mut(), false);

@@ -29,7 +29,9 @@ use crate::ingress::request::request_host::RequestHost;
 use crate::ingress::request::tail::{ProxiedBody, Tail};
 use crate::ingress::request::tunnels::Tunnels;
 use crate::ingress::request::upstream::{UpstreamSettings, Upstreams};
+use crate::ingress::request::upstream_tls::UpstreamIo;
 use crate::server::ConnInfo;
+use crate::server::prefixed::Prefixed;
 
 /// How the client reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -247,16 +249,19 @@ fn log_when_done(outcome: Outcome, mut tail: Tail) -> Response<Body> {
 }
 
 /// Copies bytes both ways between the client and the pod after a 101.
-pub(crate) async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, pod: Option<SocketAddr>) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
+pub(crate) async fn tunnel(
+    client: OnUpgrade,
+    mut upstream: Prefixed<UpstreamIo>,
+    pod: Option<SocketAddr>,
+) {
+    let client = match client.await {
+        Ok(c) => c,
         Err(e) => {
             tracing::debug!(error = %e, ?pod, "upgrade did not complete");
             return;
         }
     };
     let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
     match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
         Ok((up, down)) => tracing::debug!(?pod, up, down, "upgraded connection closed"),
         Err(e) => tracing::debug!(?pod, error = %e, "upgraded connection failed"),

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Response;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
 
@@ -22,7 +21,7 @@ use crate::ingress::model::route_metrics::{self, Finished, RouteMetrics};
 use crate::ingress::request::access_log::{self, Entry};
 use crate::ingress::request::balancer::InFlight;
 use crate::ingress::request::upstream::BodySlot;
-use crate::ingress::request::upstream::Lease;
+use crate::ingress::request::upstream::{Lease, ResponseBody};
 
 /// Held while a response streams: the endpoint's in-flight count and concurrency permit,
 /// and the upstream connection (HTTP/1.1: back to its pool when this drops).
@@ -117,7 +116,7 @@ impl Drop for Tail {
 /// `proxy_read_timeout` applies between reads too); then the response is cut off, which
 /// frees the client connection, the upstream connection and the endpoint's slot.
 pub(crate) struct ProxiedBody {
-    inner: Incoming,
+    inner: ResponseBody,
     bytes: u64,
     tail: Option<Tail>,
     guards: Option<Guards>,
@@ -129,7 +128,12 @@ pub(crate) struct ProxiedBody {
 }
 
 impl ProxiedBody {
-    pub(crate) fn new(inner: Incoming, tail: Tail, guards: Guards, read_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        inner: ResponseBody,
+        tail: Tail,
+        guards: Guards,
+        read_timeout: Duration,
+    ) -> Self {
         Self {
             inner,
             bytes: 0,
@@ -180,7 +184,7 @@ impl HttpBody for ProxiedBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 this.guards = None;
-                Poll::Ready(Some(Err(Box::new(e))))
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
                 this.guards = None;

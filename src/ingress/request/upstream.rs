@@ -28,7 +28,7 @@ use crate::body::BoxError;
 use crate::ingress::request::health::monotonic_us;
 use crate::ingress::request::mirror::{MirrorBody, Tee, TeeSender};
 use crate::ingress::request::resolve::{self, ResolveError};
-use crate::ingress::request::upstream_h1::{H1Lease, H1Pool};
+use crate::ingress::request::upstream_h1::{H1Body, H1Pool};
 use crate::ingress::request::upstream_h2::{H2Lease, H2Pool};
 use crate::ingress::request::upstream_tls::{self, UpstreamIo};
 use rustls::pki_types::ServerName;
@@ -349,18 +349,40 @@ impl Upstreams {
         connect_timeout: Duration,
         target: &Authority,
         req: Request<UpstreamBody>,
-    ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
+    ) -> Result<(Response<ResponseBody>, Lease), UpstreamError> {
+        let (parts, body) = req.into_parts();
+        let out = Outgoing {
+            method: &parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: &parts.headers,
+            host: None,
+            body,
+        };
+        self.send_outgoing(wire, connect_timeout, target, out).await
+    }
+
+    /// `send` for a request whose head the caller keeps: HTTP/1.1 writes it from the
+    /// borrowed headers, so the proxy does not copy its header map per attempt.
+    pub async fn send_outgoing(
+        &self,
+        wire: Wire,
+        connect_timeout: Duration,
+        target: &Authority,
+        out: Outgoing<'_>,
+    ) -> Result<(Response<ResponseBody>, Lease), UpstreamError> {
         if wire.is_h2() {
+            let req = out.into_request();
             let connector = self.connector(wire, connect_timeout);
             // Boxed: every request's future would otherwise carry the HTTP/2 path's state
             // (kilobytes, copied on each move) whatever its wire.
             let sending = Box::pin(self.h2.send(&connector, wire, target.as_str(), req));
             let (resp, lease) = sending.await?;
-            return Ok((resp, Lease::H2(lease)));
+            return Ok((resp.map(ResponseBody::H2), Lease::H2(lease)));
         }
         let connector = || self.connector(wire, connect_timeout);
-        let (resp, lease) = self.h1.send(connector, wire, target, req).await?;
-        Ok((resp, Lease::H1(lease)))
+        let resp = self.h1.send(connector, wire, target, out).await?;
+        Ok((resp.map(ResponseBody::H1), Lease::InBody))
     }
 
     /// The HTTP/1.1 pool, for tests that look at connection reuse.
@@ -382,12 +404,86 @@ impl Upstreams {
     }
 }
 
-/// What keeps an upstream connection busy while its response streams: the HTTP/1.1
-/// connection itself (back to the pool when dropped) or an HTTP/2 stream count.
+/// A request to a pod whose method and headers stay with the caller.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    pub method: &'a http::Method,
+    /// Origin form for HTTP/1.1; absolute (naming `:authority`) for HTTP/2.
+    pub uri: Uri,
+    pub version: http::Version,
+    pub headers: &'a http::HeaderMap,
+    /// A Host to send when `headers` has none (an HTTP/1.0 client may send none).
+    pub host: Option<http::HeaderValue>,
+    pub body: UpstreamBody,
+}
+
+impl Outgoing<'_> {
+    fn into_request(self) -> Request<UpstreamBody> {
+        let mut req = Request::new(self.body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers.clone();
+        if let Some(host) = self.host {
+            req.headers_mut().insert(http::header::HOST, host);
+        }
+        req
+    }
+}
+
+/// What keeps an upstream connection busy while its response streams: for HTTP/1.1 the
+/// response body holds the connection itself; for HTTP/2 a stream count.
 #[derive(Debug)]
 pub enum Lease {
-    H1(H1Lease),
+    InBody,
     H2(H2Lease),
+}
+
+/// A pod's response body: read from our own HTTP/1.1 connection, or from hyper's HTTP/2
+/// stream.
+#[derive(Debug)]
+pub enum ResponseBody {
+    H1(H1Body),
+    H2(Incoming),
+}
+
+impl ResponseBody {
+    /// After a 101 on HTTP/1.1: the pod's connection, for the tunnel.
+    pub fn into_upgraded(self) -> Option<crate::server::prefixed::Prefixed<UpstreamIo>> {
+        match self {
+            ResponseBody::H1(b) => b.into_upgraded(),
+            ResponseBody::H2(_) => None,
+        }
+    }
+}
+
+impl HttpBody for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ResponseBody::H1(b) => Pin::new(b).poll_frame(cx),
+            ResponseBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::H1(b) => b.is_end_stream(),
+            ResponseBody::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::H1(b) => b.size_hint(),
+            ResponseBody::H2(b) => b.size_hint(),
+        }
+    }
 }
 
 /// The client's request body, shared between attempts. The body stays in the slot until

@@ -1,82 +1,141 @@
-//! HTTP/1.1 connections to pods (plain and TLS), kept alive in a pool of our own on
-//! `hyper::client::conn::http1`: one pool per worker thread, keyed by wire and endpoint.
+//! HTTP/1.1 connections to pods (plain and TLS), kept alive in a pool of our own: one
+//! list per worker thread and endpoint, and the exchange runs in the request's own task.
 //!
-//! Why not hyper-util's pooled client: it locks one shared pool on every checkout and
-//! return, spawns a task per request to wait for the connection to be reusable, and needs
-//! the absolute URI of the pod on every request only to derive the pool key and turn it
-//! back into origin form. Here a worker thread takes a connection from its own list (no
-//! lock anyone else holds), sends the origin-form request, and the response body's end
-//! puts the connection back (`H1Lease`'s drop). With the ingress workers on
-//! current-thread runtimes, a connection, its requests and its pool slot never leave
-//! the thread; on a multi-threaded runtime the pool still works, just less tidily.
+//! Why: hyper's client connection needs a task of its own, so each proxied request woke
+//! it, handed it the request and got the head and every body chunk back over channels.
+//! Here the request task writes the head (`upstream_h1_wire`), reads and parses the
+//! answer, and the response body reads the socket itself; its end puts the connection
+//! back on the list of the thread it ends on. With the ingress workers on current-thread
+//! runtimes a connection never leaves its thread; the lists are behind uncontended
+//! mutexes only so one reaper can sweep them all.
 //!
-//! Idle connections close after `idle_timeout`: each connection's driver holds one timer
-//! that looks at when the connection went idle (reset once per timeout, not per request).
-//! Closed connections leave the lists on the next checkout or on the periodic sweep.
+//! Idle connections close after `idle_timeout` (a reaper task per pool, ticking at half
+//! the timeout, so an idle connection lives between one and one and a half timeouts).
+//! A connection the pod closed while idle is noticed when it is taken (its socket is
+//! readable: end of stream or stray bytes) and dropped without a request being lost.
 //!
 //! Failure behaviour: a connect failure is a typed `ConnectError` (the proxy ejects and
-//! retries elsewhere); a pooled connection that turns out closed before the request was
-//! written hands the request back, and it goes once more on a fresh connection to the
-//! same endpoint (nothing of it was sent, so this is not a retry of the request).
-use std::cell::RefCell;
-use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+//! retries elsewhere); a pooled connection whose head write fails gets the request again
+//! on a fresh connection to the same pod (nothing reached the pod); anything the pod
+//! sends that is not HTTP is a `WireError` and the connection is closed.
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use http::uri::Authority;
-use http::{Request, Response, Uri};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use thread_local::ThreadLocal;
+use http::{HeaderMap, Method, Response, Uri};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio_util::io::poll_read_buf;
 use tower::Service;
 
+use crate::body::BoxError;
 use crate::ingress::model::fast_map::FastMap;
-use crate::ingress::request::health::monotonic_us;
-use crate::ingress::request::upstream::{Connector, UpstreamBody, UpstreamError, Wire};
+use crate::ingress::request::upstream::{Connector, Outgoing, UpstreamBody, UpstreamError, Wire};
+use crate::ingress::request::upstream_h1_wire::{
+    self as wire, BodyFraming, Chunk, ChunkedDecoder, RequestFraming, ResponseHead, WireError,
+};
+use crate::ingress::request::upstream_tls::UpstreamIo;
+use crate::server::prefixed::Prefixed;
 
-/// `ConnState::idle_since_us` of a connection in use.
-const BUSY: u64 = 0;
-/// `ConnState::idle_since_us` of a connection its driver has closed for idleness.
-const CLOSED: u64 = u64::MAX;
-/// Checkouts between two sweeps of a thread's lists for closed connections and
-/// endpoints that went away.
+/// Read buffer of a connection; a response head and a small body fit in one read.
+const READ_BUF: usize = 8 * 1024;
+/// Checkouts between two sweeps of a thread's lists for endpoints that went away.
 const SWEEP_EVERY: u32 = 4096;
-
-/// What the pool and a connection's driver share: since when the connection is idle.
-#[derive(Debug)]
-struct ConnState {
-    idle_since_us: AtomicU64,
-}
-
-impl ConnState {
-    /// Takes an idle connection for a request; false when its driver closed it first.
-    fn claim(&self) -> bool {
-        let since = self.idle_since_us.load(Ordering::Acquire);
-        since != CLOSED
-            && self
-                .idle_since_us
-                .compare_exchange(since, BUSY, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-    }
-
-    fn release(&self) {
-        // 1 is the earliest "idle since": BUSY is 0.
-        self.idle_since_us
-            .store(monotonic_us().max(1), Ordering::Release);
-    }
-}
-
-/// An idle connection in a thread's list.
-struct Idle {
-    sender: SendRequest<UpstreamBody>,
-    state: Arc<ConnState>,
-}
 
 type Key = (Wire, Authority);
 
+/// One HTTP/1.1 connection to a pod and its buffers, reused for every request it carries.
+#[derive(Debug)]
+pub(crate) struct H1Conn {
+    io: UpstreamIo,
+    read: BytesMut,
+    write: Vec<u8>,
+    /// Came from the pool (a stale connection is possible), not freshly connected.
+    reused: bool,
+}
+
+impl H1Conn {
+    fn new(io: UpstreamIo) -> Box<Self> {
+        Box::new(Self {
+            io,
+            read: BytesMut::with_capacity(READ_BUF),
+            write: Vec::with_capacity(1024),
+            reused: false,
+        })
+    }
+
+    fn tcp(&self) -> &tokio::net::TcpStream {
+        match &self.io {
+            UpstreamIo::Plain(s) => s,
+            UpstreamIo::Tls(t) => t.get_ref().0,
+        }
+    }
+
+    /// Whether an idle connection can take a request: its socket has nothing to read
+    /// (a pod that closed, or sent bytes nobody asked for, makes it readable). Costs a
+    /// system call only when the socket is readable.
+    fn usable(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.tcp().poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                // Readable: end of stream, stray bytes, or (TLS) a session ticket that
+                // rustls takes for itself. Reading tells which.
+                reserve(&mut self.read);
+                match poll_read_buf(Pin::new(&mut self.io), &mut cx, &mut self.read) {
+                    Poll::Pending => self.read.is_empty(),
+                    Poll::Ready(_) => false,
+                }
+            }
+        }
+    }
+
+    async fn read_more(&mut self) -> io::Result<usize> {
+        reserve(&mut self.read);
+        std::future::poll_fn(|cx| poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)).await
+    }
+
+    async fn read_head(&mut self, head_request: bool) -> Result<ResponseHead, UpstreamError> {
+        loop {
+            if !self.read.is_empty()
+                && let Some(head) =
+                    wire::parse_response_head(&mut self.read, head_request).map_err(failed)?
+            {
+                return Ok(head);
+            }
+            if self.read_more().await.map_err(failed)? == 0 {
+                return Err(failed(WireError::ClosedBeforeHead));
+            }
+        }
+    }
+}
+
+/// Room for a full read, reclaiming the buffer when the bodies handed out are gone.
+fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < READ_BUF / 2 {
+        buf.reserve(READ_BUF);
+    }
+}
+
+fn failed(e: impl Into<BoxError>) -> UpstreamError {
+    UpstreamError::Failed(e.into())
+}
+
+/// An idle connection and the reaper tick it went idle at.
+#[derive(Debug)]
+struct Idle {
+    conn: Box<H1Conn>,
+    tick: u64,
+}
+
 /// One thread's idle connections.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Lists {
     by_endpoint: FastMap<Key, Vec<Idle>>,
     checkouts: u32,
@@ -87,7 +146,10 @@ pub struct H1Pool {
     idle_timeout: Duration,
     /// Idle connections kept per endpoint and thread; more are closed when released.
     max_idle: usize,
-    lists: ThreadLocal<RefCell<Lists>>,
+    lists: thread_local::ThreadLocal<Mutex<Lists>>,
+    /// Counts the reaper's ticks; idle connections are stamped with it.
+    tick: AtomicU64,
+    reaper: AtomicBool,
 }
 
 impl std::fmt::Debug for H1Pool {
@@ -99,27 +161,11 @@ impl std::fmt::Debug for H1Pool {
     }
 }
 
-/// Holds a connection while its response streams; its drop puts the connection back in
-/// the pool of the thread it is dropped on.
-pub struct H1Lease {
-    pool: Arc<H1Pool>,
-    key: Key,
-    sender: Option<SendRequest<UpstreamBody>>,
-    state: Arc<ConnState>,
-}
-
-impl std::fmt::Debug for H1Lease {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("H1Lease")
-    }
-}
-
-impl Drop for H1Lease {
-    fn drop(&mut self) {
-        if let Some(sender) = self.sender.take() {
-            self.pool.put(&self.key, sender, &self.state);
-        }
-    }
+/// Why writing the request stopped.
+enum WriteFailed {
+    /// The client's body failed (too large, malformed, too slow): not the pod's fault.
+    Body(BoxError),
+    Io(io::Error),
 }
 
 impl H1Pool {
@@ -127,189 +173,392 @@ impl H1Pool {
         Self {
             idle_timeout,
             max_idle,
-            lists: ThreadLocal::new(),
+            lists: thread_local::ThreadLocal::new(),
+            tick: AtomicU64::new(0),
+            reaper: AtomicBool::new(false),
         }
     }
 
-    /// Sends `req` (origin-form URI, Host header set) to the pod at `target`.
+    /// Sends `req` (origin-form URI, Host header set) to the pod at `target`. The
+    /// response body holds the connection and returns it to the pool at its end.
     pub async fn send(
         self: &Arc<Self>,
-        connector: impl FnOnce() -> Connector,
-        wire: Wire,
+        connector: impl Fn() -> Connector,
+        wire_kind: Wire,
         target: &Authority,
-        mut req: Request<UpstreamBody>,
-    ) -> Result<(Response<Incoming>, H1Lease), UpstreamError> {
-        let key: Key = (wire, target.clone());
-        if let Some((mut sender, state)) = self.checkout(&key) {
-            match sender.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, self.lease(key, sender, state))),
-                Err(mut e) => match e.take_message() {
-                    // Closed under us before a byte went out: a fresh connection below.
-                    Some(back) => req = back,
-                    None => return Err(UpstreamError::Failed(Box::new(e.into_error()))),
-                },
+        out: Outgoing<'_>,
+    ) -> Result<Response<H1Body>, UpstreamError> {
+        let Outgoing {
+            method,
+            uri,
+            headers,
+            host,
+            mut body,
+            ..
+        } = out;
+        let key: Key = (wire_kind, target.clone());
+        let head_request = *method == Method::HEAD;
+        let framing = RequestFraming::of(
+            method,
+            body.size_hint().exact(),
+            headers.contains_key(http::header::CONTENT_LENGTH),
+        );
+        let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut conn = match self.checkout(&key) {
+            Some(c) => c,
+            // Boxed: connecting (TCP, maybe TLS) is the rare path, and its state would
+            // otherwise sit in every request's future.
+            None => Box::pin(self.connect(connector(), &key)).await?,
+        };
+        conn.write.clear();
+        wire::encode_request_head(&mut conn.write, method, pq, headers, host.as_ref(), framing);
+        if let Err(e) = conn.io.write_all(&conn.write).await {
+            if !conn.reused {
+                return Err(failed(e));
+            }
+            // Closed under us while idle: nothing reached the pod, so a fresh
+            // connection takes the request (this is not a retry).
+            let head = std::mem::take(&mut conn.write);
+            conn = Box::pin(self.connect(connector(), &key)).await?;
+            conn.write = head;
+            conn.io.write_all(&conn.write).await.map_err(failed)?;
+        }
+        let mut keep = true;
+        let written = match framing {
+            RequestFraming::None => conn.io.flush().await.map_err(WriteFailed::Io),
+            _ => write_body(&mut conn.io, &mut body, framing).await,
+        };
+        match written {
+            Ok(()) => {}
+            Err(WriteFailed::Body(e)) => return Err(UpstreamError::Failed(e)),
+            // The pod may have answered early (a 413, a redirect) and stopped reading:
+            // its answer beats the write error.
+            Err(WriteFailed::Io(e)) => {
+                keep = false;
+                if !conn.read.is_empty() || conn.read_more().await.unwrap_or(0) == 0 {
+                    return Err(failed(e));
+                }
             }
         }
-        // Boxed: connecting (TCP, maybe TLS, the handshake) is the rare path, and its
-        // state would otherwise sit in every request's future.
-        let (mut sender, state) = Box::pin(self.connect(connector(), &key)).await?;
-        match sender.send_request(req).await {
-            Ok(resp) => Ok((resp, self.lease(key, sender, state))),
-            Err(e) => Err(UpstreamError::Failed(Box::new(e))),
-        }
+        drop(body);
+        let mut head = conn.read_head(head_request).await?;
+        head.keep_alive &= keep;
+        Ok(self.response(conn, head, key))
     }
 
-    fn lease(
+    fn response(
         self: &Arc<Self>,
+        conn: Box<H1Conn>,
+        head: ResponseHead,
         key: Key,
-        sender: SendRequest<UpstreamBody>,
-        state: Arc<ConnState>,
-    ) -> H1Lease {
-        H1Lease {
-            pool: self.clone(),
-            key,
-            sender: Some(sender),
-            state,
+    ) -> Response<H1Body> {
+        let decode = match head.framing {
+            BodyFraming::Empty => Decode::Done,
+            BodyFraming::Length(n) => Decode::Length(n),
+            BodyFraming::Chunked => Decode::Chunked(ChunkedDecoder::default()),
+            BodyFraming::UntilClose => Decode::UntilClose,
+            BodyFraming::Upgrade => Decode::Upgrade,
+        };
+        let reusable = head.keep_alive && !matches!(decode, Decode::Upgrade | Decode::UntilClose);
+        let mut body = H1Body {
+            conn: Some(conn),
+            decode,
+            home: reusable.then(|| (self.clone(), key)),
+        };
+        if matches!(body.decode, Decode::Done) {
+            body.finish();
         }
+        let mut resp = Response::new(body);
+        *resp.status_mut() = head.status;
+        *resp.version_mut() = head.version;
+        *resp.headers_mut() = head.headers;
+        resp
     }
 
-    /// The most recently used idle connection to `key` that is ready for a request.
-    fn checkout(&self, key: &Key) -> Option<(SendRequest<UpstreamBody>, Arc<ConnState>)> {
-        let mut lists = self.lists.get_or_default().borrow_mut();
+    /// The most recently used idle connection to `key` that can take a request.
+    fn checkout(&self, key: &Key) -> Option<Box<H1Conn>> {
+        let mut lists = self.lists.get_or_default().lock().ok()?;
         lists.checkouts = lists.checkouts.wrapping_add(1);
         if lists.checkouts.is_multiple_of(SWEEP_EVERY) {
-            sweep(&mut lists.by_endpoint);
+            lists.by_endpoint.retain(|_, list| !list.is_empty());
         }
         let list = lists.by_endpoint.get_mut(key)?;
-        let mut i = list.len();
-        while i > 0 {
-            i -= 1;
-            let idle = &list[i];
-            if idle.sender.is_closed() {
-                list.swap_remove(i);
-                continue;
-            }
-            // Still finishing its previous exchange (it went back at the body's end,
-            // a moment before hyper noticed): leave it for a later request.
-            if !idle.sender.is_ready() {
-                continue;
-            }
-            let idle = list.swap_remove(i);
-            if idle.state.claim() {
-                return Some((idle.sender, idle.state));
+        while let Some(mut idle) = list.pop() {
+            if idle.conn.usable() {
+                return Some(idle.conn);
             }
         }
         None
     }
 
-    fn put(&self, key: &Key, sender: SendRequest<UpstreamBody>, state: &Arc<ConnState>) {
-        // Upgraded (101) or closed by either side: nothing to keep.
-        if sender.is_closed() {
-            return;
-        }
-        let mut lists = self.lists.get_or_default().borrow_mut();
-        // Looked up by reference first: the key is only cloned for a new endpoint.
-        if !lists.by_endpoint.contains_key(key) {
-            lists.by_endpoint.insert(key.clone(), Vec::new());
-        }
-        let Some(list) = lists.by_endpoint.get_mut(key) else {
+    fn put(self: &Arc<Self>, key: Key, mut conn: Box<H1Conn>) {
+        let Ok(mut lists) = self.lists.get_or_default().lock() else {
             return;
         };
+        let list = lists.by_endpoint.entry(key).or_default();
         if list.len() >= self.max_idle {
             return;
         }
-        state.release();
+        conn.reused = true;
         list.push(Idle {
-            sender,
-            state: state.clone(),
+            conn,
+            tick: self.tick.load(Ordering::Relaxed),
+        });
+        drop(lists);
+        self.start_reaper();
+    }
+
+    /// One task per pool closes what stayed idle too long, on every thread's lists.
+    fn start_reaper(self: &Arc<Self>) {
+        if self.reaper.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.reaper.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let pool: Weak<Self> = Arc::downgrade(self);
+        let period =
+            (self.idle_timeout / 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        // Ticks an idle connection may see: at least a full timeout, less than 1.5.
+        let ttl = (self.idle_timeout.as_micros() / period.as_micros().max(1)) as u64 + 1;
+        runtime.spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let Some(pool) = pool.upgrade() else {
+                    return;
+                };
+                let now = pool.tick.fetch_add(1, Ordering::Relaxed) + 1;
+                for lists in pool.lists.iter() {
+                    let Ok(mut lists) = lists.lock() else {
+                        continue;
+                    };
+                    lists.by_endpoint.retain(|_, list| {
+                        list.retain_mut(|idle| {
+                            now.saturating_sub(idle.tick) < ttl && idle.conn.usable()
+                        });
+                        !list.is_empty()
+                    });
+                }
+            }
         });
     }
 
-    /// Connects, handshakes and starts the connection's driver on this thread.
     async fn connect(
         &self,
         mut connector: Connector,
         key: &Key,
-    ) -> Result<(SendRequest<UpstreamBody>, Arc<ConnState>), UpstreamError> {
+    ) -> Result<Box<H1Conn>, UpstreamError> {
         let uri = Uri::builder()
             .scheme(key.0.scheme())
             .authority(key.1.clone())
             .path_and_query("/")
             .build()
-            .map_err(|e| UpstreamError::Failed(Box::new(e)))?;
+            .map_err(failed)?;
         let io = connector
             .call(uri)
             .await
             .map_err(UpstreamError::from_connect)?;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|e| UpstreamError::Failed(Box::new(e)))?;
-        let state = Arc::new(ConnState {
-            idle_since_us: AtomicU64::new(BUSY),
-        });
-        tokio::spawn(drive(
-            conn.with_upgrades(),
-            state.clone(),
-            self.idle_timeout,
-        ));
-        Ok((sender, state))
+        Ok(H1Conn::new(io.into_inner()))
     }
 
     /// Idle connections this thread holds, for tests.
     pub fn idle_here(&self) -> usize {
-        self.lists
-            .get()
-            .map_or(0, |l| l.borrow().by_endpoint.values().map(Vec::len).sum())
+        self.lists.get().map_or(0, |l| {
+            l.lock()
+                .map_or(0, |l| l.by_endpoint.values().map(Vec::len).sum())
+        })
     }
 }
 
-/// Drops closed connections and the lists of endpoints that have none left.
-fn sweep(by_endpoint: &mut FastMap<Key, Vec<Idle>>) {
-    by_endpoint.retain(|_, list| {
-        list.retain(|idle| !idle.sender.is_closed());
-        !list.is_empty()
-    });
+/// Streams the client's body to the pod, framed as the head said.
+async fn write_body(
+    io: &mut UpstreamIo,
+    body: &mut UpstreamBody,
+    framing: RequestFraming,
+) -> Result<(), WriteFailed> {
+    let chunked = framing == RequestFraming::Chunked;
+    let mut trailers: Option<HeaderMap> = None;
+    loop {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await;
+        let frame = match frame {
+            None => break,
+            Some(Ok(f)) => f,
+            Some(Err(e)) => return Err(WriteFailed::Body(e)),
+        };
+        match frame.into_data() {
+            Ok(data) if data.is_empty() => {}
+            Ok(data) if chunked => {
+                let line = wire::chunk_size_line(data.len());
+                write_parts(io, &[&line, &data, b"\r\n"])
+                    .await
+                    .map_err(WriteFailed::Io)?;
+            }
+            Ok(data) => io.write_all(&data).await.map_err(WriteFailed::Io)?,
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers = Some(t);
+                }
+            }
+        }
+    }
+    if chunked {
+        let mut end = b"0\r\n".to_vec();
+        for (name, value) in trailers.iter().flatten() {
+            end.extend_from_slice(name.as_str().as_bytes());
+            end.extend_from_slice(b": ");
+            end.extend_from_slice(value.as_bytes());
+            end.extend_from_slice(b"\r\n");
+        }
+        end.extend_from_slice(b"\r\n");
+        io.write_all(&end).await.map_err(WriteFailed::Io)?;
+    }
+    io.flush().await.map_err(WriteFailed::Io)
 }
 
-/// Runs one connection until it ends, or until it has been idle for `idle_timeout`.
-async fn drive<C>(conn: C, state: Arc<ConnState>, idle_timeout: Duration)
-where
-    C: Future<Output = hyper::Result<()>>,
-{
-    let idle_us = u64::try_from(idle_timeout.as_micros()).unwrap_or(u64::MAX);
-    let timer = tokio::time::sleep(idle_timeout);
-    tokio::pin!(conn, timer);
-    loop {
-        tokio::select! {
-            biased;
-            ended = &mut conn => {
-                if let Err(e) = ended {
-                    tracing::debug!(error = %e, "upstream connection ended");
-                }
-                return;
-            }
-            () = &mut timer => {
-                let since = state.idle_since_us.load(Ordering::Acquire);
-                let now = monotonic_us();
-                let next = match since {
-                    BUSY => now.saturating_add(idle_us),
-                    _ if now.saturating_sub(since) >= idle_us => {
-                        if state
-                            .idle_since_us
-                            .compare_exchange(since, CLOSED, Ordering::AcqRel, Ordering::Acquire)
-                            .is_ok()
-                        {
-                            // Dropping the connection closes the socket.
-                            return;
+/// Writes all of `parts` with as few system calls as the socket allows.
+async fn write_parts(io: &mut UpstreamIo, parts: &[&[u8]]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = std::future::poll_fn(|cx| Pin::new(&mut *io).poll_write_vectored(cx, rest)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
+}
+
+/// Where a response body is.
+#[derive(Debug)]
+enum Decode {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+    /// 101: the connection is handed over whole (`H1Body::into_upgraded`).
+    Upgrade,
+    Done,
+}
+
+/// A pod's response body, read from the connection by whoever polls it; at its end the
+/// connection goes back to the pool (when the pod allows it and nothing stray follows).
+#[derive(Debug)]
+pub struct H1Body {
+    /// Boxed: the pool moves connections in and out, and the body sits in every
+    /// response's future.
+    conn: Option<Box<H1Conn>>,
+    decode: Decode,
+    /// The pool and key to return to; `None` when the connection cannot be reused.
+    home: Option<(Arc<H1Pool>, Key)>,
+}
+
+impl H1Body {
+    fn finish(&mut self) {
+        self.decode = Decode::Done;
+        if let (Some(conn), Some((pool, key))) = (self.conn.take(), self.home.take())
+            && conn.read.is_empty()
+        {
+            pool.put(key, conn);
+        }
+    }
+
+    fn fail(&mut self, e: impl Into<BoxError>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.decode = Decode::Done;
+        self.conn = None;
+        Poll::Ready(Some(Err(e.into())))
+    }
+
+    /// After a 101: the connection to the pod, with whatever it already sent of the new
+    /// protocol replayed first.
+    pub fn into_upgraded(mut self) -> Option<Prefixed<UpstreamIo>> {
+        if !matches!(self.decode, Decode::Upgrade) {
+            return None;
+        }
+        let conn = *self.conn.take()?;
+        Some(Prefixed::new(conn.read.to_vec(), conn.io))
+    }
+}
+
+impl HttpBody for H1Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if !conn.read.is_empty() {
+                match &mut this.decode {
+                    Decode::Length(left) => {
+                        let take = usize::try_from(*left)
+                            .unwrap_or(usize::MAX)
+                            .min(conn.read.len());
+                        let data = conn.read.split_to(take).freeze();
+                        *left -= take as u64;
+                        if *left == 0 {
+                            this.finish();
                         }
-                        now.saturating_add(idle_us)
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
-                    _ => since.saturating_add(idle_us),
-                };
-                let wait = Duration::from_micros(next.saturating_sub(now).max(1_000));
-                timer.as_mut().reset(tokio::time::Instant::now() + wait);
+                    Decode::Chunked(dec) => match dec.decode(&mut conn.read) {
+                        Ok(Chunk::Data(d)) => return Poll::Ready(Some(Ok(Frame::data(d)))),
+                        Ok(Chunk::End(trailers)) => {
+                            this.finish();
+                            return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
+                        }
+                        Ok(Chunk::More) => {}
+                        Err(e) => return this.fail(e),
+                    },
+                    Decode::UntilClose => {
+                        let data = conn.read.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Decode::Upgrade | Decode::Done => return Poll::Ready(None),
+                }
+            } else if matches!(this.decode, Decode::Upgrade | Decode::Done) {
+                return Poll::Ready(None);
+            } else if matches!(this.decode, Decode::Length(0)) {
+                this.finish();
+                return Poll::Ready(None);
             }
+            reserve(&mut conn.read);
+            match poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.read) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return this.fail(e),
+                Poll::Ready(Ok(0)) => {
+                    if matches!(this.decode, Decode::UntilClose) {
+                        this.decode = Decode::Done;
+                        this.conn = None;
+                        return Poll::Ready(None);
+                    }
+                    // A chunked body may end with the trailer section's last bytes
+                    // still in the decoder; anything else short is a cut body.
+                    return this.fail(WireError::ClosedInBody);
+                }
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.decode, Decode::Done | Decode::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.decode {
+            Decode::Length(n) => SizeHint::with_exact(n),
+            Decode::Done | Decode::Upgrade => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
         }
     }
 }

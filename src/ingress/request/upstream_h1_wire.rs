@@ -1,0 +1,699 @@
+//! HTTP/1.1 as bytes on a pod connection: the request head we write, the response head we
+//! parse, and how the response body is framed (RFC 9112 §6).
+//!
+//! Why our own: hyper's client connection runs in a task of its own and hands each
+//! request, response head and body chunk across channels, so a proxied request woke two
+//! tasks and crossed four channels. Written and read in the request's own task, the
+//! exchange is a write, a read and a parse.
+//!
+//! Failure behaviour: anything malformed from the pod is a `WireError` (the request gets
+//! a 502 and the connection is closed); nothing here panics on what a pod sends.
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+
+/// Largest response head (or trailer section) we wait for.
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in one response head.
+const MAX_HEADERS: usize = 128;
+/// Longest chunk-size line, extensions included.
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// What a pod sent that is not HTTP/1.1 we can pass on.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("malformed response head from upstream: {0}")]
+    BadHead(httparse::Error),
+    #[error("upstream response head is over {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    #[error("upstream sent a header that is not valid HTTP")]
+    BadHeader,
+    #[error("upstream sent an invalid or conflicting Content-Length")]
+    BadLength,
+    #[error("malformed chunked body from upstream")]
+    BadChunk,
+    #[error("upstream closed the connection before the response head was complete")]
+    ClosedBeforeHead,
+    #[error("upstream closed the connection before the response body was complete")]
+    ClosedInBody,
+}
+
+/// How the request body goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestFraming {
+    /// No body and no length header (GET, HEAD, … without one).
+    None,
+    Length(u64),
+    Chunked,
+}
+
+impl RequestFraming {
+    /// From the body's size hint: an exact size is a `Content-Length`, anything else
+    /// chunked; an empty body states its zero length where the method expects a body.
+    pub(crate) fn of(method: &Method, exact: Option<u64>, had_length: bool) -> Self {
+        match exact {
+            Some(0) if had_length || !matches!(*method, Method::GET | Method::HEAD) => {
+                RequestFraming::Length(0)
+            }
+            Some(0) => RequestFraming::None,
+            Some(n) => RequestFraming::Length(n),
+            None => RequestFraming::Chunked,
+        }
+    }
+}
+
+/// Writes `METHOD path HTTP/1.1`, the headers, and the framing header of our choosing.
+/// The caller's own `Content-Length`/`Transfer-Encoding` are left out: the framing
+/// follows the body we actually send.
+pub(crate) fn encode_request_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    host: Option<&HeaderValue>,
+    framing: RequestFraming,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(if path_and_query.is_empty() {
+        b"/"
+    } else {
+        path_and_query.as_bytes()
+    });
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(host) = host {
+        put_header(out, header::HOST.as_str(), host.as_bytes());
+    }
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        put_header(out, name.as_str(), value.as_bytes());
+    }
+    match framing {
+        RequestFraming::None => {}
+        RequestFraming::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            let mut digits = itoa_buf();
+            out.extend_from_slice(format_u64(n, &mut digits));
+            out.extend_from_slice(b"\r\n");
+        }
+        RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn put_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn itoa_buf() -> [u8; 20] {
+    [0; 20]
+}
+
+/// `n` in decimal, written at the end of `buf` (no allocation).
+fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// The line that opens one chunk of a chunked request body.
+pub(crate) fn chunk_size_line(len: usize) -> Bytes {
+    Bytes::from(format!("{len:x}\r\n"))
+}
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyFraming {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the pod closes the connection.
+    UntilClose,
+    /// 101: the connection now belongs to another protocol.
+    Upgrade,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub(crate) struct ResponseHead {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub framing: BodyFraming,
+    /// The connection may carry another request after this response.
+    pub keep_alive: bool,
+}
+
+/// Parses the next final response head at the front of `buf`, skipping interim (1xx
+/// other than 101) responses. `Ok(None)`: not all of it has arrived yet.
+pub(crate) fn parse_response_head(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<ResponseHead>, WireError> {
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut slots);
+        let len = match resp.parse(buf) {
+            // However it arrived: one read or many must mean the same.
+            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => {
+                return Err(WireError::HeadTooLarge);
+            }
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => {
+                return match buf.len() > MAX_HEAD {
+                    true => Err(WireError::HeadTooLarge),
+                    false => Ok(None),
+                };
+            }
+            Err(httparse::Error::TooManyHeaders) => return Err(WireError::HeadTooLarge),
+            Err(e) => return Err(WireError::BadHead(e)),
+        };
+        let code = resp.code.unwrap_or(0);
+        let status = StatusCode::from_u16(code).map_err(|_| WireError::BadHeader)?;
+        if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            // 100 Continue, 103 Early Hints: the final answer follows on the same bytes.
+            let _ = buf.split_to(len);
+            continue;
+        }
+        let version = match resp.version {
+            Some(0) => Version::HTTP_10,
+            _ => Version::HTTP_11,
+        };
+        // Where each field sits in the head, so the values can borrow the head's bytes
+        // (no copy per value) once the parser lets go of the buffer.
+        let base = buf.as_ptr() as usize;
+        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+        let count = resp.headers.len();
+        for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+            *span = (
+                h.name.as_ptr() as usize - base,
+                h.name.len(),
+                h.value.as_ptr() as usize - base,
+                h.value.len(),
+            );
+        }
+        let head = buf.split_to(len).freeze();
+        let mut headers = HeaderMap::with_capacity(count);
+        let mut lengths: Option<u64> = None;
+        let mut bad_length = false;
+        let mut chunked = false;
+        let mut has_te = false;
+        let mut close = false;
+        let mut keep_alive_token = false;
+        for &(n_at, n_len, v_at, v_len) in &spans[..count] {
+            let raw_name = &head[n_at..n_at + n_len];
+            let raw_value = &head[v_at..v_at + v_len];
+            let name = HeaderName::from_bytes(raw_name).map_err(|_| WireError::BadHeader)?;
+            let value = HeaderValue::from_maybe_shared(head.slice(v_at..v_at + v_len))
+                .map_err(|_| WireError::BadHeader)?;
+            if name == header::CONTENT_LENGTH {
+                match parse_length(raw_value) {
+                    Some(n) if lengths.is_none_or(|l| l == n) => lengths = Some(n),
+                    _ => bad_length = true,
+                }
+            } else if name == header::TRANSFER_ENCODING {
+                has_te = true;
+                // Only the last coding decides whether the body is chunked.
+                chunked = last_token(raw_value).eq_ignore_ascii_case(b"chunked");
+            } else if name == header::CONNECTION {
+                for token in raw_value.split(|b| *b == b',') {
+                    let token = token.trim_ascii();
+                    close |= token.eq_ignore_ascii_case(b"close");
+                    keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            headers.append(name, value);
+        }
+        let no_body =
+            head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+        let framing = if status == StatusCode::SWITCHING_PROTOCOLS {
+            BodyFraming::Upgrade
+        } else if no_body {
+            BodyFraming::Empty
+        } else if has_te {
+            match chunked {
+                true => BodyFraming::Chunked,
+                false => BodyFraming::UntilClose,
+            }
+        } else if bad_length {
+            return Err(WireError::BadLength);
+        } else {
+            match lengths {
+                Some(0) => BodyFraming::Empty,
+                Some(n) => BodyFraming::Length(n),
+                None => BodyFraming::UntilClose,
+            }
+        };
+        let keep_alive = match version {
+            Version::HTTP_10 => keep_alive_token && !close,
+            _ => !close,
+        } && framing != BodyFraming::UntilClose
+            // Both framings at once is a smuggling shape: use the body, then drop the
+            // connection.
+            && !(has_te && lengths.is_some());
+        return Ok(Some(ResponseHead {
+            status,
+            version,
+            headers,
+            framing,
+            keep_alive,
+        }));
+    }
+}
+
+fn parse_length(value: &[u8]) -> Option<u64> {
+    // A list of equal values ("42, 42") is one length (RFC 9110 §8.6).
+    let mut found: Option<u64> = None;
+    for part in value.split(|b| *b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = part
+            .iter()
+            .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
+        if found.is_some_and(|f| f != n) {
+            return None;
+        }
+        found = Some(n);
+    }
+    found
+}
+
+fn last_token(value: &[u8]) -> &[u8] {
+    value
+        .rsplit(|b| *b == b',')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
+}
+
+/// One step of decoding a chunked body.
+#[derive(Debug)]
+pub(crate) enum Chunk {
+    Data(Bytes),
+    /// The end, with the trailer fields (often none).
+    End(Option<HeaderMap>),
+    /// More bytes are needed.
+    More,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+    Done,
+}
+
+/// Decodes a chunked body from the connection's read buffer, handing data on without
+/// copying it.
+#[derive(Debug)]
+pub(crate) struct ChunkedDecoder {
+    state: ChunkState,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        Self {
+            state: ChunkState::Size,
+        }
+    }
+}
+
+impl ChunkedDecoder {
+    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Chunk, WireError> {
+        loop {
+            match self.state {
+                ChunkState::Size => {
+                    let Some(eol) = buf.iter().position(|b| *b == b'\n') else {
+                        return match buf.len() > MAX_CHUNK_LINE {
+                            true => Err(WireError::BadChunk),
+                            false => Ok(Chunk::More),
+                        };
+                    };
+                    if eol > MAX_CHUNK_LINE {
+                        return Err(WireError::BadChunk);
+                    }
+                    let size = parse_chunk_size(&buf[..eol])?;
+                    let _ = buf.split_to(eol + 1);
+                    self.state = match size {
+                        0 => ChunkState::Trailers,
+                        n => ChunkState::Data(n),
+                    };
+                }
+                ChunkState::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(Chunk::More);
+                    }
+                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let data = buf.split_to(take).freeze();
+                    let left = left - take as u64;
+                    self.state = match left {
+                        0 => ChunkState::DataEnd,
+                        n => ChunkState::Data(n),
+                    };
+                    return Ok(Chunk::Data(data));
+                }
+                ChunkState::DataEnd => {
+                    if buf.len() < 2 {
+                        if buf.first().is_some_and(|b| *b != b'\r' && *b != b'\n') {
+                            return Err(WireError::BadChunk);
+                        }
+                        if buf.first() == Some(&b'\n') {
+                            let _ = buf.split_to(1);
+                            self.state = ChunkState::Size;
+                            continue;
+                        }
+                        return Ok(Chunk::More);
+                    }
+                    match (buf[0], buf[1]) {
+                        (b'\r', b'\n') => {
+                            let _ = buf.split_to(2);
+                        }
+                        (b'\n', _) => {
+                            let _ = buf.split_to(1);
+                        }
+                        _ => return Err(WireError::BadChunk),
+                    }
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailers => {
+                    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    let (len, fields) = match httparse::parse_headers(buf, &mut slots) {
+                        Ok(httparse::Status::Complete((len, _))) if len > MAX_HEAD => {
+                            return Err(WireError::HeadTooLarge);
+                        }
+                        Ok(httparse::Status::Complete((len, fields))) => (len, fields),
+                        Ok(httparse::Status::Partial) => {
+                            return match buf.len() > MAX_HEAD {
+                                true => Err(WireError::HeadTooLarge),
+                                false => Ok(Chunk::More),
+                            };
+                        }
+                        Err(_) => return Err(WireError::BadChunk),
+                    };
+                    let trailers = match fields.is_empty() {
+                        true => None,
+                        false => {
+                            let mut map = HeaderMap::with_capacity(fields.len());
+                            for f in fields.iter() {
+                                let name = HeaderName::from_bytes(f.name.as_bytes())
+                                    .map_err(|_| WireError::BadHeader)?;
+                                let value = HeaderValue::from_bytes(f.value)
+                                    .map_err(|_| WireError::BadHeader)?;
+                                map.append(name, value);
+                            }
+                            Some(map)
+                        }
+                    };
+                    let _ = buf.split_to(len);
+                    self.state = ChunkState::Done;
+                    return Ok(Chunk::End(trailers));
+                }
+                ChunkState::Done => return Ok(Chunk::End(None)),
+            }
+        }
+    }
+}
+
+/// The hex size before any `;extension`, with the line's CR.
+fn parse_chunk_size(line: &[u8]) -> Result<u64, WireError> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let digits = line
+        .split(|b| *b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if digits.is_empty() || digits.len() > 15 {
+        return Err(WireError::BadChunk);
+    }
+    let mut n: u64 = 0;
+    for d in digits {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            b'A'..=b'F' => d - b'A' + 10,
+            _ => return Err(WireError::BadChunk),
+        };
+        n = n * 16 + u64::from(v);
+    }
+    Ok(n)
+}
+
+/// A pod's whole answer fed to the parser `step` bytes at a time, as a socket delivers
+/// it: the head, then the body when it is chunked. For the fuzz target and the tests.
+pub(crate) fn read_fed(
+    data: &[u8],
+    step: usize,
+    head_request: bool,
+) -> Result<(ResponseHead, Vec<u8>, Option<HeaderMap>), WireError> {
+    let step = step.max(1);
+    let mut buf = BytesMut::new();
+    let mut rest = data;
+    let mut feed = |buf: &mut BytesMut| {
+        let (now, later) = rest.split_at(step.min(rest.len()));
+        buf.extend_from_slice(now);
+        rest = later;
+        !now.is_empty()
+    };
+    let head = loop {
+        if let Some(head) = parse_response_head(&mut buf, head_request)? {
+            break head;
+        }
+        if !feed(&mut buf) {
+            return Err(WireError::ClosedBeforeHead);
+        }
+    };
+    let mut body = Vec::new();
+    if head.framing != BodyFraming::Chunked {
+        return Ok((head, body, None));
+    }
+    let mut decoder = ChunkedDecoder::default();
+    loop {
+        match decoder.decode(&mut buf)? {
+            Chunk::Data(d) => body.extend_from_slice(&d),
+            Chunk::End(trailers) => return Ok((head, body, trailers)),
+            Chunk::More if feed(&mut buf) => {}
+            Chunk::More => return Err(WireError::ClosedInBody),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str, head_request: bool) -> Result<Option<ResponseHead>, WireError> {
+        parse_response_head(&mut BytesMut::from(raw), head_request)
+    }
+
+    #[test]
+    fn request_head_uses_our_framing_and_puts_host_first() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-a", HeaderValue::from_static("1"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("gzip"));
+        let mut out = Vec::new();
+        encode_request_head(
+            &mut out,
+            &Method::POST,
+            "/a?b=c",
+            &headers,
+            Some(&HeaderValue::from_static("shop.test")),
+            RequestFraming::Length(12),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /a?b=c HTTP/1.1\r\nhost: shop.test\r\nx-a: 1\r\ncontent-length: 12\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn request_framing_follows_the_body_and_the_method() {
+        assert_eq!(
+            RequestFraming::of(&Method::GET, Some(0), false),
+            RequestFraming::None
+        );
+        assert_eq!(
+            RequestFraming::of(&Method::GET, Some(0), true),
+            RequestFraming::Length(0)
+        );
+        assert_eq!(
+            RequestFraming::of(&Method::POST, Some(0), false),
+            RequestFraming::Length(0)
+        );
+        assert_eq!(
+            RequestFraming::of(&Method::PUT, Some(7), false),
+            RequestFraming::Length(7)
+        );
+        assert_eq!(
+            RequestFraming::of(&Method::POST, None, false),
+            RequestFraming::Chunked
+        );
+        let mut d = [0; 20];
+        assert_eq!(format_u64(0, &mut d), b"0");
+        assert_eq!(format_u64(u64::MAX, &mut d), b"18446744073709551615");
+    }
+
+    #[test]
+    fn response_heads_are_framed_as_rfc_9112_says() {
+        let h = head(
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-u: a\r\n\r\nhello",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.status, StatusCode::OK);
+        assert_eq!(h.framing, BodyFraming::Length(5));
+        assert!(h.keep_alive);
+        assert_eq!(h.headers["x-u"], "a");
+
+        let h = head("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, BodyFraming::Empty, "HEAD has no body");
+        let h = head(
+            "HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.framing, BodyFraming::Empty);
+        let h = head(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.framing, BodyFraming::Chunked);
+        let h = head("HTTP/1.1 200 OK\r\n\r\n", false).unwrap().unwrap();
+        assert_eq!(h.framing, BodyFraming::UntilClose);
+        assert!(!h.keep_alive);
+        let h = head(
+            "HTTP/1.1 200 OK\r\ncontent-length: 1\r\nconnection: close\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!h.keep_alive);
+        let h = head("HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n", false)
+            .unwrap()
+            .unwrap();
+        assert!(!h.keep_alive, "HTTP/1.0 closes unless it says keep-alive");
+        let h = head(
+            "HTTP/1.0 200 OK\r\ncontent-length: 1\r\nconnection: keep-alive\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(h.keep_alive);
+        let h = head(
+            "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.framing, BodyFraming::Chunked);
+        assert!(
+            !h.keep_alive,
+            "both framings: the connection is not trusted again"
+        );
+        let h = head(
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.framing, BodyFraming::Upgrade);
+    }
+
+    #[test]
+    fn interim_responses_are_skipped_and_partial_heads_wait() {
+        let mut buf = BytesMut::from(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n",
+        );
+        let h = parse_response_head(&mut buf, false).unwrap().unwrap();
+        assert_eq!(h.status, StatusCode::CREATED);
+        assert!(buf.is_empty());
+        assert!(
+            head("HTTP/1.1 200 OK\r\ncontent-len", false)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn bad_heads_are_errors() {
+        assert!(matches!(
+            head(
+                "HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+                false
+            ),
+            Err(WireError::BadLength)
+        ));
+        assert!(matches!(
+            head("HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n", false),
+            Err(WireError::BadLength)
+        ));
+        let h = head("HTTP/1.1 200 OK\r\ncontent-length: 4, 4\r\n\r\n", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, BodyFraming::Length(4));
+        assert!(matches!(
+            head("HTTX 200\r\n\r\n", false),
+            Err(WireError::BadHead(_))
+        ));
+        let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD + 1));
+        assert!(matches!(head(&huge, false), Err(WireError::HeadTooLarge)));
+    }
+
+    fn decode_all(raw: &[u8], step: usize) -> Result<(Vec<u8>, Option<HeaderMap>), WireError> {
+        let mut data = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        data.extend_from_slice(raw);
+        read_fed(&data, step, false).map(|(_, body, trailers)| (body, trailers))
+    }
+
+    #[test]
+    fn chunked_bodies_decode_in_any_split() {
+        let raw = b"5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-sum: 9\r\n\r\n";
+        for step in 1..raw.len() {
+            let (body, trailers) = decode_all(raw, step).unwrap();
+            assert_eq!(body, b"helloabcdefghijklmnopqrstuvwxyz", "step {step}");
+            assert_eq!(trailers.unwrap()["x-sum"], "9");
+        }
+        let (body, trailers) = decode_all(b"3\r\nabc\r\n0\r\n\r\n", 64).unwrap();
+        assert_eq!(body, b"abc");
+        assert!(trailers.is_none());
+    }
+
+    #[test]
+    fn bad_chunks_are_errors() {
+        assert!(matches!(
+            decode_all(b"zz\r\n", 64),
+            Err(WireError::BadChunk)
+        ));
+        assert!(matches!(
+            decode_all(b"3\r\nabcX\r\n0\r\n\r\n", 64),
+            Err(WireError::BadChunk)
+        ));
+        assert!(matches!(
+            decode_all(b"ffffffffffffffffff\r\n", 64),
+            Err(WireError::BadChunk)
+        ));
+        let long = [b'1'; MAX_CHUNK_LINE + 2];
+        assert!(matches!(decode_all(&long, 8192), Err(WireError::BadChunk)));
+    }
+}
