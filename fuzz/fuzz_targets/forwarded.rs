@@ -1,4 +1,4 @@
-//! The forwarded-header handling: client address behind trusted proxies, Host splitting,
+//! The forwarded-header handling: client address behind trusted proxies, the request host,
 //! hop-by-hop removal and the X-Forwarded-* family. Input: the first byte picks the peer
 //! (and with it whether the peer is trusted), the rest is header lines `name: value`.
 #![no_main]
@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use libfuzzer_sys::fuzz_target;
 use portcullis::ingress::build::annotations::parse_ranges;
 use portcullis::ingress::request::forwarded::{self, Downstream, X_FORWARDED_FOR, X_REAL_IP};
+use portcullis::ingress::request::request_host::RequestHost;
 
 static TRUSTED: LazyLock<Vec<IpNet>> =
     LazyLock::new(|| parse_ranges("10.0.0.0/8, fd00::/8, 127.0.0.1").unwrap_or_default());
@@ -66,10 +67,14 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 
-    let uri = http::Uri::from_static("/");
-    let raw_host = forwarded::request_host(&uri, &headers).to_string();
-    let (name, port) = forwarded::split_host(&raw_host);
+    // The reading the gateway makes once per request.
+    let mut req = http::Request::new(());
+    *req.headers_mut() = headers.clone();
+    let host = RequestHost::of(&req);
+    let raw_host = host.raw().to_string();
+    let (name, port) = (host.name(), host.port());
     assert!(!name.bytes().any(|b| b.is_ascii_uppercase()));
+    assert!(raw_host.to_ascii_lowercase().contains(name), "{raw_host:?} -> {name:?}");
     if let Some(port) = port {
         assert!(raw_host.trim().ends_with(&port.to_string()), "{raw_host:?}");
     }

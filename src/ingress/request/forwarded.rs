@@ -147,18 +147,6 @@ fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
     None
 }
 
-/// The host the client asked for, as sent: the URI authority (HTTP/2 `:authority`, or
-/// an absolute-form HTTP/1 target) first, else the `Host` header.
-pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> &'a str {
-    if let Some(a) = uri.authority() {
-        return a.as_str();
-    }
-    headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-}
-
 /// Splits `host[:port]` (IPv6 literals in brackets) into the lower-case host name and the
 /// explicit port, if any. Allocates only when the name has upper-case letters.
 pub fn split_host(raw: &str) -> (std::borrow::Cow<'_, str>, Option<u16>) {
@@ -431,12 +419,6 @@ mod tests {
         assert_eq!(split_host("[::1]:443"), ("[::1]".into(), Some(443)));
         assert_eq!(split_host("[::1]"), ("[::1]".into(), None));
         assert_eq!(split_host(""), ("".into(), None));
-        let uri: http::Uri = "http://h2.example:9/x".parse().unwrap();
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, HeaderValue::from_static("other"));
-        assert_eq!(request_host(&uri, &h), "h2.example:9");
-        let uri: http::Uri = "/x".parse().unwrap();
-        assert_eq!(request_host(&uri, &h), "other");
     }
 
     #[test]

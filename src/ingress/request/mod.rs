@@ -27,7 +27,7 @@ mod phases;
 pub(crate) mod proxy;
 pub(crate) mod proxy_error;
 pub(crate) mod rate_limit;
-pub(crate) mod request_host;
+pub mod request_host;
 pub(crate) mod resolve;
 pub(crate) mod respond;
 pub(crate) mod rewrite;
