@@ -235,7 +235,7 @@ impl H1Pool {
             // its answer beats the write error.
             Err(WriteFailed::Io(e)) => {
                 keep = false;
-                if !conn.read.is_empty() || conn.read_more().await.unwrap_or(0) == 0 {
+                if conn.read.is_empty() && conn.read_more().await.unwrap_or(0) == 0 {
                     return Err(failed(e));
                 }
             }
@@ -527,9 +527,6 @@ impl HttpBody for H1Body {
                 }
             } else if matches!(this.decode, Decode::Upgrade | Decode::Done) {
                 return Poll::Ready(None);
-            } else if matches!(this.decode, Decode::Length(0)) {
-                this.finish();
-                return Poll::Ready(None);
             }
             reserve(&mut conn.read);
             match poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.read) {
@@ -551,7 +548,7 @@ impl HttpBody for H1Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.decode, Decode::Done | Decode::Length(0))
+        matches!(self.decode, Decode::Done)
     }
 
     fn size_hint(&self) -> SizeHint {

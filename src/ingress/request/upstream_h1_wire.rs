@@ -94,7 +94,7 @@ pub(crate) fn encode_request_head(
         RequestFraming::None => {}
         RequestFraming::Length(n) => {
             out.extend_from_slice(b"content-length: ");
-            let mut digits = itoa_buf();
+            let mut digits = [0u8; 20];
             out.extend_from_slice(format_u64(n, &mut digits));
             out.extend_from_slice(b"\r\n");
         }
@@ -108,10 +108,6 @@ fn put_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-fn itoa_buf() -> [u8; 20] {
-    [0; 20]
 }
 
 /// `n` in decimal, written at the end of `buf` (no allocation).
