@@ -220,3 +220,72 @@ async fn slow_upload_is_not_a_read_timeout_but_a_stall_is() {
     assert!(String::from_utf8_lossy(&text).contains("no progress"));
     drop(tx);
 }
+
+#[tokio::test]
+async fn pod_that_answers_before_reading_the_body_is_heard() {
+    // A pod refuses the upload from its head alone (413) and closes the connection with
+    // the body unread, so the proxy's next body write fails. The pod's answer must still
+    // reach the client rather than a 502 for the failed write.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.62:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (answered_tx, answered) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = stream
+            .write_all(
+                b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\
+                  connection: close\r\n\r\ntoo big!",
+            )
+            .await;
+        // Closing with unread bytes resets the connection: the proxy's writes fail.
+        drop(stream);
+        let _ = answered_tx.send(());
+    });
+
+    let proxy = start_proxy(
+        route(backend("default/strict:80", &[addr]), Policy::default()),
+        ProxyConfig::default(),
+    )
+    .await;
+    let (tx, body) = channel_body();
+    let request = Request::post(proxy.url("/upload"))
+        .header("content-length", (64 * MIB).to_string())
+        .body(body)
+        .unwrap();
+    let c = streaming_client();
+    let pending = tokio::spawn(async move { c.request(request).await });
+    tx.send(Bytes::from(vec![7u8; 16 * 1024])).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), answered)
+        .await
+        .expect("the pod never saw the request head")
+        .unwrap();
+    // The rest of the body now meets a closed connection; the client keeps sending until
+    // the proxy stops taking it.
+    let feeding = tokio::spawn(async move {
+        let chunk = Bytes::from(vec![7u8; 256 * 1024]);
+        for _ in 0..256 {
+            if tx.send(chunk.clone()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let resp = tokio::time::timeout(Duration::from_secs(10), pending)
+        .await
+        .expect("no answer")
+        .unwrap()
+        .expect("the client got no response");
+    assert_eq!(resp.status(), 413);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"too big!");
+    feeding.abort();
+}
