@@ -79,10 +79,16 @@ impl EndpointStats {
         (estimate_us + FLOOR_US) * (in_flight + 1.0)
     }
 
-    /// Feeds one observed latency (time to response headers). A sample above the estimate
-    /// replaces it at once (peak), lower ones pull it down with exponential decay.
+    /// `observe_at` reading the clock itself.
+    #[cfg(test)]
     pub(crate) fn observe(&self, rtt: Duration) {
-        let now = monotonic_us();
+        self.observe_at(rtt, monotonic_us());
+    }
+
+    /// Feeds one observed latency (time to response headers) seen at `now` (on the
+    /// `monotonic_us` scale). A sample above the estimate replaces it at once (peak),
+    /// lower ones pull it down with exponential decay.
+    pub(crate) fn observe_at(&self, rtt: Duration, now: u64) {
         let sample = rtt.as_secs_f64() * 1_000_000.0;
         let prev = f64::from_bits(self.ewma_bits.load(Ordering::Relaxed));
         let last = self.last_sample_us.swap(now, Ordering::Relaxed);
@@ -176,12 +182,22 @@ impl Balancer {
         balance: Balance,
         exclude: Option<SocketAddr>,
     ) -> Option<Pick> {
+        self.pick_at(backend, balance, exclude, monotonic_us())
+    }
+
+    /// `pick` with the clock already read (`now` on the `monotonic_us` scale).
+    pub(crate) fn pick_at(
+        &self,
+        backend: &Backend,
+        balance: Balance,
+        exclude: Option<SocketAddr>,
+        now: u64,
+    ) -> Option<Pick> {
         let set = backend.endpoints.load();
         let eligible = &set.eligible;
         if eligible.is_empty() {
             return None;
         }
-        let now = monotonic_us();
         self.maybe_sweep(now);
         let map = self.stats.load();
         let usable = |addr: &SocketAddr| {

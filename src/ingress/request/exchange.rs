@@ -15,7 +15,7 @@ use http::{Method, Response, Uri, Version};
 use crate::ingress::model::ingress_metrics as metrics;
 use crate::ingress::model::snapshot::{Backend, Route};
 use crate::ingress::request::balancer::Pick;
-use crate::ingress::request::health::monotonic_us;
+use crate::ingress::request::health::{micros_at, monotonic_us};
 use crate::ingress::request::proxy::Proxy;
 use crate::ingress::request::proxy_error::{ErrorKind, ProxyError, Sent};
 use crate::ingress::request::tail::{Guards, Tail};
@@ -157,6 +157,9 @@ impl Proxy {
                 && began.is_none_or(|b| next.is_none_or(|n| n.in_time(b.elapsed())))
         };
         for attempt in 0..attempts {
+            // One clock reading serves the pick and the latency measure (re-read only
+            // after waiting for a permit).
+            let mut started = Instant::now();
             // An ExternalName backend never has endpoints (backends::resolve), so this
             // costs the endpoint load only where it is needed.
             let target = match &backend.external {
@@ -166,6 +169,7 @@ impl Proxy {
                     route.policy.balance,
                     ex.steer.as_deref(),
                     exclude,
+                    micros_at(started),
                 ) {
                     Some(p) => Target::Endpoint(p),
                     None => {
@@ -187,7 +191,10 @@ impl Proxy {
                         Err(_) => {
                             let wait = pick.stats.permits.clone().acquire_owned();
                             match tokio::time::timeout(ex.connect_timeout, wait).await {
-                                Ok(Ok(p)) => p,
+                                Ok(Ok(p)) => {
+                                    started = Instant::now();
+                                    p
+                                }
                                 _ => {
                                     return Err(ProxyError::new(
                                         ErrorKind::EndpointBusy,
@@ -253,7 +260,6 @@ impl Proxy {
                 },
             };
 
-            let started = Instant::now();
             let upstreams = match &ex.backend_tls {
                 Some(b) => b.upstreams(&self.config.upstream),
                 None => &self.upstreams,
@@ -265,7 +271,8 @@ impl Proxy {
                 up
             ));
             let result = await_head(sending, ex, started).await;
-            let elapsed = started.elapsed();
+            let ended = Instant::now();
+            let elapsed = ended.saturating_duration_since(started);
             tail.entry.upstream_duration = Some(elapsed);
             route.metrics.upstream(&backend.name, elapsed);
             let stats = match &target {
@@ -280,7 +287,7 @@ impl Proxy {
             let failure = match result {
                 Ok(Ok((resp, lease))) => {
                     if let Some(s) = stats {
-                        s.observe(elapsed);
+                        s.observe_at(elapsed, micros_at(ended));
                         s.health.record_success();
                     }
                     let kind = ErrorKind::UpstreamStatus(resp.status());
@@ -309,7 +316,7 @@ impl Proxy {
                 Err(HeadTimeout::Read) => {
                     if let Some(s) = stats {
                         // A timeout is the worst latency we know of: let the balancer see it.
-                        s.observe(elapsed);
+                        s.observe_at(elapsed, micros_at(ended));
                     }
                     ProxyError::new(
                         ErrorKind::ReadTimeout,

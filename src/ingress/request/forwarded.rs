@@ -188,6 +188,9 @@ pub struct Downstream<'a> {
     pub port: u16,
 }
 
+/// How many headers `apply_forwarded` may add.
+const FORWARDED_HEADERS: usize = 7;
+
 /// Sets the forwarded family on an upstream request's headers. Returns the request id.
 pub fn apply_forwarded(
     headers: &mut HeaderMap,
@@ -197,6 +200,9 @@ pub fn apply_forwarded(
     // Values are built so that each costs at most one allocation and clones cost none
     // (this runs on every request): addresses are formatted on the stack, fixed strings
     // are static, and the client's own Host value is reused.
+    // Room for what follows at once: the map the server parsed is sized to the client's
+    // headers, and growing it one insert at a time rehashes it more than once.
+    headers.reserve(FORWARDED_HEADERS);
     let peer = ip_value(down.peer);
     let prior_xff = match down.peer_trusted {
         true => {

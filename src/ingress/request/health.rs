@@ -14,9 +14,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Microseconds on a process-wide monotonic clock (atomics need a plain integer).
 pub(crate) fn monotonic_us() -> u64 {
+    micros_at(Instant::now())
+}
+
+/// `monotonic_us()` at an instant the caller has already read: the request path reads
+/// the clock once per step and shares the reading (each read is a vDSO call).
+pub(crate) fn micros_at(t: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    let epoch = *EPOCH.get_or_init(|| t);
+    u64::try_from(t.saturating_duration_since(epoch).as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Connect-failure bookkeeping for one endpoint address.

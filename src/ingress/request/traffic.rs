@@ -239,9 +239,10 @@ impl Proxy {
         balance: Balance,
         steer: Option<&Steer>,
         exclude: Option<SocketAddr>,
+        now: u64,
     ) -> Option<Pick> {
         match steer {
-            None => self.balancer.pick(backend, balance, exclude),
+            None => self.balancer.pick_at(backend, balance, exclude, now),
             Some(s) => s.pick(&self.balancer, backend, balance, exclude),
         }
     }

@@ -226,7 +226,9 @@ impl H1Pool {
         let mut keep = true;
         let written = match framing {
             RequestFraming::None => conn.io.flush().await.map_err(WriteFailed::Io),
-            _ => write_body(&mut conn.io, &mut body, framing).await,
+            // Boxed: only requests with a body need the body writer's state, and every
+            // request's future (copied into its box per request) would carry it.
+            _ => Box::pin(write_body(&mut conn.io, &mut body, framing)).await,
         };
         match written {
             Ok(()) => {}
