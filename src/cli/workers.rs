@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use portcullis::server::{Handler, ServeOptions, Shutdown, serve};
+use portcullis::server::{Respond, ServeOptions, Shutdown, serve};
 use tokio::net::TcpSocket;
 use tokio::sync::oneshot;
 
@@ -92,11 +92,11 @@ pub fn bind(addr: SocketAddr, count: usize, what: &str) -> anyhow::Result<Vec<Tc
 }
 
 /// Starts one worker thread per socket, each serving `handler` until `shutdown`.
-pub fn start(
+pub fn start<H: Respond>(
     name: &'static str,
     sockets: Vec<TcpSocket>,
     tls: Option<Arc<rustls::ServerConfig>>,
-    handler: Handler,
+    handler: H,
     shutdown: Shutdown,
     opts: impl Fn() -> ServeOptions,
 ) -> anyhow::Result<Workers> {

@@ -63,6 +63,27 @@ pub type ResponseFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 /// A request handler shared by every connection of a listener.
 pub type Handler = Arc<dyn Fn(Request<Incoming>, Arc<ConnInfo>) -> ResponseFuture + Send + Sync>;
 
+/// What answers a listener's requests (the contract above). A [`Handler`] boxes each
+/// request's future; a type of its own (the ingress gateway's) lets the connection hold
+/// the future in place instead, which saves a large allocation per request.
+pub trait Respond: Clone + Send + Sync + 'static {
+    fn respond(
+        &self,
+        req: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> impl Future<Output = Response<Body>> + Send + use<Self>;
+}
+
+impl Respond for Handler {
+    fn respond(
+        &self,
+        req: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> impl Future<Output = Response<Body>> + Send + use<> {
+        self(req, conn)
+    }
+}
+
 /// A shutdown signal shared by every listener and the readiness probe. Cloning is cheap;
 /// all clones see the same state.
 #[derive(Debug, Clone)]
@@ -184,10 +205,10 @@ impl Default for ServeOptions {
 ///
 /// Never fails after start: accept errors (EMFILE, ECONNABORTED, ...) are logged and
 /// retried; connection and handshake errors only end that connection.
-pub async fn serve(
+pub async fn serve<H: Respond>(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
-    handler: Handler,
+    handler: H,
     shutdown: Shutdown,
     opts: ServeOptions,
 ) -> std::io::Result<()> {
@@ -281,10 +302,10 @@ pub async fn serve(
 }
 
 /// What every accepted connection is started with.
-struct AcceptCtx {
+struct AcceptCtx<H> {
     local: SocketAddr,
     acceptor: Option<TlsAcceptor>,
-    handler: Handler,
+    handler: H,
     builder: Arc<HttpBuilder>,
     metrics: ListenerMetrics,
     settings: Arc<ConnSettings>,
@@ -294,7 +315,12 @@ struct AcceptCtx {
 }
 
 /// Admits one accepted connection against the limits and starts its task.
-fn accept(ctx: &AcceptCtx, tasks: &mut JoinSet<()>, stream: TcpStream, remote: SocketAddr) {
+fn accept<H: Respond>(
+    ctx: &AcceptCtx<H>,
+    tasks: &mut JoinSet<()>,
+    stream: TcpStream,
+    remote: SocketAddr,
+) {
     let name = ctx.settings.name;
     ctx.metrics.accepted.inc();
     let slot = match ctx.limits.admit(remote.ip().to_canonical()) {
@@ -397,12 +423,12 @@ struct Signals {
 }
 
 /// One accepted connection, moved into its own task.
-struct Conn {
+struct Conn<H> {
     stream: TcpStream,
     remote: SocketAddr,
     local: SocketAddr,
     acceptor: Option<TlsAcceptor>,
-    handler: Handler,
+    handler: H,
     builder: Arc<HttpBuilder>,
     metrics: ListenerMetrics,
     settings: Arc<ConnSettings>,
@@ -411,9 +437,9 @@ struct Conn {
 }
 
 /// What serving a connection needs once its stream is settled.
-struct Served {
+struct Served<H> {
     local: SocketAddr,
-    handler: Handler,
+    handler: H,
     builder: Arc<HttpBuilder>,
     metrics: ListenerMetrics,
     settings: Arc<ConnSettings>,
@@ -428,7 +454,7 @@ struct Termination {
     check: Option<Arc<dyn PeerCheck>>,
 }
 
-impl Conn {
+impl<H: Respond> Conn<H> {
     async fn run(self) {
         let _open = self.metrics.open_guard();
         let Conn {
@@ -482,7 +508,7 @@ impl Conn {
     }
 }
 
-impl Served {
+impl<H: Respond> Served<H> {
     /// A client that has not started its handshake when accepting stops is idle, like a
     /// keep-alive connection between requests: close it rather than hold the shutdown
     /// until the timeout. One that has started is drained like the others. Pressure on
@@ -620,11 +646,11 @@ impl Served {
 /// within `header_read_timeout`, idle keep-alive within `keep_alive_timeout`, idle
 /// connections closed under pressure, and the drain (GOAWAY for HTTP/2 at once; idle
 /// HTTP/1.1 connections closed when accepting stops, busy ones after their response).
-async fn serve_http<I>(
+async fn serve_http<I, H: Respond>(
     io: TimedIo<I>,
     info: ConnInfo,
     tag: Option<ConnTag>,
-    handler: Handler,
+    handler: H,
     builder: &HttpBuilder,
     mut signals: Signals,
     settings: &ConnSettings,
@@ -645,7 +671,7 @@ async fn serve_http<I>(
             let h2 = req.version() == Version::HTTP_2;
             let guard = activity.start(h2);
             let answer = match oversized_header(&req, max_line) {
-                None => Ok(handler(req, info.clone())),
+                None => Ok(handler.respond(req, info.clone())),
                 Some(name) => Err(name),
             };
             let shutdown = shutdown.clone();

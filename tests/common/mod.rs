@@ -28,7 +28,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use portcullis::body::Body;
-use portcullis::server::{self, ConnInfo, Handler, ServeOptions, Shutdown};
+use portcullis::server::{self, ConnInfo, Handler, Respond, ServeOptions, Shutdown};
 use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -85,7 +85,7 @@ impl TestServer {
 
 /// `serve` on 127.0.0.1 with a random port and default options (listener name "test",
 /// short grace so a failing test does not wait long).
-pub async fn start(handler: Handler, tls: Option<Arc<rustls::ServerConfig>>) -> TestServer {
+pub async fn start(handler: impl Respond, tls: Option<Arc<rustls::ServerConfig>>) -> TestServer {
     let mut opts = ServeOptions::new("test");
     opts.grace = Duration::from_secs(5);
     start_with(handler, tls, opts).await
@@ -93,7 +93,7 @@ pub async fn start(handler: Handler, tls: Option<Arc<rustls::ServerConfig>>) -> 
 
 /// `serve` on 127.0.0.1 with a random port and the given options.
 pub async fn start_with(
-    handler: Handler,
+    handler: impl Respond,
     tls: Option<Arc<rustls::ServerConfig>>,
     opts: ServeOptions,
 ) -> TestServer {
@@ -103,7 +103,7 @@ pub async fn start_with(
 /// `serve` on `ip` (any 127.x.y.z works on Linux) with a random port.
 pub async fn start_on(
     ip: &str,
-    handler: Handler,
+    handler: impl Respond,
     tls: Option<Arc<rustls::ServerConfig>>,
     opts: ServeOptions,
 ) -> TestServer {

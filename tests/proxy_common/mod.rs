@@ -173,7 +173,7 @@ pub async fn start_proxy_with(route: TestRoute, config: ProxyConfig, scheme: Sch
 /// A listener on 127.0.0.1:0 running `handler` through `server::serve`, as production
 /// runs its listeners (default options). Abort the task to stop it.
 pub async fn serve_handler(
-    handler: portcullis::server::Handler,
+    handler: impl portcullis::server::Respond,
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -3,6 +3,7 @@
 //! snapshot is loaded once per request and held until the response head is ready, so a
 //! request never sees two configurations.
 use std::borrow::Cow;
+use std::future::Future;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -15,7 +16,7 @@ use crate::ingress::request::balancer::Balancer;
 use crate::ingress::request::normalize::normalize_path;
 use crate::ingress::request::request_host::RequestHost;
 use crate::ingress::request::respond::generated;
-use crate::server::{ConnInfo, Handler};
+use crate::server::{ConnInfo, Respond};
 
 pub use crate::ingress::request::proxy::{Inbound, Proxy, ProxyConfig, Scheme};
 
@@ -150,12 +151,27 @@ pub(crate) fn host_has_tls(snapshot: &Snapshot, host: &str) -> bool {
 }
 
 /// The listener handler for the ingress HTTP (`Scheme::Http`) or HTTPS listener.
-pub fn handler(gateway: Arc<Gateway>, scheme: Scheme) -> Handler {
-    Arc::new(move |req, conn| {
-        // The handler's future is `handle`'s own (it owns what it needs), not an async
-        // block around it: every layer of future is copied once per request.
-        Box::pin(gateway.clone().handle(req, conn, scheme))
-    })
+pub fn handler(gateway: Arc<Gateway>, scheme: Scheme) -> GatewayHandler {
+    GatewayHandler { gateway, scheme }
+}
+
+/// Answers one ingress listener's requests. Its future is `handle`'s own, unboxed: the
+/// connection holds it in place (HTTP/1.1) or in the stream's task (HTTP/2), where a
+/// boxed one would cost an allocation of several kilobytes per request.
+#[derive(Debug, Clone)]
+pub struct GatewayHandler {
+    gateway: Arc<Gateway>,
+    scheme: Scheme,
+}
+
+impl Respond for GatewayHandler {
+    fn respond(
+        &self,
+        req: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> impl Future<Output = Response<Body>> + Send + use<> {
+        self.gateway.clone().handle(req, conn, self.scheme)
+    }
 }
 
 #[cfg(test)]
