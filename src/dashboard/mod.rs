@@ -16,12 +16,12 @@ use crate::body::{self, Body};
 use crate::ingress::request::gateway::Gateway;
 use crate::ingress::request::health::monotonic_us;
 
-pub mod access;
+pub(crate) mod access;
 pub mod audit;
 pub mod audit_inputs;
 pub mod audit_task;
-pub mod rates;
-pub mod state;
+pub(crate) mod rates;
+pub(crate) mod state;
 
 pub use access::{Access, Guard, Refused};
 

@@ -33,10 +33,10 @@ use crate::metrics;
 
 mod activity;
 pub mod client_hello;
-pub mod edge;
+pub(crate) mod edge;
 pub mod fd_limit;
 mod limits;
-pub mod prefixed;
+pub(crate) mod prefixed;
 pub mod proxy_protocol;
 mod timed_io;
 

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use self::configmaps::ConfigMaps;
 use self::secrets::{Keeper, Wanted};
 pub use self::trim::LAST_APPLIED;
-pub use self::watch::{Change, Fetch, Watched};
+pub use self::watch::Change;
 use super::store::{Kind, Object, ObjectStore};
 use crate::ingress::build::compile::CompileOptions;
 

@@ -4,7 +4,7 @@
 pub mod cluster_list;
 pub mod cluster_watch;
 pub mod files;
-pub mod kube;
-pub mod store;
+pub(crate) mod kube;
+pub(crate) mod store;
 
 pub use store::{Kind, Object, ObjectStore};

@@ -5,11 +5,11 @@
 //!
 //! Failure behaviour: nothing here ends the process; API failures are logged, counted in
 //! `portcullis_status_*` / `portcullis_ingress_status_*` metrics and retried.
-pub mod address;
-pub mod events;
+pub(crate) mod address;
+pub(crate) mod events;
 pub mod lease;
 mod metrics;
-pub mod publisher;
+pub(crate) mod publisher;
 
 use tokio::sync::watch;
 

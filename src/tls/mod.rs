@@ -6,9 +6,9 @@
 pub mod client;
 pub mod config;
 pub mod generate;
-pub mod reload;
+pub(crate) mod reload;
 pub mod resolver;
-pub mod suites;
+pub(crate) mod suites;
 pub mod x509_name;
 
 pub use client::client_config;
