@@ -3,7 +3,7 @@
 //! Failure behaviour: after start nothing here ends a listener except shutdown. Accept
 //! errors back off and retry; a failed handshake or broken connection ends only itself.
 //!
-//! CONTRACT used by every handler (admission, admin, ingress proxy): a `Handler` gets the
+//! CONTRACT used by every handler (admission, admin, ingress proxy): a [`Respond`] gets the
 //! request and what is known about its connection, and returns a response. It never fails:
 //! errors are turned into responses by the handler itself.
 use std::convert::Infallible;

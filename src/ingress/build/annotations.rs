@@ -675,17 +675,22 @@ pub fn parse_headers(v: &str) -> Result<Vec<(HeaderName, HeaderValue)>, String> 
     Ok(out)
 }
 
+/// `parse_annotations` over `(key, value)` pairs written inline: the tests of every
+/// annotation group build their input this way.
+#[cfg(test)]
+pub(crate) fn parse_pairs(pairs: &[(&str, &str)]) -> ParsedAnnotations {
+    let map = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    parse_annotations(&map)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(pairs: &[(&str, &str)]) -> ParsedAnnotations {
-        let map = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        parse_annotations(&map)
-    }
+    use super::parse_pairs as parse;
 
     #[test]
     fn empty_means_defaults() {

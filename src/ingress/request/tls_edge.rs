@@ -61,15 +61,7 @@ pub(crate) fn parse(p: &mut Parser<'_>) -> Option<Arc<TlsEdge>> {
 
 #[cfg(test)]
 mod tests {
-    use crate::ingress::build::annotations::parse_annotations;
-
-    fn parse(pairs: &[(&str, &str)]) -> crate::ingress::build::annotations::ParsedAnnotations {
-        let map = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        parse_annotations(&map)
-    }
+    use crate::ingress::build::annotations::parse_pairs as parse;
 
     #[test]
     fn sni_lookup_exact_then_wildcard() {

@@ -405,18 +405,8 @@ fn parse_count(v: &str, max: u32) -> Result<u32, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use crate::ingress::build::annotations::{ParsedAnnotations, parse_annotations};
+    use crate::ingress::build::annotations::parse_pairs as parse;
     use crate::ingress::request::affinity::{self, Mode};
-
-    fn parse(pairs: &[(&str, &str)]) -> ParsedAnnotations {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        parse_annotations(&map)
-    }
 
     #[test]
     fn no_annotations_no_traffic_policy() {
