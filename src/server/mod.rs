@@ -6,7 +6,6 @@
 //! CONTRACT used by every handler (admission, admin, ingress proxy): a [`Respond`] gets the
 //! request and what is known about its connection, and returns a response. It never fails:
 //! errors are turned into responses by the handler itself.
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
@@ -15,11 +14,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
-use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Version};
+use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -28,21 +25,22 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::body::{self, Body};
+use crate::body::Body;
 use crate::metrics;
 
 mod activity;
 pub mod client_hello;
 pub(crate) mod edge;
 pub mod fd_limit;
+mod http_conn;
 mod limits;
 pub(crate) mod prefixed;
 pub mod proxy_protocol;
 mod timed_io;
 
 pub use activity::monotonic_ms;
-use activity::{Activity, Tracked};
 pub use edge::{ConnTag, EdgeOptions, PeerCheck, SniChoice, SniHook};
+use http_conn::serve_http;
 pub use limits::{ConnLimits, Refusal, Slot};
 use timed_io::TimedIo;
 
@@ -72,6 +70,12 @@ pub trait Respond: Clone + Send + Sync + 'static {
         req: Request<Incoming>,
         conn: Arc<ConnInfo>,
     ) -> impl Future<Output = Response<Body>> + Send + use<Self>;
+
+    /// The same answer behind a pointer, for protocols that move the future around
+    /// (HTTP/2 spawns a task per stream).
+    fn respond_boxed(&self, req: Request<Incoming>, conn: Arc<ConnInfo>) -> ResponseFuture {
+        Box::pin(self.respond(req, conn))
+    }
 }
 
 impl Respond for Handler {
@@ -80,6 +84,10 @@ impl Respond for Handler {
         req: Request<Incoming>,
         conn: Arc<ConnInfo>,
     ) -> impl Future<Output = Response<Body>> + Send + use<> {
+        self(req, conn)
+    }
+
+    fn respond_boxed(&self, req: Request<Incoming>, conn: Arc<ConnInfo>) -> ResponseFuture {
         self(req, conn)
     }
 }
@@ -355,15 +363,6 @@ fn accept<H: Respond>(
 }
 
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-/// How long a connection asked to close (idle, pressure) may take to do so before it is
-/// dropped: an HTTP/2 client that never answers the GOAWAY must not hold it open.
-const CLOSE_LINGER: Duration = Duration::from_secs(1);
-
-/// When accepting stops, a connection that has not sent a request yet gets this long to
-/// deliver one that may already be on its way.
-const FRESH_AT_STOP: Duration = Duration::from_millis(500);
-/// Under pressure, connections idle at least this long are closed.
-const PRESSURE_MIN_IDLE_MS: u64 = 1000;
 
 type HttpBuilder = AutoBuilder<TokioExecutor>;
 
@@ -593,6 +592,7 @@ impl<H: Respond> Served<H> {
                 io,
                 info,
                 None,
+                false,
                 self.handler,
                 &self.builder,
                 self.signals,
@@ -618,6 +618,7 @@ impl<H: Respond> Served<H> {
             }
         };
         let session = stream.get_ref().1;
+        let alpn_h2 = session.alpn_protocol() == Some(b"h2");
         let sni = session.server_name().map(str::to_ascii_lowercase);
         let tag = tls
             .check
@@ -633,6 +634,7 @@ impl<H: Respond> Served<H> {
             io,
             info,
             tag,
+            alpn_h2,
             self.handler,
             &self.builder,
             self.signals,
@@ -640,155 +642,6 @@ impl<H: Respond> Served<H> {
         )
         .await;
     }
-}
-
-/// Serves HTTP on one connection and enforces its lifetime rules: the first request head
-/// within `header_read_timeout`, idle keep-alive within `keep_alive_timeout`, idle
-/// connections closed under pressure, and the drain (GOAWAY for HTTP/2 at once; idle
-/// HTTP/1.1 connections closed when accepting stops, busy ones after their response).
-async fn serve_http<I, H: Respond>(
-    io: TimedIo<I>,
-    info: ConnInfo,
-    tag: Option<ConnTag>,
-    handler: H,
-    builder: &HttpBuilder,
-    mut signals: Signals,
-    settings: &ConnSettings,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let info = Arc::new(info);
-    let remote = info.remote;
-    let activity = Activity::new();
-    let service = {
-        let activity = activity.clone();
-        let shutdown = signals.shutdown.clone();
-        let max_line = settings.max_header_line_bytes;
-        service_fn(move |mut req: Request<Incoming>| {
-            if let Some(tag) = &tag {
-                req.extensions_mut().insert(tag.clone());
-            }
-            let h2 = req.version() == Version::HTTP_2;
-            let guard = activity.start(h2);
-            let answer = match oversized_header(&req, max_line) {
-                None => Ok(handler.respond(req, info.clone())),
-                Some(name) => Err(name),
-            };
-            let shutdown = shutdown.clone();
-            async move {
-                let mut resp = match answer {
-                    Ok(fut) => fut.await,
-                    Err(name) => body::text(
-                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                        format!("header {name} is over {max_line} bytes"),
-                    ),
-                };
-                // While draining, HTTP/1.1 clients are told to open a new connection for
-                // their next request, so none is sent on a connection about to close.
-                if !h2 && shutdown.is_draining() && resp.status() != StatusCode::SWITCHING_PROTOCOLS
-                {
-                    resp.headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                }
-                Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, guard)))
-            }
-        })
-    };
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    let mut conn = pin!(conn);
-    let timer = tokio::time::sleep(settings.header_read_timeout);
-    let mut timer = pin!(timer);
-    let mut closing = false;
-    let mut drain_seen = false;
-    let mut stop_seen = false;
-    let draining = signals.shutdown.clone();
-    let mut drain = pin!(draining.draining());
-    let result = loop {
-        tokio::select! {
-            biased;
-            result = conn.as_mut() => break result,
-            () = &mut drain, if !drain_seen => {
-                drain_seen = true;
-                // HTTP/2 announces the end with GOAWAY and finishes the streams it has;
-                // HTTP/1.1 is handled per response (`Connection: close`).
-                if activity.is_h2() && !closing {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                }
-            }
-            changed = signals.stopped.changed(), if !stop_seen => {
-                stop_seen = true;
-                let _ = changed;
-                // Busy connections finish their response and close; idle ones that have
-                // served requests close now. A connection that has sent nothing yet may be
-                // carrying a request this very moment: it gets a moment to deliver it.
-                if !closing && (!activity.is_idle() || activity.served_any()) {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                } else if !closing {
-                    timer.as_mut().reset(tokio::time::Instant::now() + FRESH_AT_STOP);
-                }
-            }
-            changed = signals.pressure.changed(), if !closing => {
-                if changed.is_err() {
-                    continue;
-                }
-                // Connections idle for a moment go first; one just opened (or between two
-                // quick requests) gets to send its request.
-                let idle_for = monotonic_ms().saturating_sub(activity.idle_since_ms());
-                if activity.is_idle() && idle_for >= PRESSURE_MIN_IDLE_MS {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                    timer.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
-                }
-            }
-            () = &mut timer => {
-                if closing {
-                    if activity.is_idle() {
-                        // Asked to close and still here: the peer is not cooperating.
-                        tracing::debug!(listener = settings.name, remote = %remote, "closing connection that ignored a graceful close");
-                        return;
-                    }
-                    timer.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
-                    continue;
-                }
-                let now = monotonic_ms();
-                let mut limit = match activity.served_any() {
-                    true => settings.keep_alive_timeout,
-                    false => settings.header_read_timeout,
-                };
-                if stop_seen {
-                    limit = limit.min(FRESH_AT_STOP);
-                }
-                if !activity.is_idle() {
-                    timer.as_mut().reset(tokio::time::Instant::now() + limit);
-                    continue;
-                }
-                let idle_for = Duration::from_millis(now.saturating_sub(activity.idle_since_ms()));
-                if idle_for >= limit {
-                    tracing::debug!(listener = settings.name, remote = %remote, ?idle_for, "closing idle connection");
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                    timer.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
-                } else {
-                    timer.as_mut().reset(tokio::time::Instant::now() + (limit - idle_for));
-                }
-            }
-        }
-    };
-    if let Err(e) = result {
-        // Resets, clients closing mid-request, header timeouts: the connection's own
-        // business, nothing the operator can act on.
-        tracing::debug!(listener = settings.name, remote = %remote, error = %e, "connection ended with error");
-    }
-}
-
-/// The name of the first header whose name and value together exceed `max` bytes.
-fn oversized_header(req: &Request<Incoming>, max: usize) -> Option<String> {
-    req.headers()
-        .iter()
-        .find(|(n, v)| n.as_str().len() + v.len() > max)
-        .map(|(n, _)| n.as_str().to_string())
 }
 
 /// Per-listener metric children, resolved once per `serve` so the accept path does no

@@ -1,0 +1,273 @@
+//! One connection's HTTP: hyper serves the protocol, this module wraps each request (tags,
+//! in-flight tracking, the per-line header limit, `Connection: close` while draining) and
+//! enforces the connection's lifetime rules around it.
+//!
+//! Connections that negotiated HTTP/2 through ALPN get a service whose request future is
+//! boxed; all others hold it in place. hyper spawns a task per HTTP/2 stream and moves the
+//! future several times on the way into it, and the gateway's future is several KiB: a
+//! pointer moves for free where those copies cost more than the allocation. HTTP/1.1 keeps
+//! the future in one slot per connection, so there the allocation is the dearer part.
+use std::convert::Infallible;
+use std::fmt::Display;
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::activity::{Activity, RequestGuard, Tracked, monotonic_ms};
+use super::timed_io::TimedIo;
+use super::{ConnInfo, ConnSettings, ConnTag, HttpBuilder, Respond, Shutdown, Signals};
+use crate::body::{self, Body};
+
+/// How long a connection asked to close (idle, pressure) may take to do so before it is
+/// dropped: an HTTP/2 client that never answers the GOAWAY must not hold it open.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+/// When accepting stops, a connection that has not sent a request yet gets this long to
+/// deliver one that may already be on its way.
+const FRESH_AT_STOP: Duration = Duration::from_millis(500);
+/// Under pressure, connections idle at least this long are closed.
+const PRESSURE_MIN_IDLE_MS: u64 = 1000;
+
+/// What every request of one connection shares.
+#[derive(Clone)]
+struct PerRequest {
+    tag: Option<ConnTag>,
+    info: Arc<ConnInfo>,
+    activity: Arc<Activity>,
+    shutdown: Shutdown,
+    max_line: usize,
+}
+
+/// A request admitted on a connection: in flight until its response body is done.
+struct Admitted {
+    guard: RequestGuard,
+    h2: bool,
+    /// The header line over the limit, if any: answered 431 without the handler.
+    oversized: Option<String>,
+    shutdown: Shutdown,
+    max_line: usize,
+}
+
+impl PerRequest {
+    fn admit(&self, req: &mut Request<Incoming>) -> Admitted {
+        if let Some(tag) = &self.tag {
+            req.extensions_mut().insert(tag.clone());
+        }
+        let h2 = req.version() == Version::HTTP_2;
+        Admitted {
+            guard: self.activity.start(h2),
+            h2,
+            oversized: oversized_header(req, self.max_line),
+            shutdown: self.shutdown.clone(),
+            max_line: self.max_line,
+        }
+    }
+}
+
+impl Admitted {
+    /// Waits for the handler's answer (when it was asked) and ties the response to the
+    /// request's time in flight.
+    async fn answer<F>(self, answer: Option<F>) -> Result<Response<Tracked>, Infallible>
+    where
+        F: Future<Output = Response<Body>>,
+    {
+        let mut resp = match (answer, self.oversized) {
+            (Some(fut), _) => fut.await,
+            (None, name) => body::text(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!(
+                    "header {} is over {} bytes",
+                    name.unwrap_or_default(),
+                    self.max_line
+                ),
+            ),
+        };
+        // While draining, HTTP/1.1 clients are told to open a new connection for their
+        // next request, so none is sent on a connection about to close.
+        if !self.h2
+            && self.shutdown.is_draining()
+            && resp.status() != StatusCode::SWITCHING_PROTOCOLS
+        {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Ok(resp.map(|b| Tracked::new(b, self.guard)))
+    }
+}
+
+/// Serves HTTP on one connection and enforces its lifetime rules: the first request head
+/// within `header_read_timeout`, idle keep-alive within `keep_alive_timeout`, idle
+/// connections closed under pressure, and the drain (GOAWAY for HTTP/2 at once; idle
+/// HTTP/1.1 connections closed when accepting stops, busy ones after their response).
+/// `alpn_h2` says the client chose HTTP/2 during the TLS handshake.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn serve_http<I, H: Respond>(
+    io: TimedIo<I>,
+    info: ConnInfo,
+    tag: Option<ConnTag>,
+    alpn_h2: bool,
+    handler: H,
+    builder: &HttpBuilder,
+    signals: Signals,
+    settings: &ConnSettings,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let remote = info.remote;
+    let activity = Activity::new();
+    let shared = PerRequest {
+        tag,
+        info: Arc::new(info),
+        activity: activity.clone(),
+        shutdown: signals.shutdown.clone(),
+        max_line: settings.max_header_line_bytes,
+    };
+    let io = TokioIo::new(io);
+    let life = Lifetime {
+        activity: &activity,
+        signals,
+        settings,
+        remote,
+    };
+    if alpn_h2 {
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            let admitted = shared.admit(&mut req);
+            let answer = admitted
+                .oversized
+                .is_none()
+                .then(|| handler.respond_boxed(req, shared.info.clone()));
+            admitted.answer(answer)
+        });
+        let conn = pin!(builder.serve_connection_with_upgrades(io, service));
+        life.drive(conn, |c| c.graceful_shutdown()).await;
+    } else {
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            let admitted = shared.admit(&mut req);
+            let answer = admitted
+                .oversized
+                .is_none()
+                .then(|| handler.respond(req, shared.info.clone()));
+            admitted.answer(answer)
+        });
+        let conn = pin!(builder.serve_connection_with_upgrades(io, service));
+        life.drive(conn, |c| c.graceful_shutdown()).await;
+    }
+}
+
+/// The connection-level rules, apart from the protocol that serves it.
+struct Lifetime<'a> {
+    activity: &'a Arc<Activity>,
+    signals: Signals,
+    settings: &'a ConnSettings,
+    remote: std::net::SocketAddr,
+}
+
+impl Lifetime<'_> {
+    async fn drive<C, E>(mut self, mut conn: Pin<&mut C>, graceful: fn(Pin<&mut C>))
+    where
+        C: Future<Output = Result<(), E>>,
+        E: Display,
+    {
+        let (activity, settings, remote) = (self.activity, self.settings, self.remote);
+        let timer = tokio::time::sleep(settings.header_read_timeout);
+        let mut timer = pin!(timer);
+        let mut closing = false;
+        let mut drain_seen = false;
+        let mut stop_seen = false;
+        let draining = self.signals.shutdown.clone();
+        let mut drain = pin!(draining.draining());
+        let result = loop {
+            tokio::select! {
+                biased;
+                result = conn.as_mut() => break result,
+                () = &mut drain, if !drain_seen => {
+                    drain_seen = true;
+                    // HTTP/2 announces the end with GOAWAY and finishes the streams it has;
+                    // HTTP/1.1 is handled per response (`Connection: close`).
+                    if activity.is_h2() && !closing {
+                        closing = true;
+                        graceful(conn.as_mut());
+                    }
+                }
+                changed = self.signals.stopped.changed(), if !stop_seen => {
+                    stop_seen = true;
+                    let _ = changed;
+                    // Busy connections finish their response and close; idle ones that have
+                    // served requests close now. A connection that has sent nothing yet may be
+                    // carrying a request this very moment: it gets a moment to deliver it.
+                    if !closing && (!activity.is_idle() || activity.served_any()) {
+                        closing = true;
+                        graceful(conn.as_mut());
+                    } else if !closing {
+                        timer.as_mut().reset(tokio::time::Instant::now() + FRESH_AT_STOP);
+                    }
+                }
+                changed = self.signals.pressure.changed(), if !closing => {
+                    if changed.is_err() {
+                        continue;
+                    }
+                    // Connections idle for a moment go first; one just opened (or between two
+                    // quick requests) gets to send its request.
+                    let idle_for = monotonic_ms().saturating_sub(activity.idle_since_ms());
+                    if activity.is_idle() && idle_for >= PRESSURE_MIN_IDLE_MS {
+                        closing = true;
+                        graceful(conn.as_mut());
+                        timer.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
+                    }
+                }
+                () = &mut timer => {
+                    if closing {
+                        if activity.is_idle() {
+                            // Asked to close and still here: the peer is not cooperating.
+                            tracing::debug!(listener = settings.name, remote = %remote, "closing connection that ignored a graceful close");
+                            return;
+                        }
+                        timer.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
+                        continue;
+                    }
+                    let now = monotonic_ms();
+                    let mut limit = match activity.served_any() {
+                        true => settings.keep_alive_timeout,
+                        false => settings.header_read_timeout,
+                    };
+                    if stop_seen {
+                        limit = limit.min(FRESH_AT_STOP);
+                    }
+                    if !activity.is_idle() {
+                        timer.as_mut().reset(tokio::time::Instant::now() + limit);
+                        continue;
+                    }
+                    let idle_for = Duration::from_millis(now.saturating_sub(activity.idle_since_ms()));
+                    if idle_for >= limit {
+                        tracing::debug!(listener = settings.name, remote = %remote, ?idle_for, "closing idle connection");
+                        closing = true;
+                        graceful(conn.as_mut());
+                        timer.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
+                    } else {
+                        timer.as_mut().reset(tokio::time::Instant::now() + (limit - idle_for));
+                    }
+                }
+            }
+        };
+        if let Err(e) = result {
+            // Resets, clients closing mid-request, header timeouts: the connection's own
+            // business, nothing the operator can act on.
+            tracing::debug!(listener = settings.name, remote = %remote, error = %e, "connection ended with error");
+        }
+    }
+}
+
+/// The name of the first header whose name and value together exceed `max` bytes.
+fn oversized_header(req: &Request<Incoming>, max: usize) -> Option<String> {
+    req.headers()
+        .iter()
+        .find(|(n, v)| n.as_str().len() + v.len() > max)
+        .map(|(n, _)| n.as_str().to_string())
+}
