@@ -12,6 +12,7 @@ use std::fmt::Display;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
@@ -20,8 +21,10 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 
 use super::activity::{Activity, RequestGuard, Tracked, monotonic_ms};
+use super::gate::Gate;
 use super::timed_io::TimedIo;
 use super::{ConnInfo, ConnSettings, ConnTag, HttpBuilder, Respond, Shutdown, Signals};
 use crate::body::{self, Body};
@@ -72,23 +75,8 @@ impl PerRequest {
 }
 
 impl Admitted {
-    /// Waits for the handler's answer (when it was asked) and ties the response to the
-    /// request's time in flight.
-    async fn answer<F>(self, answer: Option<F>) -> Result<Response<Tracked>, Infallible>
-    where
-        F: Future<Output = Response<Body>>,
-    {
-        let mut resp = match (answer, self.oversized) {
-            (Some(fut), _) => fut.await,
-            (None, name) => body::text(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                format!(
-                    "header {} is over {} bytes",
-                    name.unwrap_or_default(),
-                    self.max_line
-                ),
-            ),
-        };
+    /// Ties the response to the request's time in flight.
+    fn finish(self, mut resp: Response<Body>) -> Result<Response<Tracked>, Infallible> {
         // While draining, HTTP/1.1 clients are told to open a new connection for their
         // next request, so none is sent on a connection about to close.
         if !self.h2
@@ -99,6 +87,14 @@ impl Admitted {
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         Ok(resp.map(|b| Tracked::new(b, self.guard)))
+    }
+
+    /// The answer to a request with a header line over the limit.
+    fn too_large(&self, name: &str) -> Response<Body> {
+        body::text(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("header {name} is over {} bytes", self.max_line),
+        )
     }
 }
 
@@ -136,25 +132,35 @@ pub(super) async fn serve_http<I, H: Respond>(
         settings,
         remote,
     };
+    // The handler's future is made inside the request's async block, so the block holds
+    // it once; made outside and moved in, it would take its room twice (an async block
+    // keeps what it captured and what it awaits in separate slots), and hyper copies the
+    // whole block once per request.
     if alpn_h2 {
         let service = service_fn(move |mut req: Request<Incoming>| {
             let admitted = shared.admit(&mut req);
-            let answer = admitted
-                .oversized
-                .is_none()
-                .then(|| handler.respond_boxed(req, shared.info.clone()));
-            admitted.answer(answer)
+            let (handler, info) = (handler.clone(), shared.info.clone());
+            async move {
+                let resp = match &admitted.oversized {
+                    None => handler.respond_boxed(req, info).await,
+                    Some(name) => admitted.too_large(name),
+                };
+                admitted.finish(resp)
+            }
         });
         let conn = pin!(builder.serve_connection_with_upgrades(io, service));
         life.drive(conn, |c| c.graceful_shutdown()).await;
     } else {
         let service = service_fn(move |mut req: Request<Incoming>| {
             let admitted = shared.admit(&mut req);
-            let answer = admitted
-                .oversized
-                .is_none()
-                .then(|| handler.respond(req, shared.info.clone()));
-            admitted.answer(answer)
+            let (handler, info) = (handler.clone(), shared.info.clone());
+            async move {
+                let resp = match &admitted.oversized {
+                    None => handler.respond(req, info).await,
+                    Some(name) => admitted.too_large(name),
+                };
+                admitted.finish(resp)
+            }
         });
         let conn = pin!(builder.serve_connection_with_upgrades(io, service));
         life.drive(conn, |c| c.graceful_shutdown()).await;
@@ -181,13 +187,46 @@ impl Lifetime<'_> {
         let mut closing = false;
         let mut drain_seen = false;
         let mut stop_seen = false;
+        let mut pressure_gone = false;
         let draining = self.signals.shutdown.clone();
         let mut drain = pin!(draining.draining());
+        let mut stopped = pin!(self.signals.stopped.changed());
+        let mut pressure = pin!(next_change(self.signals.pressure.clone()));
+        let gate = Gate::new();
         let result = loop {
-            tokio::select! {
-                biased;
-                result = conn.as_mut() => break result,
-                () = &mut drain, if !drain_seen => {
+            let event = std::future::poll_fn(|cx| {
+                if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                    return Poll::Ready(Control::Done(result));
+                }
+                if !gate.passed(cx) {
+                    return Poll::Pending;
+                }
+                let mut gcx = gate.context();
+                if !drain_seen && drain.as_mut().poll(&mut gcx).is_ready() {
+                    return Poll::Ready(Control::Drain);
+                }
+                if !stop_seen && stopped.as_mut().poll(&mut gcx).is_ready() {
+                    return Poll::Ready(Control::Stopped);
+                }
+                if !closing
+                    && !pressure_gone
+                    && let Poll::Ready((rx, open)) = pressure.as_mut().poll(&mut gcx)
+                {
+                    pressure.set(next_change(rx));
+                    return Poll::Ready(Control::Pressure { open });
+                }
+                if timer.as_mut().poll(&mut gcx).is_ready() {
+                    return Poll::Ready(Control::Timer);
+                }
+                Poll::Pending
+            })
+            .await;
+            // What the control futures wait for may change below: look at all of them on
+            // the next poll.
+            gate.reopen();
+            match event {
+                Control::Done(result) => break result,
+                Control::Drain => {
                     drain_seen = true;
                     // HTTP/2 announces the end with GOAWAY and finishes the streams it has;
                     // HTTP/1.1 is handled per response (`Connection: close`).
@@ -196,9 +235,8 @@ impl Lifetime<'_> {
                         graceful(conn.as_mut());
                     }
                 }
-                changed = self.signals.stopped.changed(), if !stop_seen => {
+                Control::Stopped => {
                     stop_seen = true;
-                    let _ = changed;
                     // Busy connections finish their response and close; idle ones that have
                     // served requests close now. A connection that has sent nothing yet may be
                     // carrying a request this very moment: it gets a moment to deliver it.
@@ -206,11 +244,14 @@ impl Lifetime<'_> {
                         closing = true;
                         graceful(conn.as_mut());
                     } else if !closing {
-                        timer.as_mut().reset(tokio::time::Instant::now() + FRESH_AT_STOP);
+                        timer
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + FRESH_AT_STOP);
                     }
                 }
-                changed = self.signals.pressure.changed(), if !closing => {
-                    if changed.is_err() {
+                Control::Pressure { open } => {
+                    if !open {
+                        pressure_gone = true;
                         continue;
                     }
                     // Connections idle for a moment go first; one just opened (or between two
@@ -219,17 +260,21 @@ impl Lifetime<'_> {
                     if activity.is_idle() && idle_for >= PRESSURE_MIN_IDLE_MS {
                         closing = true;
                         graceful(conn.as_mut());
-                        timer.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
+                        timer
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + CLOSE_LINGER);
                     }
                 }
-                () = &mut timer => {
+                Control::Timer => {
                     if closing {
                         if activity.is_idle() {
                             // Asked to close and still here: the peer is not cooperating.
                             tracing::debug!(listener = settings.name, remote = %remote, "closing connection that ignored a graceful close");
                             return;
                         }
-                        timer.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
+                        timer
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + CLOSE_LINGER);
                         continue;
                     }
                     let now = monotonic_ms();
@@ -244,14 +289,19 @@ impl Lifetime<'_> {
                         timer.as_mut().reset(tokio::time::Instant::now() + limit);
                         continue;
                     }
-                    let idle_for = Duration::from_millis(now.saturating_sub(activity.idle_since_ms()));
+                    let idle_for =
+                        Duration::from_millis(now.saturating_sub(activity.idle_since_ms()));
                     if idle_for >= limit {
                         tracing::debug!(listener = settings.name, remote = %remote, ?idle_for, "closing idle connection");
                         closing = true;
                         graceful(conn.as_mut());
-                        timer.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
+                        timer
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + CLOSE_LINGER);
                     } else {
-                        timer.as_mut().reset(tokio::time::Instant::now() + (limit - idle_for));
+                        timer
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + (limit - idle_for));
                     }
                 }
             }
@@ -262,6 +312,24 @@ impl Lifetime<'_> {
             tracing::debug!(listener = settings.name, remote = %remote, error = %e, "connection ended with error");
         }
     }
+}
+
+/// What woke the connection task.
+enum Control<E> {
+    Done(Result<(), E>),
+    Drain,
+    Stopped,
+    /// The pressure channel changed; `open` is false once its sender is gone.
+    Pressure {
+        open: bool,
+    },
+    Timer,
+}
+
+/// The next change of a watch channel, with the receiver handed back for the one after.
+async fn next_change<T>(mut rx: watch::Receiver<T>) -> (watch::Receiver<T>, bool) {
+    let open = rx.changed().await.is_ok();
+    (rx, open)
 }
 
 /// The name of the first header whose name and value together exceed `max` bytes.

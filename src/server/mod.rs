@@ -32,6 +32,7 @@ mod activity;
 pub mod client_hello;
 pub(crate) mod edge;
 pub mod fd_limit;
+mod gate;
 mod http_conn;
 mod limits;
 pub(crate) mod prefixed;
@@ -66,28 +67,28 @@ pub type Handler = Arc<dyn Fn(Request<Incoming>, Arc<ConnInfo>) -> ResponseFutur
 /// the future in place instead, which saves a large allocation per request.
 pub trait Respond: Clone + Send + Sync + 'static {
     fn respond(
-        &self,
+        self,
         req: Request<Incoming>,
         conn: Arc<ConnInfo>,
     ) -> impl Future<Output = Response<Body>> + Send + use<Self>;
 
     /// The same answer behind a pointer, for protocols that move the future around
     /// (HTTP/2 spawns a task per stream).
-    fn respond_boxed(&self, req: Request<Incoming>, conn: Arc<ConnInfo>) -> ResponseFuture {
+    fn respond_boxed(self, req: Request<Incoming>, conn: Arc<ConnInfo>) -> ResponseFuture {
         Box::pin(self.respond(req, conn))
     }
 }
 
 impl Respond for Handler {
     fn respond(
-        &self,
+        self,
         req: Request<Incoming>,
         conn: Arc<ConnInfo>,
     ) -> impl Future<Output = Response<Body>> + Send + use<> {
         self(req, conn)
     }
 
-    fn respond_boxed(&self, req: Request<Incoming>, conn: Arc<ConnInfo>) -> ResponseFuture {
+    fn respond_boxed(self, req: Request<Incoming>, conn: Arc<ConnInfo>) -> ResponseFuture {
         self(req, conn)
     }
 }

@@ -166,11 +166,11 @@ pub struct GatewayHandler {
 
 impl Respond for GatewayHandler {
     fn respond(
-        &self,
+        self,
         req: Request<Incoming>,
         conn: Arc<ConnInfo>,
     ) -> impl Future<Output = Response<Body>> + Send + use<> {
-        self.gateway.clone().handle(req, conn, self.scheme)
+        self.gateway.handle(req, conn, self.scheme)
     }
 }
 
