@@ -203,8 +203,11 @@ pub fn apply_forwarded(
     // Room for what follows at once: the map the server parsed is sized to the client's
     // headers, and growing it one insert at a time rehashes it more than once.
     headers.reserve(FORWARDED_HEADERS);
+    // Most requests carry none of the names below: one pass over the names (a length
+    // switch and a compare each) spares the hashed lookups and removals of each.
+    let carried = headers.keys().any(is_forwarding_name);
     let peer = ip_value(down.peer);
-    let prior_xff = match down.peer_trusted {
+    let prior_xff = match down.peer_trusted && carried {
         true => {
             let prior: Vec<&str> = headers
                 .get_all(&X_FORWARDED_FOR)
@@ -221,10 +224,10 @@ pub fn apply_forwarded(
             headers.insert(&X_FORWARDED_FOR, peer.clone());
         }
     }
-    if !(down.peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+    if !(down.peer_trusted && carried && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(&X_FORWARDED_PROTO, scheme_value(down.scheme));
     }
-    if !(down.peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+    if !(down.peer_trusted && carried && headers.contains_key(&X_FORWARDED_HOST)) {
         match single_value(headers, &header::HOST).filter(|v| v.as_bytes() == down.host.as_bytes())
         {
             Some(host) => {
@@ -234,7 +237,7 @@ pub fn apply_forwarded(
             None => set(headers, &X_FORWARDED_HOST, down.host),
         }
     }
-    if !(down.peer_trusted && headers.contains_key(&X_FORWARDED_PORT)) {
+    if !(down.peer_trusted && carried && headers.contains_key(&X_FORWARDED_PORT)) {
         headers.insert(&X_FORWARDED_PORT, port_value(down.port));
     }
     let real_ip = match down.client == down.peer {
@@ -242,7 +245,7 @@ pub fn apply_forwarded(
         false => ip_value(down.client),
     };
     headers.insert(&X_REAL_IP, real_ip);
-    if !down.peer_trusted {
+    if !down.peer_trusted && carried {
         // Other spellings of "the client's address" that applications read: from an
         // untrusted peer they are whatever the client wanted them to be.
         for name in [
@@ -256,18 +259,37 @@ pub fn apply_forwarded(
     }
     match prefix {
         Some(p) => set(headers, &X_FORWARDED_PREFIX, p),
-        None if !down.peer_trusted => {
+        None if !down.peer_trusted && carried => {
             headers.remove(&X_FORWARDED_PREFIX);
         }
         None => {}
     }
-    let id = headers
-        .get(&X_REQUEST_ID)
+    let id = carried
+        .then(|| headers.get(&X_REQUEST_ID))
+        .flatten()
         .filter(|v| !v.is_empty() && v.len() <= 200)
         .cloned()
         .unwrap_or_else(new_request_id);
     headers.insert(&X_REQUEST_ID, id.clone());
     id
+}
+
+/// Whether `apply_forwarded` reads or removes a header of this name.
+fn is_forwarding_name(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "x-forwarded-for"
+            | "x-forwarded-proto"
+            | "x-forwarded-host"
+            | "x-forwarded-port"
+            | "x-forwarded-prefix"
+            | "x-real-ip"
+            | "x-request-id"
+            | "forwarded"
+            | "true-client-ip"
+            | "x-client-ip"
+            | "x-original-forwarded-for"
+    )
 }
 
 /// The header's value when it occurs exactly once.
@@ -374,16 +396,30 @@ fn ip_value(ip: IpAddr) -> HeaderValue {
 pub(crate) fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = fastrand::u128(..);
-    inline_value(|c| {
-        // By hand: the formatting machinery costs more than the random number.
-        let mut out = [0u8; 32];
-        for (i, b) in out.iter_mut().enumerate() {
-            let nibble = (n >> (124 - 4 * i)) & 0xf;
-            *b = HEX[nibble as usize];
+    // By hand: the formatting machinery costs more than the random number.
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        let nibble = (n >> (124 - 4 * i)) & 0xf;
+        *b = HEX[nibble as usize];
+    }
+    // Ids are cut from a per-thread block, one allocation per block rather than one per
+    // request; an id kept alive (an access log entry) keeps only its block.
+    let id = ID_BLOCK.with_borrow_mut(|block| {
+        if block.capacity() < out.len() {
+            *block = bytes::BytesMut::with_capacity(ID_BLOCK_BYTES);
         }
-        std::io::Write::write_all(c, &out)
-    })
-    .unwrap_or_else(|| HeaderValue::from_static("0"))
+        block.extend_from_slice(&out);
+        block.split().freeze()
+    });
+    HeaderValue::from_maybe_shared(id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// Size of the blocks request ids are cut from (128 ids).
+const ID_BLOCK_BYTES: usize = 4096;
+
+thread_local! {
+    static ID_BLOCK: std::cell::RefCell<bytes::BytesMut> =
+        std::cell::RefCell::new(bytes::BytesMut::new());
 }
 
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
@@ -402,6 +438,28 @@ fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_name_apply_forwarded_reads_or_removes_is_seen_by_its_pre_scan() {
+        // A name missing from the pre-scan would let a client's own copy through.
+        for name in [
+            &X_FORWARDED_FOR,
+            &X_FORWARDED_PROTO,
+            &X_FORWARDED_HOST,
+            &X_FORWARDED_PORT,
+            &X_FORWARDED_PREFIX,
+            &X_REAL_IP,
+            &X_REQUEST_ID,
+            &FORWARDED,
+            &TRUE_CLIENT_IP,
+            &X_CLIENT_IP,
+            &X_ORIGINAL_FORWARDED_FOR,
+        ] {
+            assert!(is_forwarding_name(name), "{name}");
+        }
+        assert!(!is_forwarding_name(&header::HOST));
+        assert!(!is_forwarding_name(&HeaderName::from_static("x-forwarded")));
+    }
 
     fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -562,11 +620,19 @@ mod tests {
 
     #[test]
     fn request_ids_are_fresh_lower_case_hex() {
-        let a = new_request_id();
-        let b = new_request_id();
-        assert_ne!(a, b);
-        for id in [a, b] {
+        // Across several blocks: each id is its own 32 bytes, none overwritten later.
+        let ids: Vec<HeaderValue> = (0..3 * ID_BLOCK_BYTES / 32 + 5)
+            .map(|_| new_request_id())
+            .collect();
+        let copies: Vec<String> = ids
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        let distinct: std::collections::HashSet<&String> = copies.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        for (id, copy) in ids.iter().zip(&copies) {
             let s = id.to_str().unwrap();
+            assert_eq!(s, copy);
             assert_eq!(s.len(), 32);
             assert!(
                 s.bytes()
