@@ -50,56 +50,64 @@ impl Gateway {
     }
 
     /// Routes and proxies one request.
-    pub async fn handle(
+    ///
+    /// A plain `fn` returning an `async move` block rather than an `async fn`: an async
+    /// fn keeps each by-value argument twice in its future (the argument and the body's
+    /// binding of it), and this future is copied whole once per request.
+    #[allow(clippy::manual_async_fn)]
+    pub fn handle(
         self: Arc<Self>,
         mut req: Request<Incoming>,
         conn: Arc<ConnInfo>,
         scheme: Scheme,
-    ) -> Response<Body> {
-        let conn = &*conn;
-        // Routes, policies and the upstream all see one spelling of the path, so no
-        // `..`, `%2e` or `//` trick can reach a route by another name.
-        match normalize_path(req.uri().path()) {
-            Ok(Cow::Borrowed(_)) => {}
-            Ok(Cow::Owned(path)) => {
-                if set_path(&mut req, &path).is_none() {
-                    let answer = generated(StatusCode::BAD_REQUEST, "bad request path");
+    ) -> impl Future<Output = Response<Body>> + Send + use<> {
+        async move {
+            let conn = &*conn;
+            // Routes, policies and the upstream all see one spelling of the path, so no
+            // `..`, `%2e` or `//` trick can reach a route by another name.
+            match normalize_path(req.uri().path()) {
+                Ok(Cow::Borrowed(_)) => {}
+                Ok(Cow::Owned(path)) => {
+                    if set_path(&mut req, &path).is_none() {
+                        let answer = generated(StatusCode::BAD_REQUEST, "bad request path");
+                        return self.proxy.begin(&req, conn).attach(answer);
+                    }
+                }
+                Err(e) => {
+                    let answer =
+                        generated(StatusCode::BAD_REQUEST, format!("bad request path: {e}"));
                     return self.proxy.begin(&req, conn).attach(answer);
                 }
             }
-            Err(e) => {
-                let answer = generated(StatusCode::BAD_REQUEST, format!("bad request path: {e}"));
-                return self.proxy.begin(&req, conn).attach(answer);
-            }
-        }
-        let snapshot = self.snapshot.load_full();
-        // Read once: routing, the access record and every phase after it share it.
-        let host = RequestHost::of(&req);
-        match snapshot.router.lookup(host.name(), req.uri().path()) {
-            Lookup::Matched { route, captures } => {
-                let host_tls = host_has_tls(&snapshot, host.name());
-                let inbound = Inbound {
-                    conn,
-                    scheme,
-                    host_tls,
-                };
-                let mut resp = self
-                    .proxy
-                    .forward_routed(route, &captures, req, &inbound, host)
-                    .await;
-                if let Some(edge) = &self.proxy.config.edge_headers {
-                    edge.apply(&mut resp, scheme, host_tls);
+            let snapshot = self.snapshot.load_full();
+            // Read once: routing, the access record and every phase after it share it.
+            let host = RequestHost::of(&req);
+            match snapshot.router.lookup(host.name(), req.uri().path()) {
+                Lookup::Matched { route, captures } => {
+                    let host_tls = host_has_tls(&snapshot, host.name());
+                    let inbound = Inbound {
+                        conn,
+                        scheme,
+                        host_tls,
+                    };
+                    let mut resp = self
+                        .proxy
+                        .forward_routed(route, &captures, req, &inbound, host)
+                        .await;
+                    if let Some(edge) = &self.proxy.config.edge_headers {
+                        edge.apply(&mut resp, scheme, host_tls);
+                    }
+                    resp
                 }
-                resp
-            }
-            Lookup::NotFound => {
-                let msg = format!("no route for {}{}", host.name(), req.uri().path());
-                let tail = self.proxy.begin(&req, conn);
-                let mut resp = tail.attach(generated(StatusCode::NOT_FOUND, msg));
-                if let Some(edge) = &self.proxy.config.edge_headers {
-                    edge.apply(&mut resp, scheme, false);
+                Lookup::NotFound => {
+                    let msg = format!("no route for {}{}", host.name(), req.uri().path());
+                    let tail = self.proxy.begin(&req, conn);
+                    let mut resp = tail.attach(generated(StatusCode::NOT_FOUND, msg));
+                    if let Some(edge) = &self.proxy.config.edge_headers {
+                        edge.apply(&mut resp, scheme, false);
+                    }
+                    resp
                 }
-                resp
             }
         }
     }

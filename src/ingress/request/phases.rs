@@ -127,66 +127,70 @@ struct Prepared {
 
 impl Proxy {
     /// Runs phases 1–5 for a routed request.
-    pub(crate) async fn run_phases(
+    /// Not an `async fn`, so the request is held once (see `Gateway::handle`).
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn run_phases(
         &self,
         ctx: &RequestCtx<'_>,
         captures: &[String],
         mut req: Request<Incoming>,
         tail: &mut Tail,
-    ) -> Outcome {
-        let granted = match self.request_filters(ctx, &mut req, tail).await {
-            Ok(granted) => granted,
-            Err(answer) => return Outcome::Answer(answer),
-        };
-        let Choice {
-            backend,
-            wire,
-            steer,
-        } = self.choose_upstream(ctx, &req);
-        tail.entry.service = Some(backend.name.clone());
-        let prepared = match self.upstream_request(ctx, wire, steer, captures, req, &granted, tail)
-        {
-            Ok(p) => p,
-            Err(e) => return Outcome::Failed(e),
-        };
-        let (resp, guards) = match self
-            .exchange(ctx.route, backend, &prepared.exchange, tail)
-            .await
-        {
-            Ok(ok) => ok,
-            Err(err) => {
-                // Our own 502/503/504 get the error page too, as nginx's do.
-                if ctx.policy.edge.is_some()
-                    && matches!(err.status().as_u16(), 502..=504)
-                    && let Some((page, guards, timeout)) = Box::pin(self.error_page(
-                        ctx.route,
-                        backend,
-                        err.status(),
-                        &prepared.exchange,
-                        tail,
-                    ))
-                    .await
-                {
-                    tail.entry.error = Some(err.kind);
-                    return Outcome::Streamed(page, guards, timeout);
-                }
-                return Outcome::Failed(err);
-            }
-        };
-        // Boxed, as the error-page exchange is rare and its state large.
-        if ctx.policy.edge.is_some()
-            && let Some((page, guards, timeout)) = Box::pin(self.error_page(
-                ctx.route,
+    ) -> impl Future<Output = Outcome> + Send {
+        async move {
+            let granted = match self.request_filters(ctx, &mut req, tail).await {
+                Ok(granted) => granted,
+                Err(answer) => return Outcome::Answer(answer),
+            };
+            let Choice {
                 backend,
-                resp.status(),
-                &prepared.exchange,
-                tail,
-            ))
-            .await
-        {
-            return Outcome::Streamed(page, guards, timeout);
+                wire,
+                steer,
+            } = self.choose_upstream(ctx, &req);
+            tail.entry.service = Some(backend.name.clone());
+            let prepared =
+                match self.upstream_request(ctx, wire, steer, captures, req, &granted, tail) {
+                    Ok(p) => p,
+                    Err(e) => return Outcome::Failed(e),
+                };
+            let (resp, guards) = match self
+                .exchange(ctx.route, backend, &prepared.exchange, tail)
+                .await
+            {
+                Ok(ok) => ok,
+                Err(err) => {
+                    // Our own 502/503/504 get the error page too, as nginx's do.
+                    if ctx.policy.edge.is_some()
+                        && matches!(err.status().as_u16(), 502..=504)
+                        && let Some((page, guards, timeout)) = Box::pin(self.error_page(
+                            ctx.route,
+                            backend,
+                            err.status(),
+                            &prepared.exchange,
+                            tail,
+                        ))
+                        .await
+                    {
+                        tail.entry.error = Some(err.kind);
+                        return Outcome::Streamed(page, guards, timeout);
+                    }
+                    return Outcome::Failed(err);
+                }
+            };
+            // Boxed, as the error-page exchange is rare and its state large.
+            if ctx.policy.edge.is_some()
+                && let Some((page, guards, timeout)) = Box::pin(self.error_page(
+                    ctx.route,
+                    backend,
+                    resp.status(),
+                    &prepared.exchange,
+                    tail,
+                ))
+                .await
+            {
+                return Outcome::Streamed(page, guards, timeout);
+            }
+            self.response_filters(ctx, resp, guards, prepared, &granted, tail)
         }
-        self.response_filters(ctx, resp, guards, prepared, &granted, tail)
     }
 
     /// Phase 1. `Ok` carries what an auth service handed on, for the upstream request

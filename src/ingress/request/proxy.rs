@@ -204,29 +204,33 @@ impl Proxy {
     }
 
     /// `forward` with the host routing already read.
-    pub(crate) async fn forward_routed(
+    /// Not an `async fn`, so the request and host are held once (see `Gateway::handle`).
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn forward_routed(
         &self,
         route: &Route,
         captures: &[String],
         req: Request<Incoming>,
         inbound: &Inbound<'_>,
         host: RequestHost,
-    ) -> Response<Body> {
-        let mut tail = self.begin_with(&req, inbound.conn, host.header().clone());
-        tail.entry.ingress = Some(route.ingress.clone());
-        tail.entry.service = Some(route.backend.name.clone());
-        tail.route = Some(route.metrics.clone());
-        let cors = match route.policy.edge.as_deref() {
-            Some(edge) => edge.cors_for(req.headers()),
-            None => None,
-        };
-        let ctx = RequestCtx::new(self, route, *inbound, host, &req, &tail, cors.is_some());
-        let outcome = self.run_phases(&ctx, captures, req, &mut tail).await;
-        let mut resp = log_when_done(outcome, tail);
-        if let Some((c, allow)) = cors {
-            c.decorate(resp.headers_mut(), allow);
+    ) -> impl Future<Output = Response<Body>> + Send {
+        async move {
+            let mut tail = self.begin_with(&req, inbound.conn, host.header().clone());
+            tail.entry.ingress = Some(route.ingress.clone());
+            tail.entry.service = Some(route.backend.name.clone());
+            tail.route = Some(route.metrics.clone());
+            let cors = match route.policy.edge.as_deref() {
+                Some(edge) => edge.cors_for(req.headers()),
+                None => None,
+            };
+            let ctx = RequestCtx::new(self, route, *inbound, host, &req, &tail, cors.is_some());
+            let outcome = self.run_phases(&ctx, captures, req, &mut tail).await;
+            let mut resp = log_when_done(outcome, tail);
+            if let Some((c, allow)) = cors {
+                c.decorate(resp.headers_mut(), allow);
+            }
+            resp
         }
-        resp
     }
 }
 

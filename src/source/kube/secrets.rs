@@ -296,6 +296,9 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_newest_answer_counts() {
+        // The client builds a TLS connector; run alone (nextest), no other test has
+        // installed the process's crypto provider yet.
+        crate::tls::install_provider();
         // Nothing listens there: the GET tasks retry until the keeper drops them.
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
         let client = Client::try_from(config).unwrap();
