@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 
+use crate::body::RequestBody;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 use super::cluster::{ClusterView, ClusterViewHandle};
 use super::context::Context;
@@ -157,7 +157,7 @@ pub fn handler_with(
     cluster: Option<ClusterViewHandle>,
     body_timeout: Duration,
 ) -> Handler {
-    Arc::new(move |req: Request<Incoming>, _conn: Arc<ConnInfo>| {
+    Arc::new(move |req: Request<RequestBody>, _conn: Arc<ConnInfo>| {
         let engine = engine.clone();
         let live = live.clone();
         let cluster = cluster.clone();
@@ -178,7 +178,7 @@ async fn handle(
     engine: &Engine,
     live: Option<&ConfigHandle>,
     cluster: Option<&ClusterViewHandle>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     body_timeout: Duration,
 ) -> Response<Body> {
     let mode = match req.uri().path() {

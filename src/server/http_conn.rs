@@ -12,9 +12,11 @@ use std::fmt::Display;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
+use crate::body::RequestBody;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -25,9 +27,11 @@ use tokio::sync::watch;
 
 use super::activity::{Activity, RequestGuard, Tracked, monotonic_ms};
 use super::gate::Gate;
+use super::h1;
+use super::prefixed::Prefixed;
 use super::timed_io::TimedIo;
 use super::{ConnInfo, ConnSettings, ConnTag, HttpBuilder, Respond, Shutdown, Signals};
-use crate::body::{self, Body};
+use crate::body::{self, Body, BoxError};
 
 /// How long a connection asked to close (idle, pressure) may take to do so before it is
 /// dropped: an HTTP/2 client that never answers the GOAWAY must not hold it open.
@@ -40,26 +44,26 @@ const PRESSURE_MIN_IDLE_MS: u64 = 1000;
 
 /// What every request of one connection shares.
 #[derive(Clone)]
-struct PerRequest {
+pub(super) struct PerRequest {
     tag: Option<ConnTag>,
-    info: Arc<ConnInfo>,
+    pub(super) info: Arc<ConnInfo>,
     activity: Arc<Activity>,
     shutdown: Shutdown,
     max_line: usize,
 }
 
 /// A request admitted on a connection: in flight until its response body is done.
-struct Admitted {
+pub(super) struct Admitted {
     guard: RequestGuard,
     h2: bool,
     /// The header line over the limit, if any: answered 431 without the handler.
-    oversized: Option<String>,
+    pub(super) oversized: Option<String>,
     shutdown: Shutdown,
     max_line: usize,
 }
 
 impl PerRequest {
-    fn admit(&self, req: &mut Request<Incoming>) -> Admitted {
+    pub(super) fn admit(&self, req: &mut Request<RequestBody>) -> Admitted {
         if let Some(tag) = &self.tag {
             req.extensions_mut().insert(tag.clone());
         }
@@ -76,7 +80,7 @@ impl PerRequest {
 
 impl Admitted {
     /// Ties the response to the request's time in flight.
-    fn finish(self, mut resp: Response<Body>) -> Result<Response<Tracked>, Infallible> {
+    pub(super) fn finish(self, mut resp: Response<Body>) -> Result<Response<Tracked>, Infallible> {
         // While draining, HTTP/1.1 clients are told to open a new connection for their
         // next request, so none is sent on a connection about to close.
         if !self.h2
@@ -90,7 +94,7 @@ impl Admitted {
     }
 
     /// The answer to a request with a header line over the limit.
-    fn too_large(&self, name: &str) -> Response<Body> {
+    pub(super) fn too_large(&self, name: &str) -> Response<Body> {
         body::text(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             format!("header {name} is over {} bytes", self.max_line),
@@ -125,7 +129,7 @@ pub(super) async fn serve_http<I, H: Respond>(
         shutdown: signals.shutdown.clone(),
         max_line: settings.max_header_line_bytes,
     };
-    let io = TokioIo::new(io);
+    let max_head = settings.max_head_bytes;
     let life = Lifetime {
         activity: &activity,
         signals,
@@ -137,7 +141,8 @@ pub(super) async fn serve_http<I, H: Respond>(
     // keeps what it captured and what it awaits in separate slots), and hyper copies the
     // whole block once per request.
     if alpn_h2 {
-        let service = service_fn(move |mut req: Request<Incoming>| {
+        let service = service_fn(move |req: Request<Incoming>| {
+            let mut req = req.map(RequestBody::Hyper);
             let admitted = shared.admit(&mut req);
             let (handler, info) = (handler.clone(), shared.info.clone());
             async move {
@@ -148,22 +153,45 @@ pub(super) async fn serve_http<I, H: Respond>(
                 admitted.finish(resp)
             }
         });
-        let conn = pin!(builder.serve_connection_with_upgrades(io, service));
+        let conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
         life.drive(conn, |c| c.graceful_shutdown()).await;
     } else {
-        let service = service_fn(move |mut req: Request<Incoming>| {
-            let admitted = shared.admit(&mut req);
-            let (handler, info) = (handler.clone(), shared.info.clone());
-            async move {
-                let resp = match &admitted.oversized {
-                    None => handler.respond(req, info).await,
-                    Some(name) => admitted.too_large(name),
-                };
-                admitted.finish(resp)
-            }
+        // Plain requests are served by `h1`; the first one that is not hands the
+        // connection, with the bytes already read, to hyper.
+        let closing = AtomicBool::new(false);
+        let conn = pin!(async {
+            let mut io = io;
+            let rest = match h1::serve(&mut io, &shared, &handler, max_head, &closing).await {
+                Ok(h1::Next::Closed) => return Ok(()),
+                Ok(h1::Next::ToHyper(rest)) => rest,
+                Err(e) => return Err(BoxError::from(e)),
+            };
+            let io = TokioIo::new(Prefixed::new(rest, io));
+            let service = service_fn(move |req: Request<Incoming>| {
+                let mut req = req.map(RequestBody::Hyper);
+                let admitted = shared.admit(&mut req);
+                let (handler, info) = (handler.clone(), shared.info.clone());
+                async move {
+                    let resp = match &admitted.oversized {
+                        None => handler.respond(req, info).await,
+                        Some(name) => admitted.too_large(name),
+                    };
+                    admitted.finish(resp)
+                }
+            });
+            let mut conn = pin!(builder.serve_connection_with_upgrades(io, service));
+            let mut told = false;
+            std::future::poll_fn(|cx| {
+                if !told && closing.load(Ordering::Relaxed) {
+                    told = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                conn.as_mut().poll(cx)
+            })
+            .await
         });
-        let conn = pin!(builder.serve_connection_with_upgrades(io, service));
-        life.drive(conn, |c| c.graceful_shutdown()).await;
+        life.drive(conn, |_| closing.store(true, Ordering::Relaxed))
+            .await;
     }
 }
 
@@ -176,7 +204,7 @@ struct Lifetime<'a> {
 }
 
 impl Lifetime<'_> {
-    async fn drive<C, E>(mut self, mut conn: Pin<&mut C>, graceful: fn(Pin<&mut C>))
+    async fn drive<C, E>(mut self, mut conn: Pin<&mut C>, graceful: impl Fn(Pin<&mut C>))
     where
         C: Future<Output = Result<(), E>>,
         E: Display,
@@ -333,7 +361,7 @@ async fn next_change<T>(mut rx: watch::Receiver<T>) -> (watch::Receiver<T>, bool
 }
 
 /// The name of the first header whose name and value together exceed `max` bytes.
-fn oversized_header(req: &Request<Incoming>, max: usize) -> Option<String> {
+fn oversized_header(req: &Request<RequestBody>, max: usize) -> Option<String> {
     req.headers()
         .iter()
         .find(|(n, v)| n.as_str().len() + v.len() > max)

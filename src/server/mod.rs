@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::body::RequestBody;
 use futures_util::FutureExt as _;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
@@ -30,9 +30,11 @@ use crate::metrics;
 
 mod activity;
 pub mod client_hello;
+mod date;
 pub(crate) mod edge;
 pub mod fd_limit;
 mod gate;
+mod h1;
 mod http_conn;
 mod limits;
 pub(crate) mod prefixed;
@@ -60,7 +62,7 @@ pub struct ConnInfo {
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 
 /// A request handler shared by every connection of a listener.
-pub type Handler = Arc<dyn Fn(Request<Incoming>, Arc<ConnInfo>) -> ResponseFuture + Send + Sync>;
+pub type Handler = Arc<dyn Fn(Request<RequestBody>, Arc<ConnInfo>) -> ResponseFuture + Send + Sync>;
 
 /// What answers a listener's requests (the contract above). A [`Handler`] boxes each
 /// request's future; a type of its own (the ingress gateway's) lets the connection hold
@@ -68,13 +70,13 @@ pub type Handler = Arc<dyn Fn(Request<Incoming>, Arc<ConnInfo>) -> ResponseFutur
 pub trait Respond: Clone + Send + Sync + 'static {
     fn respond(
         self,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         conn: Arc<ConnInfo>,
     ) -> impl Future<Output = Response<Body>> + Send + use<Self>;
 
     /// The same answer behind a pointer, for protocols that move the future around
     /// (HTTP/2 spawns a task per stream).
-    fn respond_boxed(self, req: Request<Incoming>, conn: Arc<ConnInfo>) -> ResponseFuture {
+    fn respond_boxed(self, req: Request<RequestBody>, conn: Arc<ConnInfo>) -> ResponseFuture {
         Box::pin(self.respond(req, conn))
     }
 }
@@ -82,13 +84,13 @@ pub trait Respond: Clone + Send + Sync + 'static {
 impl Respond for Handler {
     fn respond(
         self,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         conn: Arc<ConnInfo>,
     ) -> impl Future<Output = Response<Body>> + Send + use<> {
         self(req, conn)
     }
 
-    fn respond_boxed(self, req: Request<Incoming>, conn: Arc<ConnInfo>) -> ResponseFuture {
+    fn respond_boxed(self, req: Request<RequestBody>, conn: Arc<ConnInfo>) -> ResponseFuture {
         self(req, conn)
     }
 }
@@ -401,6 +403,8 @@ struct ConnSettings {
     keep_alive_timeout: Duration,
     send_timeout: Duration,
     max_header_line_bytes: usize,
+    /// The largest request head: hyper's read buffer limit, and where `h1` hands over.
+    max_head_bytes: usize,
     edge: EdgeOptions,
 }
 
@@ -413,6 +417,7 @@ impl From<&ServeOptions> for ConnSettings {
             keep_alive_timeout: o.keep_alive_timeout,
             send_timeout: o.send_timeout,
             max_header_line_bytes: o.max_header_line_bytes,
+            max_head_bytes: o.max_header_bytes.max(8192),
             edge: o.edge.clone(),
         }
     }

@@ -28,6 +28,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use portcullis::body::Body;
+use portcullis::body::RequestBody;
 use portcullis::server::{self, ConnInfo, Handler, Respond, ServeOptions, Shutdown};
 use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tokio::net::{TcpListener, TcpStream};
@@ -52,7 +53,7 @@ pub fn init() {
 /// Turns an async closure into a `Handler`.
 pub fn handler<F, Fut>(f: F) -> Handler
 where
-    F: Fn(Request<Incoming>, Arc<ConnInfo>) -> Fut + Send + Sync + 'static,
+    F: Fn(Request<RequestBody>, Arc<ConnInfo>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     Arc::new(move |req, conn| Box::pin(f(req, conn)))

@@ -6,9 +6,9 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::body::RequestBody;
 use arc_swap::ArcSwap;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::body::Body;
 use crate::ingress::model::snapshot::{Lookup, Route, Snapshot};
@@ -57,7 +57,7 @@ impl Gateway {
     #[allow(clippy::manual_async_fn)]
     pub fn handle(
         self: Arc<Self>,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
         conn: Arc<ConnInfo>,
         scheme: Scheme,
     ) -> impl Future<Output = Response<Body>> + Send + use<> {
@@ -117,7 +117,7 @@ impl Gateway {
         &self,
         route: &Route,
         captures: &[String],
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         inbound: &Inbound<'_>,
     ) -> Response<Body> {
         self.proxy.forward(route, captures, req, inbound).await
@@ -126,7 +126,7 @@ impl Gateway {
 
 /// Replaces the request's path, keeping its query (and authority, for absolute-form and
 /// HTTP/2 requests). `None` when the result is not a valid URI.
-fn set_path(req: &mut Request<Incoming>, path: &str) -> Option<()> {
+fn set_path(req: &mut Request<RequestBody>, path: &str) -> Option<()> {
     let pq = match req.uri().query() {
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
@@ -175,7 +175,7 @@ pub struct GatewayHandler {
 impl Respond for GatewayHandler {
     fn respond(
         self,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         conn: Arc<ConnInfo>,
     ) -> impl Future<Output = Response<Body>> + Send + use<> {
         self.gateway.handle(req, conn, self.scheme)

@@ -19,10 +19,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::body::RequestBody;
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use crate::body::{self, Body};
@@ -63,7 +63,7 @@ impl<'r> RequestCtx<'r> {
         route: &'r Route,
         inbound: Inbound<'r>,
         host: RequestHost,
-        req: &Request<Incoming>,
+        req: &Request<RequestBody>,
         tail: &Tail,
         cors_allowed: bool,
     ) -> Self {
@@ -133,7 +133,7 @@ impl Proxy {
         &self,
         ctx: &RequestCtx<'_>,
         captures: &[String],
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
         tail: &mut Tail,
     ) -> impl Future<Output = Outcome> + Send {
         async move {
@@ -198,7 +198,7 @@ impl Proxy {
     async fn request_filters(
         &self,
         ctx: &RequestCtx<'_>,
-        req: &mut Request<Incoming>,
+        req: &mut Request<RequestBody>,
         tail: &mut Tail,
     ) -> Result<Option<Arc<Granted>>, Response<Body>> {
         let policy = ctx.policy;
@@ -254,7 +254,7 @@ impl Proxy {
     }
 
     /// Phase 2.
-    fn choose_upstream<'r>(&self, ctx: &RequestCtx<'r>, req: &Request<Incoming>) -> Choice<'r> {
+    fn choose_upstream<'r>(&self, ctx: &RequestCtx<'r>, req: &Request<RequestBody>) -> Choice<'r> {
         let policy = ctx.policy;
         let (backend, _is_canary) =
             canary::choose(&ctx.route.backend, policy.canary.as_ref(), req.headers());
@@ -295,7 +295,7 @@ impl Proxy {
         wire: Wire,
         steer: Option<Box<Steer>>,
         captures: &[String],
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
         granted: &Option<Arc<Granted>>,
         tail: &mut Tail,
     ) -> Result<Prepared, ProxyError> {
@@ -415,7 +415,7 @@ impl Proxy {
     fn request_body(
         &self,
         ctx: &RequestCtx<'_>,
-        body: Incoming,
+        body: RequestBody,
         method: &http::Method,
         headers: &http::HeaderMap,
     ) -> Option<Arc<BodySlot>> {

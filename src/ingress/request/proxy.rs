@@ -10,11 +10,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
+use crate::body::RequestBody;
 use http::header::HeaderValue;
 use http::uri::PathAndQuery;
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use ipnet::IpNet;
@@ -155,12 +155,12 @@ impl Proxy {
     }
 
     /// Starts the bookkeeping of a request that will be answered somehow.
-    pub(crate) fn begin(&self, req: &Request<Incoming>, conn: &ConnInfo) -> Tail {
+    pub(crate) fn begin(&self, req: &Request<RequestBody>, conn: &ConnInfo) -> Tail {
         self.begin_with(req, conn, RequestHost::raw_value(req))
     }
 
     /// `begin` with the host already read (routing read it).
-    fn begin_with(&self, req: &Request<Incoming>, conn: &ConnInfo, host: HeaderValue) -> Tail {
+    fn begin_with(&self, req: &Request<RequestBody>, conn: &ConnInfo, host: HeaderValue) -> Tail {
         let peer = conn.remote.ip().to_canonical();
         let client = forwarded::real_client(peer, req.headers(), &self.config.trusted_proxies);
         let entry = Entry {
@@ -195,7 +195,7 @@ impl Proxy {
         &self,
         route: &Route,
         captures: &[String],
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         inbound: &Inbound<'_>,
     ) -> Response<Body> {
         let host = RequestHost::of(&req);
@@ -210,7 +210,7 @@ impl Proxy {
         &self,
         route: &Route,
         captures: &[String],
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         inbound: &Inbound<'_>,
         host: RequestHost,
     ) -> impl Future<Output = Response<Body>> + Send {

@@ -16,11 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::body::RequestBody;
 use bytes::Bytes;
 use http::uri::Authority;
 use http::{Request, Response, Uri};
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -444,7 +444,7 @@ pub enum Lease {
 #[derive(Debug)]
 pub enum ResponseBody {
     H1(H1Body),
-    H2(Incoming),
+    H2(hyper::body::Incoming),
 }
 
 impl ResponseBody {
@@ -491,7 +491,7 @@ impl HttpBody for ResponseBody {
 /// a retry; once polled, `claimed()` is true and the request must not be retried.
 #[derive(Debug)]
 pub struct BodySlot {
-    body: Mutex<Option<Incoming>>,
+    body: Mutex<Option<RequestBody>>,
     claimed: AtomicBool,
     bytes: AtomicU64,
     limit: Option<u64>,
@@ -507,13 +507,13 @@ pub struct BodySlot {
 }
 
 impl BodySlot {
-    pub fn new(body: Incoming, limit: Option<u64>, read_timeout: Duration) -> Arc<Self> {
+    pub fn new(body: RequestBody, limit: Option<u64>, read_timeout: Duration) -> Arc<Self> {
         Self::build(body, limit, read_timeout, None)
     }
 
     /// A slot whose frames are also offered to a mirror's queue.
     pub(crate) fn with_tee(
-        body: Incoming,
+        body: RequestBody,
         limit: Option<u64>,
         read_timeout: Duration,
         tee: TeeSender,
@@ -522,7 +522,7 @@ impl BodySlot {
     }
 
     fn build(
-        body: Incoming,
+        body: RequestBody,
         limit: Option<u64>,
         read_timeout: Duration,
         tee: Option<Mutex<Option<TeeSender>>>,
@@ -606,7 +606,7 @@ pub enum UpstreamBody {
     Mirror(MirrorBody),
     Stream {
         slot: Arc<BodySlot>,
-        inner: Option<Incoming>,
+        inner: Option<RequestBody>,
         /// The between-reads clock, made the first time the client keeps us waiting.
         stall: Option<Stall>,
     },
