@@ -181,6 +181,8 @@ struct Span {
     value: (u32, u32),
 }
 
+/// Fields a handler may add to a request (the proxy's forwarded family is seven).
+const ADDED_FIELDS: usize = 8;
 /// Heads with more fields than this list them on the heap.
 const SMALL_HEAD: usize = 24;
 
@@ -254,9 +256,14 @@ fn parse_head(buf: &mut BytesMut, map: &mut HeaderMap) -> Parsed {
     let Ok(uri) = Uri::from_maybe_shared(head.slice(range(path))) else {
         return Parsed::Taken(head);
     };
-    let mut headers = std::mem::take(map);
+    // Room for what the proxy adds (the forwarded family) at once: growing a map later
+    // reallocates and rehashes it.
+    let room = count + ADDED_FIELDS;
+    let mut headers = match map.capacity() >= room {
+        true => std::mem::take(map),
+        false => HeaderMap::with_capacity(room),
+    };
     headers.clear();
-    headers.reserve(count);
     for span in spans.iter() {
         let Ok(name) = HeaderName::from_bytes(&head[range(span.name)]) else {
             return Parsed::Taken(head);
@@ -432,65 +439,80 @@ async fn write_body<I: AsyncWrite + Unpin>(
     body: &mut Tracked,
     framing: Framing,
 ) -> io::Result<()> {
+    let ended = match framing {
+        Framing::None | Framing::Length(0) => Ok(()),
+        _ => gather_body(io, out, body, framing).await,
+    };
+    // What was gathered goes out even when the body failed: the client gets what there
+    // was, then the connection ends (hyper's way), rather than nothing at all.
+    flush_out(io, out).await?;
+    ended?;
+    io.flush().await
+}
+
+/// Puts the body's frames into `out` (writing as it goes), framed for the wire.
+async fn gather_body<I: AsyncWrite + Unpin>(
+    io: &mut I,
+    out: &mut Vec<u8>,
+    body: &mut Tracked,
+    framing: Framing,
+) -> io::Result<()> {
     let mut left = match framing {
         Framing::Length(n) => n,
         _ => u64::MAX,
     };
-    if framing != Framing::None && framing != Framing::Length(0) {
-        loop {
-            let ready = poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;
-            let frame = match ready {
-                Poll::Ready(frame) => frame,
-                Poll::Pending => {
-                    flush_out(io, out).await?;
-                    poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
-                }
-            };
-            let data = match frame {
-                None => break,
-                Some(Err(e)) => return Err(io::Error::other(e)),
-                // Trailers are dropped, as hyper does for clients that did not ask for them.
-                Some(Ok(frame)) => match Frame::into_data(frame) {
-                    Ok(data) => data,
-                    Err(_) => continue,
-                },
-            };
-            if data.is_empty() {
-                continue;
-            }
-            let len = data.len() as u64;
-            if len > left {
-                return Err(io::Error::other(
-                    "response body longer than its content-length",
-                ));
-            }
-            left -= len;
-            if framing == Framing::Chunked {
-                out.extend_from_slice(format_chunk_size(data.len(), &mut [0; 18]));
-            }
-            put_data(io, out, data).await?;
-            if framing == Framing::Chunked {
-                out.extend_from_slice(b"\r\n");
-            }
-            if out.len() >= WRITE_HIGH {
+    loop {
+        let ready = poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;
+        let frame = match ready {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
                 flush_out(io, out).await?;
+                poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await
             }
-            if framing == Framing::Length(0) || left == 0 {
-                break;
-            }
+        };
+        let data = match frame {
+            None => break,
+            Some(Err(e)) => return Err(io::Error::other(e)),
+            // Trailers are dropped, as hyper does for clients that did not ask for them.
+            Some(Ok(frame)) => match Frame::into_data(frame) {
+                Ok(data) => data,
+                Err(_) => continue,
+            },
+        };
+        if data.is_empty() {
+            continue;
         }
-        match framing {
-            Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
-            Framing::Length(_) if left != 0 => {
-                return Err(io::Error::other(
-                    "response body shorter than its content-length",
-                ));
-            }
-            _ => {}
+        let len = data.len() as u64;
+        if len > left {
+            return Err(io::Error::other(
+                "response body longer than its content-length",
+            ));
+        }
+        left -= len;
+        if framing == Framing::Chunked {
+            out.extend_from_slice(format_chunk_size(data.len(), &mut [0; 18]));
+        }
+        put_data(io, out, data).await?;
+        if framing == Framing::Chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+        if out.len() >= WRITE_HIGH {
+            flush_out(io, out).await?;
+        }
+        if left == 0 {
+            return Ok(());
         }
     }
-    flush_out(io, out).await?;
-    io.flush().await
+    match framing {
+        Framing::Chunked => {
+            out.extend_from_slice(b"0\r\n\r\n");
+            Ok(())
+        }
+        Framing::Length(_) => Err(io::Error::other(
+            "response body shorter than its content-length",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Appends `data` to `out`, or writes both when `data` is large enough not to copy.
