@@ -21,7 +21,7 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -eq 0 ]; then
     echo "usage: $0 [SECONDS_PER_TARGET] [TARGET...]" >&2
     exit 2
 fi
-all=(admission_review manifests_compile annotations router_lookup normalize_path forwarded edge_prelude upstream_response)
+all=(admission_review manifests_compile annotations router_lookup normalize_path forwarded edge_prelude upstream_response request_head)
 if [ "$#" -gt 0 ]; then targets=("$@"); else targets=("${all[@]}"); fi
 jobs="${FUZZ_JOBS:-1}"
 

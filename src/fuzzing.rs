@@ -24,6 +24,12 @@ pub fn upstream_response(data: &[u8], step: usize, head_request: bool) -> Result
         .map_err(|e| e.to_string())
 }
 
+/// The request heads the server's own HTTP/1.x reader takes from `data`, each written
+/// back out in canonical form.
+pub fn request_heads(data: &[u8]) -> Vec<Vec<u8>> {
+    crate::server::h1::heads_of(data)
+}
+
 /// Path normalisation without its shortcut for paths that are already normal, so a
 /// target can check that the shortcut agrees with the full rewrite.
 pub fn normalize_path_rewrite(raw: &str) -> Result<String, PathError> {

@@ -84,7 +84,12 @@ async fn response(conn: &mut TcpStream, pending: &mut Vec<u8>, read: Read) -> (S
     let mut fill = async |pending: &mut Vec<u8>| {
         let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk))
             .await
-            .unwrap_or_else(|_| panic!("no body bytes within 5 s after {head:?} and {:?}", String::from_utf8_lossy(pending)))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no body bytes within 5 s after {head:?} and {:?}",
+                    String::from_utf8_lossy(pending)
+                )
+            })
             .unwrap();
         pending.extend_from_slice(&chunk[..n]);
         n

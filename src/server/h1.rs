@@ -288,6 +288,31 @@ fn parse_head(buf: &mut BytesMut, map: &mut HeaderMap) -> Parsed {
     })
 }
 
+/// Each head `serve` would take off the front of `data`, written back out in the
+/// canonical form (lower-case names, trimmed values): the fuzz target's view.
+pub(crate) fn heads_of(data: &[u8]) -> Vec<Vec<u8>> {
+    let mut buf = BytesMut::from(data);
+    let mut spare = HeaderMap::new();
+    let mut heads = Vec::new();
+    while let Parsed::Plain(head) = parse_head(&mut buf, &mut spare) {
+        let req = head.request;
+        let mut text = Vec::new();
+        text.extend_from_slice(req.method().as_str().as_bytes());
+        text.push(b' ');
+        text.extend_from_slice(req.uri().to_string().as_bytes());
+        text.extend_from_slice(match req.version() {
+            Version::HTTP_10 => b" HTTP/1.0\r\n",
+            _ => b" HTTP/1.1\r\n",
+        });
+        for (name, value) in req.headers() {
+            put_field(&mut text, name.as_str().as_bytes(), value.as_bytes());
+        }
+        text.extend_from_slice(b"\r\n");
+        heads.push(text);
+    }
+    heads
+}
+
 /// What the response head depends on from its request.
 #[derive(Clone, Copy)]
 struct Exchange {

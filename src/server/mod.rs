@@ -34,7 +34,7 @@ mod date;
 pub(crate) mod edge;
 pub mod fd_limit;
 mod gate;
-mod h1;
+pub(crate) mod h1;
 mod http_conn;
 mod limits;
 pub(crate) mod prefixed;
