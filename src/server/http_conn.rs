@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use crate::body::RequestBody;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -31,7 +30,7 @@ use super::h1;
 use super::prefixed::Prefixed;
 use super::timed_io::TimedIo;
 use super::{ConnInfo, ConnSettings, ConnTag, HttpBuilder, Respond, Shutdown, Signals};
-use crate::body::{self, Body, BoxError};
+use crate::body::{self, Body, BoxError, RequestBody};
 
 /// How long a connection asked to close (idle, pressure) may take to do so before it is
 /// dropped: an HTTP/2 client that never answers the GOAWAY must not hold it open.
@@ -46,24 +45,24 @@ const PRESSURE_MIN_IDLE_MS: u64 = 1000;
 #[derive(Clone)]
 pub(super) struct PerRequest {
     tag: Option<ConnTag>,
-    pub(super) info: Arc<ConnInfo>,
+    info: Arc<ConnInfo>,
     activity: Arc<Activity>,
     shutdown: Shutdown,
     max_line: usize,
 }
 
 /// A request admitted on a connection: in flight until its response body is done.
-pub(super) struct Admitted {
+struct Admitted {
     guard: RequestGuard,
     h2: bool,
     /// The header line over the limit, if any: answered 431 without the handler.
-    pub(super) oversized: Option<String>,
+    oversized: Option<String>,
     shutdown: Shutdown,
     max_line: usize,
 }
 
 impl PerRequest {
-    pub(super) fn admit(&self, req: &mut Request<RequestBody>) -> Admitted {
+    fn admit(&self, req: &mut Request<RequestBody>) -> Admitted {
         if let Some(tag) = &self.tag {
             req.extensions_mut().insert(tag.clone());
         }
@@ -78,9 +77,53 @@ impl PerRequest {
     }
 }
 
+impl PerRequest {
+    /// One request's answer: the handler's, or 431 for a header line over the limit, tied
+    /// to the request's time in flight. The handler's future is made inside the returned
+    /// block, so the block holds it once: made outside and moved in, it would take its
+    /// room twice (an async block keeps what it captured and what it awaits in separate
+    /// slots), and the connection copies the whole block once per request.
+    pub(super) fn answer<H: Respond>(
+        &self,
+        handler: &H,
+        req: Request<RequestBody>,
+    ) -> impl Future<Output = Result<Response<Tracked>, Infallible>> + Send + use<H> {
+        self.answer_with(handler, req, H::respond)
+    }
+
+    /// `answer` with the handler's future boxed (`Respond::respond_boxed`).
+    pub(super) fn answer_boxed<H: Respond>(
+        &self,
+        handler: &H,
+        req: Request<RequestBody>,
+    ) -> impl Future<Output = Result<Response<Tracked>, Infallible>> + Send + use<H> {
+        self.answer_with(handler, req, H::respond_boxed)
+    }
+
+    fn answer_with<H: Respond, F>(
+        &self,
+        handler: &H,
+        mut req: Request<RequestBody>,
+        respond: fn(H, Request<RequestBody>, Arc<ConnInfo>) -> F,
+    ) -> impl Future<Output = Result<Response<Tracked>, Infallible>> + Send + use<H, F>
+    where
+        F: Future<Output = Response<Body>> + Send,
+    {
+        let admitted = self.admit(&mut req);
+        let (handler, info) = (handler.clone(), self.info.clone());
+        async move {
+            let resp = match &admitted.oversized {
+                None => respond(handler, req, info).await,
+                Some(name) => admitted.too_large(name),
+            };
+            admitted.finish(resp)
+        }
+    }
+}
+
 impl Admitted {
     /// Ties the response to the request's time in flight.
-    pub(super) fn finish(self, mut resp: Response<Body>) -> Result<Response<Tracked>, Infallible> {
+    fn finish(self, mut resp: Response<Body>) -> Result<Response<Tracked>, Infallible> {
         // While draining, HTTP/1.1 clients are told to open a new connection for their
         // next request, so none is sent on a connection about to close.
         if !self.h2
@@ -94,7 +137,7 @@ impl Admitted {
     }
 
     /// The answer to a request with a header line over the limit.
-    pub(super) fn too_large(&self, name: &str) -> Response<Body> {
+    fn too_large(&self, name: &str) -> Response<Body> {
         body::text(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             format!("header {name} is over {} bytes", self.max_line),
@@ -136,22 +179,9 @@ pub(super) async fn serve_http<I, H: Respond>(
         settings,
         remote,
     };
-    // The handler's future is made inside the request's async block, so the block holds
-    // it once; made outside and moved in, it would take its room twice (an async block
-    // keeps what it captured and what it awaits in separate slots), and hyper copies the
-    // whole block once per request.
     if alpn_h2 {
         let service = service_fn(move |req: Request<Incoming>| {
-            let mut req = req.map(RequestBody::Hyper);
-            let admitted = shared.admit(&mut req);
-            let (handler, info) = (handler.clone(), shared.info.clone());
-            async move {
-                let resp = match &admitted.oversized {
-                    None => handler.respond_boxed(req, info).await,
-                    Some(name) => admitted.too_large(name),
-                };
-                admitted.finish(resp)
-            }
+            shared.answer_boxed(&handler, req.map(RequestBody::Hyper))
         });
         let conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
         life.drive(conn, |c| c.graceful_shutdown()).await;
@@ -168,16 +198,7 @@ pub(super) async fn serve_http<I, H: Respond>(
             };
             let io = TokioIo::new(Prefixed::new(rest, io));
             let service = service_fn(move |req: Request<Incoming>| {
-                let mut req = req.map(RequestBody::Hyper);
-                let admitted = shared.admit(&mut req);
-                let (handler, info) = (handler.clone(), shared.info.clone());
-                async move {
-                    let resp = match &admitted.oversized {
-                        None => handler.respond(req, info).await,
-                        Some(name) => admitted.too_large(name),
-                    };
-                    admitted.finish(resp)
-                }
+                shared.answer(&handler, req.map(RequestBody::Hyper))
             });
             let mut conn = pin!(builder.serve_connection_with_upgrades(io, service));
             let mut told = false;

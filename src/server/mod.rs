@@ -35,6 +35,7 @@ pub(crate) mod edge;
 pub mod fd_limit;
 mod gate;
 pub(crate) mod h1;
+mod h1_write;
 mod http_conn;
 mod limits;
 pub(crate) mod prefixed;

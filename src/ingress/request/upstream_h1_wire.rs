@@ -14,6 +14,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
+use crate::http_text::{format_u64, put_field};
+
 /// Largest response head (or trailer section) we wait for.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// Most header fields in one response head.
@@ -84,13 +86,13 @@ pub(crate) fn encode_request_head(
     });
     out.extend_from_slice(b" HTTP/1.1\r\n");
     if let Some(host) = host {
-        put_header(out, header::HOST.as_str(), host.as_bytes());
+        put_field(out, header::HOST.as_str().as_bytes(), host.as_bytes());
     }
     for (name, value) in headers {
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
             continue;
         }
-        put_header(out, name.as_str(), value.as_bytes());
+        put_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     match framing {
         RequestFraming::None => {}
@@ -103,26 +105,6 @@ pub(crate) fn encode_request_head(
         RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     out.extend_from_slice(b"\r\n");
-}
-
-fn put_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// `n` in decimal, written at the end of `buf` (no allocation).
-fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
 }
 
 /// The line that opens one chunk of a chunked request body.
@@ -578,9 +560,6 @@ mod tests {
             RequestFraming::of(&Method::POST, None, false),
             RequestFraming::Chunked
         );
-        let mut d = [0; 20];
-        assert_eq!(format_u64(0, &mut d), b"0");
-        assert_eq!(format_u64(u64::MAX, &mut d), b"18446744073709551615");
     }
 
     #[test]

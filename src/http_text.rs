@@ -1,0 +1,38 @@
+//! Pieces of HTTP/1.1 text that the server's own writer and our client to pods both
+//! write, without formatting machinery or allocation.
+
+/// `name: value\r\n`.
+pub(crate) fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `n` in decimal, written at the end of `buf`.
+pub(crate) fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_fields_are_written_as_http_text() {
+        let mut d = [0u8; 20];
+        assert_eq!(format_u64(0, &mut d), b"0");
+        assert_eq!(format_u64(u64::MAX, &mut d), b"18446744073709551615");
+        let mut out = Vec::new();
+        put_field(&mut out, b"content-length", b"5");
+        assert_eq!(out, b"content-length: 5\r\n");
+    }
+}
