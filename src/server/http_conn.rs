@@ -1,6 +1,7 @@
-//! One connection's HTTP: hyper serves the protocol, this module wraps each request (tags,
-//! in-flight tracking, the per-line header limit, `Connection: close` while draining) and
-//! enforces the connection's lifetime rules around it.
+//! One connection's HTTP: `h1` serves plain HTTP/1.x requests and hyper everything else
+//! (HTTP/2, bodies, upgrades, from the first such request on); this module wraps each
+//! request (tags, in-flight tracking, the per-line header limit, `Connection: close` while
+//! draining) and enforces the connection's lifetime rules around both.
 //!
 //! Connections that negotiated HTTP/2 through ALPN get a service whose request future is
 //! boxed; all others hold it in place. hyper spawns a task per HTTP/2 stream and moves the
@@ -75,9 +76,7 @@ impl PerRequest {
             max_line: self.max_line,
         }
     }
-}
 
-impl PerRequest {
     /// One request's answer: the handler's, or 431 for a header line over the limit, tied
     /// to the request's time in flight. The handler's future is made inside the returned
     /// block, so the block holds it once: made outside and moved in, it would take its
