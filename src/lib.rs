@@ -13,6 +13,7 @@ pub mod dashboard;
 pub mod echo;
 #[doc(hidden)]
 pub mod fuzzing;
+mod header_pool;
 mod http_text;
 pub mod ingress;
 pub mod metrics;

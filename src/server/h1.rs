@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -23,6 +23,7 @@ use super::Respond;
 use super::h1_write::{Exchange, encode_head, write_body};
 use super::http_conn::PerRequest;
 use crate::body::RequestBody;
+use crate::header_pool;
 use crate::http_text::put_field;
 
 /// hyper's default limit on a request's header fields; more goes to hyper, which says 431.
@@ -53,12 +54,10 @@ where
 {
     let mut rbuf = BytesMut::with_capacity(READ_ROOM);
     let mut wbuf: Vec<u8> = Vec::with_capacity(1024);
-    // The last response's header map, cleared, becomes the next request's.
-    let mut spare = HeaderMap::new();
     loop {
         let head = loop {
             if !rbuf.is_empty() {
-                match parse_head(&mut rbuf, &mut spare) {
+                match parse_head(&mut rbuf) {
                     Parsed::Plain(head) => break head,
                     Parsed::Partial if rbuf.len() < max_head => {}
                     Parsed::Partial | Parsed::NotPlain => return Ok(Next::ToHyper(rbuf.to_vec())),
@@ -110,7 +109,6 @@ where
         let (framing, keep_alive) = encode_head(
             &mut wbuf,
             parts,
-            &mut spare,
             &body,
             Exchange {
                 version,
@@ -173,9 +171,9 @@ const ADDED_FIELDS: usize = 8;
 const SMALL_HEAD: usize = 24;
 
 /// Takes a plain request's head off the front of `buf`. Its header values share the
-/// buffer's bytes (hyper's way: no copy per value), and `map` is the connection's spare
-/// header map, reused so a request costs no map allocation.
-fn parse_head(buf: &mut BytesMut, map: &mut HeaderMap) -> Parsed {
+/// buffer's bytes (hyper's way: no copy per value), and its map comes from the thread's
+/// pool, so a request costs no map allocation.
+fn parse_head(buf: &mut BytesMut) -> Parsed {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let len = match httparse::ParserConfig::default()
@@ -244,12 +242,7 @@ fn parse_head(buf: &mut BytesMut, map: &mut HeaderMap) -> Parsed {
     };
     // Room for what the proxy adds (the forwarded family) at once: growing a map later
     // reallocates and rehashes it.
-    let room = count + ADDED_FIELDS;
-    let mut headers = match map.capacity() >= room {
-        true => std::mem::take(map),
-        false => HeaderMap::with_capacity(room),
-    };
-    headers.clear();
+    let mut headers = header_pool::take(count + ADDED_FIELDS);
     for span in spans.iter() {
         let Ok(name) = HeaderName::from_bytes(&head[range(span.name)]) else {
             return Parsed::Taken(head);
@@ -278,9 +271,8 @@ fn parse_head(buf: &mut BytesMut, map: &mut HeaderMap) -> Parsed {
 /// canonical form (lower-case names, trimmed values): the fuzz target's view.
 pub(crate) fn heads_of(data: &[u8]) -> Vec<Vec<u8>> {
     let mut buf = BytesMut::from(data);
-    let mut spare = HeaderMap::new();
     let mut heads = Vec::new();
-    while let Parsed::Plain(head) = parse_head(&mut buf, &mut spare) {
+    while let Parsed::Plain(head) = parse_head(&mut buf) {
         let req = head.request;
         let mut text = Vec::new();
         text.extend_from_slice(req.method().as_str().as_bytes());
@@ -305,7 +297,7 @@ mod tests {
 
     fn parse(raw: &[u8]) -> (Parsed, BytesMut) {
         let mut buf = BytesMut::from(raw);
-        let parsed = parse_head(&mut buf, &mut HeaderMap::new());
+        let parsed = parse_head(&mut buf);
         (parsed, buf)
     }
 

@@ -48,7 +48,6 @@ pub(super) enum Framing {
 pub(super) fn encode_head(
     out: &mut Vec<u8>,
     parts: http::response::Parts,
-    spare: &mut HeaderMap,
     body: &Tracked,
     ex: Exchange,
 ) -> (Framing, bool) {
@@ -126,8 +125,7 @@ pub(super) fn encode_head(
         Framing::Close
     };
     out.extend_from_slice(b"\r\n");
-    headers.clear();
-    *spare = headers;
+    crate::header_pool::give(headers);
     (framing, keep_alive)
 }
 
@@ -277,7 +275,7 @@ mod tests {
         let (parts, body) = resp.into_parts();
         let body = Tracked::new(body, activity.start(false));
         let mut out = Vec::new();
-        let (framing, keep) = encode_head(&mut out, parts, &mut HeaderMap::new(), &body, ex);
+        let (framing, keep) = encode_head(&mut out, parts, &body, ex);
         (String::from_utf8(out).unwrap(), framing, keep)
     }
 

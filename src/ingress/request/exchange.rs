@@ -44,6 +44,13 @@ pub(crate) struct Exchange {
     pub(crate) backend_tls: Option<Arc<crate::ingress::request::backend_tls::BackendTls>>,
 }
 
+impl Drop for Exchange {
+    /// The request's header map serves the next head parsed on this thread.
+    fn drop(&mut self) {
+        crate::header_pool::give(std::mem::take(&mut self.headers));
+    }
+}
+
 /// Waits for the response head. The read timeout counts from the end of the request
 /// body (a long upload is not a slow backend); while the body is still streaming,
 /// only a stall longer than the send timeout ends the wait.

@@ -47,7 +47,29 @@ const READ_BUF: usize = 8 * 1024;
 /// Checkouts between two sweeps of a thread's lists for endpoints that went away.
 const SWEEP_EVERY: u32 = 4096;
 
-type Key = (Wire, Authority);
+/// Where a pooled connection goes. The authorities are the endpoints' own, written by
+/// us, so bytes compare exactly and hash in one write: `Authority`'s own `Hash` and `Eq`
+/// fold the case of every byte, one hasher call each, on every checkout and return.
+#[derive(Debug, Clone)]
+struct Key {
+    wire: Wire,
+    authority: Authority,
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.wire == other.wire && self.authority.as_str() == other.authority.as_str()
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.wire.hash(state);
+        state.write(self.authority.as_str().as_bytes());
+    }
+}
 
 /// One HTTP/1.1 connection to a pod and its buffers, reused for every request it carries.
 #[derive(Debug)]
@@ -196,7 +218,10 @@ impl H1Pool {
             mut body,
             ..
         } = out;
-        let key: Key = (wire_kind, target.clone());
+        let key = Key {
+            wire: wire_kind,
+            authority: target.clone(),
+        };
         let head_request = *method == Method::HEAD;
         let framing = RequestFraming::of(
             method,
@@ -356,8 +381,8 @@ impl H1Pool {
         key: &Key,
     ) -> Result<Box<H1Conn>, UpstreamError> {
         let uri = Uri::builder()
-            .scheme(key.0.scheme())
-            .authority(key.1.clone())
+            .scheme(key.wire.scheme())
+            .authority(key.authority.clone())
             .path_and_query("/")
             .build()
             .map_err(failed)?;

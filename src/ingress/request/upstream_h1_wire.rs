@@ -192,7 +192,9 @@ pub(crate) fn parse_response_head(
             *span = Span::of(base, h.name.as_bytes(), h.value);
         }
         let head = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(count);
+        // Room for what the response filters may add; the map goes back to the pool
+        // once the answer is written.
+        let mut headers = crate::header_pool::take(count + 4);
         let mut lengths: Option<u64> = None;
         let mut bad_length = false;
         let mut chunked = false;
