@@ -82,7 +82,7 @@ where
         };
         let head_request = head.request.method() == Method::HEAD;
         let version = head.request.version();
-        let mut answer = pin!(per.answer(handler, head.request));
+        let mut answer = pin!(per.answer(handler, head.request, H::respond));
         // While the answer is made, the socket is watched the way hyper does: an EOF means
         // the client left and the exchange is cancelled (nginx's 499), and the bytes of a
         // pipelined request wait in the buffer.

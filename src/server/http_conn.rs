@@ -77,29 +77,13 @@ impl PerRequest {
         }
     }
 
-    /// One request's answer: the handler's, or 431 for a header line over the limit, tied
-    /// to the request's time in flight. The handler's future is made inside the returned
-    /// block, so the block holds it once: made outside and moved in, it would take its
-    /// room twice (an async block keeps what it captured and what it awaits in separate
-    /// slots), and the connection copies the whole block once per request.
-    pub(super) fn answer<H: Respond>(
-        &self,
-        handler: &H,
-        req: Request<RequestBody>,
-    ) -> impl Future<Output = Result<Response<Tracked>, Infallible>> + Send + use<H> {
-        self.answer_with(handler, req, H::respond)
-    }
-
-    /// `answer` with the handler's future boxed (`Respond::respond_boxed`).
-    pub(super) fn answer_boxed<H: Respond>(
-        &self,
-        handler: &H,
-        req: Request<RequestBody>,
-    ) -> impl Future<Output = Result<Response<Tracked>, Infallible>> + Send + use<H> {
-        self.answer_with(handler, req, H::respond_boxed)
-    }
-
-    fn answer_with<H: Respond, F>(
+    /// One request's answer: the handler's (through `respond`, which is `H::respond`, or
+    /// `H::respond_boxed` where the future is moved whole), or 431 for a header line over
+    /// the limit, tied to the request's time in flight. The handler's future is made inside
+    /// the returned block, so the block holds it once: made outside and moved in, it would
+    /// take its room twice (an async block keeps what it captured and what it awaits in
+    /// separate slots), and the connection copies the whole block once per request.
+    pub(super) fn answer<H: Respond, F>(
         &self,
         handler: &H,
         mut req: Request<RequestBody>,
@@ -180,7 +164,7 @@ pub(super) async fn serve_http<I, H: Respond>(
     };
     if alpn_h2 {
         let service = service_fn(move |req: Request<Incoming>| {
-            shared.answer_boxed(&handler, req.map(RequestBody::Hyper))
+            shared.answer(&handler, req.map(RequestBody::Hyper), H::respond_boxed)
         });
         let conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
         life.drive(conn, |c| c.graceful_shutdown()).await;
@@ -197,7 +181,7 @@ pub(super) async fn serve_http<I, H: Respond>(
             };
             let io = TokioIo::new(Prefixed::new(rest, io));
             let service = service_fn(move |req: Request<Incoming>| {
-                shared.answer(&handler, req.map(RequestBody::Hyper))
+                shared.answer(&handler, req.map(RequestBody::Hyper), H::respond)
             });
             let mut conn = pin!(builder.serve_connection_with_upgrades(io, service));
             let mut told = false;
