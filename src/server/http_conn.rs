@@ -21,14 +21,13 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use super::activity::{Activity, RequestGuard, Tracked, monotonic_ms};
 use super::gate::Gate;
 use super::h1;
-use super::h2_streams::{Driven, StreamExec};
 use super::prefixed::Prefixed;
 use super::timed_io::TimedIo;
 use super::{ConnInfo, ConnSettings, ConnTag, HttpBuilder, Respond, Shutdown, Signals};
@@ -167,16 +166,8 @@ pub(super) async fn serve_http<I, H: Respond>(
         let service = service_fn(move |req: Request<Incoming>| {
             shared.answer(&handler, req.map(RequestBody::Hyper), H::respond_boxed)
         });
-        let exec = StreamExec::new();
-        let mut h2 = hyper::server::conn::http2::Builder::new(exec.clone());
-        h2.timer(TokioTimer::new())
-            .keep_alive_interval(settings.h2_keep_alive_interval)
-            .keep_alive_timeout(settings.h2_keep_alive_timeout)
-            .max_header_list_size(settings.h2_max_header_list_size);
-        let conn = pin!(h2.serve_connection(TokioIo::new(io), service));
-        let driven = pin!(Driven::new(conn, exec));
-        life.drive(driven, |d| d.get_mut().conn().graceful_shutdown())
-            .await;
+        let conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
+        life.drive(conn, |c| c.graceful_shutdown()).await;
     } else {
         // Plain requests are served by `h1`; the first one that is not hands the
         // connection, with the bytes already read, to hyper.

@@ -36,7 +36,6 @@ pub mod fd_limit;
 mod gate;
 pub(crate) mod h1;
 mod h1_write;
-mod h2_streams;
 mod http_conn;
 mod limits;
 pub(crate) mod prefixed;
@@ -407,10 +406,6 @@ struct ConnSettings {
     max_header_line_bytes: usize,
     /// The largest request head: hyper's read buffer limit, and where `h1` hands over.
     max_head_bytes: usize,
-    /// HTTP/2 connections get a server of their own (see `h2_streams`), built from these.
-    h2_keep_alive_interval: Duration,
-    h2_keep_alive_timeout: Duration,
-    h2_max_header_list_size: u32,
     edge: EdgeOptions,
 }
 
@@ -424,9 +419,6 @@ impl From<&ServeOptions> for ConnSettings {
             send_timeout: o.send_timeout,
             max_header_line_bytes: o.max_header_line_bytes,
             max_head_bytes: o.max_header_bytes.max(8192),
-            h2_keep_alive_interval: o.h2_keep_alive_interval,
-            h2_keep_alive_timeout: o.h2_keep_alive_timeout,
-            h2_max_header_list_size: u32::try_from(o.max_header_bytes).unwrap_or(u32::MAX),
             edge: o.edge.clone(),
         }
     }
