@@ -28,8 +28,10 @@ pub(crate) fn take(fields: usize) -> HeaderMap {
     let pooled = POOL.try_with(|p| p.borrow_mut().pop()).ok().flatten();
     match pooled {
         Some(mut map) => {
+            // Pooled maps are empty (`give` clears them), so room for `fields` more is
+            // room for `fields`.
             if map.capacity() < fields {
-                map.reserve(fields - map.len());
+                map.reserve(fields);
             }
             map
         }
