@@ -13,9 +13,9 @@ use crate::upstream::{Buf, SharedPool, exchange, is_hop, routed, write_head};
 static MAPS: OnceLock<bool> = OnceLock::new();
 static TIMER: OnceLock<bool> = OnceLock::new();
 
-/// The request's fields, with what portcullis adds beside the two forwarded fields the
-/// floor writes itself (`FLOOR_MAPS`).
-fn request_map(map: &mut HeaderMap, fields: &[httparse::Header<'_>], client: &[u8], host: &[u8]) {
+/// Replaces `map`'s contents with the parsed fields (any the `http` crate refuses are left
+/// out: the harness sends none).
+fn fill_map(map: &mut HeaderMap, fields: &[httparse::Header<'_>]) {
     map.clear();
     for f in fields {
         if let (Ok(n), Ok(v)) = (
@@ -25,6 +25,12 @@ fn request_map(map: &mut HeaderMap, fields: &[httparse::Header<'_>], client: &[u
             map.append(n, v);
         }
     }
+}
+
+/// The request's fields, with what portcullis adds beside the two forwarded fields the
+/// floor writes itself (`FLOOR_MAPS`).
+fn request_map(map: &mut HeaderMap, fields: &[httparse::Header<'_>], client: &[u8], host: &[u8]) {
+    fill_map(map, fields);
     let added: [(&'static str, &[u8]); 4] = [
         ("x-real-ip", client),
         ("x-request-id", b"0123456789abcdef0123456789abcdef"),
@@ -126,15 +132,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     out.extend_from_slice(part);
                 }
                 if maps {
-                    resp_map.clear();
-                    for f in fields {
-                        if let (Ok(n), Ok(v)) = (
-                            HeaderName::from_bytes(f.name.as_bytes()),
-                            HeaderValue::from_bytes(f.value),
-                        ) {
-                            resp_map.append(n, v);
-                        }
-                    }
+                    fill_map(&mut resp_map, fields);
                     for (n, v) in resp_map.iter().filter(|(n, _)| !is_hop(n.as_str())) {
                         put_field(&mut out, n.as_str().as_bytes(), v.as_bytes());
                     }
