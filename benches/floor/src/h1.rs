@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::switch;
-use crate::upstream::{Buf, SharedPool, exchange, is_hop, routed, write_head};
+use crate::upstream::{Buf, SharedPool, exchange, is_hop, put_field, routed, write_head};
 
 static MAPS: OnceLock<bool> = OnceLock::new();
 static TIMER: OnceLock<bool> = OnceLock::new();
@@ -44,12 +44,6 @@ fn request_map(map: &mut HeaderMap, fields: &[httparse::Header<'_>], client: &[u
     }
 }
 
-fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    for part in [name, b": ", value, b"\r\n"] {
-        out.extend_from_slice(part);
-    }
-}
-
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut client: S,
     pool: SharedPool,
@@ -62,7 +56,6 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let mut answer = Buf::new(16384);
     let mut head: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(4096);
-    let mut body: Vec<u8> = Vec::with_capacity(4096);
     let mut req_map = HeaderMap::with_capacity(16);
     let mut resp_map = HeaderMap::with_capacity(16);
     let ip = peer.ip().to_string();
@@ -116,34 +109,35 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         if !found {
             out.extend_from_slice(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
         } else {
-            let on_head = |code: u16, reason: &str, fields: &[httparse::Header<'_>]| {
-                let digits = [
-                    b'0' + (code / 100 % 10) as u8,
-                    b'0' + (code / 10 % 10) as u8,
-                    b'0' + (code % 10) as u8,
-                ];
-                for part in [
-                    b"HTTP/1.1 ".as_slice(),
-                    &digits,
-                    b" ",
-                    reason.as_bytes(),
-                    b"\r\n",
-                ] {
-                    out.extend_from_slice(part);
-                }
-                if maps {
-                    fill_map(&mut resp_map, fields);
-                    for (n, v) in resp_map.iter().filter(|(n, _)| !is_hop(n.as_str())) {
-                        put_field(&mut out, n.as_str().as_bytes(), v.as_bytes());
+            let on_head =
+                |out: &mut Vec<u8>, code: u16, reason: &str, fields: &[httparse::Header<'_>]| {
+                    let digits = [
+                        b'0' + (code / 100 % 10) as u8,
+                        b'0' + (code / 10 % 10) as u8,
+                        b'0' + (code % 10) as u8,
+                    ];
+                    for part in [
+                        b"HTTP/1.1 ".as_slice(),
+                        &digits,
+                        b" ",
+                        reason.as_bytes(),
+                        b"\r\n",
+                    ] {
+                        out.extend_from_slice(part);
                     }
-                } else {
-                    for f in fields.iter().filter(|f| !is_hop(f.name)) {
-                        put_field(&mut out, f.name.as_bytes(), f.value);
+                    if maps {
+                        fill_map(&mut resp_map, fields);
+                        for (n, v) in resp_map.iter().filter(|(n, _)| !is_hop(n.as_str())) {
+                            put_field(out, n.as_str().as_bytes(), v.as_bytes());
+                        }
+                    } else {
+                        for f in fields.iter().filter(|f| !is_hop(f.name)) {
+                            put_field(out, f.name.as_bytes(), f.value);
+                        }
                     }
-                }
-                out.extend_from_slice(b"\r\n");
-            };
-            let ex = exchange(&pool, &head, &mut answer, on_head, &mut body);
+                    out.extend_from_slice(b"\r\n");
+                };
+            let ex = exchange(&pool, &head, &mut answer, on_head, &mut out);
             let ok = match timer {
                 true => tokio::time::timeout(Duration::from_secs(60), ex)
                     .await
@@ -153,8 +147,6 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             if !ok {
                 return;
             }
-            out.extend_from_slice(&body);
-            body.clear();
         }
         if client.write_all(&out).await.is_err() {
             return;

@@ -76,7 +76,7 @@ async fn proxy<B>(
     let mut buf = Buf::new(4096);
     let mut body = Vec::new();
     let mut status = StatusCode::BAD_GATEWAY;
-    let on_head = |code: u16, _: &str, answer: &[httparse::Header<'_>]| {
+    let on_head = |_: &mut Vec<u8>, code: u16, _: &str, answer: &[httparse::Header<'_>]| {
         status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
         for f in answer.iter().filter(|f| !is_hop(f.name)) {
             if let (Ok(n), Ok(v)) = (

@@ -83,6 +83,13 @@ pub fn routed(host: &[u8], path: &str) -> bool {
     host == b"bench.local" && (path == "/api" || path.starts_with("/api/"))
 }
 
+/// Appends one `name: value` line.
+pub fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    for part in [name, b": ", value, b"\r\n"] {
+        out.extend_from_slice(part);
+    }
+}
+
 /// Appends the upstream request head.
 pub fn write_head<'h>(
     out: &mut Vec<u8>,
@@ -112,22 +119,20 @@ pub fn write_head<'h>(
     }
     out.extend_from_slice(b"\r\n");
     for (name, value) in fields.filter(|(name, _)| !is_hop(name)) {
-        for part in [name.as_bytes(), b": ", value, b"\r\n"] {
-            out.extend_from_slice(part);
-        }
+        put_field(out, name.as_bytes(), value);
     }
     out.extend_from_slice(b"\r\n");
 }
 
-/// Sends `head` to the next endpoint and reads the answer into `buf`: `on_head` gets the
-/// status, reason and fields, then the body is appended to `body`. `false` on any failure
+/// Sends `head` to the next endpoint and reads the answer into `buf`: `on_head` gets
+/// `out`, the status, reason and fields, then the body is appended to `out`. `false` on any failure
 /// (the connection is dropped, not pooled).
 pub async fn exchange(
     pool: &SharedPool,
     head: &[u8],
     buf: &mut Buf,
-    mut on_head: impl FnMut(u16, &str, &[httparse::Header<'_>]),
-    body: &mut Vec<u8>,
+    mut on_head: impl FnMut(&mut Vec<u8>, u16, &str, &[httparse::Header<'_>]),
+    out: &mut Vec<u8>,
 ) -> bool {
     let (index, idle, addr) = {
         let mut p = pool.borrow_mut();
@@ -165,6 +170,7 @@ pub async fn exchange(
                         return false;
                     };
                     on_head(
+                        out,
                         resp.code.unwrap_or(502),
                         resp.reason.unwrap_or(""),
                         resp.headers,
@@ -183,7 +189,7 @@ pub async fn exchange(
     let mut left: usize = length;
     loop {
         let have = (buf.end - buf.start).min(left);
-        body.extend_from_slice(&buf.data[buf.start..buf.start + have]);
+        out.extend_from_slice(&buf.data[buf.start..buf.start + have]);
         buf.start += have;
         left -= have;
         if left == 0 {
