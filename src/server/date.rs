@@ -13,7 +13,7 @@ thread_local! {
 }
 
 /// Calls `f` with the current time as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
-pub(super) fn with_now<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+pub(crate) fn with_now<R>(f: impl FnOnce(&[u8]) -> R) -> R {
     let second = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

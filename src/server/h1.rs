@@ -20,8 +20,10 @@ use http::{Method, Request, Uri, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::Respond;
+use super::activity::Tracked;
 use super::h1_write::{Exchange, encode_head, write_body};
 use super::http_conn::PerRequest;
+use super::raw::{RawAnswer, RawRequest, Span};
 use crate::body::RequestBody;
 use crate::header_pool;
 use crate::http_text::put_field;
@@ -54,18 +56,14 @@ where
 {
     let mut rbuf = BytesMut::with_capacity(READ_ROOM);
     let mut wbuf: Vec<u8> = Vec::with_capacity(1024);
+    let mut spans = Spans::default();
     loop {
-        let head = loop {
+        let scanned = loop {
             if !rbuf.is_empty() {
-                match parse_head(&mut rbuf) {
-                    Parsed::Plain(head) => break head,
-                    Parsed::Partial if rbuf.len() < max_head => {}
-                    Parsed::Partial | Parsed::NotPlain => return Ok(Next::ToHyper(rbuf.to_vec())),
-                    Parsed::Taken(head) => {
-                        let mut rest = head.to_vec();
-                        rest.extend_from_slice(&rbuf);
-                        return Ok(Next::ToHyper(rest));
-                    }
+                match scan_head(&rbuf, &mut spans) {
+                    Scan::Plain(scanned) => break scanned,
+                    Scan::Partial if rbuf.len() < max_head => {}
+                    Scan::Partial | Scan::NotPlain => return Ok(Next::ToHyper(rbuf.to_vec())),
                 }
             }
             let read = poll_fn(|cx| {
@@ -80,29 +78,78 @@ where
                 return Ok(Next::Closed);
             }
         };
-        let head_request = head.request.method() == Method::HEAD;
+        let raw = rbuf.split_to(scanned.len).freeze();
+        let fields = spans.as_slice();
+        // The raw lane: HTTP/1.1 only (an HTTP/1.0 answer needs framing of its own), and
+        // never a head the usual way would refuse with 431.
+        if H::RAW && scanned.minor == 1 && scanned.longest_line <= per.max_line() && !per.has_tag()
+        {
+            let keep_alive =
+                scanned.keep_alive && !closing.load(Ordering::Relaxed) && !per.draining();
+            let req = RawRequest {
+                head: &raw,
+                method: scanned.method_span,
+                target: scanned.target,
+                minor: scanned.minor,
+                fields,
+            };
+            let guard = per.raw_guard();
+            wbuf.clear();
+            let answer = watch_client(
+                io,
+                &mut rbuf,
+                max_head,
+                handler.respond_raw(req, per.info(), keep_alive, &mut wbuf),
+            )
+            .await;
+            let Some(answer) = answer else {
+                return Ok(Next::Closed);
+            };
+            let exchange = Exchange {
+                version: Version::HTTP_11,
+                head_request: false,
+                keep_alive,
+            };
+            let keep_alive = match answer {
+                RawAnswer::Declined | RawAnswer::Again => None,
+                RawAnswer::Answer(resp) => {
+                    wbuf.clear();
+                    let (parts, body) = resp.into_parts();
+                    let mut body = Tracked::new(body, guard);
+                    let (framing, keep_alive) = encode_head(&mut wbuf, parts, &body, exchange);
+                    write_body(io, &mut wbuf, &mut body, framing).await?;
+                    Some(keep_alive)
+                }
+                RawAnswer::Relay {
+                    body,
+                    framing,
+                    keep_alive,
+                } => {
+                    let mut body = Tracked::new(body, guard);
+                    write_body(io, &mut wbuf, &mut body, framing).await?;
+                    Some(keep_alive)
+                }
+            };
+            match keep_alive {
+                Some(true) => continue,
+                Some(false) => {
+                    let _ = io.shutdown().await;
+                    return Ok(Next::Closed);
+                }
+                None => {}
+            }
+        }
+        let Some(head) = build_request(&raw, &scanned, fields) else {
+            let mut rest = raw.to_vec();
+            rest.extend_from_slice(&rbuf);
+            return Ok(Next::ToHyper(rest));
+        };
         let version = head.request.version();
         let mut answer = pin!(per.answer(handler, head.request, H::respond));
-        // While the answer is made, the socket is watched the way hyper does: an EOF means
-        // the client left and the exchange is cancelled (nginx's 499), and the bytes of a
-        // pipelined request wait in the buffer.
-        let resp = poll_fn(|cx| {
-            if let Poll::Ready(Ok(resp)) = answer.as_mut().poll(cx) {
-                return Poll::Ready(Some(resp));
-            }
-            while rbuf.len() < max_head {
-                match poll_read(io, cx, &mut rbuf) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
-                    Poll::Ready(Ok(_)) => {}
-                    Poll::Pending => break,
-                }
-            }
-            Poll::Pending
-        })
-        .await;
-        let Some(resp) = resp else {
+        let Some(resp) = watch_client(io, &mut rbuf, max_head, answer.as_mut()).await else {
             return Ok(Next::Closed);
         };
+        let Ok(resp) = resp;
         let keep_alive = head.keep_alive && !closing.load(Ordering::Relaxed);
         let (parts, mut body) = resp.into_parts();
         wbuf.clear();
@@ -112,7 +159,7 @@ where
             &body,
             Exchange {
                 version,
-                head_request,
+                head_request: head.head_request,
                 keep_alive,
             },
         );
@@ -125,6 +172,36 @@ where
             return Ok(Next::Closed);
         }
     }
+}
+
+/// Awaits an answer while watching the socket the way hyper does: an EOF means the
+/// client left and the exchange is cancelled (`None`, nginx's 499), and the bytes of a
+/// pipelined request wait in the buffer.
+async fn watch_client<I, F>(
+    io: &mut I,
+    rbuf: &mut BytesMut,
+    max_head: usize,
+    answer: F,
+) -> Option<F::Output>
+where
+    I: AsyncRead + Unpin,
+    F: Future,
+{
+    let mut answer = pin!(answer);
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = answer.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        while rbuf.len() < max_head {
+            match poll_read(io, cx, rbuf) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => break,
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Reads what the socket has into the spare room of `buf`.
@@ -145,24 +222,27 @@ struct Head {
     request: Request<RequestBody>,
     /// What the client asked for (its version's default and its `Connection` tokens).
     keep_alive: bool,
+    head_request: bool,
 }
 
-// The head moves once per request either way; boxing it would cost an allocation.
-#[allow(clippy::large_enum_variant)]
-enum Parsed {
-    Plain(Head),
+/// What the front of the read buffer holds.
+enum Scan {
+    Plain(Scanned),
     Partial,
     /// Anything hyper should serve: a body, an upgrade, a malformed or oversized head.
     NotPlain,
-    /// The same, found once the head was already taken off the buffer.
-    Taken(Bytes),
 }
 
-/// Where one field sits in the head.
-#[derive(Clone, Copy, Default)]
-struct Span {
-    name: (u32, u32),
-    value: (u32, u32),
+/// A plain head found at the front of the buffer, its fields' places in `Spans`.
+struct Scanned {
+    len: usize,
+    method: Method,
+    method_span: (u32, u32),
+    target: (u32, u32),
+    minor: u8,
+    keep_alive: bool,
+    /// The longest field (name and value), for the per-line limit.
+    longest_line: usize,
 }
 
 /// Fields a handler may add to a request (the proxy's forwarded family is seven).
@@ -170,58 +250,86 @@ const ADDED_FIELDS: usize = 8;
 /// Heads with more fields than this list them on the heap.
 const SMALL_HEAD: usize = 24;
 
-/// Takes a plain request's head off the front of `buf`. Its header values share the
-/// buffer's bytes (hyper's way: no copy per value), and its map comes from the thread's
-/// pool, so a request costs no map allocation.
-fn parse_head(buf: &mut BytesMut) -> Parsed {
+/// The places of one head's fields, kept by the connection across requests.
+struct Spans {
+    small: [Span; SMALL_HEAD],
+    large: Vec<Span>,
+    count: usize,
+}
+
+impl Default for Spans {
+    fn default() -> Self {
+        Spans {
+            small: [Span::default(); SMALL_HEAD],
+            large: Vec::new(),
+            count: 0,
+        }
+    }
+}
+
+impl Spans {
+    fn reset(&mut self, count: usize) -> &mut [Span] {
+        self.count = count;
+        match count <= SMALL_HEAD {
+            true => &mut self.small[..count],
+            false => {
+                self.large.clear();
+                self.large.resize(count, Span::default());
+                &mut self.large
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[Span] {
+        match self.count <= SMALL_HEAD {
+            true => &self.small[..self.count],
+            false => &self.large,
+        }
+    }
+}
+
+/// Finds a plain request's head at the front of `buf` and the places of its parts,
+/// without taking it off the buffer.
+fn scan_head(buf: &BytesMut, spans: &mut Spans) -> Scan {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let len = match httparse::ParserConfig::default()
         .parse_request_with_uninit_headers(&mut req, buf, &mut slots)
     {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::NotPlain,
+        Ok(httparse::Status::Partial) => return Scan::Partial,
+        Err(_) => return Scan::NotPlain,
     };
-    let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
-        return Parsed::NotPlain;
+    let (Some(method_text), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
+        return Scan::NotPlain;
     };
-    let version = match minor {
-        0 => Version::HTTP_10,
-        _ => Version::HTTP_11,
-    };
-    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
-        return Parsed::NotPlain;
+    let Ok(method) = Method::from_bytes(method_text.as_bytes()) else {
+        return Scan::NotPlain;
     };
     if method == Method::CONNECT {
-        return Parsed::NotPlain;
+        return Scan::NotPlain;
     }
     let base = buf.as_ptr() as usize;
     // Offsets fit: the head is bounded by the read limit.
     let at = |s: &[u8]| ((s.as_ptr() as usize - base) as u32, s.len() as u32);
-    let count = req.headers.len();
-    let mut small = [Span::default(); SMALL_HEAD];
-    let mut large = Vec::new();
-    let spans: &mut [Span] = match count <= SMALL_HEAD {
-        true => &mut small[..count],
-        false => {
-            large.resize(count, Span::default());
-            &mut large
-        }
-    };
     let mut close = false;
     let mut keep_alive_token = false;
-    for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
+    let mut longest_line = 0;
+    for (span, h) in spans
+        .reset(req.headers.len())
+        .iter_mut()
+        .zip(req.headers.iter())
+    {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
             if h.value.trim_ascii() != b"0" {
-                return Parsed::NotPlain;
+                return Scan::NotPlain;
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding")
             || name.eq_ignore_ascii_case(b"upgrade")
             || name.eq_ignore_ascii_case(b"expect")
         {
-            return Parsed::NotPlain;
+            return Scan::NotPlain;
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in h.value.split(|b| *b == b',') {
                 let token = token.trim_ascii();
@@ -229,42 +337,82 @@ fn parse_head(buf: &mut BytesMut) -> Parsed {
                 keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         }
+        longest_line = longest_line.max(name.len() + h.value.len());
         *span = Span {
             name: at(name),
             value: at(h.value),
         };
     }
-    let path = at(path.as_bytes());
-    let range = |(at, len): (u32, u32)| at as usize..(at + len) as usize;
-    let head = buf.split_to(len).freeze();
-    let Ok(uri) = Uri::from_maybe_shared(head.slice(range(path))) else {
-        return Parsed::Taken(head);
-    };
-    // Room for what the proxy adds (the forwarded family) at once: growing a map later
-    // reallocates and rehashes it.
-    let mut headers = header_pool::take(count + ADDED_FIELDS);
-    for span in spans.iter() {
-        let Ok(name) = HeaderName::from_bytes(&head[range(span.name)]) else {
-            return Parsed::Taken(head);
-        };
-        let Ok(value) = HeaderValue::from_maybe_shared(head.slice(range(span.value))) else {
-            return Parsed::Taken(head);
-        };
-        headers.append(name, value);
-    }
-    let mut request = Request::new(RequestBody::Empty);
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.version_mut() = version;
-    *request.headers_mut() = headers;
-    let keep_alive = match version {
-        Version::HTTP_10 => keep_alive_token && !close,
+    let keep_alive = match minor {
+        0 => keep_alive_token && !close,
         _ => !close,
     };
-    Parsed::Plain(Head {
-        request,
+    Scan::Plain(Scanned {
+        len,
+        method,
+        method_span: at(method_text.as_bytes()),
+        target: at(path.as_bytes()),
+        minor,
         keep_alive,
+        longest_line,
     })
+}
+
+/// The `Request` of a scanned head. Its header values share the head's bytes (hyper's
+/// way: no copy per value), and its map comes from the thread's pool, so a request costs
+/// no map allocation. `None`: the head is one hyper should answer.
+fn build_request(head: &Bytes, scanned: &Scanned, spans: &[Span]) -> Option<Head> {
+    let range = |(at, len): (u32, u32)| at as usize..(at + len) as usize;
+    let uri = Uri::from_maybe_shared(head.slice(range(scanned.target))).ok()?;
+    // Room for what the proxy adds (the forwarded family) at once: growing a map later
+    // reallocates and rehashes it.
+    let mut headers = header_pool::take(spans.len() + ADDED_FIELDS);
+    for span in spans.iter() {
+        let name = HeaderName::from_bytes(&head[range(span.name)]).ok()?;
+        let value = HeaderValue::from_maybe_shared(head.slice(range(span.value))).ok()?;
+        headers.append(name, value);
+    }
+    let head_request = scanned.method == Method::HEAD;
+    let mut request = Request::new(RequestBody::Empty);
+    *request.method_mut() = scanned.method.clone();
+    *request.uri_mut() = uri;
+    *request.version_mut() = match scanned.minor {
+        0 => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    *request.headers_mut() = headers;
+    Some(Head {
+        request,
+        keep_alive: scanned.keep_alive,
+        head_request,
+    })
+}
+
+/// What `parse_head` found (the fuzz target's and the tests' view of one step).
+// The head moves once per request either way; boxing it would cost an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Parsed {
+    Plain(Head),
+    Partial,
+    NotPlain,
+    /// Refused once already taken off the buffer.
+    Taken(#[allow(dead_code)] Bytes),
+}
+
+/// Scans and takes the head at the front of `buf`, building its request.
+fn parse_head(buf: &mut BytesMut) -> Parsed {
+    let mut spans = Spans::default();
+    match scan_head(buf, &mut spans) {
+        Scan::Partial => Parsed::Partial,
+        Scan::NotPlain => Parsed::NotPlain,
+        Scan::Plain(scanned) => {
+            let head = buf.split_to(scanned.len).freeze();
+            match build_request(&head, &scanned, spans.as_slice()) {
+                Some(built) => Parsed::Plain(built),
+                None => Parsed::Taken(head),
+            }
+        }
+    }
 }
 
 /// Each head `serve` would take off the front of `data`, written back out in the

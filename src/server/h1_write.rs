@@ -33,7 +33,7 @@ pub(super) struct Exchange {
 
 /// How the body goes on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Framing {
+pub enum Framing {
     /// Nothing after the head (HEAD, 1xx, 204, 304).
     None,
     /// Exactly this many bytes.

@@ -63,6 +63,31 @@ struct Admitted {
 }
 
 impl PerRequest {
+    /// The connection's facts, for handlers' raw lanes.
+    pub(super) fn info(&self) -> &ConnInfo {
+        &self.info
+    }
+
+    pub(super) fn max_line(&self) -> usize {
+        self.max_line
+    }
+
+    /// The connection carries a tag (a client certificate) that only `Request`
+    /// extensions can hand on.
+    pub(super) fn has_tag(&self) -> bool {
+        self.tag.is_some()
+    }
+
+    /// Draining: HTTP/1.1 answers say `Connection: close`.
+    pub(super) fn draining(&self) -> bool {
+        self.shutdown.is_draining()
+    }
+
+    /// A request served by a raw lane, in flight until its answer is written.
+    pub(super) fn raw_guard(&self) -> RequestGuard {
+        self.activity.start(false)
+    }
+
     fn admit(&self, req: &mut Request<RequestBody>) -> Admitted {
         if let Some(tag) = &self.tag {
             req.extensions_mut().insert(tag.clone());

@@ -30,7 +30,7 @@ use crate::metrics;
 
 mod activity;
 pub mod client_hello;
-mod date;
+pub(crate) mod date;
 pub(crate) mod edge;
 pub mod fd_limit;
 mod gate;
@@ -40,12 +40,14 @@ mod http_conn;
 mod limits;
 pub(crate) mod prefixed;
 pub mod proxy_protocol;
+pub mod raw;
 mod timed_io;
 
 pub use activity::monotonic_ms;
 pub use edge::{ConnTag, EdgeOptions, PeerCheck, SniChoice, SniHook};
 use http_conn::serve_http;
 pub use limits::{ConnLimits, Refusal, Slot};
+pub use raw::{RawAnswer, RawRequest};
 use timed_io::TimedIo;
 
 /// What the server knows about the connection a request arrived on.
@@ -79,6 +81,23 @@ pub trait Respond: Clone + Send + Sync + 'static {
     /// (HTTP/2 spawns a task per stream).
     fn respond_boxed(self, req: Request<RequestBody>, conn: Arc<ConnInfo>) -> ResponseFuture {
         Box::pin(self.respond(req, conn))
+    }
+
+    /// Whether `respond_raw` may take requests; the server skips offering them otherwise.
+    const RAW: bool = false;
+
+    /// Answers a plain HTTP/1.1 request from the bytes of its head (see `raw.rs`), with the
+    /// answer's head written into `out`. `keep_alive`: the client and the connection allow
+    /// another request. The default declines, so the request is served by `respond`.
+    fn respond_raw<'a>(
+        &'a self,
+        req: RawRequest<'a>,
+        conn: &'a ConnInfo,
+        keep_alive: bool,
+        out: &'a mut Vec<u8>,
+    ) -> impl Future<Output = RawAnswer> + Send + 'a {
+        let _ = (req, conn, keep_alive, out);
+        std::future::ready(RawAnswer::Declined)
     }
 }
 

@@ -82,3 +82,27 @@ pub struct Policy {
     /// SSL passthrough, client certificates and TLS to the backend (`tls_edge`).
     pub tls_edge: Option<std::sync::Arc<crate::ingress::request::tls_edge::TlsEdge>>,
 }
+
+impl Policy {
+    /// Nothing in this policy reads or changes a request or its answer beyond routing, the
+    /// forwarded fields, the backend protocol and the read timeout: its routes may take the
+    /// plain lane (`ingress::request::plain_lane`). A field added to `Policy` that does
+    /// either must be added here too.
+    pub fn is_plain(&self) -> bool {
+        self.rewrite_target.is_none()
+            && self.app_root.is_none()
+            && !self.force_ssl_redirect
+            && self.allow_source.is_empty()
+            && self.deny_source.is_empty()
+            && self.upstream_vhost.is_none()
+            && self.x_forwarded_prefix.is_none()
+            && self.request_headers.is_empty()
+            && self.response_headers.is_empty()
+            && self.canary.is_none()
+            && self.mirror.is_none()
+            && self.edge.is_none()
+            && self.traffic.is_none()
+            && self.auth.is_none()
+            && self.tls_edge.is_none()
+    }
+}

@@ -32,6 +32,19 @@ impl EdgeHeaders {
         (hsts.is_some() || server.is_some()).then_some(EdgeHeaders { hsts, server })
     }
 
+    /// The HSTS value for an answer over `scheme` for a host with (`host_tls`) or without
+    /// TLS, if one applies (for answers written without a map; see `apply`).
+    pub(crate) fn hsts_for(&self, scheme: Scheme, host_tls: bool) -> Option<&HeaderValue> {
+        self.hsts
+            .as_ref()
+            .filter(|_| scheme == Scheme::Https && host_tls)
+    }
+
+    /// The `Server` value that replaces `portcullis` when server tokens are on.
+    pub(crate) fn server_token(&self) -> Option<&HeaderValue> {
+        self.server.as_ref()
+    }
+
     /// Adds the headers that apply to a response to a request over `scheme` for a host
     /// that does (`host_tls`) or does not have TLS. HSTS is never sent over plain HTTP
     /// (browsers ignore it there), and a backend's own HSTS header is left alone.

@@ -311,7 +311,7 @@ impl Proxy {
                             kind,
                             format!("upstream {authority} answered {}", kind.status()),
                         ));
-                        record(backend, kind);
+                        record_failure(backend, kind);
                         exclude = target.addr();
                         route.metrics.retry(&backend.name);
                         continue;
@@ -382,7 +382,7 @@ impl Proxy {
                     }
                 }
             };
-            record(backend, failure.kind);
+            record_failure(backend, failure.kind);
             drop(guards);
             // Safe by what happened to the request; wanted by `proxy-next-upstream` (or,
             // without it, for anything but a timeout).
@@ -418,7 +418,7 @@ fn is_idempotent(m: &Method) -> bool {
 }
 
 /// Counts a failure in `ingress_upstream_errors_total`, for the kinds counted there.
-fn record(backend: &Backend, kind: ErrorKind) {
+pub(crate) fn record_failure(backend: &Backend, kind: ErrorKind) {
     if let Some(label) = kind.metric() {
         metrics::record_upstream_error(&backend.name, label);
     }

@@ -277,6 +277,63 @@ pub fn apply_forwarded(
     id
 }
 
+/// Writes the forwarded family as `name: value` lines for a request that carried none of
+/// it (`is_forwarding_name` matched no field), from the same values `apply_forwarded` sets
+/// in that case and in its order: the plain lane's upstream head, which has no map.
+pub(crate) fn put_forwarded(out: &mut Vec<u8>, down: &Downstream<'_>, request_id: &HeaderValue) {
+    use crate::http_text::put_field;
+    let peer = ip_value(down.peer);
+    put_field(out, X_FORWARDED_FOR.as_str().as_bytes(), peer.as_bytes());
+    put_field(
+        out,
+        X_FORWARDED_PROTO.as_str().as_bytes(),
+        scheme_value(down.scheme).as_bytes(),
+    );
+    put_field(
+        out,
+        X_FORWARDED_HOST.as_str().as_bytes(),
+        down.host.as_bytes(),
+    );
+    put_field(
+        out,
+        X_FORWARDED_PORT.as_str().as_bytes(),
+        port_value(down.port).as_bytes(),
+    );
+    let real_ip = match down.client == down.peer {
+        true => peer,
+        false => ip_value(down.client),
+    };
+    put_field(out, X_REAL_IP.as_str().as_bytes(), real_ip.as_bytes());
+    put_field(out, X_REQUEST_ID.as_str().as_bytes(), request_id.as_bytes());
+}
+
+/// Whether `name` (as sent, any case) is one `apply_forwarded` reads or removes.
+pub(crate) fn is_forwarding_bytes(name: &[u8]) -> bool {
+    const NAMES: [&[u8]; 11] = [
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+        b"x-forwarded-prefix",
+        b"x-real-ip",
+        b"x-request-id",
+        b"forwarded",
+        b"true-client-ip",
+        b"x-client-ip",
+        b"x-original-forwarded-for",
+    ];
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Whether `name` (as sent, any case) is hop-by-hop for `strip_hop_by_hop`: one of the
+/// names always removed, or `Upgrade`.
+pub(crate) fn is_hop_by_hop_bytes(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"upgrade")
+        || hop_by_hop_names()
+            .iter()
+            .any(|n| n.as_str().as_bytes().eq_ignore_ascii_case(name))
+}
+
 /// Whether `apply_forwarded` reads or removes a header of this name.
 fn is_forwarding_name(name: &HeaderName) -> bool {
     matches!(

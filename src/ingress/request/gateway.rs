@@ -16,7 +16,7 @@ use crate::ingress::request::balancer::Balancer;
 use crate::ingress::request::normalize::normalize_path;
 use crate::ingress::request::request_host::RequestHost;
 use crate::ingress::request::respond::generated;
-use crate::server::{ConnInfo, Respond};
+use crate::server::{ConnInfo, RawAnswer, RawRequest, Respond};
 
 pub use crate::ingress::request::proxy::{Inbound, Proxy, ProxyConfig, Scheme};
 
@@ -179,6 +179,25 @@ impl Respond for GatewayHandler {
         conn: Arc<ConnInfo>,
     ) -> impl Future<Output = Response<Body>> + Send + use<> {
         self.gateway.handle(req, conn, self.scheme)
+    }
+
+    const RAW: bool = true;
+
+    fn respond_raw<'a>(
+        &'a self,
+        req: RawRequest<'a>,
+        conn: &'a ConnInfo,
+        keep_alive: bool,
+        out: &'a mut Vec<u8>,
+    ) -> impl Future<Output = RawAnswer> + Send + 'a {
+        crate::ingress::request::plain_lane::serve(
+            &self.gateway,
+            self.scheme,
+            req,
+            conn,
+            keep_alive,
+            out,
+        )
     }
 }
 

@@ -24,6 +24,7 @@ pub(crate) mod next_upstream;
 mod nginx_vars;
 pub mod normalize;
 mod phases;
+pub(crate) mod plain_lane;
 pub(crate) mod proxy;
 pub(crate) mod proxy_error;
 pub(crate) mod rate_limit;

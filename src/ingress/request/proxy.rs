@@ -88,6 +88,9 @@ pub struct ProxyConfig {
     /// From a trusted peer, send the whole X-Forwarded-For chain upstream (the peer
     /// appended); false sends the client address alone (`computeFullForwardedFor`).
     pub full_forwarded_for: bool,
+    /// Serve plain GETs from their raw head (`plain_lane`); off sends every request the
+    /// usual way (a switch for comparing the two, and a way back).
+    pub plain_lane: bool,
 }
 
 impl Default for ProxyConfig {
@@ -105,6 +108,7 @@ impl Default for ProxyConfig {
             limits: Default::default(),
             edge_headers: None,
             full_forwarded_for: true,
+            plain_lane: true,
         }
     }
 }

@@ -61,6 +61,19 @@ impl Tail {
         }
     }
 
+    /// `new` for a request that began at `start`.
+    pub(crate) fn started_at(entry: Entry, log: bool, start: Instant) -> Self {
+        let mut tail = Self::new(entry, log);
+        tail.start = start;
+        tail
+    }
+
+    /// Ends the tail without a record: the request is served again another way, which
+    /// keeps its own.
+    pub(crate) fn discard(mut self) {
+        self.done = true;
+    }
+
     /// Finishes the tail for an answer whose body is already complete (generated
     /// answers and upgrades).
     pub(crate) fn attach(mut self, resp: Response<Body>) -> Response<Body> {

@@ -28,7 +28,7 @@ use crate::body::BoxError;
 use crate::ingress::request::health::monotonic_us;
 use crate::ingress::request::mirror::{MirrorBody, Tee, TeeSender};
 use crate::ingress::request::resolve::{self, ResolveError};
-use crate::ingress::request::upstream_h1::{H1Body, H1Pool};
+use crate::ingress::request::upstream_h1::{H1Body, H1Pool, RawConn};
 use crate::ingress::request::upstream_h2::{H2Lease, H2Pool};
 use crate::ingress::request::upstream_tls::{self, UpstreamIo};
 use rustls::pki_types::ServerName;
@@ -383,6 +383,32 @@ impl Upstreams {
         let connector = || self.connector(wire, connect_timeout);
         let resp = self.h1.send(connector, wire, target, out).await?;
         Ok((resp.map(ResponseBody::H1), Lease::InBody))
+    }
+
+    /// The plain-HTTP/1.1 pool, for the plain lane.
+    pub(crate) fn h1_shared(&self) -> &Arc<H1Pool> {
+        &self.h1
+    }
+
+    /// A plain-HTTP/1.1 connection to `target` for the plain lane: an idle pooled one,
+    /// else a new one within `connect_timeout`.
+    pub(crate) async fn plain_conn(
+        &self,
+        target: &http::uri::Authority,
+        connect_timeout: Duration,
+    ) -> Result<RawConn, UpstreamError> {
+        match self.h1.take_idle(target) {
+            Some(conn) => Ok(conn),
+            // Boxed: connecting is the rare path, and its state would otherwise sit in
+            // every request's future.
+            None => {
+                Box::pin(
+                    self.h1
+                        .connect_raw(self.connector(Wire::Http1, connect_timeout), target),
+                )
+                .await
+            }
+        }
     }
 
     /// The HTTP/1.1 pool, for tests that look at connection reuse.

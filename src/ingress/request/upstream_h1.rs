@@ -37,7 +37,8 @@ use crate::body::BoxError;
 use crate::ingress::model::fast_map::FastMap;
 use crate::ingress::request::upstream::{Connector, Outgoing, UpstreamBody, UpstreamError, Wire};
 use crate::ingress::request::upstream_h1_wire::{
-    self as wire, BodyFraming, Chunk, ChunkedDecoder, RequestFraming, ResponseHead, WireError,
+    self as wire, BodyFraming, Chunk, ChunkedDecoder, RequestFraming, ResponseHead, ResponseSpans,
+    ScannedHead, WireError,
 };
 use crate::ingress::request::upstream_tls::UpstreamIo;
 use crate::server::prefixed::Prefixed;
@@ -279,14 +280,31 @@ impl H1Pool {
         head: ResponseHead,
         key: Key,
     ) -> Response<H1Body> {
-        let decode = match head.framing {
+        let body = self.body(conn, head.framing, head.keep_alive, key);
+        let mut resp = Response::new(body);
+        *resp.status_mut() = head.status;
+        *resp.version_mut() = head.version;
+        *resp.headers_mut() = head.headers;
+        resp
+    }
+
+    /// The body after a head framed as `framing`, reading from `conn`, which goes home to
+    /// this pool at its end when `keep_alive` allows.
+    fn body(
+        self: &Arc<Self>,
+        conn: Box<H1Conn>,
+        framing: BodyFraming,
+        keep_alive: bool,
+        key: Key,
+    ) -> H1Body {
+        let decode = match framing {
             BodyFraming::Empty => Decode::Done,
             BodyFraming::Length(n) => Decode::Length(n),
             BodyFraming::Chunked => Decode::Chunked(ChunkedDecoder::default()),
             BodyFraming::UntilClose => Decode::UntilClose,
             BodyFraming::Upgrade => Decode::Upgrade,
         };
-        let reusable = head.keep_alive && !matches!(decode, Decode::Upgrade | Decode::UntilClose);
+        let reusable = keep_alive && !matches!(decode, Decode::Upgrade | Decode::UntilClose);
         let mut body = H1Body {
             conn: Some(conn),
             decode,
@@ -295,11 +313,32 @@ impl H1Pool {
         if matches!(body.decode, Decode::Done) {
             body.finish();
         }
-        let mut resp = Response::new(body);
-        *resp.status_mut() = head.status;
-        *resp.version_mut() = head.version;
-        *resp.headers_mut() = head.headers;
-        resp
+        body
+    }
+
+    /// An idle plain-HTTP connection to `target` for the plain lane, which writes the
+    /// request head itself; `None` when this thread holds none.
+    pub(crate) fn take_idle(&self, target: &Authority) -> Option<RawConn> {
+        let key = Key {
+            wire: Wire::Http1,
+            authority: target.clone(),
+        };
+        let conn = self.checkout(&key)?;
+        Some(RawConn { conn, key })
+    }
+
+    /// A new plain-HTTP connection to `target` for the plain lane.
+    pub(crate) async fn connect_raw(
+        &self,
+        connector: Connector,
+        target: &Authority,
+    ) -> Result<RawConn, UpstreamError> {
+        let key = Key {
+            wire: Wire::Http1,
+            authority: target.clone(),
+        };
+        let conn = self.connect(connector, &key).await?;
+        Ok(RawConn { conn, key })
     }
 
     /// The most recently used idle connection to `key` that can take a request.
@@ -400,6 +439,74 @@ impl H1Pool {
                 .map_or(0, |l| l.by_endpoint.values().map(Vec::len).sum())
         })
     }
+}
+
+/// A pooled connection in the plain lane's hands (`plain_lane.rs`): the lane writes the
+/// request head into it and reads the answer's head as bytes; the body then reads the
+/// connection as any response body does and takes it home at its end.
+#[derive(Debug)]
+pub(crate) struct RawConn {
+    conn: Box<H1Conn>,
+    key: Key,
+}
+
+impl RawConn {
+    /// The connection's write buffer, emptied, to put the request head in.
+    pub(crate) fn head_buf(&mut self) -> &mut Vec<u8> {
+        self.conn.write.clear();
+        &mut self.conn.write
+    }
+
+    /// Sends what `head_buf` holds.
+    pub(crate) async fn send(&mut self) -> io::Result<()> {
+        let conn = &mut *self.conn;
+        conn.io.write_all(&conn.write).await?;
+        conn.io.flush().await
+    }
+
+    /// Reads until the answer's head is complete; it is then the first `len` bytes of
+    /// `received()`.
+    pub(crate) async fn read_head(
+        &mut self,
+        spans: &mut ResponseSpans,
+    ) -> Result<ScannedHead, RawHeadError> {
+        let conn = &mut *self.conn;
+        loop {
+            if !conn.read.is_empty()
+                && let Some(head) = wire::scan_response_head(&mut conn.read, false, spans)
+                    .map_err(RawHeadError::Wire)?
+            {
+                return Ok(head);
+            }
+            match conn.read_more().await {
+                Ok(0) => return Err(RawHeadError::Closed),
+                Ok(_) => {}
+                Err(e) => return Err(RawHeadError::Io(e)),
+            }
+        }
+    }
+
+    /// What the pod has sent so far.
+    pub(crate) fn received(&self) -> &[u8] {
+        &self.conn.read
+    }
+
+    /// The answer's body, once the head (`head.len` bytes) has been read out.
+    pub(crate) fn into_body(mut self, pool: &Arc<H1Pool>, head: &ScannedHead) -> H1Body {
+        let _ = self.conn.read.split_to(head.len);
+        pool.body(self.conn, head.framing, head.keep_alive, self.key)
+    }
+}
+
+/// Why no answer head came on a raw connection.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RawHeadError {
+    #[error(transparent)]
+    Wire(WireError),
+    #[error("upstream closed the connection before a response head")]
+    Closed,
+    #[error(transparent)]
+    Io(io::Error),
 }
 
 /// Streams the client's body to the pod, framed as the head said.

@@ -135,12 +135,79 @@ pub(crate) struct ResponseHead {
     pub keep_alive: bool,
 }
 
-/// Parses the next final response head at the front of `buf`, skipping interim (1xx
-/// other than 101) responses. `Ok(None)`: not all of it has arrived yet.
-pub(crate) fn parse_response_head(
+/// A final response head found at the front of a buffer, before anything is copied out
+/// of it: where its fields are (in the `ResponseSpans` it was scanned into), and what they
+/// say about the status, the body and the connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScannedHead {
+    /// Bytes of the head, blank line included.
+    pub(crate) len: usize,
+    pub(crate) status: StatusCode,
+    pub(crate) version: Version,
+    pub(crate) framing: BodyFraming,
+    pub(crate) keep_alive: bool,
+}
+
+/// The places of one response head's fields; most heads have few, kept without the heap.
+pub(crate) struct ResponseSpans {
+    small: [Span; SMALL_HEAD],
+    large: Vec<Span>,
+    count: usize,
+}
+
+impl Default for ResponseSpans {
+    fn default() -> Self {
+        ResponseSpans {
+            small: [Span::default(); SMALL_HEAD],
+            large: Vec::new(),
+            count: 0,
+        }
+    }
+}
+
+impl ResponseSpans {
+    fn reset(&mut self, count: usize) -> &mut [Span] {
+        self.count = count;
+        match count <= SMALL_HEAD {
+            true => &mut self.small[..count],
+            false => {
+                self.large.clear();
+                self.large.resize(count, Span::default());
+                &mut self.large
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[Span] {
+        match self.count <= SMALL_HEAD {
+            true => &self.small[..self.count],
+            false => &self.large,
+        }
+    }
+
+    /// Each field of the head `head` (the scanned bytes), as sent.
+    pub(crate) fn fields<'h>(
+        &'h self,
+        head: &'h [u8],
+    ) -> impl Iterator<Item = (&'h [u8], &'h [u8])> + 'h {
+        self.as_slice().iter().map(move |s| {
+            (
+                &head[s.n_at..s.n_at + s.n_len],
+                &head[s.v_at..s.v_at + s.v_len],
+            )
+        })
+    }
+}
+
+/// Finds the next final response head at the front of `buf`, dropping interim (1xx other
+/// than 101) responses before it, and works out its framing (RFC 9112 §6.3) from the raw
+/// fields. `Ok(None)`: not all of it has arrived yet. Both the map-building parse below
+/// and the plain lane, which copies fields straight to the client, frame by this.
+pub(crate) fn scan_response_head(
     buf: &mut BytesMut,
     head_request: bool,
-) -> Result<Option<ResponseHead>, WireError> {
+    spans: &mut ResponseSpans,
+) -> Result<Option<ScannedHead>, WireError> {
     loop {
         // Slots left uninitialised: the parser writes those it fills, and zeroing all of
         // them (4 KiB) on every response showed in the profile as `memset`.
@@ -174,62 +241,33 @@ pub(crate) fn parse_response_head(
             Some(0) => Version::HTTP_10,
             _ => Version::HTTP_11,
         };
-        // Where each field sits in the head, so the values can borrow the head's bytes
-        // (no copy per value) once the parser lets go of the buffer. Most heads have a
-        // few fields: a small array serves them without zeroing room for MAX_HEADERS.
         let base = buf.as_ptr() as usize;
-        let count = resp.headers.len();
-        let mut small = [Span::default(); SMALL_HEAD];
-        let mut large = Vec::new();
-        let spans: &mut [Span] = match count <= SMALL_HEAD {
-            true => &mut small[..count],
-            false => {
-                large.resize(count, Span::default());
-                &mut large
-            }
-        };
-        for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
-            *span = Span::of(base, h.name.as_bytes(), h.value);
-        }
-        let head = buf.split_to(len).freeze();
-        // Room for what the response filters may add; the map goes back to the pool
-        // once the answer is written.
-        let mut headers = crate::header_pool::take(count + 4);
         let mut lengths: Option<u64> = None;
         let mut bad_length = false;
         let mut chunked = false;
         let mut has_te = false;
         let mut close = false;
         let mut keep_alive_token = false;
-        for &Span {
-            n_at,
-            n_len,
-            v_at,
-            v_len,
-        } in spans.iter()
-        {
-            let raw_name = &head[n_at..n_at + n_len];
-            let raw_value = &head[v_at..v_at + v_len];
-            let name = HeaderName::from_bytes(raw_name).map_err(|_| WireError::BadHeader)?;
-            let value = HeaderValue::from_maybe_shared(head.slice(v_at..v_at + v_len))
-                .map_err(|_| WireError::BadHeader)?;
-            if name == header::CONTENT_LENGTH {
-                match parse_length(raw_value) {
+        let fields = spans.reset(resp.headers.len());
+        for (span, h) in fields.iter_mut().zip(resp.headers.iter()) {
+            let name = h.name.as_bytes();
+            *span = Span::of(base, name, h.value);
+            if name.eq_ignore_ascii_case(b"content-length") {
+                match parse_length(h.value) {
                     Some(n) if lengths.is_none_or(|l| l == n) => lengths = Some(n),
                     _ => bad_length = true,
                 }
-            } else if name == header::TRANSFER_ENCODING {
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 has_te = true;
                 // Only the last coding decides whether the body is chunked.
-                chunked = last_token(raw_value).eq_ignore_ascii_case(b"chunked");
-            } else if name == header::CONNECTION {
-                for token in raw_value.split(|b| *b == b',') {
+                chunked = last_token(h.value).eq_ignore_ascii_case(b"chunked");
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                for token in h.value.split(|b| *b == b',') {
                     let token = token.trim_ascii();
                     close |= token.eq_ignore_ascii_case(b"close");
                     keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
-            headers.append(name, value);
         }
         let no_body =
             head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
@@ -258,14 +296,50 @@ pub(crate) fn parse_response_head(
             // Both framings at once is a smuggling shape: use the body, then drop the
             // connection.
             && !(has_te && lengths.is_some());
-        return Ok(Some(ResponseHead {
+        return Ok(Some(ScannedHead {
+            len,
             status,
             version,
-            headers,
             framing,
             keep_alive,
         }));
     }
+}
+
+/// Parses the next final response head at the front of `buf` into a header map, skipping
+/// interim responses. `Ok(None)`: not all of it has arrived yet.
+pub(crate) fn parse_response_head(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<ResponseHead>, WireError> {
+    let mut spans = ResponseSpans::default();
+    let Some(scanned) = scan_response_head(buf, head_request, &mut spans)? else {
+        return Ok(None);
+    };
+    let head = buf.split_to(scanned.len).freeze();
+    // Room for what the response filters may add; the map goes back to the pool once
+    // the answer is written. Values borrow the head's bytes (no copy per value).
+    let mut headers = crate::header_pool::take(spans.count + 4);
+    for &Span {
+        n_at,
+        n_len,
+        v_at,
+        v_len,
+    } in spans.as_slice()
+    {
+        let name =
+            HeaderName::from_bytes(&head[n_at..n_at + n_len]).map_err(|_| WireError::BadHeader)?;
+        let value = HeaderValue::from_maybe_shared(head.slice(v_at..v_at + v_len))
+            .map_err(|_| WireError::BadHeader)?;
+        headers.append(name, value);
+    }
+    Ok(Some(ResponseHead {
+        status: scanned.status,
+        version: scanned.version,
+        headers,
+        framing: scanned.framing,
+        keep_alive: scanned.keep_alive,
+    }))
 }
 
 /// Response heads with at most this many fields keep their field positions on the stack.

@@ -1,0 +1,454 @@
+//! The plain lane against the usual path: the same raw requests through a proxy with the
+//! lane on and one with it off, to a scripted pod that records the heads it gets. What the
+//! pod receives and what the client gets back must match, field for field (names compared
+//! without case; request ids and dates masked), for every answer framing.
+mod proxy_common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portcullis::ingress::model::policy::Policy;
+use portcullis::ingress::request::gateway::ProxyConfig;
+use proxy_common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Heads the pod received, in order.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// The answer the pod gives for a path.
+fn answer_for(path: &str) -> (&'static [u8], bool) {
+    match path {
+        "/len" => (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Pod: a\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\nhello",
+            false,
+        ),
+        "/chunked" => (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nX-T: 1\r\n\r\n",
+            false,
+        ),
+        "/named" => (
+            b"HTTP/1.1 201 Whatever\r\nConnection: X-Drop\r\nX-Drop: 1\r\nX-Keep: 2\r\nServer: portcullis\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok",
+            false,
+        ),
+        "/empty" => (
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 7\r\nX-E: 1\r\n\r\n",
+            false,
+        ),
+        "/zero" => (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false),
+        "/early" => (
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
+            false,
+        ),
+        "/close" => (
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nX-Until: close\r\n\r\nuntil the end",
+            true,
+        ),
+        _ => (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false),
+    }
+}
+
+/// A pod that records each request head and answers from `answer_for`. On `/slow` it
+/// waits before answering; on `/drop` it closes the connection without answering when
+/// the connection already served a request (a pooled connection gone bad).
+async fn scripted_pod(ip: &str) -> (SocketAddr, Seen) {
+    let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut served = 0;
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        let mut chunk = [0u8; 4096];
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head: Vec<u8> = buf.drain(..end + 4).collect();
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                    record.lock().unwrap().push(head);
+                    if path == "/drop" && served > 0 {
+                        return;
+                    }
+                    served += 1;
+                    if path == "/slow" {
+                        tokio::time::sleep(Duration::from_millis(800)).await;
+                    }
+                    let (answer, close) = match path.as_str() {
+                        "/drop" | "/slow" => (
+                            &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..],
+                            false,
+                        ),
+                        p => answer_for(p),
+                    };
+                    if sock.write_all(answer).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// What every exchange ends with, so the proxy closes the connection when it is done.
+const LAST: &str = "GET /end HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+/// Sends `raw` and then `LAST` on a fresh connection and reads until the proxy closes it.
+async fn exchange(proxy: SocketAddr, raw: &str) -> String {
+    let mut sock = TcpStream::connect(proxy).await.unwrap();
+    sock.write_all(format!("{raw}{LAST}").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "the proxy kept the connection open");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Heads and answers with field names in lower case, the values that differ per run
+/// (dates, request ids) masked, and each head's fields sorted by name (same-name fields
+/// keep their order): the usual path's maps do not keep the order of distinct names once
+/// a field was removed, and nothing may depend on it.
+fn canonical(text: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut fields: Vec<(String, String)> = Vec::new();
+    let flush = |fields: &mut Vec<(String, String)>, out: &mut Vec<String>| {
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        out.extend(fields.drain(..).map(|(n, v)| format!("{n}: {v}")));
+    };
+    for line in text.split("\r\n") {
+        match line.split_once(": ") {
+            Some((name, value)) if !name.contains(' ') => {
+                let name = name.to_ascii_lowercase();
+                let value = match name.as_str() {
+                    "date" if !value.starts_with("Mon, 01 Jan 2024") => "<now>",
+                    "x-request-id" => "<id>",
+                    _ => value,
+                };
+                fields.push((name, value.to_string()));
+            }
+            _ => {
+                flush(&mut fields, &mut out);
+                out.push(line.to_string());
+            }
+        }
+    }
+    flush(&mut fields, &mut out);
+    out.join("\r\n")
+}
+
+struct Pair {
+    lane: TestProxy,
+    usual: TestProxy,
+    lane_seen: Seen,
+    usual_seen: Seen,
+}
+
+async fn pair(policy: impl Fn() -> Policy) -> Pair {
+    let (lane_pod, lane_seen) = scripted_pod("127.0.0.91").await;
+    let (usual_pod, usual_seen) = scripted_pod("127.0.0.92").await;
+    let lane = start_proxy(
+        route(backend("default/web:80", &[lane_pod]), policy()),
+        ProxyConfig::default(),
+    )
+    .await;
+    let usual = start_proxy(
+        route(backend("default/web:80", &[usual_pod]), policy()),
+        ProxyConfig {
+            plain_lane: false,
+            ..ProxyConfig::default()
+        },
+    )
+    .await;
+    Pair {
+        lane,
+        usual,
+        lane_seen,
+        usual_seen,
+    }
+}
+
+/// The request both proxies get, spelled with mixed-case names so the lane's pass-through
+/// shows: the usual path writes names from its map, in lower case.
+fn request(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: shop.example:8080\r\nUser-Agent: probe/1\r\nAccept: */*\r\n{extra}\r\n"
+    )
+}
+
+impl Pair {
+    /// Both proxies' answers to `raw`, canonical, after one warm-up request each so the
+    /// lane finds an idle pooled connection.
+    async fn both(&self, raw: &str) -> (String, String) {
+        let warm = request("/len", "");
+        exchange(self.lane.addr, &warm).await;
+        exchange(self.usual.addr, &warm).await;
+        let lane = exchange(self.lane.addr, raw).await;
+        let usual = exchange(self.usual.addr, raw).await;
+        (canonical(&lane), canonical(&usual))
+    }
+
+    /// The last head each pod got before `LAST`'s.
+    fn last_heads(&self) -> (String, String) {
+        let last = |seen: &Seen| {
+            let seen = seen.lock().unwrap();
+            let head = seen.iter().rev().find(|h| !h.starts_with("GET /end "));
+            head.cloned().unwrap()
+        };
+        (last(&self.lane_seen), last(&self.usual_seen))
+    }
+}
+
+#[tokio::test]
+async fn the_pod_and_the_client_see_the_same_through_either_lane() {
+    let p = pair(Policy::default).await;
+    for path in [
+        "/len", "/chunked", "/named", "/empty", "/zero", "/early", "/close",
+    ] {
+        let (lane, usual) = p.both(&request(path, "Connection: keep-alive\r\n")).await;
+        assert!(
+            lane.starts_with("HTTP/1.1 "),
+            "{path}: no answer through the lane: {lane:?}"
+        );
+        assert_eq!(lane, usual, "{path}: answers differ");
+        let (lane_head, usual_head) = p.last_heads();
+        // The lane passed the client's own spelling on; the usual path wrote its map's.
+        assert!(
+            lane_head.contains("\r\nUser-Agent: probe/1\r\n"),
+            "{lane_head}"
+        );
+        assert!(
+            usual_head.contains("\r\nuser-agent: probe/1\r\n"),
+            "{usual_head}"
+        );
+        assert_eq!(
+            canonical(&lane_head),
+            canonical(&usual_head),
+            "{path}: heads differ"
+        );
+    }
+}
+
+#[tokio::test]
+async fn answers_keep_their_framing_and_lose_hop_by_hop_fields() {
+    let p = pair(Policy::default).await;
+    let (lane, _) = p.both(&request("/chunked", "")).await;
+    assert!(lane.contains("transfer-encoding: chunked\r\n"), "{lane}");
+    assert!(
+        lane.contains("\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\nHTTP/1.1 404"),
+        "{lane}"
+    );
+    assert!(!lane.contains("trailer:"), "{lane}");
+    let (lane, _) = p.both(&request("/named", "")).await;
+    assert!(lane.starts_with("HTTP/1.1 201 Created\r\n"), "{lane}");
+    assert!(!lane.contains("x-drop"), "{lane}");
+    assert!(lane.contains("x-keep: 2\r\n"), "{lane}");
+    assert!(lane.contains("date: Mon, 01 Jan 2024"), "{lane}");
+    let (lane, _) = p.both(&request("/close", "")).await;
+    // A body that ends with the pod's connection goes to the client chunked.
+    assert!(lane.contains("transfer-encoding: chunked\r\n"), "{lane}");
+    assert!(lane.contains("until the end"), "{lane}");
+    let (lane, _) = p.both(&request("/empty", "")).await;
+    let no_content = lane.split("HTTP/1.1 404").next().unwrap_or_default();
+    assert!(
+        no_content.starts_with("HTTP/1.1 204 No Content\r\n"),
+        "{lane}"
+    );
+    assert!(!no_content.contains("content-length"), "{lane}");
+}
+
+#[tokio::test]
+async fn a_client_that_asks_to_close_is_answered_and_closed() {
+    let p = pair(Policy::default).await;
+    let (lane, usual) = p
+        .both(&format!(
+            "{}{}",
+            request("/len", "Connection: close\r\n"),
+            request("/len", "")
+        ))
+        .await;
+    assert_eq!(lane, usual);
+    assert_eq!(lane.matches("HTTP/1.1 200").count(), 1, "{lane}");
+    assert!(lane.contains("connection: close\r\n"), "{lane}");
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let p = pair(Policy::default).await;
+    let raw = format!(
+        "{}{}{}",
+        request("/len", ""),
+        request("/zero", ""),
+        request("/named", "Connection: close\r\n")
+    );
+    let (lane, usual) = p.both(&raw).await;
+    assert_eq!(lane, usual);
+    let statuses: Vec<&str> = lane
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &lane[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "200", "201"], "{lane}");
+}
+
+#[tokio::test]
+async fn requests_the_lane_does_not_take_still_match() {
+    let p = pair(Policy::default).await;
+    for extra in [
+        "X-Forwarded-For: 6.6.6.6\r\n",
+        "Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\n",
+        "TE: trailers\r\n",
+        "Content-Length: 0\r\n",
+    ] {
+        let (lane, usual) = p.both(&request("/len", extra)).await;
+        assert_eq!(lane, usual, "{extra:?}");
+        let (lane_head, usual_head) = p.last_heads();
+        // Declined: the usual path wrote both heads.
+        assert!(
+            lane_head.contains("\r\nuser-agent: probe/1\r\n"),
+            "{lane_head}"
+        );
+        assert_eq!(canonical(&lane_head), canonical(&usual_head), "{extra:?}");
+    }
+    // A path that normalises to another, and an HTTP/1.0 request.
+    for raw in [
+        "GET /a/../len HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
+        "GET /len HTTP/1.0\r\nHost: x\r\n\r\n".to_string(),
+    ] {
+        let (lane, usual) = p.both(&raw).await;
+        assert_eq!(lane, usual, "{raw:?}");
+    }
+}
+
+#[tokio::test]
+async fn routes_with_a_policy_go_the_usual_way() {
+    let p = pair(|| Policy {
+        response_headers: vec![(
+            http::HeaderName::from_static("x-policy"),
+            http::HeaderValue::from_static("1"),
+        )],
+        ..Policy::default()
+    })
+    .await;
+    let (lane, usual) = p.both(&request("/len", "")).await;
+    assert_eq!(lane, usual);
+    assert!(lane.contains("x-policy: 1\r\n"), "{lane}");
+    let (lane_head, _) = p.last_heads();
+    assert!(
+        lane_head.contains("\r\nuser-agent: probe/1\r\n"),
+        "{lane_head}"
+    );
+}
+
+#[tokio::test]
+async fn a_pooled_connection_that_breaks_sends_the_request_the_usual_way() {
+    let p = pair(Policy::default).await;
+    // Warm-up leaves an idle connection; the pod drops it on the next request.
+    let (lane, usual) = p.both(&request("/drop", "")).await;
+    assert!(lane.starts_with("HTTP/1.1 200 OK\r\n"), "{lane}");
+    assert_eq!(lane, usual);
+    let lane_heads = p.lane_seen.lock().unwrap().clone();
+    let drops: Vec<&String> = lane_heads
+        .iter()
+        .filter(|h| h.starts_with("GET /drop"))
+        .collect();
+    assert_eq!(
+        drops.len(),
+        2,
+        "the lane's attempt, then the usual one: {drops:?}"
+    );
+    assert!(drops[0].contains("User-Agent: probe/1"), "{}", drops[0]);
+}
+
+#[tokio::test]
+async fn no_answer_within_the_read_timeout_is_a_504_from_either_lane() {
+    let p = pair(|| Policy {
+        read_timeout: Some(Duration::from_millis(200)),
+        ..Policy::default()
+    })
+    .await;
+    let (lane, usual) = p.both(&request("/slow", "")).await;
+    assert!(
+        lane.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"),
+        "{lane}"
+    );
+    // The reasons name each proxy's own pod; the fields are the same.
+    let names = |a: &str| -> Vec<String> {
+        a.lines()
+            .take_while(|l| !l.is_empty())
+            .map(|l| l.split(':').next().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(names(&lane), names(&usual));
+    assert!(
+        usual.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"),
+        "{usual}"
+    );
+    let (lane_head, _) = p.last_heads();
+    assert!(lane_head.contains("User-Agent: probe/1"), "{lane_head}");
+}
+
+#[tokio::test]
+async fn hsts_and_server_tokens_are_added_as_the_usual_path_adds_them() {
+    let (lane_pod, lane_seen) = scripted_pod("127.0.0.93").await;
+    let (usual_pod, usual_seen) = scripted_pod("127.0.0.94").await;
+    let settings = portcullis::config::EdgeSettings {
+        hsts: true,
+        server_tokens: true,
+        ..Default::default()
+    };
+    let edge = portcullis::ingress::request::edge_headers::EdgeHeaders::from_settings(&settings);
+    assert!(edge.is_some());
+    let start = |pod, plain_lane| {
+        start_proxy_with(
+            TestRoute {
+                route: route(backend("default/web:80", &[pod]), Policy::default()),
+                regex: None,
+                tls_hosts: vec!["shop.example"],
+            },
+            ProxyConfig {
+                edge_headers: edge.clone(),
+                plain_lane,
+                ..ProxyConfig::default()
+            },
+            portcullis::ingress::request::gateway::Scheme::Https,
+        )
+    };
+    let p = Pair {
+        lane: start(lane_pod, true).await,
+        usual: start(usual_pod, false).await,
+        lane_seen,
+        usual_seen,
+    };
+    let (lane, usual) = p.both(&request("/named", "")).await;
+    assert_eq!(lane, usual);
+    let (lane_head, _) = p.last_heads();
+    assert!(lane_head.contains("User-Agent: probe/1"), "{lane_head}");
+    assert!(
+        lane_head.contains("x-forwarded-proto: https\r\n"),
+        "{lane_head}"
+    );
+    let named = lane.split("HTTP/1.1 404").next().unwrap_or_default();
+    assert!(
+        named.contains("strict-transport-security: max-age="),
+        "{lane}"
+    );
+    assert!(named.contains("server: portcullis/"), "{lane}");
+    // A host without TLS gets no HSTS, from either.
+    let other = "GET /len HTTP/1.1\r\nHost: plain.example\r\n\r\n";
+    let (lane, usual) = p.both(other).await;
+    assert_eq!(lane, usual);
+    assert!(!lane.contains("strict-transport-security"), "{lane}");
+}
