@@ -209,6 +209,9 @@ pub struct ProxySettings {
     /// Client addresses remembered per Ingress with `limit-*` annotations (about 50 bytes
     /// each, allocated on the Ingress's first request).
     pub limit_table_size: usize,
+    /// Serve plain GETs from their raw head (`ingress::request::plain_lane`); `false` sends
+    /// every request the usual way.
+    pub plain_lane: bool,
 }
 
 impl Default for ProxySettings {
@@ -231,6 +234,7 @@ impl Default for ProxySettings {
             limit_req_status_code: Default::default(),
             limit_conn_status_code: Default::default(),
             limit_table_size: p.limits.table_size,
+            plain_lane: p.plain_lane,
         }
     }
 }
@@ -260,6 +264,7 @@ impl ProxySettings {
         config.read_timeout = secs(self.read_timeout_seconds);
         config.send_timeout = secs(self.send_timeout_seconds);
         config.max_concurrency_per_endpoint = self.max_concurrency_per_endpoint.max(1);
+        config.plain_lane = self.plain_lane;
         let u = &mut config.upstream;
         u.idle_timeout = secs(self.upstream_keep_alive_timeout_seconds);
         u.max_idle_per_endpoint = self.upstream_keep_alive_connections;
