@@ -21,5 +21,6 @@ pub mod process_metrics;
 pub mod reload;
 pub mod server;
 pub mod source;
+mod span_list;
 pub mod status;
 pub mod tls;

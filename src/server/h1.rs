@@ -27,6 +27,7 @@ use super::raw::{RawAnswer, RawRequest, Span};
 use crate::body::RequestBody;
 use crate::header_pool;
 use crate::http_text::put_field;
+use crate::span_list::SpanList;
 
 /// hyper's default limit on a request's header fields; more goes to hyper, which says 431.
 const MAX_HEADERS: usize = 100;
@@ -251,42 +252,7 @@ const ADDED_FIELDS: usize = 8;
 const SMALL_HEAD: usize = 24;
 
 /// The places of one head's fields, kept by the connection across requests.
-struct Spans {
-    small: [Span; SMALL_HEAD],
-    large: Vec<Span>,
-    count: usize,
-}
-
-impl Default for Spans {
-    fn default() -> Self {
-        Spans {
-            small: [Span::default(); SMALL_HEAD],
-            large: Vec::new(),
-            count: 0,
-        }
-    }
-}
-
-impl Spans {
-    fn reset(&mut self, count: usize) -> &mut [Span] {
-        self.count = count;
-        match count <= SMALL_HEAD {
-            true => &mut self.small[..count],
-            false => {
-                self.large.clear();
-                self.large.resize(count, Span::default());
-                &mut self.large
-            }
-        }
-    }
-
-    fn as_slice(&self) -> &[Span] {
-        match self.count <= SMALL_HEAD {
-            true => &self.small[..self.count],
-            false => &self.large,
-        }
-    }
-}
+type Spans = SpanList<Span, SMALL_HEAD>;
 
 /// Finds a plain request's head at the front of `buf` and the places of its parts,
 /// without taking it off the buffer.

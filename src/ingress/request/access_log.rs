@@ -42,25 +42,31 @@ pub struct Entry {
 /// leaves an empty one behind: a clone would cost a reference count per shared field,
 /// twice (made here, dropped with the request).
 pub(crate) fn emit(entry: &mut Entry) {
-    let blank = Entry {
-        time: UNIX_EPOCH,
-        client: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        method: Method::GET,
-        host: HeaderValue::from_static(""),
-        path: PathAndQuery::from_static("/"),
-        status: entry.status,
-        request_bytes: 0,
-        response_bytes: 0,
-        duration: Duration::ZERO,
-        upstream_addr: None,
-        upstream_duration: None,
-        ingress: None,
-        service: None,
-        request_id: None,
-        retries: 0,
-        error: None,
-    };
-    crate::ingress::request::log_writer::submit(std::mem::replace(entry, blank));
+    crate::ingress::request::log_writer::submit(std::mem::take(entry));
+}
+
+impl Default for Entry {
+    /// Nothing known yet: no client, `GET /` with no host, no answer.
+    fn default() -> Self {
+        Entry {
+            time: UNIX_EPOCH,
+            client: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            method: Method::GET,
+            host: HeaderValue::from_static(""),
+            path: PathAndQuery::from_static("/"),
+            status: 0,
+            request_bytes: 0,
+            response_bytes: 0,
+            duration: Duration::ZERO,
+            upstream_addr: None,
+            upstream_duration: None,
+            ingress: None,
+            service: None,
+            request_id: None,
+            retries: 0,
+            error: None,
+        }
+    }
 }
 
 /// Appends `entry` as one JSON object and a newline to `out` (on the log thread). The
@@ -324,22 +330,11 @@ mod tests {
 
     fn sample() -> Entry {
         Entry {
-            time: UNIX_EPOCH,
             client: "::1".parse().unwrap(),
-            method: Method::GET,
             host: HeaderValue::from_static("example.com"),
-            path: PathAndQuery::from_static("/"),
             status: 404,
-            request_bytes: 0,
-            response_bytes: 0,
             duration: Duration::from_millis(12),
-            upstream_addr: None,
-            upstream_duration: None,
-            ingress: None,
-            service: None,
-            request_id: None,
-            retries: 0,
-            error: None,
+            ..Entry::default()
         }
     }
 }

@@ -120,7 +120,7 @@ fn flush<W: Write>(out: &mut W, buf: &mut Vec<u8>, lines: &mut u64) {
 mod tests {
     use super::*;
     use std::sync::{Arc, Barrier, Mutex};
-    use std::time::{Instant, SystemTime};
+    use std::time::Instant;
 
     /// An output that blocks until released, like a pipe nobody reads.
     struct Blocked {
@@ -145,22 +145,10 @@ mod tests {
 
     fn entry(status: u16) -> Entry {
         Entry {
-            time: SystemTime::UNIX_EPOCH,
             client: "10.0.0.1".parse().unwrap(),
-            method: http::Method::GET,
             host: http::HeaderValue::from_static("example.com"),
-            path: http::uri::PathAndQuery::from_static("/"),
             status,
-            request_bytes: 0,
-            response_bytes: 0,
-            duration: Duration::ZERO,
-            upstream_addr: None,
-            upstream_duration: None,
-            ingress: None,
-            service: None,
-            request_id: None,
-            retries: 0,
-            error: None,
+            ..Entry::default()
         }
     }
 

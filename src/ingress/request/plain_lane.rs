@@ -22,7 +22,7 @@
 //! our 503, as on the usual path.
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use http::header::HeaderValue;
 use http::uri::PathAndQuery;
@@ -147,7 +147,7 @@ fn plan<'r>(gw: &Gateway, scheme: Scheme, req: RawRequest<'r>) -> Option<Plan<'r
     })
 }
 
-/// Sends the planned request on an idle pooled connection and turns the answer's head
+/// Sends the planned request on a pooled (or new) connection and turns the answer's head
 /// into the client's.
 async fn exchange(
     gw: &Gateway,
@@ -170,24 +170,18 @@ async fn exchange(
     let peer = conn.remote.ip().to_canonical();
     let request_id = forwarded::new_request_id();
     let entry = Entry {
-        // Set when the line is written (see `Proxy::begin_with`).
-        time: SystemTime::UNIX_EPOCH,
         client: peer,
         method: Method::GET,
         host: plan.host.clone(),
         path: plan.path,
-        status: 0,
-        request_bytes: 0,
-        response_bytes: 0,
-        duration: Duration::ZERO,
         upstream_addr: Some(pick.addr),
-        upstream_duration: None,
         ingress: Some(plan.ingress),
         service: Some(plan.backend.name.clone()),
         request_id: Some(request_id.clone()),
-        retries: 0,
-        error: None,
+        // The time is set when the line is written (see `Proxy::begin_with`).
+        ..Entry::default()
     };
+
     // From here a client that leaves is recorded (499), as on the usual path.
     let mut tail = Tail::started_at(entry, proxy.config.access_log, started);
     tail.route = Some(plan.metrics.clone());

@@ -179,17 +179,7 @@ impl Proxy {
                 .path_and_query()
                 .cloned()
                 .unwrap_or_else(|| PathAndQuery::from_static("/")),
-            status: 0,
-            request_bytes: 0,
-            response_bytes: 0,
-            duration: Duration::ZERO,
-            upstream_addr: None,
-            upstream_duration: None,
-            ingress: None,
-            service: None,
-            request_id: None,
-            retries: 0,
-            error: None,
+            ..Entry::default()
         };
         Tail::new(entry, self.config.access_log)
     }

@@ -15,6 +15,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
 use crate::http_text::{format_u64, put_field};
+use crate::span_list::SpanList;
 
 /// Largest response head (or trailer section) we wait for.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
@@ -148,49 +149,17 @@ pub(crate) struct ScannedHead {
     pub(crate) keep_alive: bool,
 }
 
-/// The places of one response head's fields; most heads have few, kept without the heap.
-pub(crate) struct ResponseSpans {
-    small: [Span; SMALL_HEAD],
-    large: Vec<Span>,
-    count: usize,
-}
-
-impl Default for ResponseSpans {
-    fn default() -> Self {
-        ResponseSpans {
-            small: [Span::default(); SMALL_HEAD],
-            large: Vec::new(),
-            count: 0,
-        }
-    }
-}
+/// The places of one response head's fields.
+#[derive(Default)]
+pub(crate) struct ResponseSpans(SpanList<Span, SMALL_HEAD>);
 
 impl ResponseSpans {
-    fn reset(&mut self, count: usize) -> &mut [Span] {
-        self.count = count;
-        match count <= SMALL_HEAD {
-            true => &mut self.small[..count],
-            false => {
-                self.large.clear();
-                self.large.resize(count, Span::default());
-                &mut self.large
-            }
-        }
-    }
-
-    fn as_slice(&self) -> &[Span] {
-        match self.count <= SMALL_HEAD {
-            true => &self.small[..self.count],
-            false => &self.large,
-        }
-    }
-
     /// Each field of the head `head` (the scanned bytes), as sent.
     pub(crate) fn fields<'h>(
         &'h self,
         head: &'h [u8],
     ) -> impl Iterator<Item = (&'h [u8], &'h [u8])> + 'h {
-        self.as_slice().iter().map(move |s| {
+        self.0.as_slice().iter().map(move |s| {
             (
                 &head[s.n_at..s.n_at + s.n_len],
                 &head[s.v_at..s.v_at + s.v_len],
@@ -248,7 +217,7 @@ pub(crate) fn scan_response_head(
         let mut has_te = false;
         let mut close = false;
         let mut keep_alive_token = false;
-        let fields = spans.reset(resp.headers.len());
+        let fields = spans.0.reset(resp.headers.len());
         for (span, h) in fields.iter_mut().zip(resp.headers.iter()) {
             let name = h.name.as_bytes();
             *span = Span::of(base, name, h.value);
@@ -319,13 +288,13 @@ pub(crate) fn parse_response_head(
     let head = buf.split_to(scanned.len).freeze();
     // Room for what the response filters may add; the map goes back to the pool once
     // the answer is written. Values borrow the head's bytes (no copy per value).
-    let mut headers = crate::header_pool::take(spans.count + 4);
+    let mut headers = crate::header_pool::take(spans.0.len() + 4);
     for &Span {
         n_at,
         n_len,
         v_at,
         v_len,
-    } in spans.as_slice()
+    } in spans.0.as_slice()
     {
         let name =
             HeaderName::from_bytes(&head[n_at..n_at + n_len]).map_err(|_| WireError::BadHeader)?;
