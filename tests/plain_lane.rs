@@ -37,6 +37,10 @@ fn answer_for(path: &str) -> (&'static [u8], bool) {
             false,
         ),
         "/zero" => (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false),
+        "/both" => (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+            true,
+        ),
         "/early" => (
             b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
             false,
@@ -216,7 +220,7 @@ impl Pair {
 async fn the_pod_and_the_client_see_the_same_through_either_lane() {
     let p = pair(Policy::default).await;
     for path in [
-        "/len", "/chunked", "/named", "/empty", "/zero", "/early", "/close",
+        "/len", "/chunked", "/named", "/empty", "/zero", "/early", "/close", "/both",
     ] {
         let (lane, usual) = p.both(&request(path, "Connection: keep-alive\r\n")).await;
         assert!(
@@ -261,6 +265,12 @@ async fn answers_keep_their_framing_and_lose_hop_by_hop_fields() {
     // A body that ends with the pod's connection goes to the client chunked.
     assert!(lane.contains("transfer-encoding: chunked\r\n"), "{lane}");
     assert!(lane.contains("until the end"), "{lane}");
+    let (lane, _) = p.both(&request("/both", "")).await;
+    let both = lane.split("HTTP/1.1 404").next().unwrap_or_default();
+    // A length beside chunked framing describes nothing: only the chunked body goes on.
+    assert!(!both.contains("content-length"), "{lane}");
+    assert!(both.contains("transfer-encoding: chunked\r\n"), "{lane}");
+    assert!(both.ends_with("2\r\nhi\r\n0\r\n\r\n"), "{lane}");
     let (lane, _) = p.both(&request("/empty", "")).await;
     let no_content = lane.split("HTTP/1.1 404").next().unwrap_or_default();
     assert!(

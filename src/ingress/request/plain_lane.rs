@@ -399,7 +399,7 @@ fn put_answer_head(
                 });
             continue;
         }
-        if bodiless && name.eq_ignore_ascii_case(b"content-length") {
+        if (bodiless || head.stale_length) && name.eq_ignore_ascii_case(b"content-length") {
             continue;
         }
         if named_by_connection(name) {

@@ -147,6 +147,9 @@ pub(crate) struct ScannedHead {
     pub(crate) version: Version,
     pub(crate) framing: BodyFraming,
     pub(crate) keep_alive: bool,
+    /// A `Transfer-Encoding` came with a `Content-Length`: the length does not describe
+    /// the body and must not be passed on (RFC 9112 §6.3).
+    pub(crate) stale_length: bool,
 }
 
 /// The places of one response head's fields.
@@ -271,6 +274,7 @@ pub(crate) fn scan_response_head(
             version,
             framing,
             keep_alive,
+            stale_length: has_te && lengths.is_some(),
         }));
     }
 }
@@ -298,6 +302,9 @@ pub(crate) fn parse_response_head(
     {
         let name =
             HeaderName::from_bytes(&head[n_at..n_at + n_len]).map_err(|_| WireError::BadHeader)?;
+        if scanned.stale_length && name == header::CONTENT_LENGTH {
+            continue;
+        }
         let value = HeaderValue::from_maybe_shared(head.slice(v_at..v_at + v_len))
             .map_err(|_| WireError::BadHeader)?;
         headers.append(name, value);
@@ -669,6 +676,10 @@ mod tests {
         assert!(
             !h.keep_alive,
             "both framings: the connection is not trusted again"
+        );
+        assert!(
+            !h.headers.contains_key("content-length"),
+            "both framings: the length is not passed on"
         );
         let h = head(
             "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
