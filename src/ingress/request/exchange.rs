@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use http::header::HeaderMap;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Response, Uri, Version};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::ingress::model::ingress_metrics as metrics;
 use crate::ingress::model::snapshot::{Backend, Route};
@@ -193,24 +194,7 @@ impl Proxy {
             tail.entry.retries = attempt;
             let guards = match &target {
                 Target::Endpoint(pick) => {
-                    let permit = match pick.stats.permits.clone().try_acquire_owned() {
-                        Ok(p) => p,
-                        Err(_) => {
-                            let wait = pick.stats.permits.clone().acquire_owned();
-                            match tokio::time::timeout(ex.connect_timeout, wait).await {
-                                Ok(Ok(p)) => {
-                                    started = Instant::now();
-                                    p
-                                }
-                                _ => {
-                                    return Err(ProxyError::new(
-                                        ErrorKind::EndpointBusy,
-                                        format!("too many requests in flight to {}", pick.addr),
-                                    ));
-                                }
-                            }
-                        }
-                    };
+                    let permit = endpoint_permit(pick, ex.connect_timeout, &mut started).await?;
                     Guards {
                         _in_flight: Some(pick.stats.start()),
                         _permit: Some(permit),
@@ -407,6 +391,30 @@ impl Proxy {
         }
         Err(last_failure
             .unwrap_or_else(|| ProxyError::new(ErrorKind::UpstreamFailed, "upstream failed")))
+    }
+}
+
+/// The endpoint's concurrency permit. When the pod already has as many requests in
+/// flight as it may take, waits up to `wait` (then `EndpointBusy`) and restarts the
+/// latency clock `started`, so the wait is not counted against the pod.
+pub(crate) async fn endpoint_permit(
+    pick: &Pick,
+    wait: Duration,
+    started: &mut Instant,
+) -> Result<OwnedSemaphorePermit, ProxyError> {
+    if let Ok(permit) = pick.stats.permits.clone().try_acquire_owned() {
+        return Ok(permit);
+    }
+    let queued = pick.stats.permits.clone().acquire_owned();
+    match tokio::time::timeout(wait, queued).await {
+        Ok(Ok(permit)) => {
+            *started = Instant::now();
+            Ok(permit)
+        }
+        _ => Err(ProxyError::new(
+            ErrorKind::EndpointBusy,
+            format!("too many requests in flight to {}", pick.addr),
+        )),
     }
 }
 

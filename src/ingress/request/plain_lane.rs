@@ -34,7 +34,7 @@ use crate::ingress::model::policy::Balance;
 use crate::ingress::model::route_metrics::RouteMetrics;
 use crate::ingress::model::snapshot::{Backend, Lookup, UpstreamProtocol};
 use crate::ingress::request::access_log::Entry;
-use crate::ingress::request::exchange::record_failure;
+use crate::ingress::request::exchange::{endpoint_permit, record_failure};
 use crate::ingress::request::forwarded::{self, Downstream};
 use crate::ingress::request::gateway::{Gateway, host_has_tls};
 use crate::ingress::request::health::{micros_at, monotonic_us};
@@ -59,6 +59,8 @@ struct Plan<'r> {
     connect_timeout: Duration,
     read_timeout: Duration,
     host_tls: bool,
+    /// The port the client named, else the scheme's.
+    port: u16,
 }
 
 /// Serves `req` if the lane can (see the module's comment); the answer's head goes into
@@ -113,7 +115,7 @@ fn plan<'r>(gw: &Gateway, scheme: Scheme, req: RawRequest<'r>) -> Option<Plan<'r
         }
     }
     let host = HeaderValue::from_maybe_shared(req.share(host?)).ok()?;
-    let (name, _) = forwarded::split_host(host.to_str().ok()?);
+    let (name, port) = forwarded::split_host(host.to_str().ok()?);
     let snapshot = gw.snapshot().load();
     let Lookup::Matched { route, .. } = snapshot.router.lookup(&name, path) else {
         return None;
@@ -144,6 +146,7 @@ fn plan<'r>(gw: &Gateway, scheme: Scheme, req: RawRequest<'r>) -> Option<Plan<'r
             .read_timeout
             .unwrap_or(gw.proxy().config.read_timeout),
         host_tls,
+        port: port.unwrap_or(scheme.default_port()),
     })
 }
 
@@ -185,26 +188,9 @@ async fn exchange(
     // From here a client that leaves is recorded (499), as on the usual path.
     let mut tail = Tail::started_at(entry, proxy.config.access_log, started);
     tail.route = Some(plan.metrics.clone());
-    let permit = match pick.stats.permits.clone().try_acquire_owned() {
-        Ok(p) => p,
-        Err(_) => {
-            // As many requests in flight to the pod as it may take: wait, as the usual
-            // path does, up to the connect timeout.
-            let wait = pick.stats.permits.clone().acquire_owned();
-            match tokio::time::timeout(plan.connect_timeout, wait).await {
-                Ok(Ok(p)) => {
-                    started = Instant::now();
-                    p
-                }
-                _ => {
-                    let err = ProxyError::new(
-                        ErrorKind::EndpointBusy,
-                        format!("too many requests in flight to {}", pick.addr),
-                    );
-                    return answer(gw, scheme, plan.host_tls, &plan.backend, tail, err);
-                }
-            }
-        }
+    let permit = match endpoint_permit(&pick, plan.connect_timeout, &mut started).await {
+        Ok(permit) => permit,
+        Err(err) => return answer(gw, scheme, plan.host_tls, &plan.backend, tail, err),
     };
     let Some(authority) = pick.stats.authority.as_ref() else {
         tail.discard();
@@ -248,9 +234,7 @@ async fn exchange(
         peer_trusted: false,
         scheme: scheme.as_str(),
         host: host_raw,
-        port: forwarded::split_host(host_raw)
-            .1
-            .unwrap_or(scheme.default_port()),
+        port: plan.port,
     };
     forwarded::put_forwarded(head, &down, &request_id);
     head.extend_from_slice(b"\r\n");
