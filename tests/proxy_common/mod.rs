@@ -26,6 +26,8 @@ use portcullis::ingress::request::gateway::{self, Gateway, ProxyConfig, Scheme};
 use portcullis::server::{ServeOptions, Shutdown};
 use tokio::net::TcpListener;
 
+pub mod scripted_pod;
+
 /// The one route a test proxy serves, and what the snapshot says around it.
 pub struct TestRoute {
     pub route: Route,
@@ -152,6 +154,25 @@ pub async fn start_proxy(route: Route, config: ProxyConfig) -> TestProxy {
 /// TCP either way: `Scheme::Https` is what the HTTPS listener's handler is given, and
 /// these tests are about what the proxy does with it, not about TLS termination.
 pub async fn start_proxy_with(route: TestRoute, config: ProxyConfig, scheme: Scheme) -> TestProxy {
+    start_proxy_on(route, config, scheme, None).await
+}
+
+/// `start_proxy_with` on a TLS listener (h2 and http/1.1 by ALPN), as production serves
+/// HTTPS: HTTP/2 streams then take the boxed path hyper's task per stream needs.
+pub async fn start_proxy_tls(
+    route: TestRoute,
+    config: ProxyConfig,
+    tls: Arc<rustls::ServerConfig>,
+) -> TestProxy {
+    start_proxy_on(route, config, Scheme::Https, Some(tls)).await
+}
+
+async fn start_proxy_on(
+    route: TestRoute,
+    config: ProxyConfig,
+    scheme: Scheme,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> TestProxy {
     let shape = Shape {
         regex: route.regex,
         tls_hosts: route.tls_hosts,
@@ -161,7 +182,7 @@ pub async fn start_proxy_with(route: TestRoute, config: ProxyConfig, scheme: Sch
         Arc::new(ArcSwap::from_pointee(snapshot)),
         config,
     ));
-    let (addr, task) = serve_handler(gateway::handler(gateway.clone(), scheme)).await;
+    let (addr, task) = serve_handler_on(gateway::handler(gateway.clone(), scheme), tls).await;
     TestProxy {
         addr,
         gateway,
@@ -175,12 +196,19 @@ pub async fn start_proxy_with(route: TestRoute, config: ProxyConfig, scheme: Sch
 pub async fn serve_handler(
     handler: impl portcullis::server::Respond,
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    serve_handler_on(handler, None).await
+}
+
+async fn serve_handler_on(
+    handler: impl portcullis::server::Respond,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         portcullis::server::serve(
             listener,
-            None,
+            tls,
             handler,
             Shutdown::new(),
             ServeOptions::new("test"),

@@ -335,7 +335,7 @@ pub(crate) fn is_hop_by_hop_bytes(name: &[u8]) -> bool {
 }
 
 /// Whether `apply_forwarded` reads or removes a header of this name.
-fn is_forwarding_name(name: &HeaderName) -> bool {
+pub(crate) fn is_forwarding_name(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
         "x-forwarded-for"
@@ -417,7 +417,7 @@ fn hop_by_hop_names() -> [&'static HeaderName; 9] {
 
 /// Whether `strip_hop_by_hop` has anything to do for `name` (besides the names a
 /// Connection header lists, which only exist with a Connection header).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::UPGRADE || hop_by_hop_names().contains(&name)
 }
 

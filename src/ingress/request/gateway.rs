@@ -13,10 +13,11 @@ use http::{Request, Response, StatusCode};
 use crate::body::Body;
 use crate::ingress::model::snapshot::{Lookup, Route, Snapshot};
 use crate::ingress::request::balancer::Balancer;
+use crate::ingress::request::map_lane;
 use crate::ingress::request::normalize::normalize_path;
 use crate::ingress::request::request_host::RequestHost;
 use crate::ingress::request::respond::generated;
-use crate::server::{ConnInfo, RawAnswer, RawRequest, Respond};
+use crate::server::{ConnInfo, RawAnswer, RawRequest, Respond, ResponseFuture};
 
 pub use crate::ingress::request::proxy::{Inbound, Proxy, ProxyConfig, Scheme};
 
@@ -62,7 +63,51 @@ impl Gateway {
         scheme: Scheme,
     ) -> impl Future<Output = Response<Body>> + Send + use<> {
         async move {
-            let conn = &*conn;
+            // HTTP/2 requests hyper parsed (h2c here): the plain lane where it applies.
+            if let Some(lane) = map_lane::plan(&self, scheme, &req)
+                && let Some(resp) = map_lane::serve(&self, scheme, lane, &req, &conn).await
+            {
+                // The request's map serves the next answer's on this thread.
+                crate::header_pool::give(std::mem::take(req.headers_mut()));
+                return resp;
+            }
+            self.usual(req, &conn, scheme).await
+        }
+    }
+
+    /// `handle` behind a pointer, for HTTP/2 over TLS, whose stream futures hyper moves
+    /// into a task each. A request the plain lane takes gets a future of the lane's size
+    /// alone; the usual path's, several KiB, is allocated only for the requests that need
+    /// it (a second, nested box where the lane gave a request back).
+    pub(crate) fn handle_boxed(
+        self: Arc<Self>,
+        mut req: Request<RequestBody>,
+        conn: Arc<ConnInfo>,
+        scheme: Scheme,
+    ) -> ResponseFuture {
+        let Some(lane) = map_lane::plan(&self, scheme, &req) else {
+            return Box::pin(async move { self.usual(req, &conn, scheme).await });
+        };
+        Box::pin(async move {
+            if let Some(resp) = map_lane::serve(&self, scheme, lane, &req, &conn).await {
+                crate::header_pool::give(std::mem::take(req.headers_mut()));
+                return resp;
+            }
+            let usual: ResponseFuture =
+                Box::pin(async move { self.usual(req, &conn, scheme).await });
+            usual.await
+        })
+    }
+
+    /// The usual path: normalise, route, and run the phases (or answer 400 or 404).
+    #[allow(clippy::manual_async_fn)]
+    fn usual<'a>(
+        &'a self,
+        mut req: Request<RequestBody>,
+        conn: &'a ConnInfo,
+        scheme: Scheme,
+    ) -> impl Future<Output = Response<Body>> + Send + 'a {
+        async move {
             // Routes, policies and the upstream all see one spelling of the path, so no
             // `..`, `%2e` or `//` trick can reach a route by another name.
             match normalize_path(req.uri().path()) {
@@ -179,6 +224,10 @@ impl Respond for GatewayHandler {
         conn: Arc<ConnInfo>,
     ) -> impl Future<Output = Response<Body>> + Send + use<> {
         self.gateway.handle(req, conn, self.scheme)
+    }
+
+    fn respond_boxed(self, req: Request<RequestBody>, conn: Arc<ConnInfo>) -> ResponseFuture {
+        self.gateway.handle_boxed(req, conn, self.scheme)
     }
 
     const RAW: bool = true;

@@ -80,6 +80,9 @@ pub(crate) struct H1Conn {
     write: Vec<u8>,
     /// Came from the pool (a stale connection is possible), not freshly connected.
     reused: bool,
+    /// Where the plain lane's answer heads have their fields: kept with the connection
+    /// (boxed, reused) rather than in each request's future.
+    spans: ResponseSpans,
 }
 
 impl H1Conn {
@@ -89,6 +92,7 @@ impl H1Conn {
             read: BytesMut::with_capacity(READ_BUF),
             write: Vec::with_capacity(1024),
             reused: false,
+            spans: ResponseSpans::default(),
         })
     }
 
@@ -441,7 +445,7 @@ impl H1Pool {
     }
 }
 
-/// A pooled connection in the plain lane's hands (`plain_lane.rs`): the lane writes the
+/// A pooled connection in the plain lane's hands (`lane_exchange.rs`): the lane writes the
 /// request head into it and reads the answer's head as bytes; the body then reads the
 /// connection as any response body does and takes it home at its end.
 #[derive(Debug)]
@@ -464,16 +468,13 @@ impl RawConn {
         conn.io.flush().await
     }
 
-    /// Reads until the answer's head is complete; it is then the first `len` bytes of
-    /// `received()`.
-    pub(crate) async fn read_head(
-        &mut self,
-        spans: &mut ResponseSpans,
-    ) -> Result<ScannedHead, RawHeadError> {
+    /// Reads until the answer's head is complete (then `take_head` takes it; `spans`
+    /// says where its fields are).
+    pub(crate) async fn read_head(&mut self) -> Result<ScannedHead, RawHeadError> {
         let conn = &mut *self.conn;
         loop {
             if !conn.read.is_empty()
-                && let Some(head) = wire::scan_response_head(&mut conn.read, false, spans)
+                && let Some(head) = wire::scan_response_head(&mut conn.read, false, &mut conn.spans)
                     .map_err(RawHeadError::Wire)?
             {
                 return Ok(head);
@@ -486,14 +487,18 @@ impl RawConn {
         }
     }
 
-    /// What the pod has sent so far.
-    pub(crate) fn received(&self) -> &[u8] {
-        &self.conn.read
+    /// Where the fields of the head `read_head` read are.
+    pub(crate) fn spans(&self) -> &ResponseSpans {
+        &self.conn.spans
     }
 
-    /// The answer's body, once the head (`head.len` bytes) has been read out.
-    pub(crate) fn into_body(mut self, pool: &Arc<H1Pool>, head: &ScannedHead) -> H1Body {
-        let _ = self.conn.read.split_to(head.len);
+    /// Takes the answer's head (its first `len` bytes) out of what was received.
+    pub(crate) fn take_head(&mut self, len: usize) -> Bytes {
+        self.conn.read.split_to(len).freeze()
+    }
+
+    /// The answer's body, once `take_head` has taken the head.
+    pub(crate) fn into_body(self, pool: &Arc<H1Pool>, head: &ScannedHead) -> H1Body {
         pool.body(self.conn, head.framing, head.keep_alive, self.key)
     }
 }

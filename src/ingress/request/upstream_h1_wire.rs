@@ -156,7 +156,20 @@ pub(crate) struct ScannedHead {
 #[derive(Default)]
 pub(crate) struct ResponseSpans(SpanList<Span, SMALL_HEAD>);
 
+impl std::fmt::Debug for ResponseSpans {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseSpans")
+            .field("fields", &self.len())
+            .finish()
+    }
+}
+
 impl ResponseSpans {
+    /// How many fields the head has.
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_slice().len()
+    }
+
     /// Each field of the head `head` (the scanned bytes), as sent.
     pub(crate) fn fields<'h>(
         &'h self,
