@@ -402,9 +402,19 @@ pub(crate) async fn endpoint_permit(
     wait: Duration,
     started: &mut Instant,
 ) -> Result<OwnedSemaphorePermit, ProxyError> {
-    if let Ok(permit) = pick.stats.permits.clone().try_acquire_owned() {
-        return Ok(permit);
+    match pick.stats.permits.clone().try_acquire_owned() {
+        Ok(permit) => Ok(permit),
+        // Boxed: waiting is rare, and its state would sit in every request's future.
+        Err(_) => Box::pin(wait_for_permit(pick, wait, started)).await,
     }
+}
+
+/// `endpoint_permit` when the endpoint is at its limit.
+async fn wait_for_permit(
+    pick: &Pick,
+    wait: Duration,
+    started: &mut Instant,
+) -> Result<OwnedSemaphorePermit, ProxyError> {
     let queued = pick.stats.permits.clone().acquire_owned();
     match tokio::time::timeout(wait, queued).await {
         Ok(Ok(permit)) => {

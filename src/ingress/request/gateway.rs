@@ -65,7 +65,7 @@ impl Gateway {
         async move {
             // HTTP/2 requests hyper parsed (h2c here): the plain lane where it applies.
             if let Some(lane) = map_lane::plan(&self, scheme, &req)
-                && let Some(resp) = map_lane::serve(&self, scheme, lane, &req, &conn).await
+                && let Some(resp) = map_lane::serve(&self, scheme, &lane, &req, &conn).await
             {
                 // The request's map serves the next answer's on this thread.
                 crate::header_pool::give(std::mem::take(req.headers_mut()));
@@ -89,7 +89,7 @@ impl Gateway {
             return Box::pin(async move { self.usual(req, &conn, scheme).await });
         };
         Box::pin(async move {
-            if let Some(resp) = map_lane::serve(&self, scheme, lane, &req, &conn).await {
+            if let Some(resp) = map_lane::serve(&self, scheme, &lane, &req, &conn).await {
                 crate::header_pool::give(std::mem::take(req.headers_mut()));
                 return resp;
             }

@@ -12,6 +12,7 @@
 //! whose exchange broke before the answer's head, is served the usual way.
 //! `tests/plain_lane.rs` holds both lanes to the usual path's output.
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Version};
@@ -50,8 +51,34 @@ pub(crate) fn plan(gw: &Gateway, scheme: Scheme, req: &Request<RequestBody>) -> 
     if declined {
         return None;
     }
-    let host = HeaderValue::from_str(authority.as_str()).ok()?;
+    let host = authority_value(authority.as_str())?;
     lane_exchange::route(gw, scheme, host, path, path_and_query.clone())
+}
+
+thread_local! {
+    /// The `:authority` this thread last made a header value of. A client names the same
+    /// host on every stream, and the cached value is shared by a reference count, where a
+    /// fresh one costs a copy and, on its first clone (the access record's), a second
+    /// allocation to become shareable.
+    static LAST_AUTHORITY: RefCell<Option<HeaderValue>> = const { RefCell::new(None) };
+}
+
+/// `authority` as a header value, from the thread's cache when it names the same host.
+fn authority_value(authority: &str) -> Option<HeaderValue> {
+    LAST_AUTHORITY.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some(value) = last
+            .as_ref()
+            .filter(|v| v.as_bytes() == authority.as_bytes())
+        {
+            return Some(value.clone());
+        }
+        let value = HeaderValue::from_str(authority).ok()?;
+        // Cloned once here, so the cached copy is the shared kind from now on.
+        let shared = value.clone();
+        *last = Some(value);
+        Some(shared)
+    })
 }
 
 /// Serves a planned request; `None` when the usual path is to serve it after all (no
@@ -59,7 +86,7 @@ pub(crate) fn plan(gw: &Gateway, scheme: Scheme, req: &Request<RequestBody>) -> 
 pub(crate) async fn serve(
     gw: &Gateway,
     scheme: Scheme,
-    lane: Lane,
+    lane: &Lane,
     req: &Request<RequestBody>,
     conn: &ConnInfo,
 ) -> Option<Response<Body>> {
@@ -72,10 +99,10 @@ pub(crate) async fn serve(
             put_field(head, name.as_str().as_bytes(), value.as_bytes());
         }
     };
-    match lane_exchange::send(gw, scheme, &lane, conn, put_request).await {
+    match lane_exchange::send(gw, scheme, lane, conn, put_request).await {
         Sent::Declined | Sent::Again => None,
         Sent::Answer(resp) => Some(resp),
-        Sent::Received(received) => Some(answer(gw, scheme, &lane, received)),
+        Sent::Received(received) => Some(answer(gw, scheme, lane, received)),
     }
 }
 
@@ -106,4 +133,20 @@ fn answer(gw: &Gateway, scheme: Scheme, lane: &Lane, received: Received) -> Resp
         edge.apply(&mut resp, scheme, lane.host_tls());
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authority_values_follow_the_authority_asked_for() {
+        assert_eq!(authority_value("a.example:8443").unwrap(), "a.example:8443");
+        assert_eq!(authority_value("a.example:8443").unwrap(), "a.example:8443");
+        assert_eq!(authority_value("b.example").unwrap(), "b.example");
+        assert_eq!(authority_value("a.example:8443").unwrap(), "a.example:8443");
+        assert!(authority_value("bad\nhost").is_none());
+        // A failed one leaves the cache as it was.
+        assert_eq!(authority_value("a.example:8443").unwrap(), "a.example:8443");
+    }
 }
