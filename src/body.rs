@@ -51,12 +51,14 @@ pub fn json(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
 
 /// A request's body as handlers see it. Requests read by the server's own HTTP/1.1 reader
 /// carry none (it takes only bodiless ones and leaves the rest to hyper), so they need no
-/// hyper stream behind them.
+/// hyper stream behind them; HTTP/2 streams the server serves itself (`server::h2`) carry
+/// the h2 crate's.
 #[derive(Debug, Default)]
 pub enum RequestBody {
     #[default]
     Empty,
     Hyper(hyper::body::Incoming),
+    H2(H2Body),
 }
 
 impl From<hyper::body::Incoming> for RequestBody {
@@ -65,17 +67,33 @@ impl From<hyper::body::Incoming> for RequestBody {
     }
 }
 
+/// Why a request body could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestBodyError {
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+    #[error(transparent)]
+    H2(#[from] h2::Error),
+}
+
 impl http_body::Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = RequestBodyError;
 
     fn poll_frame(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, RequestBodyError>>> {
+        use std::task::Poll;
         match self.get_mut() {
-            RequestBody::Empty => std::task::Poll::Ready(None),
-            RequestBody::Hyper(body) => std::pin::Pin::new(body).poll_frame(cx),
+            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Hyper(body) => match std::pin::Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+            RequestBody::H2(body) => body.poll_frame(cx),
         }
     }
 
@@ -83,6 +101,7 @@ impl http_body::Body for RequestBody {
         match self {
             RequestBody::Empty => true,
             RequestBody::Hyper(body) => body.is_end_stream(),
+            RequestBody::H2(body) => body.is_end_stream(),
         }
     }
 
@@ -90,6 +109,69 @@ impl http_body::Body for RequestBody {
         match self {
             RequestBody::Empty => http_body::SizeHint::with_exact(0),
             RequestBody::Hyper(body) => body.size_hint(),
+            RequestBody::H2(body) => body.size_hint(),
+        }
+    }
+}
+
+/// An HTTP/2 request body: the stream's DATA frames, then its trailers. Each chunk read
+/// gives its room back to the client's flow-control window, so a body larger than the
+/// window keeps coming as fast as the handler reads it.
+#[derive(Debug)]
+pub struct H2Body {
+    recv: h2::RecvStream,
+    /// What the request's `Content-Length` leaves to come (the h2 crate holds the
+    /// stream to it).
+    remaining: Option<u64>,
+    data_done: bool,
+}
+
+impl H2Body {
+    pub(crate) fn new(recv: h2::RecvStream, length: Option<u64>) -> Self {
+        Self {
+            recv,
+            remaining: length,
+            data_done: false,
+        }
+    }
+
+    fn poll_frame(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, RequestBodyError>>> {
+        use std::task::Poll;
+        if !self.data_done {
+            match self.recv.poll_data(cx) {
+                Poll::Ready(Some(Ok(data))) => {
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    if let Some(left) = self.remaining.as_mut() {
+                        *left = left.saturating_sub(data.len() as u64);
+                    }
+                    return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => self.data_done = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        match self.recv.poll_trailers(cx) {
+            Poll::Ready(Ok(Some(trailers))) => {
+                Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))))
+            }
+            Poll::Ready(Ok(None)) => Poll::Ready(None),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.remaining {
+            Some(n) => http_body::SizeHint::with_exact(n),
+            None => http_body::SizeHint::default(),
         }
     }
 }

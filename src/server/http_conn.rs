@@ -3,11 +3,12 @@
 //! request (tags, in-flight tracking, the per-line header limit, `Connection: close` while
 //! draining) and enforces the connection's lifetime rules around both.
 //!
-//! Connections that negotiated HTTP/2 through ALPN get a service whose request future is
-//! boxed; all others hold it in place. hyper spawns a task per HTTP/2 stream and moves the
-//! future several times on the way into it, and the gateway's future is several KiB: a
-//! pointer moves for free where those copies cost more than the allocation. HTTP/1.1 keeps
-//! the future in one slot per connection, so there the allocation is the dearer part.
+//! Connections that negotiated HTTP/2 through ALPN are served by `h2` (the h2 crate
+//! directly), with the handler's boxed future: each stream runs in a task of its own, and
+//! the gateway's future is several KiB, so a pointer moves for free where copies would
+//! cost more than the allocation. HTTP/1.1 keeps the future in one slot per connection, so
+//! there the allocation is the dearer part. Cleartext HTTP/2 (h2c) arrives through the
+//! HTTP/1.1 reader and is hyper's.
 use std::convert::Infallible;
 use std::fmt::Display;
 use std::future::Future;
@@ -188,11 +189,16 @@ pub(super) async fn serve_http<I, H: Respond>(
         remote,
     };
     if alpn_h2 {
-        let service = service_fn(move |req: Request<Incoming>| {
-            shared.answer(&handler, req.map(RequestBody::Hyper), H::respond_boxed)
-        });
-        let conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
-        life.drive(conn, |c| c.graceful_shutdown()).await;
+        let closing = AtomicBool::new(false);
+        let conn = pin!(super::h2::serve(
+            io,
+            &shared,
+            &handler,
+            settings.h2,
+            &closing
+        ));
+        life.drive(conn, |_| closing.store(true, Ordering::Relaxed))
+            .await;
     } else {
         // Plain requests are served by `h1`; the first one that is not hands the
         // connection, with the bytes already read, to hyper.

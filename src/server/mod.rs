@@ -36,6 +36,7 @@ pub mod fd_limit;
 mod gate;
 pub(crate) mod h1;
 mod h1_write;
+mod h2;
 mod http_conn;
 mod limits;
 pub(crate) mod prefixed;
@@ -426,6 +427,8 @@ struct ConnSettings {
     /// The largest request head: hyper's read buffer limit, and where `h1` hands over.
     max_head_bytes: usize,
     edge: EdgeOptions,
+    /// HTTP/2 over TLS, which `h2` serves.
+    h2: h2::H2Settings,
 }
 
 impl From<&ServeOptions> for ConnSettings {
@@ -439,6 +442,11 @@ impl From<&ServeOptions> for ConnSettings {
             max_header_line_bytes: o.max_header_line_bytes,
             max_head_bytes: o.max_header_bytes.max(8192),
             edge: o.edge.clone(),
+            h2: h2::H2Settings {
+                keep_alive_interval: o.h2_keep_alive_interval,
+                keep_alive_timeout: o.h2_keep_alive_timeout,
+                max_header_list_size: u32::try_from(o.max_header_bytes).unwrap_or(u32::MAX),
+            },
         }
     }
 }

@@ -140,7 +140,7 @@ pub(crate) enum BodyError {
     AlreadyClaimed,
     /// The client's body did not decode (e.g. malformed chunked encoding): a 400.
     #[error("malformed request body: {0}")]
-    Client(#[source] hyper::Error),
+    Client(#[source] crate::body::RequestBodyError),
     /// The client paused longer than the body timeout between two reads: a 408.
     #[error("client sent no request body data for {0:?}")]
     ClientTimeout(Duration),
