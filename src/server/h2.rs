@@ -109,21 +109,25 @@ fn spawn_stream<H: Respond>(
     let length = content_length(req.headers());
     let req = req.map(|recv| RequestBody::H2(H2Body::new(recv, length)));
     let answer = per.answer(handler, req, H::respond_boxed);
+    // The task's future is one allocation per stream: the handler's future and the body's
+    // pipe are scoped so they share its room instead of sitting side by side.
     tokio::spawn(async move {
-        let mut answer = pin!(answer);
-        let resp = poll_fn(|cx| {
-            if let Poll::Ready(Ok(resp)) = answer.as_mut().poll(cx) {
-                return Poll::Ready(Some(resp));
-            }
-            // Dropping the handler's future cancels what it started upstream.
-            match respond.poll_reset(cx) {
-                Poll::Ready(_) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await;
-        if let Some(resp) = resp {
-            reply(respond, resp).await;
+        let resp = {
+            let mut answer = pin!(answer);
+            poll_fn(|cx| {
+                if let Poll::Ready(Ok(resp)) = answer.as_mut().poll(cx) {
+                    return Poll::Ready(Some(resp));
+                }
+                // Dropping the handler's future cancels what it started upstream.
+                match respond.poll_reset(cx) {
+                    Poll::Ready(_) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await
+        };
+        if let Some((body, stream)) = resp.and_then(|resp| send_head(&mut respond, resp)) {
+            pipe(body, stream).await;
         }
     });
 }
@@ -138,8 +142,11 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
     value.to_str().ok()?.trim().parse().ok()
 }
 
-/// Sends the answer's head, then its body.
-async fn reply(mut respond: SendResponse<Bytes>, resp: Response<Tracked>) {
+/// Sends the answer's head; the body and its stream when a body follows.
+fn send_head(
+    respond: &mut SendResponse<Bytes>,
+    resp: Response<Tracked>,
+) -> Option<(Tracked, SendStream<Bytes>)> {
     let (mut parts, body) = resp.into_parts();
     strip_connection_fields(&mut parts.headers);
     if !parts.headers.contains_key(header::DATE) {
@@ -158,16 +165,12 @@ async fn reply(mut respond: SendResponse<Bytes>, resp: Response<Tracked>) {
             .headers
             .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
-    let head = Response::from_parts(parts, ());
-    let stream = match respond.send_response(head, end) {
-        Ok(stream) => stream,
+    match respond.send_response(Response::from_parts(parts, ()), end) {
+        Ok(stream) => (!end).then_some((body, stream)),
         Err(e) => {
             tracing::debug!(error = %e, "answer head not sent");
-            return;
+            None
         }
-    };
-    if !end {
-        pipe(body, stream).await;
     }
 }
 
@@ -205,41 +208,47 @@ fn strip_connection_fields(headers: &mut HeaderMap) {
 /// Streams the answer's body under the stream's flow control; trailers end it when there
 /// are some. A body that fails resets the stream, so the client does not take a cut body
 /// for a whole one.
-async fn pipe(body: Tracked, mut stream: SendStream<Bytes>) {
-    let mut body = pin!(body);
-    loop {
-        let frame = poll_fn(|cx| {
-            if let Poll::Ready(reset) = stream.poll_reset(cx) {
-                return Poll::Ready(Err(reset.ok()));
-            }
-            body.as_mut().poll_frame(cx).map(Ok)
-        })
-        .await;
-        let frame = match frame {
-            Ok(Some(Ok(frame))) => frame,
-            Ok(None) => {
-                let _ = stream.send_data(Bytes::new(), true);
-                return;
-            }
-            Ok(Some(Err(e))) => {
-                tracing::debug!(error = %e, "answer body failed");
-                stream.send_reset(Reason::INTERNAL_ERROR);
-                return;
-            }
-            // The client reset the stream: the body (and what it reads) is dropped.
-            Err(_) => return,
-        };
-        match frame.into_data() {
-            Ok(data) => {
-                let end = body.is_end_stream();
-                if send_data(&mut stream, data, end).await.is_err() || end {
+///
+/// A plain `fn` returning an `async move` block: an async fn would hold its by-value
+/// arguments twice in its future.
+#[allow(clippy::manual_async_fn)]
+fn pipe(body: Tracked, mut stream: SendStream<Bytes>) -> impl Future<Output = ()> + Send {
+    async move {
+        let mut body = pin!(body);
+        loop {
+            let frame = poll_fn(|cx| {
+                if let Poll::Ready(reset) = stream.poll_reset(cx) {
+                    return Poll::Ready(Err(reset.ok()));
+                }
+                body.as_mut().poll_frame(cx).map(Ok)
+            })
+            .await;
+            let frame = match frame {
+                Ok(Some(Ok(frame))) => frame,
+                Ok(None) => {
+                    let _ = stream.send_data(Bytes::new(), true);
                     return;
                 }
-            }
-            Err(frame) => {
-                if let Ok(trailers) = frame.into_trailers() {
-                    let _ = stream.send_trailers(trailers);
+                Ok(Some(Err(e))) => {
+                    tracing::debug!(error = %e, "answer body failed");
+                    stream.send_reset(Reason::INTERNAL_ERROR);
                     return;
+                }
+                // The client reset the stream: the body (and what it reads) is dropped.
+                Err(_) => return,
+            };
+            match frame.into_data() {
+                Ok(data) => {
+                    let end = body.is_end_stream();
+                    if send_data(&mut stream, data, end).await.is_err() || end {
+                        return;
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        let _ = stream.send_trailers(trailers);
+                        return;
+                    }
                 }
             }
         }
