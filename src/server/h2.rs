@@ -149,12 +149,10 @@ fn send_head(
 ) -> Option<(Tracked, SendStream<Bytes>)> {
     let (mut parts, body) = resp.into_parts();
     strip_connection_fields(&mut parts.headers);
-    if !parts.headers.contains_key(header::DATE) {
-        super::date::with_now(|date| {
-            if let Ok(value) = HeaderValue::from_bytes(date) {
-                parts.headers.insert(header::DATE, value);
-            }
-        });
+    if !parts.headers.contains_key(header::DATE)
+        && let Some(date) = super::date::header_value()
+    {
+        parts.headers.insert(header::DATE, date);
     }
     let end = body.is_end_stream();
     if !end
