@@ -209,8 +209,8 @@ pub struct ProxySettings {
     /// Client addresses remembered per Ingress with `limit-*` annotations (about 50 bytes
     /// each, allocated on the Ingress's first request).
     pub limit_table_size: usize,
-    /// Serve plain GETs from their raw head (`ingress::request::plain_lane`); `false` sends
-    /// every request the usual way.
+    /// Serve plain GETs by the plain lane (`ingress::request::plain_lane` for HTTP/1.1
+    /// heads, `map_lane` for HTTP/2); `false` sends every request the usual way.
     pub plain_lane: bool,
 }
 

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use portcullis::ingress::model::policy::Policy;
 use portcullis::ingress::request::gateway::ProxyConfig;
-use proxy_common::scripted_pod::{Seen, canonical, scripted_pod};
+use proxy_common::scripted_pod::{
+    Seen, canonical, field_names, heads_starting, policy_adding_a_field, scripted_pod,
+};
 use proxy_common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -219,14 +221,7 @@ async fn requests_the_lane_does_not_take_still_match() {
 
 #[tokio::test]
 async fn routes_with_a_policy_go_the_usual_way() {
-    let p = pair(|| Policy {
-        response_headers: vec![(
-            http::HeaderName::from_static("x-policy"),
-            http::HeaderValue::from_static("1"),
-        )],
-        ..Policy::default()
-    })
-    .await;
+    let p = pair(policy_adding_a_field).await;
     let (lane, usual) = p.both(&request("/len", "")).await;
     assert_eq!(lane, usual);
     assert!(lane.contains("x-policy: 1\r\n"), "{lane}");
@@ -244,11 +239,7 @@ async fn a_pooled_connection_that_breaks_sends_the_request_the_usual_way() {
     let (lane, usual) = p.both(&request("/drop", "")).await;
     assert!(lane.starts_with("HTTP/1.1 200 OK\r\n"), "{lane}");
     assert_eq!(lane, usual);
-    let lane_heads = p.lane_seen.lock().unwrap().clone();
-    let drops: Vec<&String> = lane_heads
-        .iter()
-        .filter(|h| h.starts_with("GET /drop"))
-        .collect();
+    let drops = heads_starting(&p.lane_seen, "GET /drop");
     assert_eq!(
         drops.len(),
         2,
@@ -270,13 +261,7 @@ async fn no_answer_within_the_read_timeout_is_a_504_from_either_lane() {
         "{lane}"
     );
     // The reasons name each proxy's own pod; the fields are the same.
-    let names = |a: &str| -> Vec<String> {
-        a.lines()
-            .take_while(|l| !l.is_empty())
-            .map(|l| l.split(':').next().unwrap_or("").to_string())
-            .collect()
-    };
-    assert_eq!(names(&lane), names(&usual));
+    assert_eq!(field_names(&lane), field_names(&usual));
     assert!(
         usual.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"),
         "{usual}"

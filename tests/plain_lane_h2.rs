@@ -17,7 +17,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
 use portcullis::ingress::model::policy::Policy;
 use portcullis::ingress::request::gateway::{ProxyConfig, Scheme};
-use proxy_common::scripted_pod::{Seen, canonical, scripted_pod};
+use proxy_common::scripted_pod::{
+    Seen, canonical, field_names, heads_starting, policy_adding_a_field, scripted_pod,
+};
 use proxy_common::*;
 
 /// An HTTP/2 connection to a proxy's plain listener.
@@ -231,14 +233,7 @@ async fn requests_the_lane_does_not_take_still_match() {
 
 #[tokio::test]
 async fn routes_with_a_policy_go_the_usual_way() {
-    let p = pair(|| Policy {
-        response_headers: vec![(
-            http::HeaderName::from_static("x-policy"),
-            http::HeaderValue::from_static("1"),
-        )],
-        ..Policy::default()
-    })
-    .await;
+    let p = pair(policy_adding_a_field).await;
     let (lane, usual) = p.both(|| get("/len", &[])).await;
     assert_eq!(lane, usual);
     assert!(lane.contains("x-policy: 1\r\n"), "{lane}");
@@ -252,18 +247,14 @@ async fn a_pooled_connection_that_breaks_sends_the_request_the_usual_way() {
     let (lane, usual) = p.both(|| get("/drop", &[])).await;
     assert!(lane.starts_with("HTTP/2 200\r\n"), "{lane}");
     assert_eq!(lane, usual);
-    let heads = p.lane_seen.lock().unwrap().clone();
-    let drops: Vec<&String> = heads
-        .iter()
-        .filter(|h| h.starts_with("GET /drop"))
-        .collect();
+    let drops = heads_starting(&p.lane_seen, "GET /drop");
     assert_eq!(
         drops.len(),
         2,
         "the lane's attempt, then the usual one: {drops:?}"
     );
-    assert_eq!(first_field(drops[0]), "host", "{}", drops[0]);
-    assert_ne!(first_field(drops[1]), "host", "{}", drops[1]);
+    assert_eq!(first_field(&drops[0]), "host", "{}", drops[0]);
+    assert_ne!(first_field(&drops[1]), "host", "{}", drops[1]);
 }
 
 #[tokio::test]
@@ -276,13 +267,7 @@ async fn no_answer_within_the_read_timeout_is_a_504_from_either_lane() {
     let (lane, usual) = p.both(|| get("/slow", &[])).await;
     assert!(lane.starts_with("HTTP/2 504\r\n"), "{lane}");
     // The reasons name each proxy's own pod; the fields are the same.
-    let names = |a: &str| -> Vec<String> {
-        a.lines()
-            .take_while(|l| !l.is_empty())
-            .map(|l| l.split(':').next().unwrap_or("").to_string())
-            .collect()
-    };
-    assert_eq!(names(&lane), names(&usual));
+    assert_eq!(field_names(&lane), field_names(&usual));
     assert_eq!(first_field(&p.last_heads().0), "host");
 }
 
@@ -317,8 +302,8 @@ async fn hsts_and_server_tokens_are_added_as_the_usual_path_adds_them() {
 
 #[tokio::test]
 async fn over_tls_the_lane_serves_from_its_own_small_future_and_falls_back_alike() {
-    // HTTP/2 over TLS is where hyper moves each stream's future into a task, and the
-    // gateway boxes the lane's future apart from the usual path's (`handle_boxed`).
+    // HTTP/2 over TLS is `server::h2`'s, a task per stream, where the gateway boxes the
+    // lane's future apart from the usual path's (`handle_boxed`).
     let certs = portcullis::tls::DevCerts::generate("portcullis", "default").unwrap();
     let resolver = std::sync::Arc::new(portcullis::tls::SniResolver::new(
         certs.certified_key().unwrap(),
@@ -365,12 +350,7 @@ async fn over_tls_the_lane_serves_from_its_own_small_future_and_falls_back_alike
             "{lane_head}"
         );
     }
-    let drops = lane_seen
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|h| h.starts_with("GET /drop"))
-        .count();
+    let drops = heads_starting(&lane_seen, "GET /drop").len();
     assert_eq!(
         drops, 2,
         "the lane's attempt on the pooled connection, then the usual one"

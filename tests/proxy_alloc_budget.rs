@@ -157,6 +157,18 @@ fn start_proxy(backend: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) -> S
     rx.recv().unwrap()
 }
 
+/// Allocations on the proxy's thread per call of `step`, over 200 calls.
+async fn per_call(mut step: impl AsyncFnMut()) -> f64 {
+    const N: usize = 200;
+    ALLOCS.store(0, Ordering::Relaxed);
+    ENABLED.store(true, Ordering::Relaxed);
+    for _ in 0..N {
+        step().await;
+    }
+    ENABLED.store(false, Ordering::Relaxed);
+    ALLOCS.load(Ordering::Relaxed) as f64 / N as f64
+}
+
 /// Sends one request on `conn` and reads the response (it has a Content-Length).
 async fn request(conn: &mut TcpStream, buf: &mut Vec<u8>) {
     conn.write_all(b"GET /some/path?q=1 HTTP/1.1\r\nHost: alloc.test\r\nUser-Agent: t\r\n\r\n")
@@ -197,14 +209,7 @@ async fn one_proxied_request_stays_within_its_allocation_budget() {
     for _ in 0..50 {
         request(&mut conn, &mut buf).await;
     }
-    const N: usize = 200;
-    ALLOCS.store(0, Ordering::Relaxed);
-    ENABLED.store(true, Ordering::Relaxed);
-    for _ in 0..N {
-        request(&mut conn, &mut buf).await;
-    }
-    ENABLED.store(false, Ordering::Relaxed);
-    let per_request = ALLOCS.load(Ordering::Relaxed) as f64 / N as f64;
+    let per_request = per_call(async || request(&mut conn, &mut buf).await).await;
     eprintln!("allocations per proxied request: {per_request:.2}");
     assert!(per_request > 1.0, "the counter saw nothing");
     assert!(
@@ -256,14 +261,7 @@ async fn one_http2_stream_stays_within_its_allocation_budget() {
     for _ in 0..50 {
         h2_request(&mut conn).await;
     }
-    const N: usize = 200;
-    ALLOCS.store(0, Ordering::Relaxed);
-    ENABLED.store(true, Ordering::Relaxed);
-    for _ in 0..N {
-        h2_request(&mut conn).await;
-    }
-    ENABLED.store(false, Ordering::Relaxed);
-    let per_request = ALLOCS.load(Ordering::Relaxed) as f64 / N as f64;
+    let per_request = per_call(async || h2_request(&mut conn).await).await;
     eprintln!("allocations per HTTP/2 stream: {per_request:.2}");
     assert!(per_request > 1.0, "the counter saw nothing");
     assert!(

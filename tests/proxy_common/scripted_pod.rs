@@ -132,3 +132,34 @@ pub fn canonical(text: &str) -> String {
     flush(&mut fields, &mut out);
     out.join("\r\n")
 }
+
+/// The names of an answer head's fields, in order: what two answers whose values differ
+/// (a reason naming each proxy's own pod) must still share.
+pub fn field_names(answer: &str) -> Vec<String> {
+    answer
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split(':').next().unwrap_or("").to_string())
+        .collect()
+}
+
+/// The heads the pod got whose request line starts with `start`, in order.
+pub fn heads_starting(seen: &Seen, start: &str) -> Vec<String> {
+    let seen = seen.lock().unwrap();
+    seen.iter()
+        .filter(|h| h.starts_with(start))
+        .cloned()
+        .collect()
+}
+
+/// A route policy that adds a response field (`x-policy: 1`), which keeps its requests off
+/// the plain lane.
+pub fn policy_adding_a_field() -> portcullis::ingress::model::policy::Policy {
+    portcullis::ingress::model::policy::Policy {
+        response_headers: vec![(
+            http::HeaderName::from_static("x-policy"),
+            http::HeaderValue::from_static("1"),
+        )],
+        ..Default::default()
+    }
+}

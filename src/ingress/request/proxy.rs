@@ -88,8 +88,8 @@ pub struct ProxyConfig {
     /// From a trusted peer, send the whole X-Forwarded-For chain upstream (the peer
     /// appended); false sends the client address alone (`computeFullForwardedFor`).
     pub full_forwarded_for: bool,
-    /// Serve plain GETs from their raw head (`plain_lane`); off sends every request the
-    /// usual way (a switch for comparing the two, and a way back).
+    /// Serve plain GETs by the plain lane (`plain_lane`, `map_lane`); off sends every
+    /// request the usual way (a switch for comparing the two, and a way back).
     pub plain_lane: bool,
 }
 
