@@ -63,7 +63,7 @@ impl Gateway {
         scheme: Scheme,
     ) -> impl Future<Output = Response<Body>> + Send + use<> {
         async move {
-            // HTTP/2 requests hyper parsed (h2c here): the plain lane where it applies.
+            // HTTP/2 requests (h2c, here): the plain lane where it applies.
             if let Some(lane) = map_lane::plan(&self, scheme, &req)
                 && let Some(resp) = map_lane::serve(&self, scheme, &lane, &req, &conn).await
             {
@@ -75,8 +75,8 @@ impl Gateway {
         }
     }
 
-    /// `handle` behind a pointer, for HTTP/2 over TLS, whose stream futures hyper moves
-    /// into a task each. A request the plain lane takes gets a future of the lane's size
+    /// `handle` behind a pointer, for HTTP/2 over TLS, whose stream futures `server::h2`
+    /// moves into a task each. A request the plain lane takes gets a future of the lane's size
     /// alone; the usual path's, several KiB, is allocated only for the requests that need
     /// it (a second, nested box where the lane gave a request back).
     pub(crate) fn handle_boxed(

@@ -1,6 +1,6 @@
 //! The plain lane's core, shared by its two front ends: HTTP/1.1 requests are served from
-//! the bytes of their head (`plain_lane.rs`), HTTP/2 requests from the map hyper built
-//! for them (`map_lane.rs`). Both ask the same question of the route (`route`), and send
+//! the bytes of their head (`plain_lane.rs`), HTTP/2 requests from the map the h2 crate
+//! built for them (`map_lane.rs`). Both ask the same question of the route (`route`), and send
 //! and receive the same way (`send`): the balancer's pick and permit, a pooled
 //! connection, the upstream head (the front end writes the request line and the client's
 //! fields, the forwarded family is added here), and the answer's head scanned in place.

@@ -1,5 +1,5 @@
-//! The plain lane for HTTP/2 requests. hyper hands them over as a `Request` whose fields
-//! are already in a map; what the lane saves here is the usual path's work after that:
+//! The plain lane for HTTP/2 requests. The server hands them over as a `Request` whose
+//! fields are already in a map (the h2 crate's, through `server::h2` or hyper for h2c); what the lane saves here is the usual path's work after that:
 //! the phases, copying and editing the map for the pod (the forwarded family, Host, the
 //! hop-by-hop sweep), encoding it, and editing the answer's map. The upstream head is
 //! written straight from the client's map (`lane_exchange::send` adds the forwarded
@@ -107,7 +107,7 @@ pub(crate) async fn serve(
 }
 
 /// The client's answer: the pod's status and the fields the usual path keeps, then what
-/// the gateway adds to every answer (HSTS, the server token). hyper adds `Date` and
+/// the gateway adds to every answer (HSTS, the server token). The server adds `Date` and
 /// drops what HTTP/2 forbids, as it does for the usual path's answers.
 fn answer(gw: &Gateway, scheme: Scheme, lane: &Lane, received: Received) -> Response<Body> {
     let mut headers = crate::header_pool::take(received.field_count() + 2);
