@@ -1,6 +1,7 @@
 //! HTTP/2 over TLS as `server::h2` serves it (the h2 crate directly): bodies larger than
 //! either side's flow-control window, trailers, the fields HTTP/2 forbids, `Date` and
-//! `Content-Length`, a stream the client resets, and keep-alive PINGs.
+//! `Content-Length`, a stream the client resets, a stream whose handler panics, and
+//! keep-alive PINGs.
 mod common;
 
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{Client, Proto};
+use futures_util::StreamExt as _;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use portcullis::body::Body;
@@ -174,6 +176,49 @@ async fn a_stream_the_client_resets_cancels_its_handler() {
     }
     assert!(cancelled.load(Ordering::SeqCst), "the handler kept running");
     // The connection serves on.
+    assert_eq!(
+        client.get("localhost", "/").await.unwrap().text(),
+        "quick\n"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_whose_handler_panics_is_reset_and_its_siblings_go_on() {
+    let tls = tls();
+    let handler = common::handler(|req, _| async move {
+        match req.uri().path() {
+            "/panic" => panic!("a handler bug (this panic is the test's own)"),
+            "/late" => {
+                // The head now, the body's end only after the panic next door.
+                let first = futures_util::stream::iter([Ok(http_body::Frame::data(
+                    Bytes::from_static(b"part one, "),
+                ))]);
+                let later = futures_util::stream::once(async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok(http_body::Frame::data(Bytes::from_static(b"part two")))
+                });
+                let body: Body =
+                    BodyExt::boxed(http_body_util::StreamBody::new(first.chain(later)));
+                Response::new(body)
+            }
+            _ => common::ok("quick"),
+        }
+    });
+    let server = common::start(handler, Some(tls.config.clone())).await;
+    let mut client = h2_client(server.addr, &tls).await;
+    let late = client
+        .send_raw(client.request("localhost", "/late"))
+        .await
+        .unwrap();
+    assert_eq!(late.status(), StatusCode::OK);
+    assert!(
+        client.get("localhost", "/panic").await.is_err(),
+        "the panicking stream was answered"
+    );
+    // The stream in flight beside it finishes, and the connection takes new ones.
+    let body = late.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "part one, part two");
     assert_eq!(
         client.get("localhost", "/").await.unwrap().text(),
         "quick\n"
