@@ -4,9 +4,9 @@
 //! draining) and enforces the connection's lifetime rules around both.
 //!
 //! Connections that negotiated HTTP/2 through ALPN are served by `h2` (the h2 crate
-//! directly), with the handler's boxed future: each stream runs in a task of its own, and
-//! the gateway's future is several KiB, so a pointer moves for free where copies would
-//! cost more than the allocation. HTTP/1.1 keeps the future in one slot per connection, so
+//! directly), with the handler's boxed future: each stream's future is moved into an
+//! allocation of its own, and the gateway's future is several KiB, so a pointer moves for
+//! free where copies would cost more than the allocation. HTTP/1.1 keeps the future in one slot per connection, so
 //! there the allocation is the dearer part. Cleartext HTTP/2 (h2c) arrives through the
 //! HTTP/1.1 reader and is hyper's.
 use std::convert::Infallible;

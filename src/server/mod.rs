@@ -79,7 +79,7 @@ pub trait Respond: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Response<Body>> + Send + use<Self>;
 
     /// The same answer behind a pointer, for protocols that move the future around
-    /// (HTTP/2 spawns a task per stream).
+    /// (HTTP/2 moves each stream's future into an allocation of its own).
     fn respond_boxed(self, req: Request<RequestBody>, conn: Arc<ConnInfo>) -> ResponseFuture {
         Box::pin(self.respond(req, conn))
     }

@@ -95,18 +95,19 @@ impl Series {
     fn record(&self, done: &Finished) {
         let Some(m) = metrics() else { return };
         self.request_counter(m, done.method, done.status).inc();
-        let route = self.labels.route();
+        // The labels are only read when a child is first made: splitting the route's name
+        // per request showed in the request path's instruction counts.
         self.duration
-            .get_or_init(|| m.request_duration.with_label_values(&route))
+            .get_or_init(|| m.request_duration.with_label_values(&self.labels.route()))
             .observe(done.duration.as_secs_f64());
         if done.request_bytes > 0 {
             self.request_bytes
-                .get_or_init(|| m.request_bytes.with_label_values(&route))
+                .get_or_init(|| m.request_bytes.with_label_values(&self.labels.route()))
                 .inc_by(done.request_bytes);
         }
         if done.response_bytes > 0 {
             self.response_bytes
-                .get_or_init(|| m.response_bytes.with_label_values(&route))
+                .get_or_init(|| m.response_bytes.with_label_values(&self.labels.route()))
                 .inc_by(done.response_bytes);
         }
     }
