@@ -3,6 +3,8 @@
 
 /// `name: value\r\n`.
 pub(crate) fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    // One capacity check for the line: four made each piece a possible growth call.
+    out.reserve(name.len() + value.len() + 4);
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);

@@ -273,12 +273,15 @@ fn pipe(body: Tracked, mut stream: SendStream<Bytes>) -> impl Future<Output = ()
 }
 
 /// Sends `data` as the client's window allows, `end` on its last piece.
+///
+/// The body's last piece is handed over whole: the h2 crate queues what the window does
+/// not yet allow and sends it as the window opens. Its bytes are held either way (here
+/// while waiting for capacity, or in the crate's queue), so this costs no memory, and it
+/// spares a capacity request and its poll on every small answer. Earlier pieces still
+/// wait for capacity, so a slow client holds back the pod rather than filling memory.
 async fn send_data(stream: &mut SendStream<Bytes>, mut data: Bytes, end: bool) -> Result<(), ()> {
-    if data.is_empty() {
-        return match end {
-            true => stream.send_data(data, true).map_err(drop),
-            false => Ok(()),
-        };
+    if end {
+        return stream.send_data(data, true).map_err(drop);
     }
     while !data.is_empty() {
         stream.reserve_capacity(data.len());
@@ -288,9 +291,7 @@ async fn send_data(stream: &mut SendStream<Bytes>, mut data: Bytes, end: bool) -
             _ => return Err(()),
         };
         let piece = data.split_to(room.min(data.len()));
-        stream
-            .send_data(piece, end && data.is_empty())
-            .map_err(drop)?;
+        stream.send_data(piece, false).map_err(drop)?;
     }
     Ok(())
 }

@@ -200,8 +200,17 @@ impl Balancer {
         }
         self.maybe_sweep(now);
         let map = self.stats.load();
-        let usable = |addr: &SocketAddr| {
-            Some(*addr) != exclude && !map.get(addr).is_some_and(|s| s.health.is_ejected(now))
+        // One lookup per candidate: whether it is ejected, its cost and the pick's stats
+        // all come from it (the map's lookups were most of a pick's instructions).
+        let usable = |addr: SocketAddr| -> Option<Candidate<'_>> {
+            if Some(addr) == exclude {
+                return None;
+            }
+            let stats = map.get(&addr);
+            if stats.is_some_and(|s| s.health.is_ejected(now)) {
+                return None;
+            }
+            Some((addr, stats))
         };
         let n = eligible.len();
         let chosen = match balance {
@@ -213,9 +222,7 @@ impl Balancer {
                         .get_or_insert_with(&backend.name, || AtomicUsize::new(0)),
                 };
                 let start = cursor.fetch_add(1, Ordering::Relaxed);
-                (0..n)
-                    .map(|i| eligible[(start.wrapping_add(i)) % n])
-                    .find(&usable)
+                (0..n).find_map(|i| usable(eligible[start.wrapping_add(i) % n]))
             }
             Balance::Ewma => {
                 let first = first_usable_from(eligible, fastrand::usize(0..n), &usable);
@@ -231,13 +238,7 @@ impl Balancer {
                     None
                 };
                 match (first, second) {
-                    (Some((_, a)), Some((_, b))) if a != b => Some(cheaper(
-                        map.get(&a).map(|s| &**s),
-                        a,
-                        map.get(&b).map(|s| &**s),
-                        b,
-                        now,
-                    )),
+                    (Some((_, a)), Some((_, b))) if a.0 != b.0 => Some(cheaper(a, b, now)),
                     (Some((_, a)), _) => Some(a),
                     (None, _) => None,
                 }
@@ -245,14 +246,15 @@ impl Balancer {
         };
         // Every candidate is ejected: trying one beats answering 503 to everyone, and
         // the EndpointSlice says these pods exist.
-        let chosen = chosen.or_else(|| {
+        let (chosen, known) = chosen.or_else(|| {
             let start = fastrand::usize(0..n);
             (0..n)
                 .map(|i| eligible[(start + i) % n])
                 .find(|a| Some(*a) != exclude)
+                .map(|a| (a, map.get(&a)))
         })?;
-        // Usually known already: the same map answers without a second load.
-        let known = map.get(&chosen).cloned();
+        // Usually known already: the same map answered without a second load.
+        let known = known.cloned();
         drop(map);
         let stats = known.unwrap_or_else(|| self.stats_for(chosen));
         stats.last_used_us.store(now, Ordering::Relaxed);
@@ -307,13 +309,8 @@ impl Balancer {
 /// (slow start, like ingress-nginx seeding new endpoints with known scores): it wins
 /// while it has no more requests in flight than the rival, so a new pod gets traffic at
 /// once without being flooded before its first answer. Ties go to the newcomer.
-fn cheaper(
-    sa: Option<&EndpointStats>,
-    a: SocketAddr,
-    sb: Option<&EndpointStats>,
-    b: SocketAddr,
-    now: u64,
-) -> SocketAddr {
+fn cheaper<'m>(a: Candidate<'m>, b: Candidate<'m>, now: u64) -> Candidate<'m> {
+    let (sa, sb) = (a.1.map(|s| &**s), b.1.map(|s| &**s));
     let ea = sa.and_then(|s| s.estimate_us(now));
     let eb = sb.and_then(|s| s.estimate_us(now));
     let (xa, xb) = match (ea, eb) {
@@ -354,17 +351,19 @@ pub fn eligible_from(endpoints: &[Endpoint]) -> Vec<SocketAddr> {
     take(endpoints, |e| e.serving && e.terminating)
 }
 
+/// An address that may be picked, with its kept state when it has some.
+type Candidate<'m> = (SocketAddr, Option<&'m Arc<EndpointStats>>);
+
 /// The first usable address at or after index `start` (wrapping), with its index.
-fn first_usable_from(
+fn first_usable_from<'m>(
     eligible: &[SocketAddr],
     start: usize,
-    usable: &impl Fn(&SocketAddr) -> bool,
-) -> Option<(usize, SocketAddr)> {
+    usable: &impl Fn(SocketAddr) -> Option<Candidate<'m>>,
+) -> Option<(usize, Candidate<'m>)> {
     let n = eligible.len();
     (0..n)
         .map(|i| (start + i) % n)
-        .map(|i| (i, eligible[i]))
-        .find(|(_, a)| usable(a))
+        .find_map(|i| usable(eligible[i]).map(|c| (i, c)))
 }
 
 #[cfg(test)]
