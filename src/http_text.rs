@@ -1,5 +1,5 @@
 //! Pieces of HTTP/1.1 text that the server's own writer and our client to pods both
-//! write, without formatting machinery or allocation.
+//! write (or read), without formatting machinery or allocation.
 
 /// `name: value\r\n`.
 pub(crate) fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -22,6 +22,19 @@ pub(crate) fn format_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
             return &buf[i..];
         }
     }
+}
+
+/// The field names a message's `Connection` fields list (RFC 9110 §7.6.1): they go no
+/// further than this hop, whichever side is forwarding.
+pub(crate) fn connection_named(
+    headers: &http::HeaderMap,
+) -> impl Iterator<Item = http::HeaderName> + '_ {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| http::HeaderName::from_bytes(t.trim().as_bytes()).ok())
 }
 
 #[cfg(test)]

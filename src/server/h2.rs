@@ -206,16 +206,9 @@ fn strip_connection_fields(headers: &mut HeaderMap) {
         return;
     }
     // The fields a `Connection` field names go with it.
-    let named: Vec<String> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect();
+    let named: Vec<_> = crate::http_text::connection_named(headers).collect();
     for name in named {
-        headers.remove(name.as_str());
+        headers.remove(name);
     }
     for name in FORBIDDEN {
         headers.remove(name);

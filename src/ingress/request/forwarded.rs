@@ -68,12 +68,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         return;
     }
     // Headers named by Connection are hop-by-hop too; collect before removing.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+    let named: Vec<HeaderName> = crate::http_text::connection_named(headers)
         .filter(|n| !(upgrade && n == header::UPGRADE))
         .collect();
     for name in named {
