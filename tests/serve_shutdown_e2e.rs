@@ -201,8 +201,11 @@ async fn silent_connections_do_not_delay_exit() {
 /// Keep-alive clients that send requests back to back through SIGTERM: during the drain
 /// delay every HTTP/1.1 response says `Connection: close`, so each client moves to a new
 /// connection (accepted until the delay ends) and no request is ever sent on a connection
-/// the server is about to close. A request may only fail by its connection being refused
-/// once accepting has stopped.
+/// the server is about to close. A request may only fail on a connection the server never
+/// took: refused once accepting has stopped, or reset because the kernel completed its
+/// handshake in the instant the listening socket closed (a race every server that closes
+/// its listener has; the drain delay exists to make it rare). Either happens only at the
+/// end of the delay, never during it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn keep_alive_clients_lose_no_request_through_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -225,13 +228,16 @@ async fn keep_alive_clients_lose_no_request_through_sigterm() {
         .map(|_| {
             let stop = stop.clone();
             tokio::spawn(async move {
-                let (mut ok, mut lost, mut closes) = (0u32, 0u32, 0u32);
+                let (mut ok, mut closes) = (0u32, 0u32);
+                let mut lost = Vec::new();
+                // When this client's first request on a new connection failed.
+                let mut never_taken = None;
                 let mut conn: Option<Client> = None;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let mut c = match conn.take() {
-                        Some(c) => c,
+                    let (mut c, fresh) = match conn.take() {
+                        Some(c) => (c, false),
                         None => match Client::plain(http, Proto::H1).await {
-                            Ok(c) => c,
+                            Ok(c) => (c, true),
                             // Refused: accepting has stopped. Not a lost request.
                             Err(_) => break,
                         },
@@ -245,30 +251,59 @@ async fn keep_alive_clients_lose_no_request_through_sigterm() {
                                 conn = Some(c);
                             }
                         }
-                        _ => lost += 1,
+                        // Reset before any answer on a connection just made: the
+                        // listener closed under its handshake. Checked against the time
+                        // below.
+                        Err(_) if fresh => {
+                            never_taken = Some(Instant::now());
+                            break;
+                        }
+                        Ok(reply) => lost.push(format!("{}: {}", reply.status, reply.text())),
+                        Err(e) => lost.push(format!("{e:#}")),
                     }
                 }
-                (ok, lost, closes)
+                (ok, lost, closes, never_taken)
             })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let term = Instant::now();
     gw.terminate();
     let status = gw.wait_exit(Duration::from_secs(8)).await.unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(status.success(), "exit status {status}\n{}", gw.log());
-    let (mut ok, mut lost, mut closes) = (0, 0, 0);
+    // The process is gone; the failures below are told by what the clients saw, last in
+    // the output rather than above the whole access log.
+    drop(gw);
+    let (mut ok, mut lost, mut closes, mut resets) = (0, Vec::new(), 0, 0);
     for c in clients {
-        let (o, l, cl) = c.await.unwrap();
+        let (o, l, cl, never_taken) = c.await.unwrap();
         ok += o;
-        lost += l;
+        lost.extend(l);
         closes += cl;
+        if let Some(at) = never_taken {
+            resets += 1;
+            // The signal left after `term`, so the listener cannot have closed before
+            // the drain delay was over: a fresh connection failing earlier is a bug.
+            assert!(
+                at >= term + DRAIN,
+                "a new connection failed {:?} after SIGTERM, inside the drain delay",
+                at - term
+            );
+        }
     }
-    eprintln!("keep-alive through SIGTERM: {ok} answered, {closes} told to close, {lost} lost");
+    eprintln!(
+        "keep-alive through SIGTERM: {ok} answered, {closes} told to close, {} lost, \
+         {resets} new connections reset as the listener closed",
+        lost.len()
+    );
     assert!(
         closes >= 6,
         "the drain never said Connection: close ({closes})"
     );
     assert!(ok > 60, "too little traffic to prove anything ({ok})");
-    assert_eq!(lost, 0, "requests lost on open connections");
+    assert!(
+        lost.is_empty(),
+        "requests lost on open connections: {lost:?}"
+    );
 }
