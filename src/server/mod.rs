@@ -14,7 +14,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::body::RequestBody;
-use futures_util::FutureExt as _;
 use http::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder as AutoBuilder;
@@ -29,6 +28,7 @@ use crate::body::Body;
 use crate::metrics;
 
 mod activity;
+mod backlog;
 pub mod client_hello;
 pub(crate) mod date;
 pub(crate) mod edge;
@@ -304,10 +304,9 @@ pub async fn serve<H: Respond>(
     }
     // Connections the kernel completed before we stopped are taken and served (they get a
     // moment to deliver their request) rather than reset with the listener.
-    while let Some(Ok((stream, remote))) = listener.accept().now_or_never() {
+    for (stream, remote) in backlog::take_backlog(listener) {
         accept(&ctx, &mut tasks, stream, remote);
     }
-    drop(listener);
     stopped_tx.send_replace(true);
 
     tracing::info!(
