@@ -144,13 +144,7 @@ impl Received {
 
     /// Whether the pod's answer says `TE: trailers`, which the usual path keeps.
     pub(crate) fn te_trailers(&self) -> bool {
-        self.up.spans().fields(&self.raw).any(|(name, value)| {
-            name.eq_ignore_ascii_case(b"te")
-                && value.split(|b| *b == b',').any(|t| {
-                    let coding = t.split(|b| *b == b';').next().unwrap_or_default();
-                    coding.trim_ascii().eq_ignore_ascii_case(b"trailers")
-                })
-        })
+        self.head.te_trailers
     }
 }
 
@@ -325,11 +319,9 @@ fn passed_fields<'h>(
     head: &ScannedHead,
 ) -> impl Iterator<Item = (&'h [u8], &'h [u8])> + 'h {
     // Most pods' `Connection` says `keep-alive` or `close`, which name no field; only
-    // another token makes the per-field check below worth its cost.
-    let names_fields = spans
-        .fields(raw)
-        .flat_map(connection_tokens)
-        .any(|t| !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"close"));
+    // another token (seen by the head's scan) makes the per-field check below worth its
+    // cost.
+    let names_fields = head.connection_names_fields;
     let stale_length = head.stale_length;
     spans.fields(raw).filter(move |&(name, _)| {
         !(forwarded::is_hop_by_hop_bytes(name)

@@ -14,17 +14,17 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, Version};
 use http_body::Body as _;
 
 use crate::body::{Body, RequestBody};
 use crate::http_text::put_field;
-use crate::ingress::request::forwarded;
 use crate::ingress::request::gateway::Gateway;
 use crate::ingress::request::lane_exchange::{self, Lane, Received, Sent};
 use crate::ingress::request::normalize::normalize_path;
 use crate::ingress::request::proxy::Scheme;
+use crate::ingress::request::{field_names, forwarded};
 use crate::server::ConnInfo;
 
 /// Whether the lane takes `req`, and where it goes.
@@ -111,16 +111,18 @@ pub(crate) async fn serve(
 /// drops what HTTP/2 forbids, as it does for the usual path's answers.
 fn answer(gw: &Gateway, scheme: Scheme, lane: &Lane, received: Received) -> Response<Body> {
     let mut headers = crate::header_pool::take(received.field_count() + 2);
-    for (name, value) in received.fields() {
-        // The scan checked names and values as `HeaderName` and `HeaderValue` do.
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name),
-            HeaderValue::from_maybe_shared(received.raw.slice_ref(value)),
-        ) else {
-            continue;
-        };
-        headers.append(name, value);
-    }
+    field_names::with(|names| {
+        for (i, (name, value)) in received.fields().enumerate() {
+            // The scan checked names and values as `HeaderName` and `HeaderValue` do.
+            let (Some(name), Ok(value)) = (
+                names.get(i, name),
+                HeaderValue::from_maybe_shared(received.raw.slice_ref(value)),
+            ) else {
+                continue;
+            };
+            headers.append(name, value);
+        }
+    });
     if received.te_trailers() {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }

@@ -12,6 +12,7 @@ pub mod edge;
 pub mod edge_headers;
 mod error_pages;
 mod exchange;
+pub(crate) mod field_names;
 pub(crate) mod filters;
 pub mod forwarded;
 pub mod gateway;

@@ -150,6 +150,11 @@ pub(crate) struct ScannedHead {
     /// A `Transfer-Encoding` came with a `Content-Length`: the length does not describe
     /// the body and must not be passed on (RFC 9112 §6.3).
     pub(crate) stale_length: bool,
+    /// A `Connection` token other than `close` and `keep-alive`: it names fields that are
+    /// hop-by-hop for this response, so each field has to be checked against the tokens.
+    pub(crate) connection_names_fields: bool,
+    /// A `TE` field lists `trailers` (the usual path passes `TE: trailers` on).
+    pub(crate) te_trailers: bool,
 }
 
 /// The places of one response head's fields.
@@ -233,6 +238,9 @@ pub(crate) fn scan_response_head(
         let mut has_te = false;
         let mut close = false;
         let mut keep_alive_token = false;
+        let mut connection_names_fields = false;
+        let mut te_trailers = false;
+        // Everything the lanes need to know of the fields is learnt in this one pass.
         let fields = spans.0.reset(resp.headers.len());
         for (span, h) in fields.iter_mut().zip(resp.headers.iter()) {
             let name = h.name.as_bytes();
@@ -249,9 +257,17 @@ pub(crate) fn scan_response_head(
             } else if name.eq_ignore_ascii_case(b"connection") {
                 for token in h.value.split(|b| *b == b',') {
                     let token = token.trim_ascii();
-                    close |= token.eq_ignore_ascii_case(b"close");
-                    keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                    let is_close = token.eq_ignore_ascii_case(b"close");
+                    let is_keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
+                    close |= is_close;
+                    keep_alive_token |= is_keep_alive;
+                    connection_names_fields |= !token.is_empty() && !is_close && !is_keep_alive;
                 }
+            } else if name.eq_ignore_ascii_case(b"te") {
+                te_trailers |= h.value.split(|b| *b == b',').any(|t| {
+                    let coding = t.split(|b| *b == b';').next().unwrap_or_default();
+                    coding.trim_ascii().eq_ignore_ascii_case(b"trailers")
+                });
             }
         }
         let no_body =
@@ -288,6 +304,8 @@ pub(crate) fn scan_response_head(
             framing,
             keep_alive,
             stale_length: has_te && lengths.is_some(),
+            connection_names_fields,
+            te_trailers,
         }));
     }
 }
