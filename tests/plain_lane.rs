@@ -270,6 +270,46 @@ async fn no_answer_within_the_read_timeout_is_a_504_from_either_lane() {
     assert!(lane_head.contains("User-Agent: probe/1"), "{lane_head}");
 }
 
+/// The lane's read timer stays with the pooled connection and is moved later for each
+/// request: after quick answers, and after firing unwatched while the connection sat idle,
+/// it must neither cut off a quick answer nor let a slow one through, and must not fire
+/// before the timeout.
+#[tokio::test]
+async fn the_read_timer_kept_with_a_pooled_connection_fires_on_time_after_reuse_and_idling() {
+    let timeout = Duration::from_millis(300);
+    let p = pair(|| Policy {
+        read_timeout: Some(timeout),
+        ..Policy::default()
+    })
+    .await;
+    let quick = || async {
+        for _ in 0..3 {
+            let answer = exchange(p.lane.addr, &request("/len", "")).await;
+            assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        }
+    };
+    quick().await;
+    // Longer than the read timeout: the connection's timer comes due with nobody waiting.
+    tokio::time::sleep(timeout + Duration::from_millis(200)).await;
+    quick().await;
+    let started = std::time::Instant::now();
+    let slow = exchange(p.lane.addr, &request("/slow", "")).await;
+    let took = started.elapsed();
+    assert!(
+        slow.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"),
+        "{slow}"
+    );
+    assert!(
+        took >= timeout,
+        "cut off after {took:?}, before the timeout"
+    );
+    // The lane does reuse pooled connections here: the pod drops one that served before
+    // on `/drop`, and the lane then sends the request again the usual way.
+    let again = exchange(p.lane.addr, &request("/drop", "")).await;
+    assert!(again.starts_with("HTTP/1.1 200 OK\r\n"), "{again}");
+    assert_eq!(heads_starting(&p.lane_seen, "GET /drop").len(), 2);
+}
+
 #[tokio::test]
 async fn hsts_and_server_tokens_are_added_as_the_usual_path_adds_them() {
     let (lane_pod, lane_seen) = scripted_pod("127.0.0.93").await;

@@ -233,19 +233,19 @@ pub(crate) async fn send(
         return Sent::Again;
     }
     let deadline = tokio::time::Instant::from_std(started) + lane.read_timeout;
-    let read = tokio::time::timeout_at(deadline, up.read_head()).await;
+    let read = up.read_head_until(deadline).await;
     let ended = Instant::now();
     let elapsed = ended.saturating_duration_since(started);
     let head = match read {
-        Ok(Ok(head)) => head,
-        Ok(Err(why)) => {
+        Some(Ok(head)) => head,
+        Some(Err(why)) => {
             tracing::debug!(endpoint = %authority, error = %why, "pooled connection failed; sending the usual way");
             // The usual path counts an exchange that broke after sending as a retry.
             lane.metrics.retry(&lane.backend.name);
             tail.discard();
             return Sent::Again;
         }
-        Err(_) => {
+        None => {
             tail.entry.upstream_duration = Some(elapsed);
             lane.metrics.upstream(&lane.backend.name, elapsed);
             // A timeout is the worst latency we know of: let the balancer see it.
