@@ -88,7 +88,11 @@ fn plan(gw: &Gateway, scheme: Scheme, req: RawRequest<'_>) -> Option<Lane> {
     if !target.starts_with('/') {
         return None;
     }
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    // A byte search: `split_once`'s char searcher cost about 100 instructions here.
+    let path = match target.bytes().position(|b| b == b'?') {
+        Some(q) => &target[..q],
+        None => target,
+    };
     if !matches!(normalize_path(path), Ok(Cow::Borrowed(_))) {
         return None;
     }
