@@ -282,30 +282,35 @@ pub fn apply_forwarded(
 /// it (`is_forwarding_name` matched no field), from the same values `apply_forwarded` sets
 /// in that case and in its order: the plain lane's upstream head, which has no map.
 pub(crate) fn put_forwarded(out: &mut Vec<u8>, down: &Downstream<'_>, request_id: &HeaderValue) {
-    use crate::http_text::put_field;
     let peer = ip_value(down.peer);
-    put_field(out, X_FORWARDED_FOR.as_str().as_bytes(), peer.as_bytes());
-    put_field(
-        out,
-        X_FORWARDED_PROTO.as_str().as_bytes(),
-        scheme_value(down.scheme).as_bytes(),
-    );
-    put_field(
-        out,
-        X_FORWARDED_HOST.as_str().as_bytes(),
+    let client = (down.client != down.peer).then(|| ip_value(down.client));
+    let (scheme, port) = (scheme_value(down.scheme), port_value(down.port));
+    let values: [&[u8]; 6] = [
+        peer.as_bytes(),
+        scheme.as_bytes(),
         down.host.as_bytes(),
-    );
-    put_field(
-        out,
-        X_FORWARDED_PORT.as_str().as_bytes(),
-        port_value(down.port).as_bytes(),
-    );
-    let real_ip = match down.client == down.peer {
-        true => peer,
-        false => ip_value(down.client),
-    };
-    put_field(out, X_REAL_IP.as_str().as_bytes(), real_ip.as_bytes());
-    put_field(out, X_REQUEST_ID.as_str().as_bytes(), request_id.as_bytes());
+        port.as_bytes(),
+        client.as_ref().unwrap_or(&peer).as_bytes(),
+        request_id.as_bytes(),
+    ];
+    // Each line's end and the next line's name are one constant piece: 13 copies for the
+    // six lines instead of 24, and one capacity check (a tenth of the plain lane's own
+    // instructions went to writing these lines).
+    const JOINTS: [&[u8]; 6] = [
+        b"x-forwarded-for: ",
+        b"\r\nx-forwarded-proto: ",
+        b"\r\nx-forwarded-host: ",
+        b"\r\nx-forwarded-port: ",
+        b"\r\nx-real-ip: ",
+        b"\r\nx-request-id: ",
+    ];
+    let len: usize = JOINTS.iter().chain(&values).map(|p| p.len()).sum();
+    out.reserve(len + 2);
+    for (joint, value) in JOINTS.iter().zip(values) {
+        out.extend_from_slice(joint);
+        out.extend_from_slice(value);
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Whether `name` (as sent, any case) is one `apply_forwarded` reads or removes.
@@ -635,6 +640,43 @@ mod tests {
             parse_forwarded_ip("[2001:db8::1]:80"),
             Some("2001:db8::1".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn the_lines_put_forwarded_writes_are_the_fields_apply_forwarded_sets() {
+        for (peer, client, scheme, port) in [
+            ("10.0.0.7", "10.0.0.7", "http", 80),
+            ("2001:db8::5", "2001:db8::5", "https", 8443),
+            ("10.0.0.7", "192.0.2.1", "https", 443),
+        ] {
+            let down = Downstream {
+                peer: peer.parse().unwrap(),
+                client: client.parse().unwrap(),
+                peer_trusted: false,
+                scheme,
+                host: "shop.example:8080",
+                port,
+            };
+            let mut map = HeaderMap::new();
+            let id = apply_forwarded(&mut map, &down, None);
+            let mut out = Vec::new();
+            put_forwarded(&mut out, &down, &id);
+            let text = String::from_utf8(out).unwrap();
+            let lines: Vec<(&str, &str)> = text
+                .strip_suffix("\r\n")
+                .unwrap()
+                .split("\r\n")
+                .map(|l| l.split_once(": ").unwrap())
+                .collect();
+            let want: Vec<(&str, &str)> = map
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+                .collect();
+            assert_eq!(lines, want, "{peer} {client} {scheme}");
+            // Real client differs from peer only through a trusted proxy; here the line
+            // still follows `client`, as the map does.
+            assert_eq!(lines[4], ("x-real-ip", client));
+        }
     }
 
     #[test]
