@@ -673,8 +673,8 @@ mod tests {
                 .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
                 .collect();
             assert_eq!(lines, want, "{peer} {client} {scheme}");
-            // Real client differs from peer only through a trusted proxy; here the line
-            // still follows `client`, as the map does.
+            // The third case's client is not its peer (as behind a trusted proxy): the
+            // line follows the client, as the map does.
             assert_eq!(lines[4], ("x-real-ip", client));
         }
     }

@@ -476,9 +476,9 @@ impl RawConn {
     /// The connection keeps one timer and moves it later for each request. Pushing a
     /// registered timer's deadline later is one atomic update (the runtime's wheel finds
     /// the new deadline when the old one comes); a timer per request cost a registration
-    /// and a removal in the wheel, about 500 instructions of a 16,500-instruction
-    /// request. A timer left behind fires at most once per read timeout of idleness and
-    /// wakes the last task that waited on it, which then finds nothing to do.
+    /// and a removal in the wheel (keeping it saved about 270 of an HTTP/1.1 request's
+    /// 16,000 instructions). A timer left behind fires at most once per read timeout of
+    /// idleness and wakes the last task that waited on it, which then finds nothing to do.
     pub(crate) async fn read_head_until(
         &mut self,
         deadline: tokio::time::Instant,
