@@ -335,7 +335,8 @@ pub(crate) fn is_forwarding_bytes(name: &[u8]) -> bool {
 /// names always removed, or `Upgrade`.
 pub(crate) fn is_hop_by_hop_bytes(name: &[u8]) -> bool {
     // Every field of both heads of a plain-lane exchange comes here: the length picks the
-    // one or two names worth comparing (ten compares per field were 2 % of its work).
+    // one or two names worth comparing (ten compares per field were over 1 % of its
+    // instructions).
     let candidates: &[&[u8]] = match name.len() {
         2 => &[b"te"],
         5 => &[b"proxy"],
