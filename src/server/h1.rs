@@ -68,9 +68,15 @@ where
                 }
             }
             let read = poll_fn(|cx| {
-                // Asked to close between requests: nothing is lost by going now.
+                // Asked to close between requests. A request the client sent on the
+                // strength of our last keep-alive answer may already sit in the socket;
+                // closing over unread bytes resets the connection and loses it, so it is
+                // served first (with `Connection: close`). Only an empty socket is left.
                 if rbuf.is_empty() && closing.load(Ordering::Relaxed) {
-                    return Poll::Ready(Ok(0));
+                    return match poll_read(io, cx, &mut rbuf) {
+                        Poll::Pending => Poll::Ready(Ok(0)),
+                        ready => ready,
+                    };
                 }
                 poll_read(io, cx, &mut rbuf)
             })
@@ -482,5 +488,47 @@ mod tests {
         let many: String = (0..=MAX_HEADERS).map(|i| format!("x-{i}: v\r\n")).collect();
         let raw = format!("GET / HTTP/1.1\r\n{many}\r\n");
         assert!(matches!(parse(raw.as_bytes()).0, Parsed::NotPlain));
+    }
+
+    /// Serves what `client_sends` holds with `closing` set from the start, as when the
+    /// connection is asked to close (stop, idle limit, pressure) right after an answer the
+    /// client took as keep-alive. Returns what the client read until the connection ended.
+    async fn serve_while_closing(client_sends: &[u8]) -> (Vec<u8>, Next) {
+        use tokio::io::AsyncReadExt;
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        client
+            .write_all(client_sends)
+            .await
+            .expect("write to the duplex");
+        let handler: super::super::Handler = std::sync::Arc::new(|req, _conn| {
+            let path = req.uri().path().to_owned();
+            Box::pin(async move { http::Response::new(crate::body::full(path)) })
+        });
+        let per = PerRequest::for_tests();
+        let closing = AtomicBool::new(true);
+        let next = serve(&mut server, &per, &handler, 64 * 1024, &closing)
+            .await
+            .expect("serving");
+        drop(server);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.expect("read");
+        (got, next)
+    }
+
+    #[tokio::test]
+    async fn a_request_already_in_the_socket_is_answered_before_an_asked_close() {
+        let (got, next) = serve_while_closing(b"GET /late HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        let got = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        assert!(got.starts_with("http/1.1 200"), "{got}");
+        assert!(got.contains("\r\nconnection: close\r\n"), "{got}");
+        assert!(got.ends_with("/late"), "{got}");
+        assert!(matches!(next, Next::Closed));
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_asked_to_close_goes_at_once() {
+        let (got, next) = serve_while_closing(b"").await;
+        assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+        assert!(matches!(next, Next::Closed));
     }
 }

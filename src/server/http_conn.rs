@@ -64,6 +64,24 @@ struct Admitted {
 }
 
 impl PerRequest {
+    /// A plain connection's facts with no tag, for the reader's unit tests.
+    #[cfg(test)]
+    pub(super) fn for_tests() -> PerRequest {
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], 1).into();
+        PerRequest {
+            tag: None,
+            info: Arc::new(ConnInfo {
+                remote: addr,
+                local: addr,
+                tls: false,
+                sni: None,
+            }),
+            activity: Activity::new(),
+            shutdown: super::Shutdown::new(),
+            max_line: 8 * 1024,
+        }
+    }
+
     /// The connection's facts, for handlers' raw lanes.
     pub(super) fn info(&self) -> &ConnInfo {
         &self.info
