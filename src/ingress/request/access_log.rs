@@ -13,6 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method};
 
+use crate::ingress::request::request_id::RequestId;
+
 /// What is known about a request when it finishes.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -31,7 +33,7 @@ pub struct Entry {
     pub upstream_duration: Option<Duration>,
     pub ingress: Option<Arc<str>>,
     pub service: Option<Arc<str>>,
-    pub request_id: Option<HeaderValue>,
+    pub request_id: Option<RequestId>,
     pub retries: u8,
     /// Why we answered instead of the pod, when we did.
     pub error: Option<crate::ingress::request::proxy_error::ErrorKind>,
@@ -107,7 +109,10 @@ pub(crate) fn write_line(entry: &Entry, out: &mut Vec<u8>) {
     json_str(entry.service.as_deref().unwrap_or("").as_bytes(), out);
     out.extend_from_slice(b",\"request_id\":");
     json_str(
-        entry.request_id.as_ref().map_or(&b""[..], |v| v.as_bytes()),
+        entry
+            .request_id
+            .as_ref()
+            .map_or(&b""[..], RequestId::as_bytes),
         out,
     );
     out.extend_from_slice(b",\"retries\":");
@@ -284,7 +289,7 @@ mod tests {
             upstream_duration: Some(Duration::from_millis(1)),
             ingress: Some("default/web".into()),
             service: Some("default/web:80".into()),
-            request_id: Some(HeaderValue::from_static("abc")),
+            request_id: Some(RequestId::Value(HeaderValue::from_static("abc"))),
             retries: 1,
             error: Some(crate::ingress::request::proxy_error::ErrorKind::Connect(
                 crate::ingress::request::upstream::ConnectKind::Refused,

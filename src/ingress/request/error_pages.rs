@@ -153,7 +153,7 @@ fn page_headers(route: &Route, original: &Original<'_>, tail: &Tail) -> HeaderMa
         }
     }
     if let Some(id) = &tail.entry.request_id {
-        h.insert("x-request-id", id.clone());
+        h.insert("x-request-id", id.to_value());
     }
     for name in [header::HOST, header::USER_AGENT] {
         if let Some(v) = original.headers.get(&name) {

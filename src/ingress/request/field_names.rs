@@ -5,6 +5,8 @@
 //! field had. Comparing against that is a short byte comparison; `HeaderName::from_bytes`
 //! is a lookup among the standard names and, for any other name (`x-upstream`), an
 //! allocation. Both showed in the HTTP/2 lane's profile, once per field of every answer.
+//! The comparison is with the name as the pod spelled it last time: a case-blind one
+//! walks the name a byte at a time, an exact one is a `memcmp`.
 use std::cell::RefCell;
 
 use http::HeaderName;
@@ -13,7 +15,14 @@ use http::HeaderName;
 const SLOTS: usize = 24;
 
 thread_local! {
-    static LAST: RefCell<Vec<Option<HeaderName>>> = const { RefCell::new(Vec::new()) };
+    static LAST: RefCell<Vec<Option<Slot>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A position's last name, and its spelling on the wire.
+#[derive(Clone)]
+struct Slot {
+    name: HeaderName,
+    spelled: Box<[u8]>,
 }
 
 /// Runs `f` with a way to turn the raw name of a response's i-th field into a
@@ -29,7 +38,7 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut Names<'_>) -> R) -> R {
 
 /// The thread's remembered names, borrowed for one response.
 pub(crate) struct Names<'a> {
-    last: &'a mut Vec<Option<HeaderName>>,
+    last: &'a mut Vec<Option<Slot>>,
 }
 
 impl Names<'_> {
@@ -38,15 +47,22 @@ impl Names<'_> {
         let Some(slot) = self.last.get_mut(i) else {
             return HeaderName::from_bytes(raw).ok();
         };
-        // A valid name is a token whose letters `HeaderName` lowercases, so an ASCII
-        // case-blind match with a parsed name is that name; anything else is parsed.
-        if let Some(name) = slot
-            && name.as_str().as_bytes().eq_ignore_ascii_case(raw)
-        {
-            return Some(name.clone());
+        if let Some(last) = slot {
+            if *last.spelled == *raw {
+                return Some(last.name.clone());
+            }
+            // A valid name is a token whose letters `HeaderName` lowercases, so an ASCII
+            // case-blind match with a parsed name is that name, spelled anew.
+            if last.name.as_str().as_bytes().eq_ignore_ascii_case(raw) {
+                last.spelled = raw.into();
+                return Some(last.name.clone());
+            }
         }
         let name = HeaderName::from_bytes(raw).ok()?;
-        *slot = Some(name.clone());
+        *slot = Some(Slot {
+            name: name.clone(),
+            spelled: raw.into(),
+        });
         Some(name)
     }
 }
@@ -75,6 +91,8 @@ mod tests {
         assert_eq!(names(&first), want);
         // The same fields again, in another case: answered from the slots.
         let again: [&[u8]; 3] = [b"content-type", b"x-UPSTREAM", b"Content-Length"];
+        assert_eq!(names(&again), want);
+        // And once more as spelled last time: the exact match.
         assert_eq!(names(&again), want);
         // Other fields in the same places, one of them invalid: parsed, not confused.
         let other: [&[u8]; 3] = [b"content-typ", b"x-upstream ", b"etag"];

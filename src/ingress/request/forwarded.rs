@@ -8,6 +8,8 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
+use crate::ingress::request::request_id;
+
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -273,7 +275,7 @@ pub fn apply_forwarded(
         .flatten()
         .filter(|v| !v.is_empty() && v.len() <= 200)
         .cloned()
-        .unwrap_or_else(new_request_id);
+        .unwrap_or_else(request_id::fresh_value);
     headers.insert(&X_REQUEST_ID, id.clone());
     id
 }
@@ -281,7 +283,7 @@ pub fn apply_forwarded(
 /// Writes the forwarded family as `name: value` lines for a request that carried none of
 /// it (`is_forwarding_name` matched no field), from the same values `apply_forwarded` sets
 /// in that case and in its order: the plain lane's upstream head, which has no map.
-pub(crate) fn put_forwarded(out: &mut Vec<u8>, down: &Downstream<'_>, request_id: &HeaderValue) {
+pub(crate) fn put_forwarded(out: &mut Vec<u8>, down: &Downstream<'_>, request_id: &[u8]) {
     let peer = ip_value(down.peer);
     let client = (down.client != down.peer).then(|| ip_value(down.client));
     let (scheme, port) = (scheme_value(down.scheme), port_value(down.port));
@@ -291,7 +293,7 @@ pub(crate) fn put_forwarded(out: &mut Vec<u8>, down: &Downstream<'_>, request_id
         down.host.as_bytes(),
         port.as_bytes(),
         client.as_ref().unwrap_or(&peer).as_bytes(),
-        request_id.as_bytes(),
+        request_id,
     ];
     // Each line's end and the next line's name are one constant piece: 13 copies for the
     // six lines instead of 24, and one capacity check (a tenth of the plain lane's own
@@ -467,36 +469,6 @@ fn ip_value(ip: IpAddr) -> HeaderValue {
         inline_value(|c| write!(c, "{ip}")).unwrap_or_else(|| HeaderValue::from_static("unknown"));
     IP_VALUES.with(|c| c.borrow_mut()[slot] = Some((ip, value.clone())));
     value
-}
-
-/// A fresh request id: 32 lower-case hex characters (128 random bits).
-pub(crate) fn new_request_id() -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let n = fastrand::u128(..);
-    // By hand: the formatting machinery costs more than the random number.
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        let nibble = (n >> (124 - 4 * i)) & 0xf;
-        *b = HEX[nibble as usize];
-    }
-    // Ids are cut from a per-thread block, one allocation per block rather than one per
-    // request; an id kept alive (an access log entry) keeps only its block.
-    let id = ID_BLOCK.with_borrow_mut(|block| {
-        if block.capacity() < out.len() {
-            *block = bytes::BytesMut::with_capacity(ID_BLOCK_BYTES);
-        }
-        block.extend_from_slice(&out);
-        block.split().freeze()
-    });
-    HeaderValue::from_maybe_shared(id).unwrap_or_else(|_| HeaderValue::from_static("0"))
-}
-
-/// Size of the blocks request ids are cut from (128 ids).
-const ID_BLOCK_BYTES: usize = 4096;
-
-thread_local! {
-    static ID_BLOCK: std::cell::RefCell<bytes::BytesMut> =
-        std::cell::RefCell::new(bytes::BytesMut::new());
 }
 
 fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
@@ -707,7 +679,7 @@ mod tests {
             let mut map = HeaderMap::new();
             let id = apply_forwarded(&mut map, &down, None);
             let mut out = Vec::new();
-            put_forwarded(&mut out, &down, &id);
+            put_forwarded(&mut out, &down, id.as_bytes());
             let text = String::from_utf8(out).unwrap();
             let lines: Vec<(&str, &str)> = text
                 .strip_suffix("\r\n")
@@ -777,24 +749,6 @@ mod tests {
         assert_eq!(id.len(), 32);
         assert!(id.to_str().unwrap().chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(h["x-request-id"], id);
-    }
-
-    #[test]
-    fn request_ids_are_fresh_lower_case_hex() {
-        // Across several blocks: every id distinct, 32 bytes of lower-case hex.
-        let ids: Vec<HeaderValue> = (0..3 * ID_BLOCK_BYTES / 32 + 5)
-            .map(|_| new_request_id())
-            .collect();
-        let distinct: std::collections::HashSet<&HeaderValue> = ids.iter().collect();
-        assert_eq!(distinct.len(), ids.len());
-        for id in &ids {
-            let s = id.to_str().unwrap();
-            assert_eq!(s.len(), 32);
-            assert!(
-                s.bytes()
-                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-            );
-        }
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::ingress::request::gateway::{Gateway, host_has_tls};
 use crate::ingress::request::health::{micros_at, monotonic_us};
 use crate::ingress::request::proxy::Scheme;
 use crate::ingress::request::proxy_error::{ErrorKind, ProxyError};
+use crate::ingress::request::request_id::RequestId;
 use crate::ingress::request::tail::{Guards, ProxiedBody, Tail};
 use crate::ingress::request::upstream::{ResponseBody, UpstreamError};
 use crate::ingress::request::upstream_h1::{H1Pool, RawConn};
@@ -169,7 +170,7 @@ pub(crate) async fn send(
         return Sent::Declined;
     };
     let peer = conn.remote.ip().to_canonical();
-    let request_id = forwarded::new_request_id();
+    let request_id = RequestId::fresh();
     let entry = Entry {
         client: peer,
         method: Method::GET,
@@ -225,7 +226,7 @@ pub(crate) async fn send(
         host: lane.host.to_str().unwrap_or(""),
         port: lane.port,
     };
-    forwarded::put_forwarded(head, &down, &request_id);
+    forwarded::put_forwarded(head, &down, request_id.as_bytes());
     head.extend_from_slice(b"\r\n");
     let in_flight = pick.stats.start();
     if up.send().await.is_err() {

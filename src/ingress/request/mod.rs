@@ -32,6 +32,7 @@ pub(crate) mod proxy;
 pub(crate) mod proxy_error;
 pub(crate) mod rate_limit;
 pub mod request_host;
+pub mod request_id;
 pub(crate) mod resolve;
 pub(crate) mod respond;
 pub(crate) mod rewrite;

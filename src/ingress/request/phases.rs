@@ -35,6 +35,7 @@ use crate::ingress::request::forwarded::{self, Downstream};
 use crate::ingress::request::proxy::{Inbound, Proxy, Scheme};
 use crate::ingress::request::proxy_error::{ErrorKind, ProxyError};
 use crate::ingress::request::request_host::RequestHost;
+use crate::ingress::request::request_id::RequestId;
 use crate::ingress::request::tail::{Guards, Tail};
 use crate::ingress::request::traffic::Steer;
 use crate::ingress::request::upstream::{BodySlot, ResponseBody, Wire};
@@ -343,7 +344,7 @@ impl Proxy {
         {
             headers.insert(&forwarded::X_FORWARDED_FOR, client);
         }
-        tail.entry.request_id = Some(request_id);
+        tail.entry.request_id = Some(RequestId::Value(request_id));
         let host_value = policy.upstream_vhost.as_deref().unwrap_or(host_raw);
         // HTTP/2 carries the host as `:authority` (set from the URI); a Host header
         // alongside it would be redundant at best.

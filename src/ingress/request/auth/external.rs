@@ -265,7 +265,7 @@ impl External {
         if !headers.contains_key(request_id) {
             headers.insert(
                 request_id,
-                crate::ingress::request::forwarded::new_request_id(),
+                crate::ingress::request::request_id::fresh_value(),
             );
         }
         let client = head.client.to_string();
