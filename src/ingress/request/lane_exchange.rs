@@ -38,9 +38,9 @@ use crate::server::ConnInfo;
 pub(crate) struct Lane {
     /// As the client sent it (Host or `:authority`), port included.
     pub(crate) host: HeaderValue,
-    /// Path and query as sent, which is as routed: the lane takes only paths that
-    /// normalise to themselves.
-    pub(crate) path: PathAndQuery,
+    /// Path and query as sent, which is as routed (the lane takes only paths that
+    /// normalise to themselves), for the access record: `None` when there is none.
+    path: Option<PathAndQuery>,
     backend: Arc<Backend>,
     metrics: Arc<RouteMetrics>,
     ingress: Arc<str>,
@@ -55,12 +55,13 @@ pub(crate) struct Lane {
 /// The lane for a request to `host` (as sent) and `path` (normalised, without query),
 /// when its route may take it: a route whose policy neither reads nor changes a header,
 /// no HTTPS redirect, and a plain HTTP/1.1 backend that is not an ExternalName.
+/// `path_and_query` is the target for the access record, if it is kept.
 pub(crate) fn route(
     gw: &Gateway,
     scheme: Scheme,
     host: HeaderValue,
     path: &str,
-    path_and_query: PathAndQuery,
+    path_and_query: Option<PathAndQuery>,
 ) -> Option<Lane> {
     let (name, port) = forwarded::split_host(host.to_str().ok()?);
     let snapshot = gw.snapshot().load();
@@ -90,6 +91,36 @@ pub(crate) fn route(
         host_tls,
         port: port.unwrap_or(scheme.default_port()),
         host,
+    })
+}
+
+/// Hosts remembered per thread, replaced in turn.
+const HOSTS_KEPT: usize = 4;
+
+thread_local! {
+    /// The hosts this thread last made field values of. A client names the same host on
+    /// every request of its connection, and a cached value is shared by a reference count,
+    /// where a fresh one costs a check of every byte and (HTTP/2) a copy, and on its first
+    /// clone (the access record's) a second allocation to become shareable. A few are
+    /// kept so that clients of a handful of hosts taking turns still find theirs.
+    static HOSTS: std::cell::RefCell<([Option<HeaderValue>; HOSTS_KEPT], usize)> =
+        const { std::cell::RefCell::new(([const { None }; HOSTS_KEPT], 0)) };
+}
+
+/// A client's Host or `:authority` as a field value, from the thread's cache when it
+/// names a host seen lately; `None` when it is not a valid value.
+pub(crate) fn host_value(host: &[u8]) -> Option<HeaderValue> {
+    HOSTS.with(|hosts| {
+        let (kept, next) = &mut *hosts.borrow_mut();
+        if let Some(value) = kept.iter().flatten().find(|v| v.as_bytes() == host) {
+            return Some(value.clone());
+        }
+        let value = HeaderValue::from_bytes(host).ok()?;
+        // Cloned once here, so the cached copy is the shared kind from now on.
+        let shared = value.clone();
+        kept[*next % HOSTS_KEPT] = Some(value);
+        *next = next.wrapping_add(1);
+        Some(shared)
     })
 }
 
@@ -175,7 +206,10 @@ pub(crate) async fn send(
         client: peer,
         method: Method::GET,
         host: lane.host.clone(),
-        path: lane.path.clone(),
+        path: lane
+            .path
+            .clone()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
         upstream_addr: Some(pick.addr),
         ingress: Some(lane.ingress.clone()),
         service: Some(lane.backend.name.clone()),
@@ -341,4 +375,34 @@ fn connection_tokens<'h>((name, value): (&'h [u8], &'h [u8])) -> impl Iterator<I
         .then(|| value.split(|b| *b == b',').map(|t| t.trim_ascii()))
         .into_iter()
         .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_values_are_the_host_asked_for_whatever_came_before() {
+        let hosts: Vec<String> = (0..HOSTS_KEPT + 2)
+            .map(|i| format!("h{i}.example:8443"))
+            .collect();
+        // Twice round more hosts than are kept, then a few taking turns: each value is
+        // the host asked for, from the cache or made anew.
+        for round in 0..2 {
+            for h in &hosts {
+                assert_eq!(
+                    host_value(h.as_bytes()).unwrap(),
+                    h.as_str(),
+                    "round {round}"
+                );
+            }
+        }
+        for h in hosts.iter().take(2).cycle().take(6) {
+            assert_eq!(host_value(h.as_bytes()).unwrap(), h.as_str());
+        }
+        assert_eq!(host_value(b"h0.example").unwrap(), "h0.example");
+        // An invalid one is refused and displaces nothing.
+        assert!(host_value(b"bad\nhost").is_none());
+        assert_eq!(host_value(hosts[1].as_bytes()).unwrap(), hosts[1].as_str());
+    }
 }

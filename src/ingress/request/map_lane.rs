@@ -12,7 +12,6 @@
 //! whose exchange broke before the answer's head, is served the usual way.
 //! `tests/plain_lane.rs` holds both lanes to the usual path's output.
 use std::borrow::Cow;
-use std::cell::RefCell;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, Version};
@@ -51,34 +50,10 @@ pub(crate) fn plan(gw: &Gateway, scheme: Scheme, req: &Request<RequestBody>) -> 
     if declined {
         return None;
     }
-    let host = authority_value(authority.as_str())?;
-    lane_exchange::route(gw, scheme, host, path, path_and_query.clone())
-}
-
-thread_local! {
-    /// The `:authority` this thread last made a header value of. A client names the same
-    /// host on every stream, and the cached value is shared by a reference count, where a
-    /// fresh one costs a copy and, on its first clone (the access record's), a second
-    /// allocation to become shareable.
-    static LAST_AUTHORITY: RefCell<Option<HeaderValue>> = const { RefCell::new(None) };
-}
-
-/// `authority` as a header value, from the thread's cache when it names the same host.
-fn authority_value(authority: &str) -> Option<HeaderValue> {
-    LAST_AUTHORITY.with(|last| {
-        let mut last = last.borrow_mut();
-        if let Some(value) = last
-            .as_ref()
-            .filter(|v| v.as_bytes() == authority.as_bytes())
-        {
-            return Some(value.clone());
-        }
-        let value = HeaderValue::from_str(authority).ok()?;
-        // Cloned once here, so the cached copy is the shared kind from now on.
-        let shared = value.clone();
-        *last = Some(value);
-        Some(shared)
-    })
+    let host = lane_exchange::host_value(authority.as_str().as_bytes())?;
+    // Kept for the access record only: without it, the lane has the request's own.
+    let record = gw.proxy().config.access_log.then(|| path_and_query.clone());
+    lane_exchange::route(gw, scheme, host, path, record)
 }
 
 /// Serves a planned request; `None` when the usual path is to serve it after all (no
@@ -92,7 +67,8 @@ pub(crate) async fn serve(
 ) -> Option<Response<Body>> {
     let put_request = |head: &mut Vec<u8>| {
         head.extend_from_slice(b"GET ");
-        head.extend_from_slice(lane.path.as_str().as_bytes());
+        let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        head.extend_from_slice(target.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
         put_field(head, b"host", lane.host.as_bytes());
         for (name, value) in req.headers() {
@@ -135,20 +111,4 @@ fn answer(gw: &Gateway, scheme: Scheme, lane: &Lane, received: Received) -> Resp
         edge.apply(&mut resp, scheme, lane.host_tls());
     }
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn authority_values_follow_the_authority_asked_for() {
-        assert_eq!(authority_value("a.example:8443").unwrap(), "a.example:8443");
-        assert_eq!(authority_value("a.example:8443").unwrap(), "a.example:8443");
-        assert_eq!(authority_value("b.example").unwrap(), "b.example");
-        assert_eq!(authority_value("a.example:8443").unwrap(), "a.example:8443");
-        assert!(authority_value("bad\nhost").is_none());
-        // A failed one leaves the cache as it was.
-        assert_eq!(authority_value("a.example:8443").unwrap(), "a.example:8443");
-    }
 }

@@ -118,9 +118,13 @@ fn plan(gw: &Gateway, scheme: Scheme, req: RawRequest<'_>) -> Option<Lane> {
             return None;
         }
     }
-    let host = HeaderValue::from_maybe_shared(req.share(host?)).ok()?;
-    let path_and_query = PathAndQuery::from_maybe_shared(req.target_shared()).ok()?;
-    lane_exchange::route(gw, scheme, host, path, path_and_query)
+    let host = lane_exchange::host_value(host?)?;
+    // The target as the access record keeps it; nothing else here needs it parsed.
+    let record = match gw.proxy().config.access_log {
+        true => Some(PathAndQuery::from_maybe_shared(req.target_shared()).ok()?),
+        false => None,
+    };
+    lane_exchange::route(gw, scheme, host, path, record)
 }
 
 /// Writes the client's answer head from the pod's the way the usual path's maps come out
