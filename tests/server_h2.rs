@@ -68,6 +68,40 @@ async fn bodies_larger_than_the_windows_arrive_whole_both_ways() {
 }
 
 #[tokio::test]
+async fn each_field_http2_forbids_is_dropped_alone() {
+    // One forbidden field per answer: each must be seen on its own (the h2 crate refuses
+    // to send an answer that still has one).
+    const FORBIDDEN: [&str; 6] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+    ];
+    let tls = tls();
+    let handler = common::handler(|req: http::Request<_>, _| async move {
+        let name = req.uri().path().trim_start_matches('/').to_owned();
+        let mut resp = Response::new(portcullis::body::full(b"hello".to_vec()));
+        let h = resp.headers_mut();
+        if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
+            h.insert(name, HeaderValue::from_static("x"));
+        }
+        h.insert("x-kept", HeaderValue::from_static("2"));
+        resp
+    });
+    let server = common::start(handler, Some(tls.config.clone())).await;
+    let mut client = h2_client(server.addr, &tls).await;
+    for name in FORBIDDEN {
+        let reply = client.get("localhost", &format!("/{name}")).await.unwrap();
+        assert_eq!(reply.status, 200, "{name}");
+        assert!(reply.header(name).is_none(), "{name}: {:?}", reply.headers);
+        assert_eq!(reply.header("x-kept"), Some("2"), "{name}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn answers_carry_date_and_length_and_lose_the_fields_http2_forbids() {
     let tls = tls();
     let handler = common::handler(|_, _| async move {

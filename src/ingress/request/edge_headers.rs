@@ -53,9 +53,10 @@ impl EdgeHeaders {
         if let Some(hsts) = &self.hsts
             && scheme == Scheme::Https
             && host_tls
-            && !headers.contains_key(header::STRICT_TRANSPORT_SECURITY)
+            // One lookup where `contains_key` and `insert` were two.
+            && let header::Entry::Vacant(slot) = headers.entry(header::STRICT_TRANSPORT_SECURITY)
         {
-            headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+            slot.insert(hsts.clone());
         }
         if let Some(server) = &self.server
             && headers.get(header::SERVER) == Some(&SERVER_NAME)
