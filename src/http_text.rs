@@ -37,9 +37,28 @@ pub(crate) fn connection_named(
         .filter_map(|t| http::HeaderName::from_bytes(t.trim().as_bytes()).ok())
 }
 
+/// Whether a `TE` field value lists the `trailers` coding (parameters and case aside),
+/// the one TE a proxy passes on.
+pub(crate) fn lists_trailers(value: &[u8]) -> bool {
+    value.split(|b| *b == b',').any(|coding| {
+        let name = coding.split(|b| *b == b';').next().unwrap_or_default();
+        name.trim_ascii().eq_ignore_ascii_case(b"trailers")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trailers_is_found_among_te_codings() {
+        assert!(lists_trailers(b"trailers"));
+        assert!(lists_trailers(b"gzip;q=0.5, Trailers"));
+        assert!(lists_trailers(b"trailers;q=1"));
+        assert!(!lists_trailers(b"gzip, deflate"));
+        assert!(!lists_trailers(b"trailer"));
+        assert!(!lists_trailers(b""));
+    }
 
     #[test]
     fn numbers_and_fields_are_written_as_http_text() {

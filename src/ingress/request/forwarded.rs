@@ -79,15 +79,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     let te_trailers = headers
         .get_all(header::TE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| {
-            t.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("trailers")
-        });
+        .any(|v| crate::http_text::lists_trailers(v.as_bytes()));
     for name in hop_by_hop_names() {
         headers.remove(name);
     }

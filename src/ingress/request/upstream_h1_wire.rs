@@ -264,10 +264,7 @@ pub(crate) fn scan_response_head(
                     connection_names_fields |= !token.is_empty() && !is_close && !is_keep_alive;
                 }
             } else if name.eq_ignore_ascii_case(b"te") {
-                te_trailers |= h.value.split(|b| *b == b',').any(|t| {
-                    let coding = t.split(|b| *b == b';').next().unwrap_or_default();
-                    coding.trim_ascii().eq_ignore_ascii_case(b"trailers")
-                });
+                te_trailers |= crate::http_text::lists_trailers(h.value);
             }
         }
         let no_body =
