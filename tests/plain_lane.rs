@@ -191,6 +191,37 @@ async fn pipelined_requests_are_answered_in_order() {
 }
 
 #[tokio::test]
+async fn targets_the_uri_rules_refuse_get_400_with_the_access_log_on_or_off() {
+    // The lane parses the target for the access record; with the log off it still must,
+    // or it would pass to the pod what the usual path refuses.
+    for (i, access_log) in [true, false].into_iter().enumerate() {
+        let (pod, seen) = scripted_pod(if i == 0 { "127.0.0.95" } else { "127.0.0.96" }).await;
+        let proxy = start_proxy(
+            route(backend("default/web:80", &[pod]), Policy::default()),
+            ProxyConfig {
+                access_log,
+                ..ProxyConfig::default()
+            },
+        )
+        .await;
+        // Refused by the URI rules and not before: `<` in the query passes every other
+        // check of the lane.
+        for target in ["/?a<b", "/?q=<x>", "/a<b"] {
+            let got = exchange(proxy.addr, &request(target, "")).await;
+            assert!(
+                got.starts_with("HTTP/1.1 400"),
+                "log {access_log}, {target}: {got}"
+            );
+        }
+        let seen = seen.lock().unwrap();
+        assert!(
+            !seen.iter().any(|h| h.contains('<')),
+            "log {access_log}: the pod got {seen:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn requests_the_lane_does_not_take_still_match() {
     let p = pair(Policy::default).await;
     for extra in [
