@@ -119,8 +119,8 @@ fn plan(gw: &Gateway, scheme: Scheme, req: RawRequest<'_>) -> Option<Lane> {
         }
     }
     let host = lane_exchange::host_value(host?)?;
-    // Parsed whether or not a record keeps it: a target the URI rules refuse (`<`, a
-    // backtick, raw UTF-8) goes the usual way, which answers 400, log or no log.
+    // Parsed whether or not a record keeps it: a target the URI rules refuse (say, a
+    // query holding `<`) goes the usual way, which answers 400, log or no log.
     let path_and_query = PathAndQuery::from_maybe_shared(req.target_shared()).ok()?;
     let record = gw.proxy().config.access_log.then_some(path_and_query);
     lane_exchange::route(gw, scheme, host, path, record)
