@@ -50,22 +50,21 @@ pub(crate) struct Tail {
 impl Tail {
     /// Starts timing a request described by `entry`; `log` enables its access-log line.
     pub(crate) fn new(entry: Entry, log: bool) -> Self {
+        Self::started_at(entry, log, Instant::now())
+    }
+
+    /// `new` for a request that began at `start`. Built here, not by `new` and then
+    /// changed: that read the clock for nothing and moved the record once more.
+    pub(crate) fn started_at(entry: Entry, log: bool, start: Instant) -> Self {
         Self {
             entry,
-            start: Instant::now(),
+            start,
             log,
             slot: None,
             route: None,
             hold: None,
             done: false,
         }
-    }
-
-    /// `new` for a request that began at `start`.
-    pub(crate) fn started_at(entry: Entry, log: bool, start: Instant) -> Self {
-        let mut tail = Self::new(entry, log);
-        tail.start = start;
-        tail
     }
 
     /// Ends the tail without a record: the request is served again another way, which
@@ -201,9 +200,13 @@ impl HttpBody for ProxiedBody {
             }
             Poll::Ready(None) => {
                 this.guards = None;
-                if let Some(mut t) = this.tail.take() {
+                // Finished where it lies, then dropped there (its route handles and
+                // connection slot go now): taking it out of the option copied the whole
+                // record.
+                if let Some(t) = &mut this.tail {
                     t.finish(this.bytes);
                 }
+                this.tail = None;
                 Poll::Ready(None)
             }
             Poll::Pending => {
@@ -235,7 +238,7 @@ impl HttpBody for ProxiedBody {
 impl Drop for ProxiedBody {
     fn drop(&mut self) {
         // The client went away mid-body: still one log line, with the bytes sent so far.
-        if let Some(mut t) = self.tail.take() {
+        if let Some(t) = &mut self.tail {
             t.finish(self.bytes);
         }
     }
