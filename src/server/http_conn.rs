@@ -209,7 +209,7 @@ pub(super) async fn serve_http<I, H: Respond>(
     if alpn_h2 {
         let closing = AtomicBool::new(false);
         let conn = pin!(super::h2::serve(
-            io,
+            io.yield_before_writes(),
             &shared,
             &handler,
             settings.h2,

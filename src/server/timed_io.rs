@@ -2,6 +2,14 @@
 //! stops reading its response (nginx's `send_timeout`) gets the connection closed
 //! instead of pinning the response, its upstream connection and its balancer slot.
 //! Reads have no timer here: idle and request-head limits are the connection task's.
+//!
+//! It can also hold each write back until the worker has run the other tasks that are
+//! ready (`yield_before_writes`, used for HTTP/2). A write into a socket whose reader is
+//! asleep pays for waking it (on a VM, an interrupt to another CPU, several
+//! microseconds); writes to many connections issued close together find the load side's
+//! thread still awake from the first of them, where writes spread across a round of
+//! work each find it asleep again (docs/PERFORMANCE.md, "Writes held to the end of a
+//! round").
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -18,6 +26,10 @@ pub struct TimedIo<I> {
     /// Armed while a write is pending; allocated once per connection.
     stall: Pin<Box<Sleep>>,
     armed: bool,
+    /// Yield once before each write (see the module's note).
+    yield_first: bool,
+    /// This write has yielded already.
+    yielded: bool,
 }
 
 impl<I> TimedIo<I> {
@@ -27,7 +39,26 @@ impl<I> TimedIo<I> {
             limit,
             stall: Box::pin(tokio::time::sleep(limit)),
             armed: false,
+            yield_first: false,
+            yielded: false,
         }
+    }
+
+    /// Each write first lets the worker run its other ready tasks.
+    pub fn yield_before_writes(mut self) -> Self {
+        self.yield_first = true;
+        self
+    }
+
+    /// True when this write should step aside first: the task is woken at once, so it
+    /// runs again after the tasks already queued on this worker, and writes then.
+    fn step_aside(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.yield_first || self.yielded {
+            return false;
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        true
     }
 
     /// Called when a write returned Pending: starts the clock on the first one and
@@ -64,6 +95,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for TimedIo<I> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if this.step_aside(cx) {
+            return Poll::Pending;
+        }
         match Pin::new(&mut this.inner).poll_write(cx, buf) {
             Poll::Pending => match this.check_stall(cx) {
                 Ok(()) => Poll::Pending,
@@ -71,6 +105,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for TimedIo<I> {
             },
             ready => {
                 this.armed = false;
+                this.yielded = false;
                 ready
             }
         }
@@ -82,6 +117,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for TimedIo<I> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if this.step_aside(cx) {
+            return Poll::Pending;
+        }
         match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
             Poll::Pending => match this.check_stall(cx) {
                 Ok(()) => Poll::Pending,
@@ -89,6 +127,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for TimedIo<I> {
             },
             ready => {
                 this.armed = false;
+                this.yielded = false;
                 ready
             }
         }
@@ -149,5 +188,72 @@ mod tests {
         });
         io.write_all(&[0u8; 256]).await.unwrap();
         assert_eq!(reader.await.unwrap(), 256);
+    }
+
+    /// Counts the wake-ups it is given.
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_yielding_write_steps_aside_once_then_writes() {
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut io = TimedIo::new(a, Duration::from_secs(60)).yield_before_writes();
+        let counter = std::sync::Arc::new(CountingWaker(Default::default()));
+        let waker = std::task::Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let wakes = || counter.0.load(std::sync::atomic::Ordering::Relaxed);
+
+        // First try: nothing written, and the task is woken to come back.
+        let first = Pin::new(&mut io).poll_write(&mut cx, b"hello");
+        assert!(first.is_pending(), "{first:?}");
+        assert_eq!(wakes(), 1);
+        // Second try writes; the next write steps aside again, vectored or not.
+        match Pin::new(&mut io).poll_write(&mut cx, b"hello") {
+            Poll::Ready(Ok(5)) => {}
+            other => panic!("{other:?}"),
+        }
+        let slices = [io::IoSlice::new(b" "), io::IoSlice::new(b"world")];
+        assert!(
+            Pin::new(&mut io)
+                .poll_write_vectored(&mut cx, &slices)
+                .is_pending()
+        );
+        assert_eq!(wakes(), 2);
+        match Pin::new(&mut io).poll_write_vectored(&mut cx, &slices) {
+            Poll::Ready(Ok(n)) => assert_eq!(n, 6),
+            other => panic!("{other:?}"),
+        }
+        drop(io);
+        let mut got = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut b, &mut got)
+            .await
+            .unwrap();
+        assert_eq!(got, b"hello world");
+    }
+
+    #[tokio::test]
+    async fn a_yielding_io_still_writes_everything() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut io = TimedIo::new(a, Duration::from_secs(60)).yield_before_writes();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut b, &mut got)
+                .await
+                .unwrap();
+            got
+        });
+        let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        io.write_all(&data).await.unwrap();
+        io.shutdown().await.unwrap();
+        drop(io);
+        assert_eq!(reader.await.unwrap(), data);
     }
 }
