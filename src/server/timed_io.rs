@@ -8,8 +8,8 @@
 //! asleep pays for waking it (on a VM, an interrupt to another CPU, several
 //! microseconds); writes to many connections issued close together find the load side's
 //! thread still awake from the first of them, where writes spread across a round of
-//! work each find it asleep again (docs/PERFORMANCE.md, "Writes held to the end of a
-//! round").
+//! work each find it asleep again (docs/PERFORMANCE.md, "A new host; `log`'s trace
+//! compiled out; writes held to the end of a round").
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
