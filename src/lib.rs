@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod process_metrics;
 pub mod reload;
 pub mod server;
+pub mod sock;
 pub mod source;
 mod span_list;
 pub mod status;

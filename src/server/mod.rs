@@ -26,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::body::Body;
 use crate::metrics;
+use crate::sock::Sock;
 
 mod activity;
 mod backlog;
@@ -527,7 +528,7 @@ impl<H: Respond> Conn<H> {
             return;
         }
         let Some(acceptor) = acceptor else {
-            served.finish(stream, remote, None).await;
+            served.finish(Sock::new(stream), remote, None).await;
             return;
         };
         served.metrics.handshakes.inc();
@@ -541,7 +542,7 @@ impl<H: Respond> Conn<H> {
             deadline,
             check: None,
         };
-        served.finish(stream, remote, Some(tls)).await;
+        served.finish(Sock::new(stream), remote, Some(tls)).await;
     }
 }
 

@@ -31,6 +31,7 @@ use crate::ingress::request::resolve::{self, ResolveError};
 use crate::ingress::request::upstream_h1::{H1Body, H1Pool, RawConn};
 use crate::ingress::request::upstream_h2::{H2Lease, H2Pool};
 use crate::ingress::request::upstream_tls::{self, UpstreamIo};
+use crate::sock::Sock;
 use rustls::pki_types::ServerName;
 
 /// Why a TCP connect to an upstream failed.
@@ -200,7 +201,7 @@ impl tower::Service<Uri> for Connector {
                 })
             };
             let handshake = async {
-                let stream = connect.await?;
+                let stream = Sock::new(connect.await?);
                 // Proxied traffic is latency-bound; Nagle only adds delay to small writes.
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(error = %e, "set_nodelay failed");

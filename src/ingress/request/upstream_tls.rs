@@ -19,7 +19,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+
+use crate::sock::Sock;
 
 /// Accepts any pod certificate but still checks that the handshake was signed by it.
 #[derive(Debug)]
@@ -91,17 +92,17 @@ pub fn client_config(alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, rustls::Error>
 /// An upstream connection, plain or TLS.
 #[derive(Debug)]
 pub enum UpstreamIo {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Plain(Sock),
+    Tls(Box<tokio_rustls::client::TlsStream<Sock>>),
 }
 
 impl Connection for UpstreamIo {
     fn connected(&self) -> Connected {
         match self {
-            UpstreamIo::Plain(s) => s.connected(),
+            UpstreamIo::Plain(s) => (**s).connected(),
             UpstreamIo::Tls(t) => {
                 let (tcp, session) = t.get_ref();
-                let c = tcp.connected();
+                let c = (**tcp).connected();
                 if session.alpn_protocol() == Some(b"h2") {
                     c.negotiated_h2()
                 } else {
