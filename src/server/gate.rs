@@ -65,19 +65,11 @@ impl Wake for Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::server::test_waker::CountingWaker;
 
     #[test]
     fn opens_once_then_only_after_a_control_wake_up() {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let task = Waker::from(count.clone());
+        let (count, task) = CountingWaker::new();
         let cx = Context::from_waker(&task);
         let gate = Gate::new();
         assert!(
@@ -87,7 +79,7 @@ mod tests {
         assert!(!gate.passed(&cx), "a socket wake-up alone passed the gate");
         // A control future woken through the gate's context wakes the task and opens it.
         gate.context().waker().wake_by_ref();
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(count.wakes(), 1);
         assert!(gate.passed(&cx));
         assert!(!gate.passed(&cx));
         gate.reopen();

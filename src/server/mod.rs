@@ -43,6 +43,8 @@ mod limits;
 pub(crate) mod prefixed;
 pub mod proxy_protocol;
 pub mod raw;
+#[cfg(test)]
+mod test_waker;
 mod timed_io;
 
 pub use activity::monotonic_ms;

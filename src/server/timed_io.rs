@@ -159,6 +159,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for TimedIo<I> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::test_waker::CountingWaker;
     use tokio::io::AsyncWriteExt;
 
     #[tokio::test(start_paused = true)]
@@ -190,26 +191,13 @@ mod tests {
         assert_eq!(reader.await.unwrap(), 256);
     }
 
-    /// Counts the wake-ups it is given.
-    struct CountingWaker(std::sync::atomic::AtomicUsize);
-
-    impl std::task::Wake for CountingWaker {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.wake_by_ref();
-        }
-        fn wake_by_ref(self: &std::sync::Arc<Self>) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
     #[tokio::test]
     async fn a_yielding_write_steps_aside_once_then_writes() {
         let (a, mut b) = tokio::io::duplex(1024);
         let mut io = TimedIo::new(a, Duration::from_secs(60)).yield_before_writes();
-        let counter = std::sync::Arc::new(CountingWaker(Default::default()));
-        let waker = std::task::Waker::from(counter.clone());
+        let (counter, waker) = CountingWaker::new();
         let mut cx = Context::from_waker(&waker);
-        let wakes = || counter.0.load(std::sync::atomic::Ordering::Relaxed);
+        let wakes = || counter.wakes();
 
         // First try: nothing written, and the task is woken to come back.
         let first = Pin::new(&mut io).poll_write(&mut cx, b"hello");
