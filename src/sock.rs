@@ -34,10 +34,6 @@ impl Sock {
         Sock(stream)
     }
 
-    pub fn into_inner(self) -> TcpStream {
-        self.0
-    }
-
     /// One write attempt while the socket is writable. `send` reports how much went out.
     fn poll_send(
         &self,
