@@ -34,27 +34,34 @@ impl Sock {
         Sock(stream)
     }
 
-    /// One write attempt while the socket is writable. `send` reports how much went out.
-    fn poll_send(
+    /// One system call once the socket is ready for `interest`, repeated until it
+    /// is not `EAGAIN` or `EINTR`. `call` reports how many of the `wanted` bytes moved.
+    fn poll_call(
         &self,
         cx: &mut Context<'_>,
+        interest: Interest,
         wanted: usize,
-        send: impl Fn(&TcpStream) -> rustix::io::Result<usize>,
+        mut call: impl FnMut(&TcpStream) -> rustix::io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         loop {
-            ready!(self.0.poll_write_ready(cx))?;
+            if interest.is_readable() {
+                ready!(self.0.poll_read_ready(cx))?;
+            } else {
+                ready!(self.0.poll_write_ready(cx))?;
+            }
             let mut short = None;
-            // A write that took part of the bytes is returned as `WouldBlock` to `try_io`,
-            // which clears the readiness it read before the write (a later event is kept).
-            let sent = self.0.try_io(Interest::WRITABLE, || {
-                let n = send(&self.0).map_err(io::Error::from)?;
+            // A call that moved only part of the bytes drained the socket (or filled its
+            // buffer): it is returned as `WouldBlock` to `try_io`, which clears the
+            // readiness it read before the call (a later event is kept).
+            let moved = self.0.try_io(interest, || {
+                let n = call(&self.0).map_err(io::Error::from)?;
                 if n > 0 && n < wanted {
                     short = Some(n);
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
                 Ok(n)
             });
-            match sent {
+            match moved {
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if let Some(n) = short {
@@ -95,33 +102,13 @@ impl AsyncRead for Sock {
         if buf.initialized().len() < buf.capacity() {
             return Pin::new(&mut this.0).poll_read(cx, buf);
         }
-        loop {
-            ready!(this.0.poll_read_ready(cx))?;
-            let room = buf.initialize_unfilled();
-            let wanted = room.len();
-            let mut short = None;
-            let got = this.0.try_io(Interest::READABLE, || {
-                let (n, _) = rustix::net::recv(&this.0, &mut *room, RecvFlags::empty())
-                    .map_err(io::Error::from)?;
-                // Less than there was room for: the socket is drained (see `poll_send`).
-                if n > 0 && n < wanted {
-                    short = Some(n);
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Ok(n)
-            });
-            let n = match got {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match short {
-                    Some(n) => n,
-                    None => continue,
-                },
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            };
-            buf.advance(n);
-            return Poll::Ready(Ok(()));
-        }
+        let room = buf.initialize_unfilled();
+        let wanted = room.len();
+        let n = ready!(this.poll_call(cx, Interest::READABLE, wanted, |s| {
+            rustix::net::recv(s, &mut *room, RecvFlags::empty()).map(|(n, _)| n)
+        }))?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -135,7 +122,7 @@ impl AsyncWrite for Sock {
             return Poll::Ready(Ok(0));
         }
         // MSG_NOSIGNAL: a peer that has gone makes this an error, never a SIGPIPE.
-        self.poll_send(cx, buf.len(), |s| {
+        self.poll_call(cx, Interest::WRITABLE, buf.len(), |s| {
             rustix::net::send(s, buf, SendFlags::NOSIGNAL)
         })
     }
@@ -150,7 +137,7 @@ impl AsyncWrite for Sock {
         if wanted == 0 {
             return Poll::Ready(Ok(0));
         }
-        self.poll_send(cx, wanted, |s| {
+        self.poll_call(cx, Interest::WRITABLE, wanted, |s| {
             rustix::net::sendmsg(
                 s,
                 bufs,
