@@ -97,7 +97,12 @@ enum Command {
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::prelude::*;
-    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // rustls warns once per handshake about what the peer did wrong (an IP address as
+    // SNI, a fatal alert it is about to send): any client could fill the log that way.
+    // nginx logs client-caused handshake failures at `info` too; our handshake counters
+    // (`/metrics`) keep the figures. RUST_LOG, when set, decides alone.
+    let env =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rustls=error"));
     // Colours only for a person at a terminal: in files and log collectors the escape
     // codes are noise.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
