@@ -91,6 +91,9 @@ enum Command {
     },
 }
 
+/// What is logged when `RUST_LOG` is not set (see `init_logging`).
+const DEFAULT_LOG_FILTER: &str = "info,rustls=error";
+
 /// Operational logs go to stderr; access-log lines (one JSON object per request) go to
 /// stdout from a thread of their own (`log_writer`), so they can be collected apart from
 /// the rest and never slow a request.
@@ -102,7 +105,7 @@ fn init_logging(format: LogFormat) {
     // nginx logs client-caused handshake failures at `info` too; our handshake counters
     // (`/metrics`) keep the figures. RUST_LOG, when set, decides alone.
     let env =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rustls=error"));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     // Colours only for a person at a terminal: in files and log collectors the escape
     // codes are noise.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
@@ -155,5 +158,43 @@ fn main() -> ExitCode {
             eprintln!("portcullis: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing::Subscriber;
+    use tracing_subscriber::layer::{Context, Layer};
+    use tracing_subscriber::prelude::*;
+
+    use super::DEFAULT_LOG_FILTER;
+
+    /// Records the target of every event the filter lets through.
+    struct Targets(Arc<Mutex<Vec<String>>>);
+
+    impl<S: Subscriber> Layer<S> for Targets {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            if let Ok(mut seen) = self.0.lock() {
+                seen.push(event.metadata().target().to_owned());
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_filter_drops_rustls_warnings_and_keeps_our_info() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER))
+            .with(Targets(seen.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "rustls::msgs::handshake", "Illegal SNI extension");
+            tracing::error!(target: "rustls::conn", "an error rustls reports");
+            tracing::info!(target: "portcullis::server", "listening");
+            tracing::debug!(target: "portcullis::server", "not at info");
+        });
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen, ["rustls::conn", "portcullis::server"]);
     }
 }
