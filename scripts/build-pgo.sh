@@ -7,9 +7,10 @@
 #   scripts/build-pgo.sh [SECONDS]   → target/pgo/portcullis
 #
 # 1. An instrumented build (target/pgo/gen) counts every branch it takes.
-# 2. scripts/load-test.sh loads it for SECONDS (default 5) per stage: HTTP/1.1, HTTPS,
-#    HTTP/2, a new TLS connection per request and webhook reviews. Code no stage reaches
-#    is treated as cold and built for size, so every path that matters must be in it.
+# 2. scripts/load-test.sh loads it for SECONDS (default 5) per stage, once with the access
+#    log on and once off: HTTP/1.1, HTTPS, HTTP/2, a new TLS connection per request and
+#    webhook reviews. Code no stage reaches is treated as cold and built for size, so
+#    every path that matters must be in it.
 # 3. llvm-profdata (the one of rustc's LLVM version; Debian's llvm-N package is
 #    installed when missing) merges the counts.
 # 4. The release build (target/pgo/use) reads them. `cargo build --release` is
@@ -50,11 +51,17 @@ echo "build-pgo: instrumented build" >&2
 RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$out/raw" CARGO_TARGET_DIR="$out/gen" \
     cargo build --release --locked --quiet --target "$host" --bin portcullis
 
-echo "build-pgo: training run (scripts/load-test.sh $secs)" >&2
 # The echo pods run the same binary and add their counts: hyper's HTTP/1 server code
-# serves the gateway's own HTTP/1.1 clients and the webhook too.
-PORTCULLIS_BIN="$out/gen/$host/release/portcullis" scripts/load-test.sh "$secs" 64 \
-    >"$out/training.log" 2>&1 || { cat "$out/training.log" >&2; exit 1; }
+# serves the gateway's own HTTP/1.1 clients and the webhook too. Two runs: the access log
+# on, as deployments have it by default, and off, as the side-by-side benchmark has it;
+# either path left out of the profile would be built as cold code.
+: >"$out/training.log"
+for access_log in on off; do
+    echo "build-pgo: training run (ACCESS_LOG=$access_log scripts/load-test.sh $secs)" >&2
+    ACCESS_LOG=$access_log PORTCULLIS_BIN="$out/gen/$host/release/portcullis" \
+        scripts/load-test.sh "$secs" 64 >>"$out/training.log" 2>&1 \
+        || { cat "$out/training.log" >&2; exit 1; }
+done
 ls "$out"/raw/*.profraw >/dev/null 2>&1 || { echo "build-pgo: the training run wrote no profile" >&2; exit 1; }
 "$profdata" merge -o "$out/merged.profdata" "$out/raw"
 

@@ -12,6 +12,8 @@
 #   POD_PORT  the pods' port (default: a free one)
 #   PORTCULLIS_BIN  a binary to load instead of building target/release/portcullis
 #             (scripts/build-pgo.sh loads its instrumented build this way)
+#   ACCESS_LOG  on: keep the access log on, as it is by default, writing to /dev/null
+#             (default off: it would measure the terminal, not the proxy)
 # The listeners' ports are picked free at start, so nothing else on the machine can be
 # mistaken for the gateway.
 set -euo pipefail
@@ -19,6 +21,13 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 conns=${2:-32}
 pod_net=${POD_NET:-127.0.0}
+# fd 3 takes serve's standard output: the access log's lines when it is on.
+access_log=false
+case "${ACCESS_LOG:-off}" in
+  on) access_log=true; exec 3>/dev/null ;;
+  off) exec 3>&1 ;;
+  *) echo "load-test: ACCESS_LOG is on or off, not '$ACCESS_LOG'" >&2; exit 2 ;;
+esac
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v h2load >/dev/null || missing+=(nghttp2-client)
@@ -61,17 +70,52 @@ spec:
         paths:
           - {path: /, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
 YAML
+# Features a route adds to the request path, so they are in the build-pgo.sh profile too:
+# an auth subrequest (to a pod, which answers 2xx), a rate limit no stage reaches, and a
+# canary taking half the requests.
+cat > "$work/manifests/60-features.yaml" <<YAML
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: features
+  namespace: demo
+  annotations:
+    nginx.ingress.kubernetes.io/auth-url: http://$pod_net.2:$pod_port/auth
+    nginx.ingress.kubernetes.io/limit-rps: "1000000"
+spec:
+  ingressClassName: portcullis
+  rules:
+    - host: features.example.test
+      http:
+        paths:
+          - {path: /, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: features-canary
+  namespace: demo
+  annotations:
+    nginx.ingress.kubernetes.io/canary: "true"
+    nginx.ingress.kubernetes.io/canary-weight: "50"
+spec:
+  ingressClassName: portcullis
+  rules:
+    - host: features.example.test
+      http:
+        paths:
+          - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+YAML
 for i in 2 3 4 5; do
   "$bin" echo --addr "$pod_net.$i:$pod_port" --name "pod-$i" 2>>"$work/pods.log" &
   pids+=($!)
 done
-# Access log off: it would measure the terminal, not the proxy.
 # No drain delay: the cleanup's SIGTERM should end the run at once.
-printf 'ingress: {accessLog: false}\nshutdown: {drainDelaySeconds: 0}\n' > "$work/settings.yaml"
+printf 'ingress: {accessLog: %s}\nshutdown: {drainDelaySeconds: 0}\n' "$access_log" > "$work/settings.yaml"
 RUST_LOG=warn,rustls=error "$bin" serve --manifests "$work/manifests" --config "$work/settings.yaml" \
   --webhook-addr "127.0.0.1:$webhook_port" --admin-addr "127.0.0.1:$admin_port" \
   --http-addr "127.0.0.1:$http_port" --https-addr "127.0.0.1:$https_port" \
-  --cert-dir "$work/wh" 2>"$work/serve.log" &
+  --cert-dir "$work/wh" >&3 2>"$work/serve.log" &
 serve_pid=$!
 pids+=("$serve_pid")
 ready=
@@ -132,6 +176,8 @@ h2 "through portcullis, HTTP/2, POST with a body (the usual path)" -c"$conns" -m
   -d examples/review-pod.json -H ':authority: shop.example.test' "https://127.0.0.1:$https_port/api/"
 h2 "through portcullis, HTTP/1.1, POST with a body (the usual path)" --h1 -c"$conns" \
   -d examples/review-pod.json -H ':authority: plain.example.test' "http://127.0.0.1:$http_port/api/"
+run "through portcullis, HTTP, auth subrequest, rate limit and canary" \
+  -H 'Host: features.example.test' "http://127.0.0.1:$http_port/api/"
 run "through portcullis, HTTPS, a new TLS connection per request" \
   -H 'Host: shop.example.test' -H 'Connection: close' "https://127.0.0.1:$https_port/api/"
 h2 "AdmissionReviews to the webhook (HTTP/1.1 over TLS)" --h1 -c"$conns" \
