@@ -8,9 +8,10 @@
 #
 # 1. An instrumented build (target/pgo/gen) counts every branch it takes.
 # 2. scripts/load-test.sh loads it for SECONDS (default 5) per stage, once with the access
-#    log on and once off: HTTP/1.1, HTTPS, HTTP/2, a new TLS connection per request and
-#    webhook reviews. Code no stage reaches is treated as cold and built for size, so
-#    every path that matters must be in it.
+#    log on and once off: HTTP/1.1, HTTPS, HTTP/2, the usual path, a route with an auth
+#    subrequest, a rate limit and a canary, a new TLS connection per request and webhook
+#    reviews. Code no stage reaches is treated as cold and built for size, so every path
+#    that matters must be in it.
 # 3. llvm-profdata (the one of rustc's LLVM version; Debian's llvm-N package is
 #    installed when missing) merges the counts.
 # 4. The release build (target/pgo/use) reads them. `cargo build --release` is

@@ -2,7 +2,8 @@
 # Gateway load test with real load tools (wrk and h2load, installed from Debian's packages
 # if missing): the same keep-alive GET straight to an echo pod, then through portcullis
 # over HTTP, HTTPS and HTTP/2, requests that take the usual path (a rewrite, POSTs with a
-# body), a new TLS connection per request, and AdmissionReviews posted to the webhook.
+# body), a route with an auth subrequest, a rate limit and a canary, a new TLS connection
+# per request, and AdmissionReviews posted to the webhook.
 # Prints each tool's requests/s and latency; a stage with failed or non-2xx answers fails
 # the script.
 #   scripts/load-test.sh [SECONDS] [CONNECTIONS]
